@@ -1,0 +1,187 @@
+//! The host interpreter: a lowered model run through `tinynas_runtime`'s kernels, step for step
+//! as the generated code runs it, over one arena of the planned size.
+
+use tinynas_model::lower::{Kernel, OutputQuant, Program, Weights};
+use tinynas_model::plan::Location;
+use tinynas_model::{InputType, Model};
+use tinynas_runtime::kernels as k;
+
+/// A model input as the firmware passes it.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    U8(&'a [u8]),
+    I8(&'a [i8]),
+}
+
+/// Why a model cannot run on an input.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RunError {
+    #[error("the model takes {expected} {ty} input values, got {got}")]
+    InputLength { expected: usize, got: usize, ty: &'static str },
+    #[error("the model takes {expected} input, got {got}")]
+    InputType { expected: &'static str, got: &'static str },
+}
+
+/// A model ready to run on the host.
+#[derive(Debug, Clone)]
+pub struct HostModel {
+    input_type: InputType,
+    input_len: usize,
+    program: Program,
+}
+
+impl HostModel {
+    pub fn new(model: &Model) -> Result<Self, tinynas_model::Error> {
+        Ok(HostModel {
+            input_type: model.input_type,
+            input_len: model.input_shape.elements(),
+            program: tinynas_model::lower::lower(model)?,
+        })
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Runs one inference and returns the output tensor (the logits).
+    pub fn run(&self, input: Input<'_>) -> Result<Vec<i8>, RunError> {
+        let x: Vec<i8> = match (self.input_type, input) {
+            (InputType::U8, Input::U8(v)) => v.iter().map(|&b| b as i8).collect(),
+            (InputType::I8, Input::I8(v)) => v.to_vec(),
+            (InputType::U8, Input::I8(_)) => return Err(RunError::InputType { expected: "u8", got: "i8" }),
+            (InputType::I8, Input::U8(_)) => return Err(RunError::InputType { expected: "i8", got: "u8" }),
+        };
+        if x.len() != self.input_len {
+            let ty = if self.input_type == InputType::U8 { "u8" } else { "i8" };
+            return Err(RunError::InputLength { expected: self.input_len, got: x.len(), ty });
+        }
+        let mut arena = vec![0i8; self.program.plan.arena_bytes];
+        for step in &self.program.steps {
+            let read = |loc: &Location, arena: &[i8]| -> Vec<i8> {
+                match *loc {
+                    Location::Input => x.clone(),
+                    Location::Arena { offset, len } => arena[offset..offset + len].to_vec(),
+                }
+            };
+            let inputs: Vec<Vec<i8>> = step.inputs.iter().map(|l| read(l, &arena)).collect();
+            let (off, len) = step.output;
+            let y = &mut arena[off..off + len];
+            let a = inputs.first().map_or(&[][..], |v| &v[..]);
+            match &step.kernel {
+                Kernel::QuantizeU8 => {
+                    let raw: Vec<u8> = a.iter().map(|&b| b as u8).collect();
+                    k::quantize_u8(&raw, y);
+                }
+                Kernel::Conv2d { dims, w } => k::conv2d(a, y, &conv(dims, w)),
+                Kernel::DepthwiseConv2d { dims, w } => k::depthwise_conv2d(a, y, &conv(dims, w)),
+                Kernel::FullyConnected { in_features, out_features, w } => k::fully_connected(
+                    a,
+                    y,
+                    &k::Dense {
+                        weights: &w.weights,
+                        bias: &w.bias,
+                        multiplier: &w.multiplier,
+                        shift: &w.shift,
+                        in_features: *in_features,
+                        out_features: *out_features,
+                        quant: oq(&w.quant),
+                    },
+                ),
+                Kernel::MaxPool2d(d) => k::max_pool2d(a, y, &pool(d)),
+                Kernel::AvgPool2d(d) => k::avg_pool2d(a, y, &pool(d)),
+                Kernel::GlobalAveragePool(m) => k::global_average_pool(
+                    a,
+                    y,
+                    &k::MeanParams {
+                        h: m.h,
+                        w: m.w,
+                        channels: m.channels,
+                        multiplier: m.multiplier,
+                        shift: m.shift,
+                        input_offset: m.input_offset,
+                        output_offset: m.output_offset,
+                    },
+                ),
+                Kernel::Add(p) => {
+                    let b = inputs.get(1).map_or(&[][..], |v| &v[..]);
+                    k::add(a, b, y, &add_params(p))
+                }
+                Kernel::Softmax(s) => k::softmax(
+                    a,
+                    y,
+                    &k::SoftmaxParams {
+                        depth: s.depth,
+                        rows: s.rows,
+                        input_multiplier: s.input_multiplier,
+                        input_left_shift: s.input_left_shift,
+                        diff_min: s.diff_min,
+                    },
+                ),
+            }
+        }
+        Ok(match self.program.output {
+            Location::Input => x,
+            Location::Arena { offset, len } => arena[offset..offset + len].to_vec(),
+        })
+    }
+}
+
+/// Runtime parameter structs from their lowered twins (public for the oracle tests).
+pub fn oq(q: &OutputQuant) -> k::OutputQuant {
+    k::OutputQuant { input_offset: q.input_offset, output_offset: q.output_offset, act_min: q.act_min, act_max: q.act_max }
+}
+
+pub fn conv<'a>(d: &tinynas_model::lower::ConvDims, w: &'a Weights) -> k::Conv<'a> {
+    k::Conv {
+        weights: &w.weights,
+        bias: &w.bias,
+        multiplier: &w.multiplier,
+        shift: &w.shift,
+        dims: k::ConvDims {
+            in_h: d.in_h,
+            in_w: d.in_w,
+            in_c: d.in_c,
+            out_h: d.out_h,
+            out_w: d.out_w,
+            out_c: d.out_c,
+            k_h: d.k_h,
+            k_w: d.k_w,
+            stride: d.stride,
+            pad_top: d.pad_top,
+            pad_left: d.pad_left,
+        },
+        quant: oq(&w.quant),
+    }
+}
+
+pub fn pool(d: &tinynas_model::lower::PoolDims) -> k::PoolDims {
+    k::PoolDims {
+        in_h: d.in_h,
+        in_w: d.in_w,
+        channels: d.channels,
+        out_h: d.out_h,
+        out_w: d.out_w,
+        k_h: d.k_h,
+        k_w: d.k_w,
+        stride: d.stride,
+        pad_top: d.pad_top,
+        pad_left: d.pad_left,
+    }
+}
+
+pub fn add_params(p: &tinynas_model::lower::AddParams) -> k::AddParams {
+    k::AddParams {
+        input1_offset: p.input1_offset,
+        input2_offset: p.input2_offset,
+        output_offset: p.output_offset,
+        left_shift: p.left_shift,
+        input1_multiplier: p.input1_multiplier,
+        input1_shift: p.input1_shift,
+        input2_multiplier: p.input2_multiplier,
+        input2_shift: p.input2_shift,
+        output_multiplier: p.output_multiplier,
+        output_shift: p.output_shift,
+        act_min: p.act_min,
+        act_max: p.act_max,
+    }
+}

@@ -1,0 +1,6 @@
+//! cargo-tinynas as a library: what the `cargo tinynas` subcommand is made of.
+//!
+//! * [`host`]: runs a model on the host through the runtime's own kernels (the code that runs on
+//!   the microcontroller), for int8 accuracy and as the reference a device's outputs must equal.
+
+pub mod host;

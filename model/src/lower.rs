@@ -1,0 +1,265 @@
+//! Lowering: a [`Model`] becomes a [`Program`], the exact sequence of kernel calls with every
+//! integer parameter computed (dims, padding, multipliers, shifts, offsets, clamps) and every
+//! tensor placed in the arena. The code generator emits a program as Rust; the host interpreter in
+//! `cargo-tinynas` runs the same program through the same kernels. Field names match
+//! `tinynas_runtime::kernels`.
+
+use crate::error::Error;
+use crate::ir::{window_output, InputType, Model, Op, QParams, Shape};
+use crate::plan::{plan, Location, Plan};
+use crate::quant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputQuant {
+    pub input_offset: i32,
+    pub output_offset: i32,
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvDims {
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub out_c: usize,
+    pub k_h: usize,
+    pub k_w: usize,
+    pub stride: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolDims {
+    pub in_h: usize,
+    pub in_w: usize,
+    pub channels: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub k_h: usize,
+    pub k_w: usize,
+    pub stride: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeanParams {
+    pub h: usize,
+    pub w: usize,
+    pub channels: usize,
+    pub multiplier: i32,
+    pub shift: i32,
+    pub input_offset: i32,
+    pub output_offset: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddParams {
+    pub input1_offset: i32,
+    pub input2_offset: i32,
+    pub output_offset: i32,
+    pub left_shift: i32,
+    pub input1_multiplier: i32,
+    pub input1_shift: i32,
+    pub input2_multiplier: i32,
+    pub input2_shift: i32,
+    pub output_multiplier: i32,
+    pub output_shift: i32,
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoftmaxParams {
+    pub depth: usize,
+    pub rows: usize,
+    pub input_multiplier: i32,
+    pub input_left_shift: i32,
+    pub diff_min: i32,
+}
+
+/// Weights and per-channel requantisation of a conv or dense layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Weights {
+    pub weights: Vec<i8>,
+    pub bias: Vec<i32>,
+    pub multiplier: Vec<i32>,
+    pub shift: Vec<i32>,
+    pub quant: OutputQuant,
+}
+
+/// One kernel call with all its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kernel {
+    /// `u8` input to int8 (`x - 128`).
+    QuantizeU8,
+    Conv2d { dims: ConvDims, w: Weights },
+    DepthwiseConv2d { dims: ConvDims, w: Weights },
+    FullyConnected { in_features: usize, out_features: usize, w: Weights },
+    MaxPool2d(PoolDims),
+    AvgPool2d(PoolDims),
+    GlobalAveragePool(MeanParams),
+    Add(AddParams),
+    Softmax(SoftmaxParams),
+}
+
+/// A kernel call: where it reads and where it writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The node this step computes (`None` for the input conversion).
+    pub node: Option<usize>,
+    pub kernel: Kernel,
+    pub inputs: Vec<Location>,
+    /// Always in the arena: `(offset, len)`.
+    pub output: (usize, usize),
+}
+
+/// A model lowered to kernel calls over one arena.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    pub steps: Vec<Step>,
+    pub plan: Plan,
+    /// Where the logits are after the last step.
+    pub output: Location,
+}
+
+fn output_quant(x: QParams, y: QParams, act: crate::ir::Activation) -> OutputQuant {
+    let (act_min, act_max) = quant::activation_range(act, y);
+    OutputQuant { input_offset: -x.zero_point, output_offset: y.zero_point, act_min, act_max }
+}
+
+fn pads(x: Shape, k: [usize; 2], stride: usize, padding: crate::ir::Padding) -> (usize, usize) {
+    let top = window_output(x.h, k[0], stride, padding).map_or(0, |v| v.1);
+    let left = window_output(x.w, k[1], stride, padding).map_or(0, |v| v.1);
+    (top, left)
+}
+
+/// Lowers a model.
+pub fn lower(model: &Model) -> Result<Program, Error> {
+    let plan = plan(model);
+    let mut steps = Vec::new();
+    let arena = |loc: Location| match loc {
+        Location::Arena { offset, len } => Some((offset, len)),
+        Location::Input => None,
+    };
+    if model.input_type == InputType::U8 {
+        if let Some(out) = arena(plan.locations[0]) {
+            steps.push(Step { node: None, kernel: Kernel::QuantizeU8, inputs: vec![Location::Input], output: out });
+        }
+    }
+    for (i, node) in model.nodes.iter().enumerate() {
+        if matches!(node.op, Op::Reshape { .. }) {
+            continue; // aliases its input: nothing to run
+        }
+        let Some(output) = arena(plan.locations[i + 1]) else {
+            return Err(Error::node(i, &node.name, "planner left a computed tensor outside the arena"));
+        };
+        let x = model.shape(node.inputs[0]);
+        let xq = model.quant(node.inputs[0]);
+        let (y, yq) = (node.shape, node.quant);
+        let conv_dims = |k: [usize; 2], stride: usize, pad: (usize, usize)| ConvDims {
+            in_h: x.h,
+            in_w: x.w,
+            in_c: x.c,
+            out_h: y.h,
+            out_w: y.w,
+            out_c: y.c,
+            k_h: k[0],
+            k_w: k[1],
+            stride,
+            pad_top: pad.0,
+            pad_left: pad.1,
+        };
+        let weights = |w: &[i8], scales: &[f32], bias: &[i32], act| {
+            let (multiplier, shift) = quant::per_channel(xq, scales, yq);
+            Weights { weights: w.to_vec(), bias: bias.to_vec(), multiplier, shift, quant: output_quant(xq, yq, act) }
+        };
+        let kernel = match &node.op {
+            Op::Conv2d { conv, .. } | Op::DepthwiseConv2d { conv, .. } => {
+                let dims = conv_dims(conv.kernel, conv.stride, pads(x, conv.kernel, conv.stride, conv.padding));
+                let w = weights(&conv.weights, &conv.weight_scales, &conv.bias, conv.activation);
+                if matches!(node.op, Op::Conv2d { .. }) {
+                    Kernel::Conv2d { dims, w }
+                } else {
+                    Kernel::DepthwiseConv2d { dims, w }
+                }
+            }
+            Op::FullyConnected { activation, weights: wv, weight_scales, bias, .. } => Kernel::FullyConnected {
+                in_features: x.elements(),
+                out_features: y.elements(),
+                w: weights(wv, weight_scales, bias, *activation),
+            },
+            Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
+                let (pad_top, pad_left) = pads(x, p.size, p.stride, p.padding);
+                let d = PoolDims {
+                    in_h: x.h,
+                    in_w: x.w,
+                    channels: x.c,
+                    out_h: y.h,
+                    out_w: y.w,
+                    k_h: p.size[0],
+                    k_w: p.size[1],
+                    stride: p.stride,
+                    pad_top,
+                    pad_left,
+                };
+                if matches!(node.op, Op::MaxPool2d(_)) {
+                    Kernel::MaxPool2d(d)
+                } else {
+                    Kernel::AvgPool2d(d)
+                }
+            }
+            Op::GlobalAveragePool => {
+                let (multiplier, shift) = quant::mean_multiplier(xq, yq, x.h * x.w);
+                Kernel::GlobalAveragePool(MeanParams {
+                    h: x.h,
+                    w: x.w,
+                    channels: x.c,
+                    multiplier,
+                    shift,
+                    input_offset: -xq.zero_point,
+                    output_offset: yq.zero_point,
+                })
+            }
+            Op::Add { activation } => {
+                let bq = model.quant(node.inputs[1]);
+                let a = quant::add_params(xq, bq, yq);
+                let (act_min, act_max) = quant::activation_range(*activation, yq);
+                Kernel::Add(AddParams {
+                    input1_offset: -xq.zero_point,
+                    input2_offset: -bq.zero_point,
+                    output_offset: yq.zero_point,
+                    left_shift: a.left_shift,
+                    input1_multiplier: a.input1_multiplier,
+                    input1_shift: a.input1_shift,
+                    input2_multiplier: a.input2_multiplier,
+                    input2_shift: a.input2_shift,
+                    output_multiplier: a.output_multiplier,
+                    output_shift: a.output_shift,
+                    act_min,
+                    act_max,
+                })
+            }
+            Op::Softmax { beta } => {
+                let p = quant::softmax_params(*beta, xq)
+                    .ok_or_else(|| Error::node(i, &node.name, "softmax beta x input scale is too small"))?;
+                Kernel::Softmax(SoftmaxParams {
+                    depth: y.c,
+                    rows: y.h * y.w,
+                    input_multiplier: p.input_multiplier,
+                    input_left_shift: p.input_left_shift,
+                    diff_min: p.diff_min,
+                })
+            }
+            Op::Reshape { .. } => continue,
+        };
+        let inputs = node.inputs.iter().map(|&t| plan.locations[t]).collect();
+        steps.push(Step { node: Some(i), kernel, inputs, output });
+    }
+    let output = plan.locations[model.output()];
+    Ok(Program { steps, plan, output })
+}
