@@ -2,5 +2,9 @@
 //!
 //! * [`host`]: runs a model on the host through the runtime's own kernels (the code that runs on
 //!   the microcontroller), for int8 accuracy and as the reference a device's outputs must equal.
+//! * [`inspect`]: a model's costs from the IR and the planner.
+//! * [`exit_codes`]: the documented exit codes.
 
+pub mod exit_codes;
 pub mod host;
+pub mod inspect;

@@ -187,3 +187,58 @@ fn try_network(rng: &mut impl Source, cfg: &Config) -> Option<Model> {
     }
     b.finish().ok()
 }
+
+/// Channels of the NanoNAS space A(k, c): `k`, then `n_i = ceil(n_{i-1} * m_i)` with `m_1 = 2`
+/// and `m_{i+1} = m_i - 2^-i` (2, 1.5, 1.25, ...), one per cell.
+pub fn nanonas_channels(k: usize, cells: usize) -> Vec<usize> {
+    let mut ch = vec![k];
+    let mut m = 2.0f64;
+    for i in 1..=cells {
+        let prev = *ch.last().unwrap_or(&k) as f64;
+        ch.push((prev * m).ceil() as usize);
+        m -= 0.5f64.powi(i as i32);
+    }
+    ch
+}
+
+/// A network of the NanoNAS space A(k, c) with random int8 weights (for fixtures and tests; the
+/// trainer builds the same shape from trained weights): 3x3 same conv with `k` filters + ReLU, then
+/// `c` cells of [2x2 max pool stride 2, 3x3 same conv + ReLU], global average pool, dense.
+pub fn nanonas(rng: &mut impl Source, k: usize, cells: usize, input: Shape, classes: usize) -> Result<Model, crate::Error> {
+    let in_q = QParams { scale: 1.0 / 255.0, zero_point: 0 };
+    let mut b = ModelBuilder::new(InputType::U8, input, in_q)?;
+    let mut x: TensorId = 0;
+    for (i, &oc) in nanonas_channels(k, cells).iter().enumerate() {
+        if i > 0 {
+            let q = b.quant(x).unwrap_or(in_q);
+            let pool = PoolParams { size: [2, 2], stride: 2, padding: Padding::Valid };
+            x = b.add(format!("cell{i}.pool"), Op::MaxPool2d(pool), &[x], q)?;
+        }
+        let s = b.shape(x).unwrap_or(input);
+        let xq = b.quant(x).unwrap_or(in_q);
+        let fan = 9 * s.c;
+        let (w, sc, bias, q) = weights(rng, oc * fan, oc, fan, xq);
+        let conv = ConvParams { kernel: [3, 3], stride: 1, padding: Padding::Same, activation: Activation::Relu, weights: w, weight_scales: sc, bias };
+        x = b.add(format!("cell{i}.conv"), Op::Conv2d { out_channels: oc, conv }, &[x], q)?;
+    }
+    let xq = b.quant(x).unwrap_or(in_q);
+    x = b.add("gap", Op::GlobalAveragePool, &[x], xq)?;
+    let n = b.shape(x).map_or(1, |s| s.elements());
+    let (w, sc, bias, q) = weights(rng, classes * n, classes, n, xq);
+    b.add("dense", Op::FullyConnected { out_features: classes, activation: Activation::None, weights: w, weight_scales: sc, bias }, &[x], q)?;
+    b.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nanonas_channel_growth() {
+        // 2, 1.5, 1.25, 1.125: 4 -> 8 -> 12 -> 15 -> 17
+        assert_eq!(nanonas_channels(4, 4), vec![4, 8, 12, 15, 17]);
+        let m = nanonas(&mut SplitMix(1), 4, 2, Shape::new(32, 32, 3), 10).unwrap();
+        assert_eq!(m.classes(), 10);
+        assert_eq!(m.nodes.len(), 1 + 2 * 2 + 2);
+    }
+}

@@ -1,0 +1,85 @@
+//! `cargo tinynas inspect`: what a model costs, layer by layer, from the IR and the planner alone.
+
+use tinynas_model::plan::{plan, Location};
+use tinynas_model::{InputType, Model};
+
+/// A report of a model's costs: rendered as a table for people or as JSON for machines.
+pub fn report(model: &Model) -> serde_json::Value {
+    let p = plan(model);
+    let layers: Vec<serde_json::Value> = model
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let (offset, bytes) = match p.locations[i + 1] {
+                Location::Arena { offset, len } => (Some(offset), len),
+                Location::Input => (None, 0),
+            };
+            serde_json::json!({
+                "index": i,
+                "name": n.name,
+                "op": n.op.kind(),
+                "output_shape": [n.shape.h, n.shape.w, n.shape.c],
+                "macs": n.macs,
+                "params": n.params(),
+                "param_bytes": n.param_bytes(),
+                "activation_bytes": bytes,
+                "arena_offset": offset,
+                "aliases_input": matches!(n.op, tinynas_model::Op::Reshape { .. }),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "reason": "model-report",
+        "input": {
+            "type": match model.input_type { InputType::U8 => "u8", InputType::I8 => "i8" },
+            "shape": [model.input_shape.h, model.input_shape.w, model.input_shape.c],
+            "scale": model.input_quant.scale,
+            "zero_point": model.input_quant.zero_point,
+        },
+        "classes": model.classes(),
+        "labels": model.labels,
+        "layers": layers,
+        "totals": {
+            "macs": model.macs(),
+            "params": model.params(),
+            "param_bytes": model.param_bytes(),
+            "arena_bytes": p.arena_bytes,
+            "live_peak_bytes": p.live_peak_bytes,
+            "naive_activation_bytes": p.naive_bytes,
+        }
+    })
+}
+
+/// The report as a table.
+pub fn render(model: &Model, r: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let shape = |v: &serde_json::Value| {
+        v.as_array().map(|a| a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x")).unwrap_or_default()
+    };
+    let _ = writeln!(s, "input: {} {}  ->  {} outputs", r["input"]["type"].as_str().unwrap_or(""), shape(&r["input"]["shape"]), model.classes());
+    let _ = writeln!(s, "{:>3}  {:<18} {:<18} {:>10} {:>12} {:>8} {:>10} {:>8}", "#", "name", "op", "output", "MACs", "params", "act bytes", "offset");
+    for l in r["layers"].as_array().into_iter().flatten() {
+        let offset = l["arena_offset"].as_u64().map_or("-".to_string(), |o| o.to_string());
+        let _ = writeln!(
+            s,
+            "{:>3}  {:<18} {:<18} {:>10} {:>12} {:>8} {:>10} {:>8}",
+            l["index"].to_string(),
+            l["name"].as_str().unwrap_or(""),
+            l["op"].as_str().unwrap_or(""),
+            shape(&l["output_shape"]),
+            l["macs"].to_string(),
+            l["params"].to_string(),
+            l["activation_bytes"].to_string(),
+            offset
+        );
+    }
+    let t = &r["totals"];
+    let _ = writeln!(s, "MACs:                    {}", t["macs"]);
+    let _ = writeln!(s, "parameters:              {} ({} bytes in flash with biases and requantisation constants)", t["params"], t["param_bytes"]);
+    let _ = writeln!(s, "arena (planned peak):    {} bytes", t["arena_bytes"]);
+    let _ = writeln!(s, "  live lower bound:      {} bytes", t["live_peak_bytes"]);
+    let _ = writeln!(s, "  sum of activations:    {} bytes (what a planner without reuse needs)", t["naive_activation_bytes"]);
+    s
+}
