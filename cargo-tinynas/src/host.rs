@@ -17,9 +17,16 @@ pub enum Input<'a> {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RunError {
     #[error("the model takes {expected} {ty} input values, got {got}")]
-    InputLength { expected: usize, got: usize, ty: &'static str },
+    InputLength {
+        expected: usize,
+        got: usize,
+        ty: &'static str,
+    },
     #[error("the model takes {expected} input, got {got}")]
-    InputType { expected: &'static str, got: &'static str },
+    InputType {
+        expected: &'static str,
+        got: &'static str,
+    },
 }
 
 /// A model ready to run on the host.
@@ -48,12 +55,30 @@ impl HostModel {
         let x: Vec<i8> = match (self.input_type, input) {
             (InputType::U8, Input::U8(v)) => v.iter().map(|&b| b as i8).collect(),
             (InputType::I8, Input::I8(v)) => v.to_vec(),
-            (InputType::U8, Input::I8(_)) => return Err(RunError::InputType { expected: "u8", got: "i8" }),
-            (InputType::I8, Input::U8(_)) => return Err(RunError::InputType { expected: "i8", got: "u8" }),
+            (InputType::U8, Input::I8(_)) => {
+                return Err(RunError::InputType {
+                    expected: "u8",
+                    got: "i8",
+                })
+            }
+            (InputType::I8, Input::U8(_)) => {
+                return Err(RunError::InputType {
+                    expected: "i8",
+                    got: "u8",
+                })
+            }
         };
         if x.len() != self.input_len {
-            let ty = if self.input_type == InputType::U8 { "u8" } else { "i8" };
-            return Err(RunError::InputLength { expected: self.input_len, got: x.len(), ty });
+            let ty = if self.input_type == InputType::U8 {
+                "u8"
+            } else {
+                "i8"
+            };
+            return Err(RunError::InputLength {
+                expected: self.input_len,
+                got: x.len(),
+                ty,
+            });
         }
         let mut arena = vec![0i8; self.program.plan.arena_bytes];
         for step in &self.program.steps {
@@ -74,7 +99,11 @@ impl HostModel {
                 }
                 Kernel::Conv2d { dims, w } => k::conv2d(a, y, &conv(dims, w)),
                 Kernel::DepthwiseConv2d { dims, w } => k::depthwise_conv2d(a, y, &conv(dims, w)),
-                Kernel::FullyConnected { in_features, out_features, w } => k::fully_connected(
+                Kernel::FullyConnected {
+                    in_features,
+                    out_features,
+                    w,
+                } => k::fully_connected(
                     a,
                     y,
                     &k::Dense {
@@ -128,7 +157,12 @@ impl HostModel {
 
 /// Runtime parameter structs from their lowered twins (public for the oracle tests).
 pub fn oq(q: &OutputQuant) -> k::OutputQuant {
-    k::OutputQuant { input_offset: q.input_offset, output_offset: q.output_offset, act_min: q.act_min, act_max: q.act_max }
+    k::OutputQuant {
+        input_offset: q.input_offset,
+        output_offset: q.output_offset,
+        act_min: q.act_min,
+        act_max: q.act_max,
+    }
 }
 
 pub fn conv<'a>(d: &tinynas_model::lower::ConvDims, w: &'a Weights) -> k::Conv<'a> {

@@ -56,12 +56,31 @@ pub fn render(model: &Model, r: &serde_json::Value) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let shape = |v: &serde_json::Value| {
-        v.as_array().map(|a| a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x")).unwrap_or_default()
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join("x")
+            })
+            .unwrap_or_default()
     };
-    let _ = writeln!(s, "input: {} {}  ->  {} outputs", r["input"]["type"].as_str().unwrap_or(""), shape(&r["input"]["shape"]), model.classes());
-    let _ = writeln!(s, "{:>3}  {:<18} {:<18} {:>10} {:>12} {:>8} {:>10} {:>8}", "#", "name", "op", "output", "MACs", "params", "act bytes", "offset");
+    let _ = writeln!(
+        s,
+        "input: {} {}  ->  {} outputs",
+        r["input"]["type"].as_str().unwrap_or(""),
+        shape(&r["input"]["shape"]),
+        model.classes()
+    );
+    let _ = writeln!(
+        s,
+        "{:>3}  {:<18} {:<18} {:>10} {:>12} {:>8} {:>10} {:>8}",
+        "#", "name", "op", "output", "MACs", "params", "act bytes", "offset"
+    );
     for l in r["layers"].as_array().into_iter().flatten() {
-        let offset = l["arena_offset"].as_u64().map_or("-".to_string(), |o| o.to_string());
+        let offset = l["arena_offset"]
+            .as_u64()
+            .map_or("-".to_string(), |o| o.to_string());
         let _ = writeln!(
             s,
             "{:>3}  {:<18} {:<18} {:>10} {:>12} {:>8} {:>10} {:>8}",
@@ -77,9 +96,17 @@ pub fn render(model: &Model, r: &serde_json::Value) -> String {
     }
     let t = &r["totals"];
     let _ = writeln!(s, "MACs:                    {}", t["macs"]);
-    let _ = writeln!(s, "parameters:              {} ({} bytes in flash with biases and requantisation constants)", t["params"], t["param_bytes"]);
+    let _ = writeln!(
+        s,
+        "parameters:              {} ({} bytes in flash with biases and requantisation constants)",
+        t["params"], t["param_bytes"]
+    );
     let _ = writeln!(s, "arena (planned peak):    {} bytes", t["arena_bytes"]);
     let _ = writeln!(s, "  live lower bound:      {} bytes", t["live_peak_bytes"]);
-    let _ = writeln!(s, "  sum of activations:    {} bytes (what a planner without reuse needs)", t["naive_activation_bytes"]);
+    let _ = writeln!(
+        s,
+        "  sum of activations:    {} bytes (what a planner without reuse needs)",
+        t["naive_activation_bytes"]
+    );
     s
 }

@@ -56,8 +56,10 @@ fn main() -> ExitCode {
 fn run(args: Tinynas) -> anyhow::Result<()> {
     match args.command {
         Command::Inspect(a) => {
-            let bytes = std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
-            let model = tinynas_model::format::read(&bytes).with_context(|| format!("{} is not a usable model", a.model.display()))?;
+            let bytes = std::fs::read(&a.model)
+                .with_context(|| format!("cannot read {}", a.model.display()))?;
+            let model = tinynas_model::format::read(&bytes)
+                .with_context(|| format!("{} is not a usable model", a.model.display()))?;
             let report = inspect::report(&model);
             match a.message_format {
                 MessageFormat::Json => println!("{report}"),

@@ -23,7 +23,11 @@ pub struct Options {
 impl Options {
     /// Options for a type called `name` (which must be a valid identifier).
     pub fn new(name: Ident) -> Self {
-        Options { name, runtime: quote!(::tinynas_runtime), track_file: None }
+        Options {
+            name,
+            runtime: quote!(::tinynas_runtime),
+            track_file: None,
+        }
     }
 }
 
@@ -59,27 +63,52 @@ fn i(v: i32) -> TokenStream {
 }
 
 fn conv_dims(p: &TokenStream, d: &ConvDims) -> TokenStream {
-    fields(quote!(#p::ConvDims), &[
-        ("in_h", u(d.in_h)), ("in_w", u(d.in_w)), ("in_c", u(d.in_c)),
-        ("out_h", u(d.out_h)), ("out_w", u(d.out_w)), ("out_c", u(d.out_c)),
-        ("k_h", u(d.k_h)), ("k_w", u(d.k_w)), ("stride", u(d.stride)),
-        ("pad_top", u(d.pad_top)), ("pad_left", u(d.pad_left)),
-    ])
+    fields(
+        quote!(#p::ConvDims),
+        &[
+            ("in_h", u(d.in_h)),
+            ("in_w", u(d.in_w)),
+            ("in_c", u(d.in_c)),
+            ("out_h", u(d.out_h)),
+            ("out_w", u(d.out_w)),
+            ("out_c", u(d.out_c)),
+            ("k_h", u(d.k_h)),
+            ("k_w", u(d.k_w)),
+            ("stride", u(d.stride)),
+            ("pad_top", u(d.pad_top)),
+            ("pad_left", u(d.pad_left)),
+        ],
+    )
 }
 
 fn output_quant(p: &TokenStream, q: &OutputQuant) -> TokenStream {
-    fields(quote!(#p::OutputQuant), &[
-        ("input_offset", i(q.input_offset)), ("output_offset", i(q.output_offset)),
-        ("act_min", i(q.act_min)), ("act_max", i(q.act_max)),
-    ])
+    fields(
+        quote!(#p::OutputQuant),
+        &[
+            ("input_offset", i(q.input_offset)),
+            ("output_offset", i(q.output_offset)),
+            ("act_min", i(q.act_min)),
+            ("act_max", i(q.act_max)),
+        ],
+    )
 }
 
 /// Statics for a layer's weights; returns the four static names.
 fn weight_statics(out: &mut TokenStream, n: usize, w: &Weights) -> [Ident; 4] {
-    let names = [format_ident!("W{}", n), format_ident!("B{}", n), format_ident!("M{}", n), format_ident!("S{}", n)];
+    let names = [
+        format_ident!("W{}", n),
+        format_ident!("B{}", n),
+        format_ident!("M{}", n),
+        format_ident!("S{}", n),
+    ];
     let [wn, bn, mn, sn] = &names;
     let (nw, nc) = (lit(w.weights.len()), lit(w.bias.len()));
-    let (wv, bv, mv, sv) = (i8s(&w.weights), i32s(&w.bias), i32s(&w.multiplier), i32s(&w.shift));
+    let (wv, bv, mv, sv) = (
+        i8s(&w.weights),
+        i32s(&w.bias),
+        i32s(&w.multiplier),
+        i32s(&w.shift),
+    );
     out.extend(quote! {
         static #wn: [i8; #nw] = #wv;
         static #bn: [i32; #nc] = #bv;
@@ -117,7 +146,10 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                 }
                 Location::Arena { offset, len } => {
                     let base = out_off + out_len;
-                    let (a, b) = (lit(offset.saturating_sub(base)), lit((offset + len).saturating_sub(base)));
+                    let (a, b) = (
+                        lit(offset.saturating_sub(base)),
+                        lit((offset + len).saturating_sub(base)),
+                    );
                     quote!(&hi[#a..#b])
                 }
             })
@@ -134,10 +166,18 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                         weights: &#wn, bias: &#bn, multiplier: &#mn, shift: &#sn, dims: #d, quant: #q,
                     };
                 });
-                let f = if matches!(step.kernel, Kernel::Conv2d { .. }) { quote!(conv2d) } else { quote!(depthwise_conv2d) };
+                let f = if matches!(step.kernel, Kernel::Conv2d { .. }) {
+                    quote!(conv2d)
+                } else {
+                    quote!(depthwise_conv2d)
+                };
                 quote!(#p::#f(#x, y, &#layer);)
             }
-            Kernel::FullyConnected { in_features, out_features, w } => {
+            Kernel::FullyConnected {
+                in_features,
+                out_features,
+                w,
+            } => {
                 let [wn, bn, mn, sn] = weight_statics(&mut statics, n, w);
                 let q = output_quant(&p, &w.quant);
                 let (fi, fo) = (lit(*in_features), lit(*out_features));
@@ -150,40 +190,75 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                 quote!(#p::fully_connected(#x, y, &#layer);)
             }
             Kernel::MaxPool2d(d) | Kernel::AvgPool2d(d) => {
-                let dims = fields(quote!(#p::PoolDims), &[
-                    ("in_h", u(d.in_h)), ("in_w", u(d.in_w)), ("channels", u(d.channels)),
-                    ("out_h", u(d.out_h)), ("out_w", u(d.out_w)), ("k_h", u(d.k_h)), ("k_w", u(d.k_w)),
-                    ("stride", u(d.stride)), ("pad_top", u(d.pad_top)), ("pad_left", u(d.pad_left)),
-                ]);
-                let f = if matches!(step.kernel, Kernel::MaxPool2d(_)) { quote!(max_pool2d) } else { quote!(avg_pool2d) };
+                let dims = fields(
+                    quote!(#p::PoolDims),
+                    &[
+                        ("in_h", u(d.in_h)),
+                        ("in_w", u(d.in_w)),
+                        ("channels", u(d.channels)),
+                        ("out_h", u(d.out_h)),
+                        ("out_w", u(d.out_w)),
+                        ("k_h", u(d.k_h)),
+                        ("k_w", u(d.k_w)),
+                        ("stride", u(d.stride)),
+                        ("pad_top", u(d.pad_top)),
+                        ("pad_left", u(d.pad_left)),
+                    ],
+                );
+                let f = if matches!(step.kernel, Kernel::MaxPool2d(_)) {
+                    quote!(max_pool2d)
+                } else {
+                    quote!(avg_pool2d)
+                };
                 quote!(#p::#f(#x, y, &#dims);)
             }
             Kernel::GlobalAveragePool(m) => {
-                let params = fields(quote!(#p::MeanParams), &[
-                    ("h", u(m.h)), ("w", u(m.w)), ("channels", u(m.channels)),
-                    ("multiplier", i(m.multiplier)), ("shift", i(m.shift)),
-                    ("input_offset", i(m.input_offset)), ("output_offset", i(m.output_offset)),
-                ]);
+                let params = fields(
+                    quote!(#p::MeanParams),
+                    &[
+                        ("h", u(m.h)),
+                        ("w", u(m.w)),
+                        ("channels", u(m.channels)),
+                        ("multiplier", i(m.multiplier)),
+                        ("shift", i(m.shift)),
+                        ("input_offset", i(m.input_offset)),
+                        ("output_offset", i(m.output_offset)),
+                    ],
+                );
                 quote!(#p::global_average_pool(#x, y, &#params);)
             }
             Kernel::Add(a) => {
                 let b = srcs.get(1).cloned().unwrap_or_else(|| quote!(&[]));
-                let params = fields(quote!(#p::AddParams), &[
-                    ("input1_offset", i(a.input1_offset)), ("input2_offset", i(a.input2_offset)),
-                    ("output_offset", i(a.output_offset)), ("left_shift", i(a.left_shift)),
-                    ("input1_multiplier", i(a.input1_multiplier)), ("input1_shift", i(a.input1_shift)),
-                    ("input2_multiplier", i(a.input2_multiplier)), ("input2_shift", i(a.input2_shift)),
-                    ("output_multiplier", i(a.output_multiplier)), ("output_shift", i(a.output_shift)),
-                    ("act_min", i(a.act_min)), ("act_max", i(a.act_max)),
-                ]);
+                let params = fields(
+                    quote!(#p::AddParams),
+                    &[
+                        ("input1_offset", i(a.input1_offset)),
+                        ("input2_offset", i(a.input2_offset)),
+                        ("output_offset", i(a.output_offset)),
+                        ("left_shift", i(a.left_shift)),
+                        ("input1_multiplier", i(a.input1_multiplier)),
+                        ("input1_shift", i(a.input1_shift)),
+                        ("input2_multiplier", i(a.input2_multiplier)),
+                        ("input2_shift", i(a.input2_shift)),
+                        ("output_multiplier", i(a.output_multiplier)),
+                        ("output_shift", i(a.output_shift)),
+                        ("act_min", i(a.act_min)),
+                        ("act_max", i(a.act_max)),
+                    ],
+                );
                 quote!(#p::add(#x, #b, y, &#params);)
             }
             Kernel::Softmax(s) => {
-                let params = fields(quote!(#p::SoftmaxParams), &[
-                    ("depth", u(s.depth)), ("rows", u(s.rows)),
-                    ("input_multiplier", i(s.input_multiplier)), ("input_left_shift", i(s.input_left_shift)),
-                    ("diff_min", i(s.diff_min)),
-                ]);
+                let params = fields(
+                    quote!(#p::SoftmaxParams),
+                    &[
+                        ("depth", u(s.depth)),
+                        ("rows", u(s.rows)),
+                        ("input_multiplier", i(s.input_multiplier)),
+                        ("input_left_shift", i(s.input_left_shift)),
+                        ("diff_min", i(s.diff_min)),
+                    ],
+                );
                 quote!(#p::softmax(#x, y, &#params);)
             }
         };
@@ -210,13 +285,25 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
         InputType::I8 => quote!(i8),
     };
     let classes = model.classes();
-    let [ih, iw, ic] = [model.input_shape.h, model.input_shape.w, model.input_shape.c].map(lit);
-    let (input_len, classes_l, arena_l) = (lit(model.input_shape.elements()), lit(classes), lit(arena_bytes));
+    let [ih, iw, ic] = [
+        model.input_shape.h,
+        model.input_shape.w,
+        model.input_shape.c,
+    ]
+    .map(lit);
+    let (input_len, classes_l, arena_l) = (
+        lit(model.input_shape.elements()),
+        lit(classes),
+        lit(arena_bytes),
+    );
     let macs = Literal::u64_unsuffixed(model.macs());
     let (params, param_bytes) = (lit(model.params()), lit(model.param_bytes()));
     let out_q = model.quant(model.output());
     let (out_scale, out_zp) = (Literal::f32_suffixed(out_q.scale), out_q.zero_point);
-    let (in_scale, in_zp) = (Literal::f32_suffixed(model.input_quant.scale), model.input_quant.zero_point);
+    let (in_scale, in_zp) = (
+        Literal::f32_suffixed(model.input_quant.scale),
+        model.input_quant.zero_point,
+    );
     let labels = (!model.labels.is_empty()).then(|| {
         let l = model.labels.iter();
         quote! {
@@ -224,7 +311,11 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
             pub const LABELS: [&'static str; #classes_l] = [#(#l),*];
         }
     });
-    let track = opts.track_file.as_ref().map(|f| quote!(const _: &[u8] = include_bytes!(#f);));
+    let track = opts.track_file.as_ref().map(|f| {
+        quote!(
+            const _: &[u8] = include_bytes!(#f);
+        )
+    });
     let doc = doc_summary(model, arena_bytes);
 
     quote! {
@@ -296,7 +387,12 @@ fn doc_summary(model: &Model, arena: usize) -> String {
     );
     s.push_str(" | # | op | output | MACs |\n |---|---|---|---|\n");
     for (i, n) in model.nodes.iter().enumerate() {
-        s.push_str(&format!(" | {i} | {} | {} | {} |\n", n.op.kind(), n.shape, n.macs));
+        s.push_str(&format!(
+            " | {i} | {} | {} | {} |\n",
+            n.op.kind(),
+            n.shape,
+            n.macs
+        ));
     }
     s
 }

@@ -28,7 +28,9 @@ pub enum Error {
     #[error("model file version {found} is not supported by this tinynas-model (it reads version {supported}); regenerate the model or update cargo-tinynas")]
     Version { found: u16, supported: u16 },
     /// The payload checksum does not match: the file was altered or damaged.
-    #[error("model file is corrupted: checksum {found:08x} does not match the stored {stored:08x}")]
+    #[error(
+        "model file is corrupted: checksum {found:08x} does not match the stored {stored:08x}"
+    )]
     Checksum { stored: u32, found: u32 },
     /// A field holds a value outside what the format allows.
     #[error("model file is invalid at offset {offset}: {message}")]

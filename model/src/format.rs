@@ -11,15 +11,23 @@
 //!   string name | u8 op | u8 input count | u32 inputs... | f32 scale | i32 zero point | op fields
 //! string: u16 byte length | UTF-8 bytes
 //! ```
-//! Op fields: see [`write_op`]. Every value the reader takes is checked (lengths against the bytes
+//! Op fields:
+//! * Conv2d: u32 out channels, conv; DepthwiseConv2d: u32 multiplier, conv.
+//!   conv = u8 k_h | u8 k_w | u8 stride | u8 padding | u8 activation | u32 n + n x i8 weights |
+//!   u32 n + n x f32 scales | u32 n + n x i32 bias
+//! * pools: u8 size_h | u8 size_w | u8 stride | u8 padding
+//! * FullyConnected: u32 outputs | u8 activation | weights, scales, bias as above
+//! * Add: u8 activation; Reshape: u32 h | u32 w | u32 c; Softmax: f32 beta
+//!
+//! Every value the reader takes is checked (lengths against the bytes
 //! left before anything is allocated, enums, UTF-8, the checksum), and the graph is then rebuilt
 //! through [`ModelBuilder`], so a file that reads is a model that passed every check a built one
 //! passes. Any byte string gives `Ok` or an [`Error`], never a panic.
 
 use crate::error::Error;
 use crate::ir::{
-    Activation, ConvParams, InputType, Model, ModelBuilder, Op, Padding, PoolParams, QParams, Shape,
-    MAX_NODES, MAX_TENSOR_ELEMENTS,
+    Activation, ConvParams, InputType, Model, ModelBuilder, Op, Padding, PoolParams, QParams,
+    Shape, MAX_NODES, MAX_TENSOR_ELEMENTS,
 };
 
 pub const MAGIC: [u8; 4] = *b"TNAS";
@@ -33,7 +41,11 @@ pub fn to_bytes(model: &Model) -> Vec<u8> {
         InputType::U8 => 0,
         InputType::I8 => 1,
     });
-    for v in [model.input_shape.h, model.input_shape.w, model.input_shape.c] {
+    for v in [
+        model.input_shape.h,
+        model.input_shape.w,
+        model.input_shape.c,
+    ] {
         put_u32(&mut p, v);
     }
     p.extend_from_slice(&model.input_quant.scale.to_le_bytes());
@@ -114,7 +126,14 @@ fn write_op(p: &mut Vec<u8>, op: &Op) {
         b.iter().for_each(|v| p.extend_from_slice(&v.to_le_bytes()));
     };
     match op {
-        Op::Conv2d { out_channels: n, conv } | Op::DepthwiseConv2d { multiplier: n, conv } => {
+        Op::Conv2d {
+            out_channels: n,
+            conv,
+        }
+        | Op::DepthwiseConv2d {
+            multiplier: n,
+            conv,
+        } => {
             put_u32(p, *n);
             p.extend_from_slice(&[
                 conv.kernel[0] as u8,
@@ -126,10 +145,21 @@ fn write_op(p: &mut Vec<u8>, op: &Op) {
             tensors(p, &conv.weights, &conv.weight_scales, &conv.bias);
         }
         Op::MaxPool2d(q) | Op::AvgPool2d(q) => {
-            p.extend_from_slice(&[q.size[0] as u8, q.size[1] as u8, q.stride as u8, pad(q.padding)]);
+            p.extend_from_slice(&[
+                q.size[0] as u8,
+                q.size[1] as u8,
+                q.stride as u8,
+                pad(q.padding),
+            ]);
         }
         Op::GlobalAveragePool => {}
-        Op::FullyConnected { out_features, activation, weights, weight_scales, bias } => {
+        Op::FullyConnected {
+            out_features,
+            activation,
+            weights,
+            weight_scales,
+            bias,
+        } => {
             put_u32(p, *out_features);
             p.push(act(*activation));
             tensors(p, weights, weight_scales, bias);
@@ -153,7 +183,10 @@ pub fn read(bytes: &[u8]) -> Result<Model, Error> {
     }
     let version = u16::from_le_bytes(r.array("version")?);
     if version != VERSION {
-        return Err(Error::Version { found: version, supported: VERSION });
+        return Err(Error::Version {
+            found: version,
+            supported: VERSION,
+        });
     }
     let flags = u16::from_le_bytes(r.array("flags")?);
     if flags != 0 {
@@ -163,7 +196,10 @@ pub fn read(bytes: &[u8]) -> Result<Model, Error> {
     let stored = r.u32("checksum")?;
     let payload = r.take(len, "payload")?;
     if r.pos != bytes.len() {
-        return Err(r.invalid(format!("{} unexpected bytes after the payload", bytes.len() - r.pos)));
+        return Err(r.invalid(format!(
+            "{} unexpected bytes after the payload",
+            bytes.len() - r.pos
+        )));
     }
     let found = crc32fast::hash(payload);
     if found != stored {
@@ -219,17 +255,35 @@ fn read_op(r: &mut Reader<'_>, tag: u8) -> Result<Op, Error> {
             let padding = r.padding()?;
             let activation = r.activation()?;
             let (weights, weight_scales, bias) = r.tensors()?;
-            let conv = ConvParams { kernel, stride, padding, activation, weights, weight_scales, bias };
+            let conv = ConvParams {
+                kernel,
+                stride,
+                padding,
+                activation,
+                weights,
+                weight_scales,
+                bias,
+            };
             if tag == 1 {
-                Op::Conv2d { out_channels: n, conv }
+                Op::Conv2d {
+                    out_channels: n,
+                    conv,
+                }
             } else {
-                Op::DepthwiseConv2d { multiplier: n, conv }
+                Op::DepthwiseConv2d {
+                    multiplier: n,
+                    conv,
+                }
             }
         }
         3 | 4 => {
             let size = [r.u8("pool size")? as usize, r.u8("pool size")? as usize];
             let stride = r.u8("stride")? as usize;
-            let p = PoolParams { size, stride, padding: r.padding()? };
+            let p = PoolParams {
+                size,
+                stride,
+                padding: r.padding()?,
+            };
             if tag == 3 {
                 Op::MaxPool2d(p)
             } else {
@@ -241,11 +295,23 @@ fn read_op(r: &mut Reader<'_>, tag: u8) -> Result<Op, Error> {
             let out_features = r.u32("outputs")? as usize;
             let activation = r.activation()?;
             let (weights, weight_scales, bias) = r.tensors()?;
-            Op::FullyConnected { out_features, activation, weights, weight_scales, bias }
+            Op::FullyConnected {
+                out_features,
+                activation,
+                weights,
+                weight_scales,
+                bias,
+            }
         }
-        7 => Op::Add { activation: r.activation()? },
-        8 => Op::Reshape { shape: r.shape("reshape")? },
-        9 => Op::Softmax { beta: r.f32("beta")? },
+        7 => Op::Add {
+            activation: r.activation()?,
+        },
+        8 => Op::Reshape {
+            shape: r.shape("reshape")?,
+        },
+        9 => Op::Softmax {
+            beta: r.f32("beta")?,
+        },
         t => return Err(r.invalid(format!("unknown op {t}"))),
     })
 }
@@ -257,13 +323,20 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn invalid(&self, message: String) -> Error {
-        Error::Invalid { offset: self.pos, message }
+        Error::Invalid {
+            offset: self.pos,
+            message,
+        }
     }
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], Error> {
         let left = self.bytes.len() - self.pos;
         if n > left {
-            return Err(Error::Truncated { offset: self.pos, needed: n - left, what });
+            return Err(Error::Truncated {
+                offset: self.pos,
+                needed: n - left,
+                what,
+            });
         }
         let s = &self.bytes[self.pos..self.pos + n];
         self.pos += n;
@@ -297,7 +370,11 @@ impl<'a> Reader<'a> {
         }
         let left = self.bytes.len() - self.pos;
         if n.saturating_mul(min_item) > left {
-            return Err(Error::Truncated { offset: self.pos, needed: n * min_item - left, what });
+            return Err(Error::Truncated {
+                offset: self.pos,
+                needed: n * min_item - left,
+                what,
+            });
         }
         Ok(n)
     }
@@ -318,7 +395,10 @@ impl<'a> Reader<'a> {
     }
 
     fn qparams(&mut self) -> Result<QParams, Error> {
-        Ok(QParams { scale: self.f32("scale")?, zero_point: i32::from_le_bytes(self.array("zero point")?) })
+        Ok(QParams {
+            scale: self.f32("scale")?,
+            zero_point: i32::from_le_bytes(self.array("zero point")?),
+        })
     }
 
     fn padding(&mut self) -> Result<Padding, Error> {
@@ -334,7 +414,9 @@ impl<'a> Reader<'a> {
             0 => Ok(Activation::None),
             1 => Ok(Activation::Relu),
             2 => Ok(Activation::Relu6),
-            a => Err(self.invalid(format!("activation {a} is not 0 (none), 1 (relu) or 2 (relu6)"))),
+            a => Err(self.invalid(format!(
+                "activation {a} is not 0 (none), 1 (relu) or 2 (relu6)"
+            ))),
         }
     }
 
@@ -344,10 +426,16 @@ impl<'a> Reader<'a> {
         let w = self.take(n, "weights")?.iter().map(|&b| b as i8).collect();
         let n = self.count("weight scales", MAX_TENSOR_ELEMENTS, 4)?;
         let s = self.take(n * 4, "weight scales")?;
-        let s = s.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let s = s
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         let n = self.count("biases", MAX_TENSOR_ELEMENTS, 4)?;
         let b = self.take(n * 4, "biases")?;
-        let b = b.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let b = b
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         Ok((w, s, b))
     }
 }
@@ -359,7 +447,10 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let mut rng = SplitMix(7);
-        to_bytes(&crate::random::network(&mut rng, &crate::random::Config::default()))
+        to_bytes(&crate::random::network(
+            &mut rng,
+            &crate::random::Config::default(),
+        ))
     }
 
     #[test]
@@ -376,7 +467,10 @@ mod tests {
     fn typed_errors() {
         let good = sample();
         assert!(matches!(read(&good[..10]), Err(Error::Truncated { .. })));
-        assert!(matches!(read(b"PK\x03\x04aaaaaaaaaaaaaaaa"), Err(Error::BadMagic(_))));
+        assert!(matches!(
+            read(b"PK\x03\x04aaaaaaaaaaaaaaaa"),
+            Err(Error::BadMagic(_))
+        ));
         let mut v = good.clone();
         v[4] = 9;
         assert!(matches!(read(&v), Err(Error::Version { found: 9, .. })));
@@ -413,7 +507,10 @@ mod tests {
             }
         }
         // Weight bytes can change freely and still make a valid model; structure bytes cannot.
-        assert!(errors > 100, "only {errors} of 2000 hostile files were rejected");
+        assert!(
+            errors > 100,
+            "only {errors} of 2000 hostile files were rejected"
+        );
     }
 
     /// At least 1,000 random mutations of a valid file: none panics, each is an error.
@@ -440,7 +537,8 @@ mod tests {
                 }
                 _ => {
                     let j = rng.int(0, v.len() as i64 - 1) as usize;
-                    let extra: Vec<u8> = (0..rng.int(1, 15)).map(|_| rng.next_u64() as u8).collect();
+                    let extra: Vec<u8> =
+                        (0..rng.int(1, 15)).map(|_| rng.next_u64() as u8).collect();
                     v.splice(j..j, extra);
                 }
             }

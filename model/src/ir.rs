@@ -106,8 +106,14 @@ pub struct PoolParams {
 /// The operators. All work on int8 NHWC tensors with batch 1.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    Conv2d { out_channels: usize, conv: ConvParams },
-    DepthwiseConv2d { multiplier: usize, conv: ConvParams },
+    Conv2d {
+        out_channels: usize,
+        conv: ConvParams,
+    },
+    DepthwiseConv2d {
+        multiplier: usize,
+        conv: ConvParams,
+    },
     /// Output quantisation must equal the input's (as in TF Lite).
     MaxPool2d(PoolParams),
     /// Output quantisation must equal the input's; padding is excluded from the average.
@@ -123,12 +129,18 @@ pub enum Op {
         bias: Vec<i32>,
     },
     /// Element-wise sum of two tensors of the same shape (residual connections).
-    Add { activation: Activation },
+    Add {
+        activation: Activation,
+    },
     /// Same data, another shape (Flatten is `Reshape` to `1x1xN`); output quantisation equals the
     /// input's. Costs no memory: the output aliases the input.
-    Reshape { shape: Shape },
+    Reshape {
+        shape: Shape,
+    },
     /// Softmax over channels; output quantisation must be scale 1/256, zero point -128.
-    Softmax { beta: f32 },
+    Softmax {
+        beta: f32,
+    },
 }
 
 impl Op {
@@ -177,9 +189,12 @@ impl Node {
             Op::Conv2d { conv, .. } | Op::DepthwiseConv2d { conv, .. } => {
                 conv.weights.len() + conv.bias.len() * 4 + conv.weight_scales.len() * 8
             }
-            Op::FullyConnected { weights, bias, weight_scales, .. } => {
-                weights.len() + bias.len() * 4 + weight_scales.len() * 8
-            }
+            Op::FullyConnected {
+                weights,
+                bias,
+                weight_scales,
+                ..
+            } => weights.len() + bias.len() * 4 + weight_scales.len() * 8,
             _ => 0,
         }
     }
@@ -254,12 +269,20 @@ impl Model {
 fn int8_input_quant(ty: InputType, q: QParams) -> QParams {
     match ty {
         InputType::I8 => q,
-        InputType::U8 => QParams { scale: q.scale, zero_point: q.zero_point - 128 },
+        InputType::U8 => QParams {
+            scale: q.scale,
+            zero_point: q.zero_point - 128,
+        },
     }
 }
 
 /// Output side and padding before, TF Lite's `ComputePaddingHeightWidth` for one axis.
-pub fn window_output(input: usize, kernel: usize, stride: usize, padding: Padding) -> Option<(usize, usize)> {
+pub fn window_output(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+) -> Option<(usize, usize)> {
     if stride == 0 || kernel == 0 {
         return None;
     }
@@ -302,7 +325,11 @@ pub struct ModelBuilder {
 
 impl ModelBuilder {
     /// Starts a model with the given input.
-    pub fn new(input_type: InputType, input_shape: Shape, input_quant: QParams) -> Result<Self, Error> {
+    pub fn new(
+        input_type: InputType,
+        input_shape: Shape,
+        input_quant: QParams,
+    ) -> Result<Self, Error> {
         let bad = |m: String| Err(Error::Model(m));
         match input_shape.checked_elements() {
             Some(n) if n > 0 && n <= MAX_TENSOR_ELEMENTS => {}
@@ -346,7 +373,13 @@ impl ModelBuilder {
     }
 
     /// Adds a node and returns its output tensor.
-    pub fn add(&mut self, name: impl Into<String>, op: Op, inputs: &[TensorId], quant: QParams) -> Result<TensorId, Error> {
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        op: Op,
+        inputs: &[TensorId],
+        quant: QParams,
+    ) -> Result<TensorId, Error> {
         let name = name.into();
         let index = self.model.nodes.len();
         let err = |m: String| Error::node(index, &name, m);
@@ -354,16 +387,26 @@ impl ModelBuilder {
             return Err(err(format!("a model has at most {MAX_NODES} nodes")));
         }
         if inputs.len() != op.arity() {
-            return Err(err(format!("{} takes {} input(s), got {}", op.kind(), op.arity(), inputs.len())));
+            return Err(err(format!(
+                "{} takes {} input(s), got {}",
+                op.kind(),
+                op.arity(),
+                inputs.len()
+            )));
         }
         for &t in inputs {
             if t > index {
-                return Err(err(format!("input tensor {t} does not exist yet (inputs must come from earlier nodes)")));
+                return Err(err(format!(
+                    "input tensor {t} does not exist yet (inputs must come from earlier nodes)"
+                )));
             }
         }
         check_scale(quant.scale).map_err(|m| err(format!("output {m}")))?;
         if !(-128..=127).contains(&quant.zero_point) {
-            return Err(err(format!("output zero point {} is outside -128..=127", quant.zero_point)));
+            return Err(err(format!(
+                "output zero point {} is outside -128..=127",
+                quant.zero_point
+            )));
         }
         let x = self.model.shape(inputs[0]);
         let xq = self.model.quant(inputs[0]);
@@ -380,7 +423,8 @@ impl ModelBuilder {
             Op::Conv2d { out_channels, conv } => {
                 let (oh, ow) = conv_geometry(x, conv).map_err(err)?;
                 let oc = *out_channels;
-                check_channels(oc, conv, oc * conv.kernel[0] * conv.kernel[1] * x.c).map_err(err)?;
+                check_channels(oc, conv, oc * conv.kernel[0] * conv.kernel[1] * x.c)
+                    .map_err(err)?;
                 let taps = taps(x.h, conv.kernel[0], conv.stride, conv.padding)
                     * taps(x.w, conv.kernel[1], conv.stride, conv.padding);
                 (Shape::new(oh, ow, oc), taps * (x.c * oc) as u64)
@@ -388,7 +432,9 @@ impl ModelBuilder {
             Op::DepthwiseConv2d { multiplier, conv } => {
                 let (oh, ow) = conv_geometry(x, conv).map_err(err)?;
                 if *multiplier == 0 || *multiplier > 64 {
-                    return Err(err(format!("depth multiplier {multiplier} is outside 1..=64")));
+                    return Err(err(format!(
+                        "depth multiplier {multiplier} is outside 1..=64"
+                    )));
                 }
                 let oc = x.c * multiplier;
                 check_channels(oc, conv, oc * conv.kernel[0] * conv.kernel[1]).map_err(err)?;
@@ -398,20 +444,39 @@ impl ModelBuilder {
             }
             Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
                 same_quant(op.kind())?;
-                if p.size.iter().any(|&k| k == 0 || k > MAX_KERNEL + 1) || p.stride == 0 || p.stride > MAX_STRIDE {
+                if p.size.iter().any(|&k| k == 0 || k > MAX_KERNEL + 1)
+                    || p.stride == 0
+                    || p.stride > MAX_STRIDE
+                {
                     return Err(err(format!(
                         "pool size {:?} / stride {} out of range (size 1..={}, stride 1..={MAX_STRIDE})",
                         p.size, p.stride, MAX_KERNEL + 1
                     )));
                 }
-                let (oh, _) = window_output(x.h, p.size[0], p.stride, p.padding)
-                    .ok_or_else(|| err(format!("pool window {:?} is larger than the {x} input with valid padding", p.size)))?;
-                let (ow, _) = window_output(x.w, p.size[1], p.stride, p.padding)
-                    .ok_or_else(|| err(format!("pool window {:?} is larger than the {x} input with valid padding", p.size)))?;
+                let (oh, _) =
+                    window_output(x.h, p.size[0], p.stride, p.padding).ok_or_else(|| {
+                        err(format!(
+                            "pool window {:?} is larger than the {x} input with valid padding",
+                            p.size
+                        ))
+                    })?;
+                let (ow, _) =
+                    window_output(x.w, p.size[1], p.stride, p.padding).ok_or_else(|| {
+                        err(format!(
+                            "pool window {:?} is larger than the {x} input with valid padding",
+                            p.size
+                        ))
+                    })?;
                 (Shape::new(oh, ow, x.c), 0)
             }
             Op::GlobalAveragePool => (Shape::new(1, 1, x.c), 0),
-            Op::FullyConnected { out_features, activation: _, weights, weight_scales, bias } => {
+            Op::FullyConnected {
+                out_features,
+                activation: _,
+                weights,
+                weight_scales,
+                bias,
+            } => {
                 let n = x.elements();
                 let o = *out_features;
                 if o == 0 {
@@ -430,26 +495,43 @@ impl ModelBuilder {
             Op::Add { .. } => {
                 let y = self.model.shape(inputs[1]);
                 if x != y {
-                    return Err(err(format!("Add needs two inputs of one shape, got {x} and {y}")));
+                    return Err(err(format!(
+                        "Add needs two inputs of one shape, got {x} and {y}"
+                    )));
                 }
                 (x, 0)
             }
             Op::Reshape { shape } => {
                 same_quant("Reshape")?;
                 if shape.checked_elements() != Some(x.elements()) {
-                    return Err(err(format!("cannot reshape {x} ({} values) to {shape}", x.elements())));
+                    return Err(err(format!(
+                        "cannot reshape {x} ({} values) to {shape}",
+                        x.elements()
+                    )));
                 }
                 (*shape, 0)
             }
             Op::Softmax { beta } => {
                 if !(beta.is_finite() && *beta > 0.0) {
-                    return Err(err(format!("softmax beta {beta} must be finite and positive")));
+                    return Err(err(format!(
+                        "softmax beta {beta} must be finite and positive"
+                    )));
                 }
-                if quant != (QParams { scale: 1.0 / 256.0, zero_point: -128 }) {
-                    return Err(err("int8 softmax output must have scale 1/256 and zero point -128".into()));
+                if quant
+                    != (QParams {
+                        scale: 1.0 / 256.0,
+                        zero_point: -128,
+                    })
+                {
+                    return Err(err(
+                        "int8 softmax output must have scale 1/256 and zero point -128".into(),
+                    ));
                 }
                 if crate::quant::softmax_params(*beta, xq).is_none() {
-                    return Err(err(format!("softmax beta {beta} x input scale {} is too small to represent", xq.scale)));
+                    return Err(err(format!(
+                        "softmax beta {beta} x input scale {} is too small to represent",
+                        xq.scale
+                    )));
                 }
                 (x, 0)
             }
@@ -458,7 +540,14 @@ impl ModelBuilder {
             Some(n) if n > 0 && n <= MAX_TENSOR_ELEMENTS => {}
             _ => return Err(err(format!("output shape {shape} is empty or too large"))),
         }
-        self.model.nodes.push(Node { name, op, inputs: inputs.to_vec(), quant, shape, macs });
+        self.model.nodes.push(Node {
+            name,
+            op,
+            inputs: inputs.to_vec(),
+            quant,
+            shape,
+            macs,
+        });
         Ok(index + 1)
     }
 
@@ -497,11 +586,16 @@ fn conv_geometry(x: Shape, conv: &ConvParams) -> Result<(usize, usize), String> 
     let [kh, kw] = conv.kernel;
     for k in [kh, kw] {
         if k == 0 || k % 2 == 0 || k > MAX_KERNEL {
-            return Err(format!("kernel {kh}x{kw}: sides must be odd, 1 to {MAX_KERNEL}"));
+            return Err(format!(
+                "kernel {kh}x{kw}: sides must be odd, 1 to {MAX_KERNEL}"
+            ));
         }
     }
     if conv.stride == 0 || conv.stride > MAX_STRIDE {
-        return Err(format!("stride {} is outside 1..={MAX_STRIDE}", conv.stride));
+        return Err(format!(
+            "stride {} is outside 1..={MAX_STRIDE}",
+            conv.stride
+        ));
     }
     let too_big = || format!("kernel {kh}x{kw} is larger than the {x} input with valid padding");
     let (oh, _) = window_output(x.h, kh, conv.stride, conv.padding).ok_or_else(too_big)?;
@@ -514,14 +608,20 @@ fn check_channels(oc: usize, conv: &ConvParams, weights: usize) -> Result<(), St
         return Err("a convolution needs at least one output channel".into());
     }
     if weights > MAX_TENSOR_ELEMENTS || conv.weights.len() != weights {
-        return Err(format!("weights have {} values, expected {weights}", conv.weights.len()));
+        return Err(format!(
+            "weights have {} values, expected {weights}",
+            conv.weights.len()
+        ));
     }
     check_per_channel(oc, &conv.weight_scales, &conv.bias)
 }
 
 fn check_per_channel(oc: usize, scales: &[f32], bias: &[i32]) -> Result<(), String> {
     if scales.len() != oc {
-        return Err(format!("{} weight scales for {oc} output channels", scales.len()));
+        return Err(format!(
+            "{} weight scales for {oc} output channels",
+            scales.len()
+        ));
     }
     if bias.len() != oc {
         return Err(format!("{} biases for {oc} output channels", bias.len()));
@@ -537,7 +637,10 @@ mod tests {
     use super::*;
 
     fn q() -> QParams {
-        QParams { scale: 0.1, zero_point: 0 }
+        QParams {
+            scale: 0.1,
+            zero_point: 0,
+        }
     }
 
     fn conv(k: usize, stride: usize, padding: Padding, ic: usize, oc: usize) -> Op {
@@ -557,12 +660,24 @@ mod tests {
 
     #[test]
     fn shapes_and_macs() {
-        let mut b = ModelBuilder::new(InputType::U8, Shape::new(8, 8, 3), QParams { scale: 1.0, zero_point: 0 }).unwrap();
-        let t = b.add("c", conv(3, 1, Padding::Same, 3, 4), &[0], q()).unwrap();
+        let mut b = ModelBuilder::new(
+            InputType::U8,
+            Shape::new(8, 8, 3),
+            QParams {
+                scale: 1.0,
+                zero_point: 0,
+            },
+        )
+        .unwrap();
+        let t = b
+            .add("c", conv(3, 1, Padding::Same, 3, 4), &[0], q())
+            .unwrap();
         assert_eq!(b.shape(t), Some(Shape::new(8, 8, 4)));
         // Per axis: 8 outputs, 3 taps each, minus the 2 taps off the edges.
         assert_eq!(b.model.nodes[0].macs, 22 * 22 * 12);
-        let t = b.add("s", conv(3, 2, Padding::Valid, 4, 2), &[t], q()).unwrap();
+        let t = b
+            .add("s", conv(3, 2, Padding::Valid, 4, 2), &[t], q())
+            .unwrap();
         assert_eq!(b.shape(t), Some(Shape::new(3, 3, 2)));
         assert_eq!(b.model.nodes[1].macs, 9 * 9 * 8);
     }
@@ -570,16 +685,36 @@ mod tests {
     #[test]
     fn wrong_graphs_name_the_node() {
         let mut b = ModelBuilder::new(InputType::I8, Shape::new(4, 4, 3), q()).unwrap();
-        let e = b.add("first", conv(3, 1, Padding::Same, 2, 4), &[0], q()).unwrap_err();
+        let e = b
+            .add("first", conv(3, 1, Padding::Same, 2, 4), &[0], q())
+            .unwrap_err();
         assert!(e.to_string().contains("node 0 (first)"), "{e}");
-        let e = b.add("big", conv(5, 1, Padding::Valid, 3, 4), &[0], q()).unwrap_err();
+        let e = b
+            .add("big", conv(5, 1, Padding::Valid, 3, 4), &[0], q())
+            .unwrap_err();
         assert!(e.to_string().contains("larger than"), "{e}");
-        let e = b.add("even", conv(2, 1, Padding::Same, 3, 4), &[0], q()).unwrap_err();
+        let e = b
+            .add("even", conv(2, 1, Padding::Same, 3, 4), &[0], q())
+            .unwrap_err();
         assert!(e.to_string().contains("odd"), "{e}");
-        let e = b.add("future", Op::GlobalAveragePool, &[3], q()).unwrap_err();
+        let e = b
+            .add("future", Op::GlobalAveragePool, &[3], q())
+            .unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
         let e = b
-            .add("pool", Op::MaxPool2d(PoolParams { size: [2, 2], stride: 2, padding: Padding::Valid }), &[0], QParams { scale: 0.2, zero_point: 0 })
+            .add(
+                "pool",
+                Op::MaxPool2d(PoolParams {
+                    size: [2, 2],
+                    stride: 2,
+                    padding: Padding::Valid,
+                }),
+                &[0],
+                QParams {
+                    scale: 0.2,
+                    zero_point: 0,
+                },
+            )
             .unwrap_err();
         assert!(e.to_string().contains("quantisation"), "{e}");
     }

@@ -3,7 +3,7 @@
 //! * [`ir`]: the graph (NHWC, batch 1), with shapes, MACs and parameter counts inferred as nodes are
 //!   added ([`ModelBuilder`]). A wrong graph is an [`Error`] naming the node, never a panic.
 //! * [`quant`]: TF Lite int8 arithmetic parameters (multiplier + shift) computed on the host.
-//! * [`format`]: the versioned `.tnas` file, and a reader that validates everything.
+//! * [`format`](mod@format): the versioned `.tnas` file, and a reader that validates everything.
 //! * [`lower`]: the model as kernel calls with every integer parameter computed.
 //! * [`plan`]: tensor liveness and arena offsets; the exact peak activation bytes.
 //! * [`codegen`]: straight-line Rust for a model, as a `TokenStream`.
@@ -20,6 +20,6 @@ pub mod random;
 
 pub use error::Error;
 pub use ir::{
-    Activation, ConvParams, InputType, Model, ModelBuilder, Node, Op, Padding, PoolParams,
-    QParams, Shape, TensorId,
+    Activation, ConvParams, InputType, Model, ModelBuilder, Node, Op, Padding, PoolParams, QParams,
+    Shape, TensorId,
 };

@@ -97,9 +97,19 @@ pub struct Weights {
 pub enum Kernel {
     /// `u8` input to int8 (`x - 128`).
     QuantizeU8,
-    Conv2d { dims: ConvDims, w: Weights },
-    DepthwiseConv2d { dims: ConvDims, w: Weights },
-    FullyConnected { in_features: usize, out_features: usize, w: Weights },
+    Conv2d {
+        dims: ConvDims,
+        w: Weights,
+    },
+    DepthwiseConv2d {
+        dims: ConvDims,
+        w: Weights,
+    },
+    FullyConnected {
+        in_features: usize,
+        out_features: usize,
+        w: Weights,
+    },
     MaxPool2d(PoolDims),
     AvgPool2d(PoolDims),
     GlobalAveragePool(MeanParams),
@@ -129,7 +139,12 @@ pub struct Program {
 
 fn output_quant(x: QParams, y: QParams, act: crate::ir::Activation) -> OutputQuant {
     let (act_min, act_max) = quant::activation_range(act, y);
-    OutputQuant { input_offset: -x.zero_point, output_offset: y.zero_point, act_min, act_max }
+    OutputQuant {
+        input_offset: -x.zero_point,
+        output_offset: y.zero_point,
+        act_min,
+        act_max,
+    }
 }
 
 fn pads(x: Shape, k: [usize; 2], stride: usize, padding: crate::ir::Padding) -> (usize, usize) {
@@ -148,7 +163,12 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
     };
     if model.input_type == InputType::U8 {
         if let Some(out) = arena(plan.locations[0]) {
-            steps.push(Step { node: None, kernel: Kernel::QuantizeU8, inputs: vec![Location::Input], output: out });
+            steps.push(Step {
+                node: None,
+                kernel: Kernel::QuantizeU8,
+                inputs: vec![Location::Input],
+                output: out,
+            });
         }
     }
     for (i, node) in model.nodes.iter().enumerate() {
@@ -156,7 +176,11 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
             continue; // aliases its input: nothing to run
         }
         let Some(output) = arena(plan.locations[i + 1]) else {
-            return Err(Error::node(i, &node.name, "planner left a computed tensor outside the arena"));
+            return Err(Error::node(
+                i,
+                &node.name,
+                "planner left a computed tensor outside the arena",
+            ));
         };
         let x = model.shape(node.inputs[0]);
         let xq = model.quant(node.inputs[0]);
@@ -176,19 +200,40 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
         };
         let weights = |w: &[i8], scales: &[f32], bias: &[i32], act| {
             let (multiplier, shift) = quant::per_channel(xq, scales, yq);
-            Weights { weights: w.to_vec(), bias: bias.to_vec(), multiplier, shift, quant: output_quant(xq, yq, act) }
+            Weights {
+                weights: w.to_vec(),
+                bias: bias.to_vec(),
+                multiplier,
+                shift,
+                quant: output_quant(xq, yq, act),
+            }
         };
         let kernel = match &node.op {
             Op::Conv2d { conv, .. } | Op::DepthwiseConv2d { conv, .. } => {
-                let dims = conv_dims(conv.kernel, conv.stride, pads(x, conv.kernel, conv.stride, conv.padding));
-                let w = weights(&conv.weights, &conv.weight_scales, &conv.bias, conv.activation);
+                let dims = conv_dims(
+                    conv.kernel,
+                    conv.stride,
+                    pads(x, conv.kernel, conv.stride, conv.padding),
+                );
+                let w = weights(
+                    &conv.weights,
+                    &conv.weight_scales,
+                    &conv.bias,
+                    conv.activation,
+                );
                 if matches!(node.op, Op::Conv2d { .. }) {
                     Kernel::Conv2d { dims, w }
                 } else {
                     Kernel::DepthwiseConv2d { dims, w }
                 }
             }
-            Op::FullyConnected { activation, weights: wv, weight_scales, bias, .. } => Kernel::FullyConnected {
+            Op::FullyConnected {
+                activation,
+                weights: wv,
+                weight_scales,
+                bias,
+                ..
+            } => Kernel::FullyConnected {
                 in_features: x.elements(),
                 out_features: y.elements(),
                 w: weights(wv, weight_scales, bias, *activation),
@@ -245,8 +290,9 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
                 })
             }
             Op::Softmax { beta } => {
-                let p = quant::softmax_params(*beta, xq)
-                    .ok_or_else(|| Error::node(i, &node.name, "softmax beta x input scale is too small"))?;
+                let p = quant::softmax_params(*beta, xq).ok_or_else(|| {
+                    Error::node(i, &node.name, "softmax beta x input scale is too small")
+                })?;
                 Kernel::Softmax(SoftmaxParams {
                     depth: y.c,
                     rows: y.h * y.w,
@@ -258,8 +304,17 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
             Op::Reshape { .. } => continue,
         };
         let inputs = node.inputs.iter().map(|&t| plan.locations[t]).collect();
-        steps.push(Step { node: Some(i), kernel, inputs, output });
+        steps.push(Step {
+            node: Some(i),
+            kernel,
+            inputs,
+            output,
+        });
     }
     let output = plan.locations[model.output()];
-    Ok(Program { steps, plan, output })
+    Ok(Program {
+        steps,
+        plan,
+        output,
+    })
 }

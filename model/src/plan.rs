@@ -45,8 +45,7 @@ pub fn plan(model: &Model) -> Plan {
     // the last step that reads it.
     let mut first = vec![usize::MAX; n];
     let mut last = vec![0usize; n];
-    for t in 0..n {
-        let r = root[t];
+    for (t, &r) in root.iter().enumerate() {
         first[r] = first[r].min(t);
         last[r] = last[r].max(t);
     }
@@ -81,7 +80,11 @@ pub fn plan(model: &Model) -> Plan {
         offsets[r] = at;
         placed.push(r);
     }
-    let arena_bytes = placed.iter().map(|&r| offsets[r] + size(r)).max().unwrap_or(0);
+    let arena_bytes = placed
+        .iter()
+        .map(|&r| offsets[r] + size(r))
+        .max()
+        .unwrap_or(0);
     let live_peak_bytes = (0..=n)
         .map(|step| {
             placed
@@ -97,13 +100,21 @@ pub fn plan(model: &Model) -> Plan {
         .map(|t| {
             let r = root[t];
             if in_arena(r) {
-                Location::Arena { offset: offsets[r], len: size(t) }
+                Location::Arena {
+                    offset: offsets[r],
+                    len: size(t),
+                }
             } else {
                 Location::Input
             }
         })
         .collect();
-    Plan { locations, arena_bytes, live_peak_bytes, naive_bytes }
+    Plan {
+        locations,
+        arena_bytes,
+        live_peak_bytes,
+        naive_bytes,
+    }
 }
 
 #[cfg(test)]
@@ -123,11 +134,16 @@ mod tests {
             for (i, node) in m.nodes.iter().enumerate() {
                 let out = p.locations[i + 1];
                 for &t in &node.inputs {
-                    if let (Location::Arena { offset: a, len: la }, Location::Arena { offset: b, len: lb }) =
-                        (p.locations[t], out)
+                    if let (
+                        Location::Arena { offset: a, len: la },
+                        Location::Arena { offset: b, len: lb },
+                    ) = (p.locations[t], out)
                     {
                         if !matches!(node.op, Op::Reshape { .. }) {
-                            assert!(a + la <= b || b + lb <= a, "node {i} reads and writes the same bytes");
+                            assert!(
+                                a + la <= b || b + lb <= a,
+                                "node {i} reads and writes the same bytes"
+                            );
                         }
                     }
                 }

@@ -53,7 +53,11 @@ fn frexp(x: f64) -> (f64, i32) {
 pub fn activation_range(act: Activation, out: QParams) -> (i32, i32) {
     let quantize = |f: f32| -> i32 {
         let q = (f / out.scale).round();
-        let q = if q.is_finite() { q.clamp(-1e9, 1e9) as i32 } else { i32::MAX };
+        let q = if q.is_finite() {
+            q.clamp(-1e9, 1e9) as i32
+        } else {
+            i32::MAX
+        };
         out.zero_point.saturating_add(q)
     };
     let (lo, hi) = (-128, 127);
@@ -175,7 +179,10 @@ mod tests {
 
     #[test]
     fn activation_ranges() {
-        let q = QParams { scale: 0.05, zero_point: -10 };
+        let q = QParams {
+            scale: 0.05,
+            zero_point: -10,
+        };
         assert_eq!(activation_range(Activation::None, q), (-128, 127));
         assert_eq!(activation_range(Activation::Relu, q), (-10, 127));
         assert_eq!(activation_range(Activation::Relu6, q), (-10, 110));
@@ -183,9 +190,23 @@ mod tests {
 
     #[test]
     fn softmax_params_are_sane() {
-        let p = softmax_params(1.0, QParams { scale: 0.1, zero_point: 0 }).unwrap();
+        let p = softmax_params(
+            1.0,
+            QParams {
+                scale: 0.1,
+                zero_point: 0,
+            },
+        )
+        .unwrap();
         assert!(p.input_left_shift >= 0);
         assert!(p.diff_min < 0);
-        assert!(softmax_params(1.0, QParams { scale: 1e-12, zero_point: 0 }).is_none());
+        assert!(softmax_params(
+            1.0,
+            QParams {
+                scale: 1e-12,
+                zero_point: 0
+            }
+        )
+        .is_none());
     }
 }

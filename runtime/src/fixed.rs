@@ -128,7 +128,10 @@ pub fn reciprocal(x: i32, integer_digits: i32) -> (i32, i32) {
     let num_bits_over_unit = integer_digits - headroom_plus_one as i32;
     let shifted_sum_minus_one =
         ((x as u32).wrapping_shl(headroom_plus_one)).wrapping_sub(1u32 << 31) as i32;
-    (one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), num_bits_over_unit)
+    (
+        one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one),
+        num_bits_over_unit,
+    )
 }
 
 #[cfg(test)]
@@ -141,8 +144,14 @@ mod tests {
         assert_eq!(rounding_divide_by_pot(-5, 1), -3);
         assert_eq!(rounding_divide_by_pot(4, 1), 2);
         assert_eq!(rounding_divide_by_pot(-7, 2), -2);
-        assert_eq!(saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN), i32::MAX);
-        assert_eq!(saturating_rounding_doubling_high_mul(1 << 30, 1 << 30), 1 << 29);
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN),
+            i32::MAX
+        );
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(1 << 30, 1 << 30),
+            1 << 29
+        );
         // 100 * 0.5 = 50 with (2^30, 0)
         assert_eq!(multiply_by_quantized_multiplier(100, 1 << 30, 0), 50);
         // gemmlowp's nudge makes an exact negative tie round toward zero: -1.5 -> -1.
@@ -159,7 +168,11 @@ mod tests {
             let a = -(i64::from(i) * (1 << 26) / 10) as i32; // -i/10 in Q5.26
             let e = exp_on_negative_values_q5(a) as f64 / 2147483648.0;
             let want = libm_exp(-(i as f64) / 10.0);
-            assert!((e - want).abs() < 1e-6, "exp({}) = {e}, want {want}", -(i as f64) / 10.0);
+            assert!(
+                (e - want).abs() < 1e-6,
+                "exp({}) = {e}, want {want}",
+                -(i as f64) / 10.0
+            );
         }
     }
 

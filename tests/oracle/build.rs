@@ -23,7 +23,12 @@ fn main() {
     for i in 0..NETWORKS {
         // Every fourth network is a wider one, so the planner and kernels see larger tensors.
         let cfg = if i % 4 == 3 {
-            Config { max_side: 20, max_channels: 12, max_layers: 8, residual: 0.4 }
+            Config {
+                max_side: 20,
+                max_channels: 12,
+                max_layers: 8,
+                residual: 0.4,
+            }
         } else {
             Config::default()
         };

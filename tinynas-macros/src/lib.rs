@@ -10,7 +10,9 @@ use proc_macro::TokenStream;
 /// Expands a `.tnas` model file into a model type. See the `tinynas_runtime` crate docs.
 #[proc_macro]
 pub fn model(input: TokenStream) -> TokenStream {
-    expand(input.into()).unwrap_or_else(syn::Error::into_compile_error).into()
+    expand(input.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 struct Args {
@@ -20,14 +22,23 @@ struct Args {
 
 impl syn::parse::Parse for Args {
     fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
-        let name = input.parse()?;
+        const USAGE: &str = "expected `model!(TypeName, \"path/to/model.tnas\")`";
+        let name: syn::Ident = input
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), USAGE))?;
+        if input.is_empty() {
+            return Err(syn::Error::new(
+                name.span(),
+                format!("{USAGE}: the model file path is missing"),
+            ));
+        }
         input.parse::<syn::Token![,]>()?;
         let path = input.parse()?;
         if input.peek(syn::Token![,]) {
             input.parse::<syn::Token![,]>()?;
         }
         if !input.is_empty() {
-            return Err(input.error("expected `model!(TypeName, \"path/to/model.tnas\")`"));
+            return Err(input.error(USAGE));
         }
         Ok(Args { name, path })
     }
@@ -37,16 +48,24 @@ fn expand(input: proc_macro2::TokenStream) -> syn::Result<proc_macro2::TokenStre
     let Args { name, path } = syn::parse2(input)?;
     let rel = path.value();
     let full = match std::env::var_os("CARGO_MANIFEST_DIR") {
-        Some(dir) if !std::path::Path::new(&rel).is_absolute() => std::path::Path::new(&dir).join(&rel),
+        Some(dir) if !std::path::Path::new(&rel).is_absolute() => {
+            std::path::Path::new(&dir).join(&rel)
+        }
         _ => std::path::PathBuf::from(&rel),
     };
     let bytes = std::fs::read(&full).map_err(|e| {
-        syn::Error::new(path.span(), format!("cannot read model file {}: {e}", full.display()))
+        syn::Error::new(
+            path.span(),
+            format!(
+                "cannot read model file {rel:?} (looked at {}): {e}",
+                full.display()
+            ),
+        )
     })?;
-    let model = tinynas_model::format::read(&bytes).map_err(|e| {
-        syn::Error::new(path.span(), format!("invalid model file {}: {e}", full.display()))
-    })?;
+    let model = tinynas_model::format::read(&bytes)
+        .map_err(|e| syn::Error::new(path.span(), format!("invalid model file {rel:?}: {e}")))?;
     let mut opts = tinynas_model::codegen::Options::new(name);
     opts.track_file = Some(full.to_string_lossy().into_owned());
-    tinynas_model::codegen::expand(&model, &opts).map_err(|e| syn::Error::new(path.span(), e.to_string()))
+    tinynas_model::codegen::expand(&model, &opts)
+        .map_err(|e| syn::Error::new(path.span(), e.to_string()))
 }

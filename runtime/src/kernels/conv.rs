@@ -57,9 +57,13 @@ pub fn conv2d(input: &[i8], output: &mut [i8], p: &Conv<'_>) {
             for oc in 0..d.out_c {
                 let mut acc = p.bias.get(oc).copied().unwrap_or(0);
                 for ky in 0..d.k_h {
-                    let Some(iy) = p.tap(oy, ky, d.pad_top, d.in_h) else { continue };
+                    let Some(iy) = p.tap(oy, ky, d.pad_top, d.in_h) else {
+                        continue;
+                    };
                     for kx in 0..d.k_w {
-                        let Some(ix) = p.tap(ox, kx, d.pad_left, d.in_w) else { continue };
+                        let Some(ix) = p.tap(ox, kx, d.pad_left, d.in_w) else {
+                            continue;
+                        };
                         let x_base = (iy * d.in_w + ix) * d.in_c;
                         let w_base = ((oc * d.k_h + ky) * d.k_w + kx) * d.in_c;
                         for ic in 0..d.in_c {
@@ -69,7 +73,11 @@ pub fn conv2d(input: &[i8], output: &mut [i8], p: &Conv<'_>) {
                         }
                     }
                 }
-                put(output, (oy * d.out_w + ox) * d.out_c + oc, p.requantize(acc, oc));
+                put(
+                    output,
+                    (oy * d.out_w + ox) * d.out_c + oc,
+                    p.requantize(acc, oc),
+                );
             }
         }
     }
@@ -79,7 +87,7 @@ pub fn conv2d(input: &[i8], output: &mut [i8], p: &Conv<'_>) {
 /// `ic * multiplier + m` filters input channel `ic` alone.
 pub fn depthwise_conv2d(input: &[i8], output: &mut [i8], p: &Conv<'_>) {
     let d = p.dims;
-    let multiplier = if d.in_c == 0 { 0 } else { d.out_c / d.in_c };
+    let multiplier = d.out_c.checked_div(d.in_c).unwrap_or(0);
     for oy in 0..d.out_h {
         for ox in 0..d.out_w {
             for ic in 0..d.in_c {
@@ -87,16 +95,24 @@ pub fn depthwise_conv2d(input: &[i8], output: &mut [i8], p: &Conv<'_>) {
                     let oc = ic * multiplier + m;
                     let mut acc = p.bias.get(oc).copied().unwrap_or(0);
                     for ky in 0..d.k_h {
-                        let Some(iy) = p.tap(oy, ky, d.pad_top, d.in_h) else { continue };
+                        let Some(iy) = p.tap(oy, ky, d.pad_top, d.in_h) else {
+                            continue;
+                        };
                         for kx in 0..d.k_w {
-                            let Some(ix) = p.tap(ox, kx, d.pad_left, d.in_w) else { continue };
+                            let Some(ix) = p.tap(ox, kx, d.pad_left, d.in_w) else {
+                                continue;
+                            };
                             let x = at(input, (iy * d.in_w + ix) * d.in_c + ic)
                                 .wrapping_add(p.quant.input_offset);
                             let w = at(p.weights, (ky * d.k_w + kx) * d.out_c + oc);
                             acc = acc.wrapping_add(x.wrapping_mul(w));
                         }
                     }
-                    put(output, (oy * d.out_w + ox) * d.out_c + oc, p.requantize(acc, oc));
+                    put(
+                        output,
+                        (oy * d.out_w + ox) * d.out_c + oc,
+                        p.requantize(acc, oc),
+                    );
                 }
             }
         }

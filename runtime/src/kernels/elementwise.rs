@@ -70,7 +70,8 @@ pub fn softmax(input: &[i8], output: &mut [i8], p: &SoftmaxParams) {
             let diff = at(input, base + c) - max;
             if diff >= p.diff_min {
                 let e = exp_on_negative_values_q5(rescale(diff));
-                sum_of_exps = sum_of_exps.wrapping_add(rounding_divide_by_pot(e, ACCUM_INTEGER_BITS));
+                sum_of_exps =
+                    sum_of_exps.wrapping_add(rounding_divide_by_pot(e, ACCUM_INTEGER_BITS));
             }
         }
         let (scale, bits_over_unit) = reciprocal(sum_of_exps, ACCUM_INTEGER_BITS);
@@ -90,4 +91,3 @@ pub fn softmax(input: &[i8], output: &mut [i8], p: &SoftmaxParams) {
         }
     }
 }
-

@@ -17,7 +17,12 @@ pub struct PoolDims {
 }
 
 /// Calls `f(oy, ox, c, taps)` with the input values of each window, padding excluded.
-fn windows(d: &PoolDims, input: &[i8], output: &mut [i8], mut f: impl FnMut(&mut dyn Iterator<Item = i32>) -> i8) {
+fn windows(
+    d: &PoolDims,
+    input: &[i8],
+    output: &mut [i8],
+    mut f: impl FnMut(&mut dyn Iterator<Item = i32>) -> i8,
+) {
     for oy in 0..d.out_h {
         for ox in 0..d.out_w {
             for c in 0..d.channels {
@@ -27,7 +32,9 @@ fn windows(d: &PoolDims, input: &[i8], output: &mut [i8], mut f: impl FnMut(&mut
                     .filter_map(|ky| (y0 + ky).checked_sub(d.pad_top).filter(|&y| y < d.in_h))
                     .flat_map(|iy| {
                         (0..d.k_w)
-                            .filter_map(move |kx| (x0 + kx).checked_sub(d.pad_left).filter(|&x| x < d.in_w))
+                            .filter_map(move |kx| {
+                                (x0 + kx).checked_sub(d.pad_left).filter(|&x| x < d.in_w)
+                            })
                             .map(move |ix| (iy * d.in_w + ix) * d.channels + c)
                     })
                     .map(|i| at(input, i));
@@ -53,7 +60,11 @@ pub fn avg_pool2d(input: &[i8], output: &mut [i8], d: &PoolDims) {
             count += 1;
         }
         let half = count / 2;
-        let v = if acc > 0 { acc.wrapping_add(half) } else { acc.wrapping_sub(half) };
+        let v = if acc > 0 {
+            acc.wrapping_add(half)
+        } else {
+            acc.wrapping_sub(half)
+        };
         clamp_i8(v.checked_div(count).unwrap_or(0), -128, 127)
     });
 }
@@ -79,7 +90,8 @@ pub fn global_average_pool(input: &[i8], output: &mut [i8], p: &MeanParams) {
         for i in 0..p.h * p.w {
             acc = acc.wrapping_add(at(input, i * p.channels + c).wrapping_add(p.input_offset));
         }
-        let v = multiply_by_quantized_multiplier(acc, p.multiplier, p.shift).wrapping_add(p.output_offset);
+        let v = multiply_by_quantized_multiplier(acc, p.multiplier, p.shift)
+            .wrapping_add(p.output_offset);
         put(output, c, clamp_i8(v, -128, 127));
     }
 }

@@ -41,7 +41,11 @@ pub fn tract_run(model: &Model, input: Input<'_>) -> TractResult<Vec<i8>> {
     let plan = SimplePlan::new(g.m)?;
     let y = plan.run(tvec!(x.into_tvalue()))?;
     let y = y[0].cast_to::<i32>()?;
-    Ok(y.try_as_plain_ram()?.as_slice::<i32>()?.iter().map(|&v| v as i8).collect())
+    Ok(y.try_as_plain_ram()?
+        .as_slice::<i32>()?
+        .iter()
+        .map(|&v| v as i8)
+        .collect())
 }
 
 /// True when the model's output comes from a softmax (compared within 1 LSB).
@@ -63,7 +67,11 @@ fn pads(input: usize, k: usize, stride: usize, padding: Padding) -> (usize, usiz
 
 impl<'a> Graph<'a> {
     fn new(model: &'a Model) -> Self {
-        Graph { model, m: TypedModel::default(), n: 0 }
+        Graph {
+            model,
+            m: TypedModel::default(),
+            n: 0,
+        }
     }
 
     fn name(&mut self, what: &str) -> String {
@@ -77,18 +85,29 @@ impl<'a> Graph<'a> {
     }
 
     fn i64s(&mut self, v: &[i64]) -> TractResult<OutletId> {
-        let t = if v.len() == 1 { tensor0(v[0]) } else { tensor1(v) };
+        let t = if v.len() == 1 {
+            tensor0(v[0])
+        } else {
+            tensor1(v)
+        };
         self.konst(t)
     }
 
-    fn bin(&mut self, op: impl Into<Box<dyn TypedOp>>, a: OutletId, b: OutletId) -> TractResult<OutletId> {
+    fn bin(
+        &mut self,
+        op: impl Into<Box<dyn TypedOp>>,
+        a: OutletId,
+        b: OutletId,
+    ) -> TractResult<OutletId> {
         let name = self.name("bin");
         Ok(wire_with_rank_broadcast(name, &mut self.m, op, &[a, b])?[0])
     }
 
     fn cast(&mut self, x: OutletId, dt: DatumType) -> TractResult<OutletId> {
         let name = self.name("cast");
-        Ok(self.m.wire_node(name, tract_core::ops::cast::cast(dt), &[x])?[0])
+        Ok(self
+            .m
+            .wire_node(name, tract_core::ops::cast::cast(dt), &[x])?[0])
     }
 
     fn add_i(&mut self, x: OutletId, v: &[i64]) -> TractResult<OutletId> {
@@ -124,7 +143,10 @@ impl<'a> Graph<'a> {
         let d = self.i64s(&[1i64 << 31])?;
         let q = self.bin(math::div(), p, d)?;
         // RoundingDivideByPOT by e = -shift.
-        let e: Vec<i64> = shift.iter().map(|&s| i64::from((-s).clamp(0, 31))).collect();
+        let e: Vec<i64> = shift
+            .iter()
+            .map(|&s| i64::from((-s).clamp(0, 31)))
+            .collect();
         let mask: Vec<i64> = e.iter().map(|&e| (1i64 << e) - 1).collect();
         let mask_c = self.i64s(&mask)?;
         let rem = self.bin(tract_core::ops::logic::bitand(), q, mask_c)?;
@@ -149,10 +171,19 @@ impl<'a> Graph<'a> {
     fn reshape(&mut self, x: OutletId, from: Shape, to: Shape) -> TractResult<OutletId> {
         let d = |s: Shape| tvec![s.h.to_dim(), s.w.to_dim(), s.c.to_dim()];
         let name = self.name("reshape");
-        Ok(self.m.wire_node(name, AxisOp::Reshape(1, d(from), d(to)), &[x])?[0])
+        Ok(self
+            .m
+            .wire_node(name, AxisOp::Reshape(1, d(from), d(to)), &[x])?[0])
     }
 
-    fn pool_spec(&self, x: Shape, k: [usize; 2], stride: usize, padding: Padding, oc: usize) -> PoolSpec {
+    fn pool_spec(
+        &self,
+        x: Shape,
+        k: [usize; 2],
+        stride: usize,
+        padding: Padding,
+        oc: usize,
+    ) -> PoolSpec {
         let (_, t, b) = pads(x.h, k[0], stride, padding);
         let (_, l, r) = pads(x.w, k[1], stride, padding);
         PoolSpec {
@@ -168,10 +199,27 @@ impl<'a> Graph<'a> {
 
     /// tract's quantised convolution with an int32 output: the exact accumulators.
     #[allow(clippy::too_many_arguments)]
-    fn conv_acc(&mut self, x: OutletId, xs: Shape, xq: QParams, kernel: Tensor, k: [usize; 2], stride: usize, padding: Padding, oc: usize, group: usize, depthwise: bool, bias: &[i32]) -> TractResult<OutletId> {
+    fn conv_acc(
+        &mut self,
+        x: OutletId,
+        xs: Shape,
+        xq: QParams,
+        kernel: Tensor,
+        k: [usize; 2],
+        stride: usize,
+        padding: Padding,
+        oc: usize,
+        group: usize,
+        depthwise: bool,
+        bias: &[i32],
+    ) -> TractResult<OutletId> {
         // Depthwise kernels are given as OIHW ([oc][1][kh][kw]), even with one group; plain ones as
         // OHWI.
-        let kernel_fmt = if depthwise { KernelFormat::OIHW } else { KernelFormat::OHWI };
+        let kernel_fmt = if depthwise {
+            KernelFormat::OIHW
+        } else {
+            KernelFormat::OHWI
+        };
         let x8 = self.cast(x, i8::datum_type())?;
         let kernel = self.konst(kernel)?;
         let bias = self.konst(tensor1(bias))?;
@@ -185,12 +233,24 @@ impl<'a> Graph<'a> {
             q_params: Some(i32::datum_type()),
         };
         let name = self.name("conv");
-        let acc = self.m.wire_node(name, conv, &[x8, kernel, bias, x0, one, zero, one, zero, one])?[0];
+        let acc = self.m.wire_node(
+            name,
+            conv,
+            &[x8, kernel, bias, x0, one, zero, one, zero, one],
+        )?[0];
         self.cast(acc, i64::datum_type())
     }
 
     /// Requantise int32 accumulators per channel and clamp to the activation range.
-    fn requant(&mut self, acc: OutletId, mult: &[i32], shift: &[i32], zp: i32, lo: i32, hi: i32) -> TractResult<OutletId> {
+    fn requant(
+        &mut self,
+        acc: OutletId,
+        mult: &[i32],
+        shift: &[i32],
+        zp: i32,
+        lo: i32,
+        hi: i32,
+    ) -> TractResult<OutletId> {
         let y = self.mbqm(acc, mult, shift)?;
         let y = self.add_i(y, &[i64::from(zp)])?;
         let y = self.clamp(y, lo, hi)?;
@@ -207,8 +267,27 @@ impl<'a> Graph<'a> {
             (Op::Conv2d { out_channels, conv }, Some(Kernel::Conv2d { w, .. })) => {
                 let [kh, kw] = conv.kernel;
                 let kernel = tensor1(&conv.weights).into_shape(&[*out_channels, kh, kw, xs.c])?;
-                let acc = self.conv_acc(x, xs, xq, kernel, conv.kernel, conv.stride, conv.padding, *out_channels, 1, false, &conv.bias)?;
-                self.requant(acc, &w.multiplier, &w.shift, w.quant.output_offset, w.quant.act_min, w.quant.act_max)
+                let acc = self.conv_acc(
+                    x,
+                    xs,
+                    xq,
+                    kernel,
+                    conv.kernel,
+                    conv.stride,
+                    conv.padding,
+                    *out_channels,
+                    1,
+                    false,
+                    &conv.bias,
+                )?;
+                self.requant(
+                    acc,
+                    &w.multiplier,
+                    &w.shift,
+                    w.quant.output_offset,
+                    w.quant.act_min,
+                    w.quant.act_max,
+                )
             }
             (Op::DepthwiseConv2d { multiplier, conv }, Some(Kernel::DepthwiseConv2d { w, .. })) => {
                 let [kh, kw] = conv.kernel;
@@ -221,22 +300,75 @@ impl<'a> Graph<'a> {
                     }
                 }
                 let kernel = tensor1(&t).into_shape(&[oc, 1, kh, kw])?;
-                let acc = self.conv_acc(x, xs, xq, kernel, conv.kernel, conv.stride, conv.padding, oc, xs.c, true, &conv.bias)?;
-                self.requant(acc, &w.multiplier, &w.shift, w.quant.output_offset, w.quant.act_min, w.quant.act_max)
+                let acc = self.conv_acc(
+                    x,
+                    xs,
+                    xq,
+                    kernel,
+                    conv.kernel,
+                    conv.stride,
+                    conv.padding,
+                    oc,
+                    xs.c,
+                    true,
+                    &conv.bias,
+                )?;
+                self.requant(
+                    acc,
+                    &w.multiplier,
+                    &w.shift,
+                    w.quant.output_offset,
+                    w.quant.act_min,
+                    w.quant.act_max,
+                )
             }
-            (Op::FullyConnected { out_features, weights, bias, .. }, Some(Kernel::FullyConnected { w, .. })) => {
+            (
+                Op::FullyConnected {
+                    out_features,
+                    weights,
+                    bias,
+                    ..
+                },
+                Some(Kernel::FullyConnected { w, .. }),
+            ) => {
                 let n = xs.elements();
                 let flat = Shape::new(1, 1, n);
                 let x = self.reshape(x, xs, flat)?;
                 let kernel = tensor1(weights).into_shape(&[*out_features, 1, 1, n])?;
-                let acc = self.conv_acc(x, flat, xq, kernel, [1, 1], 1, Padding::Valid, *out_features, 1, false, bias)?;
-                self.requant(acc, &w.multiplier, &w.shift, w.quant.output_offset, w.quant.act_min, w.quant.act_max)
+                let acc = self.conv_acc(
+                    x,
+                    flat,
+                    xq,
+                    kernel,
+                    [1, 1],
+                    1,
+                    Padding::Valid,
+                    *out_features,
+                    1,
+                    false,
+                    bias,
+                )?;
+                self.requant(
+                    acc,
+                    &w.multiplier,
+                    &w.shift,
+                    w.quant.output_offset,
+                    w.quant.act_min,
+                    w.quant.act_max,
+                )
             }
             (Op::MaxPool2d(p), _) => {
                 let x8 = self.cast(x, i8::datum_type())?;
                 let spec = self.pool_spec(xs, p.size, p.stride, p.padding, xs.c);
                 let name = self.name("maxpool");
-                let y = self.m.wire_node(name, MaxPool { pool_spec: spec, with_index_outputs: None }, &[x8])?[0];
+                let y = self.m.wire_node(
+                    name,
+                    MaxPool {
+                        pool_spec: spec,
+                        with_index_outputs: None,
+                    },
+                    &[x8],
+                )?[0];
                 self.cast(y, i32::datum_type())
             }
             (Op::AvgPool2d(p), _) => {
@@ -244,13 +376,32 @@ impl<'a> Graph<'a> {
                 let spec = self.pool_spec(xs, p.size, p.stride, p.padding, xs.c);
                 let xi = self.cast(x, i64::datum_type())?;
                 let name = self.name("sumpool");
-                let sum = self.m.wire_node(name, SumPool { pool_spec: spec.clone(), count_include_pad: false, normalize: false }, &[xi])?[0];
-                let ones = self.konst(Tensor::from_shape(&[1, xs.h, xs.w, 1], &vec![1i64; xs.h * xs.w])?)?;
+                let sum = self.m.wire_node(
+                    name,
+                    SumPool {
+                        pool_spec: spec.clone(),
+                        count_include_pad: false,
+                        normalize: false,
+                    },
+                    &[xi],
+                )?[0];
+                let ones = self.konst(Tensor::from_shape(
+                    &[1, xs.h, xs.w, 1],
+                    &vec![1i64; xs.h * xs.w],
+                )?)?;
                 let mut one_spec = spec;
                 one_spec.input_channels = 1;
                 one_spec.output_channels = 1;
                 let name = self.name("countpool");
-                let count = self.m.wire_node(name, SumPool { pool_spec: one_spec, count_include_pad: false, normalize: false }, &[ones])?[0];
+                let count = self.m.wire_node(
+                    name,
+                    SumPool {
+                        pool_spec: one_spec,
+                        count_include_pad: false,
+                        normalize: false,
+                    },
+                    &[ones],
+                )?[0];
                 // (sum > 0 ? sum + count/2 : sum - count/2) / count, truncating.
                 let two = self.i64s(&[2])?;
                 let half = self.bin(math::div(), count, two)?;
@@ -268,20 +419,44 @@ impl<'a> Graph<'a> {
                 let xi = self.cast(x, i64::datum_type())?;
                 let xi = self.add_i(xi, &[i64::from(mp.input_offset)])?;
                 let name = self.name("sum");
-                let s = self.m.wire_node(name, Reduce { axes: tvec![1, 2], reducer: Reducer::Sum }, &[xi])?[0];
-                self.requant(s, &[mp.multiplier], &[mp.shift], mp.output_offset, -128, 127)
+                let s = self.m.wire_node(
+                    name,
+                    Reduce {
+                        axes: tvec![1, 2],
+                        reducer: Reducer::Sum,
+                    },
+                    &[xi],
+                )?[0];
+                self.requant(
+                    s,
+                    &[mp.multiplier],
+                    &[mp.shift],
+                    mp.output_offset,
+                    -128,
+                    127,
+                )
             }
             (Op::Add { .. }, Some(Kernel::Add(a))) => {
                 let y = wires[node.inputs[1]];
                 let mut scaled = Vec::new();
-                for (w, off, m, s) in [(x, a.input1_offset, a.input1_multiplier, a.input1_shift), (y, a.input2_offset, a.input2_multiplier, a.input2_shift)] {
+                for (w, off, m, s) in [
+                    (x, a.input1_offset, a.input1_multiplier, a.input1_shift),
+                    (y, a.input2_offset, a.input2_multiplier, a.input2_shift),
+                ] {
                     let v = self.cast(w, i64::datum_type())?;
                     let v = self.add_i(v, &[i64::from(off)])?;
                     let v = self.mul_i(v, &[1i64 << a.left_shift])?;
                     scaled.push(self.mbqm(v, &[m], &[s])?);
                 }
                 let sum = self.bin(math::add(), scaled[0], scaled[1])?;
-                self.requant(sum, &[a.output_multiplier], &[a.output_shift], a.output_offset, a.act_min, a.act_max)
+                self.requant(
+                    sum,
+                    &[a.output_multiplier],
+                    &[a.output_shift],
+                    a.output_offset,
+                    a.act_min,
+                    a.act_max,
+                )
             }
             (Op::Reshape { shape }, _) => self.reshape(x, xs, *shape),
             (Op::Softmax { beta }, _) => {
@@ -291,7 +466,11 @@ impl<'a> Graph<'a> {
                 let sc = self.konst(tensor0(xq.scale * beta))?;
                 let f = self.bin(math::mul(), f, sc)?;
                 let name = self.name("softmax");
-                let sm = Softmax { axes: tvec![3], quant_output_dt: None, kind: SoftmaxKind::Softmax };
+                let sm = Softmax {
+                    axes: tvec![3],
+                    quant_output_dt: None,
+                    kind: SoftmaxKind::Softmax,
+                };
                 let p = self.m.wire_node(name, sm, &[f])?[0];
                 let k = self.konst(tensor0(256f32))?;
                 let p = self.bin(math::mul(), p, k)?;
@@ -311,7 +490,10 @@ impl<'a> Graph<'a> {
 /// The lowered kernel of node `i` (for its integer parameters).
 fn lower_node(model: &Model, i: usize) -> Option<Kernel> {
     let p = lower(model).ok()?;
-    p.steps.into_iter().find(|s| s.node == Some(i)).map(|s| s.kernel)
+    p.steps
+        .into_iter()
+        .find(|s| s.node == Some(i))
+        .map(|s| s.kernel)
 }
 
 /// Runs the host interpreter (the runtime's kernels) on one input.
@@ -340,6 +522,62 @@ pub fn input_of<'a>(model: &Model, raw: &'a (Vec<u8>, Vec<i8>)) -> Input<'a> {
 /// Compares two outputs: bit for bit, or within `tolerance` LSB. Returns the largest difference.
 pub fn max_diff(a: &[i8], b: &[i8]) -> i32 {
     assert_eq!(a.len(), b.len(), "output lengths differ");
-    a.iter().zip(b).map(|(&x, &y)| (i32::from(x) - i32::from(y)).abs()).max().unwrap_or(0)
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (i32::from(x) - i32::from(y)).abs())
+        .max()
+        .unwrap_or(0)
 }
 
+/// tract's own quantised convolution, requantisation included: `Conv` with `q_params = I8`, the
+/// real scales as inputs. tract multiplies the int32 accumulator by the combined scale in `f32` and
+/// rounds half to even; TF Lite uses a 31-bit fixed-point multiplier with its own two roundings.
+/// Used to measure how far apart the two are (see `tests/tract_rounding.rs`).
+pub fn tract_native_conv(model: &Model) -> TractResult<impl Fn(&[i8]) -> TractResult<Vec<i8>>> {
+    let node = &model.nodes[0];
+    let Op::Conv2d { out_channels, conv } = &node.op else {
+        bail!("expects a one-conv model")
+    };
+    let xs = model.input_shape;
+    let xq = model.quant(0);
+    let mut m = TypedModel::default();
+    let x = m.add_source("x", i8::fact([1, xs.h, xs.w, xs.c]))?;
+    let [kh, kw] = conv.kernel;
+    let k = m.add_const(
+        "k",
+        tensor1(&conv.weights).into_shape(&[*out_channels, kh, kw, xs.c])?,
+    )?;
+    let b = m.add_const("b", tensor1(&conv.bias))?;
+    let x0 = m.add_const("x0", tensor0(xq.zero_point))?;
+    let xsc = m.add_const("xs", tensor0(xq.scale))?;
+    let k0 = m.add_const("k0", tensor0(0i32))?;
+    let ksc = m.add_const("ks", tensor1(&conv.weight_scales))?;
+    let y0 = m.add_const("y0", tensor0(node.quant.zero_point))?;
+    let ysc = m.add_const("ys", tensor0(node.quant.scale))?;
+    let (_, t, bo) = pads(xs.h, kh, conv.stride, conv.padding);
+    let (_, l, r) = pads(xs.w, kw, conv.stride, conv.padding);
+    let op = Conv {
+        pool_spec: PoolSpec {
+            data_format: DataFormat::NHWC,
+            kernel_shape: tvec![kh, kw],
+            padding: PaddingSpec::Explicit(tvec![t, l], tvec![bo, r]),
+            dilations: None,
+            strides: Some(tvec![conv.stride, conv.stride]),
+            input_channels: xs.c,
+            output_channels: *out_channels,
+        },
+        kernel_fmt: KernelFormat::OHWI,
+        group: 1,
+        q_params: Some(i8::datum_type()),
+    };
+    let y = m.wire_node("conv", op, &[x, k, b, x0, xsc, k0, ksc, y0, ysc])?[0];
+    m.select_output_outlets(&[y])?;
+    let plan = SimplePlan::new(m)?;
+    let shape = [1, xs.h, xs.w, xs.c];
+    Ok(move |input: &[i8]| {
+        let t = tensor1(input).into_shape(&shape)?;
+        let y = plan.run(tvec!(t.into_tvalue()))?;
+        let y = y[0].cast_to::<i8>()?;
+        Ok(y.try_as_plain_ram()?.as_slice::<i8>()?.to_vec())
+    })
+}

@@ -28,8 +28,12 @@ fn generated_code_matches_tract_on_200_plus_networks() {
             let raw = random_input(&model, seed * 1000 + i as u64);
             let generated = generated::run_generated(i, &raw.0).expect("network runs");
             let host = host_run(&model, input_of(&model, &raw));
-            let tract = tract_run(&model, input_of(&model, &raw)).unwrap_or_else(|e| panic!("net {i}: {e:#}"));
-            assert_eq!(generated, host, "net {i}: generated code and host interpreter differ");
+            let tract = tract_run(&model, input_of(&model, &raw))
+                .unwrap_or_else(|e| panic!("net {i}: {e:#}"));
+            assert_eq!(
+                generated, host,
+                "net {i}: generated code and host interpreter differ"
+            );
             let d = max_diff(&generated, &tract);
             let allowed = i32::from(ends_in_softmax(&model));
             assert!(d <= allowed, "net {i} seed {seed}: generated code and tract differ by {d} LSB\n{generated:?}\n{tract:?}");
@@ -53,6 +57,9 @@ fn generated_constants_match_the_model() {
         assert_eq!(classes, model.classes(), "net {i}");
         assert_eq!(input_len, model.input_shape.elements(), "net {i}");
         assert_eq!(params, model.params(), "net {i}");
-        assert!(plan.live_peak_bytes <= plan.arena_bytes && plan.arena_bytes <= plan.naive_bytes, "net {i}");
+        assert!(
+            plan.live_peak_bytes <= plan.arena_bytes && plan.arena_bytes <= plan.naive_bytes,
+            "net {i}"
+        );
     }
 }

@@ -9,10 +9,18 @@ use tinynas_oracle_tests::*;
 fn check(model: &Model, seed: u64) -> Result<(), TestCaseError> {
     let raw = random_input(model, seed);
     let host = host_run(model, input_of(model, &raw));
-    let tract = tract_run(model, input_of(model, &raw)).map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+    let tract = tract_run(model, input_of(model, &raw))
+        .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
     let d = max_diff(&host, &tract);
     let allowed = if ends_in_softmax(model) { 1 } else { 0 };
-    prop_assert!(d <= allowed, "runtime and tract differ by {} LSB\nhost  {:?}\ntract {:?}\nmodel {:#?}", d, host, tract, model.nodes.last());
+    prop_assert!(
+        d <= allowed,
+        "runtime and tract differ by {} LSB\nhost  {:?}\ntract {:?}\nmodel {:#?}",
+        d,
+        host,
+        tract,
+        model.nodes.last()
+    );
     Ok(())
 }
 
@@ -21,17 +29,43 @@ fn qparams() -> impl Strategy<Value = QParams> {
 }
 
 fn input() -> impl Strategy<Value = (InputType, Shape, QParams)> {
-    (any::<bool>(), 1usize..=9, 1usize..=9, 1usize..=6, 0.002f32..1.0, -128i32..=127).prop_map(|(u8in, h, w, c, scale, zp)| {
-        if u8in {
-            (InputType::U8, Shape::new(h, w, c), QParams { scale, zero_point: zp + 128 })
-        } else {
-            (InputType::I8, Shape::new(h, w, c), QParams { scale, zero_point: zp })
-        }
-    })
+    (
+        any::<bool>(),
+        1usize..=9,
+        1usize..=9,
+        1usize..=6,
+        0.002f32..1.0,
+        -128i32..=127,
+    )
+        .prop_map(|(u8in, h, w, c, scale, zp)| {
+            if u8in {
+                (
+                    InputType::U8,
+                    Shape::new(h, w, c),
+                    QParams {
+                        scale,
+                        zero_point: zp + 128,
+                    },
+                )
+            } else {
+                (
+                    InputType::I8,
+                    Shape::new(h, w, c),
+                    QParams {
+                        scale,
+                        zero_point: zp,
+                    },
+                )
+            }
+        })
 }
 
 fn activation() -> impl Strategy<Value = Activation> {
-    prop_oneof![Just(Activation::None), Just(Activation::Relu), Just(Activation::Relu6)]
+    prop_oneof![
+        Just(Activation::None),
+        Just(Activation::Relu),
+        Just(Activation::Relu6)
+    ]
 }
 
 fn padding() -> impl Strategy<Value = Padding> {
@@ -64,21 +98,66 @@ struct ConvCase {
 }
 
 fn conv_case(depthwise: bool) -> impl Strategy<Value = ConvCase> {
-    (input(), 1usize..=6, prop_oneof![Just(1usize), Just(3), Just(5), Just(7)], prop_oneof![Just(1usize), Just(3), Just(5)], 1usize..=2, padding(), activation(), -128i32..=127, 0.2f32..3.0, any::<u64>())
-        .prop_flat_map(move |(input, n, kh, kw, stride, padding, act, zp, factor, seed)| {
-            let ic = input.1.c;
-            let out_c = if depthwise { ic * n.min(3) } else { n };
-            let nw = if depthwise { kh * kw * out_c } else { out_c * kh * kw * ic };
-            (
-                Just((input, out_c, [kh, kw], stride, padding, act, zp, factor, seed)),
-                prop::collection::vec(any::<i8>(), nw),
-                prop::collection::vec(0.001f32..0.1, out_c),
-                prop::collection::vec(-5000i32..5000, out_c),
-            )
-        })
-        .prop_map(|((input, out_c, kernel, stride, padding, act, zp, factor, seed), weights, scales, bias)| ConvCase {
-            input, out_c, kernel, stride, padding, act, weights, scales, bias, zp, factor, seed,
-        })
+    (
+        input(),
+        1usize..=6,
+        prop_oneof![Just(1usize), Just(3), Just(5), Just(7)],
+        prop_oneof![Just(1usize), Just(3), Just(5)],
+        1usize..=2,
+        padding(),
+        activation(),
+        -128i32..=127,
+        0.2f32..3.0,
+        any::<u64>(),
+    )
+        .prop_flat_map(
+            move |(input, n, kh, kw, stride, padding, act, zp, factor, seed)| {
+                let ic = input.1.c;
+                let out_c = if depthwise { ic * n.min(3) } else { n };
+                let nw = if depthwise {
+                    kh * kw * out_c
+                } else {
+                    out_c * kh * kw * ic
+                };
+                (
+                    Just((
+                        input,
+                        out_c,
+                        [kh, kw],
+                        stride,
+                        padding,
+                        act,
+                        zp,
+                        factor,
+                        seed,
+                    )),
+                    prop::collection::vec(any::<i8>(), nw),
+                    prop::collection::vec(0.001f32..0.1, out_c),
+                    prop::collection::vec(-5000i32..5000, out_c),
+                )
+            },
+        )
+        .prop_map(
+            |(
+                (input, out_c, kernel, stride, padding, act, zp, factor, seed),
+                weights,
+                scales,
+                bias,
+            )| ConvCase {
+                input,
+                out_c,
+                kernel,
+                stride,
+                padding,
+                act,
+                weights,
+                scales,
+                bias,
+                zp,
+                factor,
+                seed,
+            },
+        )
 }
 
 fn run_conv(c: ConvCase, depthwise: bool) -> Result<(), TestCaseError> {
@@ -86,12 +165,29 @@ fn run_conv(c: ConvCase, depthwise: bool) -> Result<(), TestCaseError> {
     let xq = b.quant(0).unwrap();
     let fan = c.kernel[0] * c.kernel[1] * if depthwise { 1 } else { c.input.1.c };
     let mean_w = c.scales.iter().sum::<f32>() / c.scales.len() as f32;
-    let q = QParams { scale: out_scale(xq.scale, mean_w, fan, c.factor), zero_point: c.zp };
-    let conv = ConvParams { kernel: c.kernel, stride: c.stride, padding: c.padding, activation: c.act, weights: c.weights, weight_scales: c.scales, bias: c.bias };
+    let q = QParams {
+        scale: out_scale(xq.scale, mean_w, fan, c.factor),
+        zero_point: c.zp,
+    };
+    let conv = ConvParams {
+        kernel: c.kernel,
+        stride: c.stride,
+        padding: c.padding,
+        activation: c.act,
+        weights: c.weights,
+        weight_scales: c.scales,
+        bias: c.bias,
+    };
     let op = if depthwise {
-        Op::DepthwiseConv2d { multiplier: c.out_c / c.input.1.c, conv }
+        Op::DepthwiseConv2d {
+            multiplier: c.out_c / c.input.1.c,
+            conv,
+        }
     } else {
-        Op::Conv2d { out_channels: c.out_c, conv }
+        Op::Conv2d {
+            out_channels: c.out_c,
+            conv,
+        }
     };
     match b.add("op", op, &[0], q) {
         Ok(_) => check(&b.finish().unwrap(), c.seed),

@@ -1,0 +1,36 @@
+//! A firmware-shaped binary that runs two generated models, for the panic-never link check.
+#![no_std]
+#![no_main]
+
+tinynas_runtime::model!(Sample, "../fixtures/nanonas-k8-c3.tnas");
+tinynas_runtime::model!(AllOps, "../fixtures/all-ops.tnas");
+
+/// The entry point the linker keeps; everything reachable from it is checked.
+#[no_mangle]
+pub extern "C" fn _start() -> ! {
+    let image = core::hint::black_box([0u8; Sample::INPUT_LEN]);
+    let mut arena = [0u8; Sample::ARENA_BYTES];
+    core::hint::black_box(Sample::new().predict(&image, &mut arena));
+
+    let input = core::hint::black_box([0i8; AllOps::INPUT_LEN]);
+    let mut arena = [0u8; AllOps::ARENA_BYTES];
+    core::hint::black_box(AllOps::new().predict(&input, &mut arena));
+
+    #[cfg(feature = "deliberate-panic")]
+    {
+        let v = core::hint::black_box([1u8, 2, 3]);
+        let i = core::hint::black_box(7usize);
+        core::hint::black_box(v[i]);
+    }
+    #[allow(clippy::empty_loop)]
+    loop {}
+}
+
+/// Any panic path left in the binary references this undefined symbol, and the link fails.
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    extern "Rust" {
+        fn __tinynas_panic_path_detected_see_tests_nostd_check() -> !;
+    }
+    unsafe { __tinynas_panic_path_detected_see_tests_nostd_check() }
+}

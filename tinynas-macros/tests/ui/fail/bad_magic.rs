@@ -1,0 +1,3 @@
+tinynas_runtime::model!(Net, "fixtures/bad_magic.tnas");
+
+fn main() {}

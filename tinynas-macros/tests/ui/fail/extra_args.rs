@@ -1,0 +1,3 @@
+tinynas_runtime::model!(Net, "fixtures/valid.tnas", extra);
+
+fn main() {}

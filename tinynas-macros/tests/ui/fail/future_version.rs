@@ -1,0 +1,3 @@
+tinynas_runtime::model!(Net, "fixtures/future_version.tnas");
+
+fn main() {}

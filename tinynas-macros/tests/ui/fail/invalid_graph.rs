@@ -1,0 +1,3 @@
+tinynas_runtime::model!(Net, "fixtures/invalid_graph.tnas");
+
+fn main() {}

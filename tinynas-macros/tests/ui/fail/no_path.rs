@@ -1,0 +1,3 @@
+tinynas_runtime::model!(Net);
+
+fn main() {}

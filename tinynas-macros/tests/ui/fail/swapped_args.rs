@@ -1,0 +1,3 @@
+tinynas_runtime::model!("fixtures/valid.tnas", Net);
+
+fn main() {}

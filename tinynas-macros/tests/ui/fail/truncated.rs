@@ -1,0 +1,3 @@
+tinynas_runtime::model!(Net, "fixtures/truncated.tnas");
+
+fn main() {}
