@@ -6,3 +6,7 @@ pub const OK: i32 = 0;
 pub const ERROR: i32 = 1;
 /// The command line is wrong (clap's usage errors use this code too).
 pub const USAGE: i32 = 2;
+/// The device's outputs differ from the host reference (`bench`, `verify`).
+pub const MISMATCH: i32 = 3;
+/// No board to measure on: no debug probe found, or QEMU is not installed.
+pub const NO_BOARD: i32 = 5;

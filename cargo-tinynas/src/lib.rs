@@ -5,6 +5,11 @@
 //! * [`inspect`]: a model's costs from the IR and the planner.
 //! * [`exit_codes`]: the documented exit codes.
 
+pub mod bench;
+pub mod board;
+pub mod elf;
 pub mod exit_codes;
+pub mod firmware;
 pub mod host;
 pub mod inspect;
+pub mod report;

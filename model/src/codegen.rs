@@ -270,6 +270,7 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                 let (lo, hi): (&[i8], &[i8]) = (lo, hi);
                 #call
             }
+            observe(#n);
         });
     }
 
@@ -317,6 +318,7 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
         )
     });
     let doc = doc_summary(model, arena_bytes);
+    let n_steps = lit(program.steps.len());
 
     quote! {
         #[doc = #doc]
@@ -346,6 +348,8 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
             pub const MACS: u64 = #macs;
             /// Trainable parameters (weights and biases).
             pub const PARAMS: usize = #params;
+            /// Kernel calls of one inference (what `predict_observed` reports, in order).
+            pub const STEPS: usize = #n_steps;
             /// Bytes of weights, biases and requantisation constants in flash.
             pub const PARAM_BYTES: usize = #param_bytes;
             #labels
@@ -357,11 +361,24 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
 
             /// Runs one inference. `arena` is scratch space owned by the caller (a static, a stack
             /// buffer, an RTIC or embassy resource); its contents before and after do not matter.
-            #[allow(unused_variables, clippy::identity_op, clippy::erasing_op, clippy::too_many_lines)]
+            #[inline]
             pub fn predict(
                 &self,
                 input: &[#input_ty; #input_len],
                 arena: &mut [u8; #arena_l],
+            ) -> #p::Prediction<#classes_l> {
+                self.predict_observed(input, arena, |_| {})
+            }
+
+            /// Like [`Self::predict`], and calls `observe(step)` after each of the [`Self::STEPS`]
+            /// kernel calls: for per-layer profiling. With an empty closure it compiles to the same
+            /// code as `predict`.
+            #[allow(unused_variables, clippy::identity_op, clippy::erasing_op, clippy::too_many_lines)]
+            pub fn predict_observed<F: FnMut(usize)>(
+                &self,
+                input: &[#input_ty; #input_len],
+                arena: &mut [u8; #arena_l],
+                mut observe: F,
             ) -> #p::Prediction<#classes_l> {
                 #statics
                 let arena: &mut [i8; #arena_l] = #p::arena_i8(arena);

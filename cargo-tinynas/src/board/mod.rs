@@ -1,0 +1,177 @@
+//! Boards: where a bench firmware runs. One narrow trait ([`Board`]) with a real implementation
+//! through probe-rs ([`probe::ProbeBoard`]), an emulated one under QEMU ([`qemu::QemuBoard`]), and
+//! a fake for unit tests of callers ([`fake::FakeBoard`], a stand-in named as such).
+
+pub mod fake;
+pub mod probe;
+pub mod qemu;
+
+use crate::elf::Sizes;
+use crate::firmware::Firmware;
+use crate::report::{Report, ReportError};
+
+/// Flash and RAM of the chip the firmware is linked for (memory.x).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryLayout {
+    pub flash_origin: u64,
+    pub flash_length: u64,
+    pub ram_origin: u64,
+    pub ram_length: u64,
+    /// Where these figures come from (a QEMU machine, a probe-rs chip, the user's memory.x).
+    pub source: String,
+}
+
+/// What a latency figure counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyUnit {
+    /// Core clock cycles measured on a chip.
+    Cycles,
+    /// Instructions executed, counted by an emulator (not cycles: an instruction can take several).
+    Instructions,
+}
+
+impl LatencyUnit {
+    pub fn name(self) -> &'static str {
+        match self {
+            LatencyUnit::Cycles => "cycles",
+            LatencyUnit::Instructions => "instructions",
+        }
+    }
+}
+
+/// What one run of a bench firmware measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    /// Board name (`qemu-m4`, or the probe-rs chip name).
+    pub board: String,
+    /// Core (`Cortex-M4F`, ...).
+    pub core: String,
+    pub unit: LatencyUnit,
+    /// Latency of each inference, one per input, in `unit`.
+    pub latency: Vec<u64>,
+    /// Latency of each kernel call of the last inference, in `unit` (empty unless asked for).
+    pub per_step: Vec<u64>,
+    /// Deepest stack use seen (stack painting), bytes.
+    pub stack_peak_bytes: u64,
+    /// Stack region size, bytes.
+    pub stack_size_bytes: u64,
+    /// Section sizes of the firmware.
+    pub sizes: Sizes,
+    /// The model's arena (part of `.bss`).
+    pub arena_bytes: u64,
+    /// Output values of each inference.
+    pub outputs: Vec<Vec<i8>>,
+}
+
+impl Measurement {
+    /// Peak SRAM: static RAM (`.data` + `.bss`, the arena included) plus the stack peak.
+    pub fn peak_sram_bytes(&self) -> u64 {
+        self.sizes.static_ram() + self.stack_peak_bytes
+    }
+
+    /// Builds a measurement from a decoded report; `scale` turns timer units into `unit`
+    /// (numerator, denominator).
+    pub(crate) fn from_report(
+        board: &str,
+        core: &str,
+        unit: LatencyUnit,
+        scale: (u64, u64),
+        fw: &Firmware,
+        r: Report,
+    ) -> Self {
+        let conv =
+            |t: u64| (u128::from(t) * u128::from(scale.0) / u128::from(scale.1.max(1))) as u64;
+        let mut per_step = Vec::with_capacity(r.steps.len());
+        let mut prev = 0;
+        for &t in &r.steps {
+            per_step.push(conv(t.saturating_sub(prev)));
+            prev = t;
+        }
+        Measurement {
+            board: board.to_string(),
+            core: core.to_string(),
+            unit,
+            latency: r.runs.iter().map(|(t, _)| conv(*t)).collect(),
+            per_step,
+            stack_peak_bytes: u64::from(r.stack_peak_bytes),
+            stack_size_bytes: u64::from(r.stack_size_bytes),
+            sizes: fw.sizes,
+            arena_bytes: fw.arena_bytes as u64,
+            outputs: r.runs.into_iter().map(|(_, o)| o).collect(),
+        }
+    }
+}
+
+/// Why a board could not measure.
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    #[error("qemu-system-arm was not found: install it (Debian/Ubuntu: `apt-get install -y qemu-system-arm`) or use a board with --chip")]
+    QemuMissing,
+    #[error("the emulated board did not finish within {seconds} s: the firmware hung (an infinite loop, or semihosting not enabled); console: {console:?}")]
+    Timeout { seconds: u64, console: String },
+    #[error("the emulated board exited with {status} without a report; console: {console:?}; stderr: {stderr:?}")]
+    Crashed {
+        status: String,
+        console: String,
+        stderr: String,
+    },
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("the firmware reports format version {firmware}, this cargo-tinynas reads version {host}: rebuild the bench firmware with this cargo-tinynas")]
+    VersionMismatch { firmware: u32, host: u32 },
+    #[error(
+        "the report has {got} inputs x {classes} outputs, the firmware was built for {want} inputs"
+    )]
+    WrongShape {
+        got: usize,
+        want: usize,
+        classes: usize,
+    },
+    #[error(transparent)]
+    Probe(#[from] probe::ProbeError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Somewhere a bench firmware runs and gets measured.
+pub trait Board {
+    /// A short name for reports (`qemu-m4`, `STM32F746NGHx`).
+    fn name(&self) -> String;
+    /// The core, for reports.
+    fn core(&self) -> String;
+    /// The Rust target the firmware must be built for.
+    fn target(&self) -> &'static str;
+    /// Flash and RAM to link the firmware for.
+    fn memory(&self) -> MemoryLayout;
+    /// The timer the firmware should use.
+    fn timer(&self) -> crate::report::Timer;
+    /// True on cores whose DWT must be unlocked first (Cortex-M7).
+    fn unlock_dwt(&self) -> bool {
+        false
+    }
+    /// Flashes (or loads) and runs the firmware, and returns what it measured.
+    fn run(&mut self, firmware: &Firmware) -> Result<Measurement, BoardError>;
+}
+
+/// Checks the firmware's report version symbol before it is run.
+pub(crate) fn check_version(fw: &Firmware) -> Result<(), BoardError> {
+    if fw.report_version != crate::report::VERSION {
+        return Err(BoardError::VersionMismatch {
+            firmware: fw.report_version,
+            host: crate::report::VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Checks a decoded report against what the firmware was built to produce.
+pub(crate) fn check_shape(fw: &Firmware, r: &Report) -> Result<(), BoardError> {
+    if r.runs.len() != fw.inputs || r.runs.iter().any(|(_, o)| o.len() != fw.classes) {
+        return Err(BoardError::WrongShape {
+            got: r.runs.len(),
+            want: fw.inputs,
+            classes: fw.classes,
+        });
+    }
+    Ok(())
+}

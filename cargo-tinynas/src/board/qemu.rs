@@ -1,0 +1,235 @@
+//! The emulated board: the bench firmware under `qemu-system-arm` with `-icount shift=0` (one
+//! instruction per virtual nanosecond, so SysTick ticks times the machine's ns-per-tick is the
+//! number of instructions executed, exactly and repeatably) and semihosting on. Latency is in
+//! **instructions**, not cycles.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{
+    check_shape, check_version, Board, BoardError, LatencyUnit, Measurement, MemoryLayout,
+};
+use crate::firmware::Firmware;
+use crate::report::{self, Timer};
+
+/// A QEMU machine we support, with the facts checked on these machines (QEMU 7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QemuMachine {
+    /// Our board name.
+    pub board: &'static str,
+    /// QEMU's `-M` name.
+    pub machine: &'static str,
+    pub core: &'static str,
+    pub target: &'static str,
+    pub flash: (u64, u64),
+    pub ram: (u64, u64),
+    /// Nanoseconds per SysTick tick (core clock source), as a fraction.
+    pub ns_per_tick: (u64, u64),
+}
+
+/// The supported machines.
+pub const MACHINES: [QemuMachine; 5] = [
+    QemuMachine {
+        board: "qemu-m0",
+        machine: "microbit",
+        core: "Cortex-M0",
+        target: "thumbv6m-none-eabi",
+        flash: (0, 256 << 10),
+        ram: (0x2000_0000, 16 << 10),
+        ns_per_tick: (125, 2),
+    },
+    QemuMachine {
+        board: "qemu-m3",
+        machine: "lm3s6965evb",
+        core: "Cortex-M3",
+        target: "thumbv7m-none-eabi",
+        flash: (0, 256 << 10),
+        ram: (0x2000_0000, 64 << 10),
+        ns_per_tick: (80, 1),
+    },
+    QemuMachine {
+        board: "qemu-m4",
+        machine: "mps2-an386",
+        core: "Cortex-M4F",
+        target: "thumbv7em-none-eabihf",
+        flash: (0, 4 << 20),
+        ram: (0x2000_0000, 4 << 20),
+        ns_per_tick: (40, 1),
+    },
+    QemuMachine {
+        board: "qemu-m7",
+        machine: "mps2-an500",
+        core: "Cortex-M7",
+        target: "thumbv7em-none-eabihf",
+        flash: (0, 4 << 20),
+        ram: (0x2000_0000, 4 << 20),
+        ns_per_tick: (40, 1),
+    },
+    QemuMachine {
+        board: "qemu-m55",
+        machine: "mps3-an547",
+        core: "Cortex-M55",
+        target: "thumbv8m.main-none-eabihf",
+        flash: (0, 512 << 10),
+        ram: (0x2000_0000, 512 << 10),
+        ns_per_tick: (125, 4),
+    },
+];
+
+/// The default board.
+pub const DEFAULT: &str = "qemu-m4";
+
+/// Finds a machine by board name.
+pub fn machine(board: &str) -> Option<&'static QemuMachine> {
+    MACHINES.iter().find(|m| m.board == board)
+}
+
+/// A QEMU board.
+#[derive(Debug, Clone)]
+pub struct QemuBoard {
+    pub machine: &'static QemuMachine,
+    /// Longest a run may take (wall clock) before it counts as hung.
+    pub timeout: Duration,
+    /// Flash and RAM to link for, when emulating a specific chip's limits (defaults to the
+    /// machine's memory).
+    pub memory: Option<MemoryLayout>,
+}
+
+impl QemuBoard {
+    pub fn new(machine: &'static QemuMachine) -> Self {
+        QemuBoard {
+            machine,
+            timeout: Duration::from_secs(120),
+            memory: None,
+        }
+    }
+
+    /// The command line, for logs and users who want to run the firmware themselves.
+    pub fn command(&self, elf: &std::path::Path) -> Command {
+        let mut c = Command::new("qemu-system-arm");
+        // The semihosting console gets its own chardev on stdout (QEMU 7.2 sends it to the first
+        // serial port otherwise).
+        c.args([
+            "-M",
+            self.machine.machine,
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+        ])
+        .args(["-chardev", "stdio,id=tinynas", "-icount", "shift=0"])
+        .args([
+            "-semihosting-config",
+            "enable=on,target=native,chardev=tinynas",
+            "-kernel",
+        ])
+        .arg(elf);
+        c
+    }
+}
+
+impl Board for QemuBoard {
+    fn name(&self) -> String {
+        self.machine.board.to_string()
+    }
+
+    fn core(&self) -> String {
+        self.machine.core.to_string()
+    }
+
+    fn target(&self) -> &'static str {
+        self.machine.target
+    }
+
+    fn memory(&self) -> MemoryLayout {
+        self.memory.clone().unwrap_or(MemoryLayout {
+            flash_origin: self.machine.flash.0,
+            flash_length: self.machine.flash.1,
+            ram_origin: self.machine.ram.0,
+            ram_length: self.machine.ram.1,
+            source: format!("QEMU machine {}", self.machine.machine),
+        })
+    }
+
+    fn timer(&self) -> Timer {
+        // DWT CYCCNT reads 0 under QEMU.
+        Timer::SysTick
+    }
+
+    fn run(&mut self, fw: &Firmware) -> Result<Measurement, BoardError> {
+        check_version(fw)?;
+        let mut child = match self
+            .command(&fw.elf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BoardError::QemuMissing)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let out = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = stdout.read_to_end(&mut s);
+            s
+        });
+        let err = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = stderr.read_to_end(&mut s);
+            s
+        });
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break Some(s);
+            }
+            if start.elapsed() > self.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let console = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
+        let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+        let Some(status) = status else {
+            return Err(BoardError::Timeout {
+                seconds: self.timeout.as_secs(),
+                console: tail(&console),
+            });
+        };
+        let r = match report::parse(&console) {
+            Ok(r) => r,
+            Err(report::ReportError::Missing(_)) if !status.success() => {
+                return Err(BoardError::Crashed {
+                    status: status.to_string(),
+                    console: tail(&console),
+                    stderr: tail(&stderr),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        check_shape(fw, &r)?;
+        Ok(Measurement::from_report(
+            self.machine.board,
+            self.machine.core,
+            LatencyUnit::Instructions,
+            self.machine.ns_per_tick,
+            fw,
+            r,
+        ))
+    }
+}
+
+fn tail(s: &str) -> String {
+    let n = s.chars().count();
+    s.chars().skip(n.saturating_sub(400)).collect()
+}

@@ -1,0 +1,328 @@
+//! The bench firmware: rendered from the minijinja templates in `templates/bench/`, built with
+//! cargo for the board's target, and described by its ELF.
+//!
+//! Builds go to a cache folder (`$TINYNAS_CACHE_DIR`, else `$XDG_CACHE_HOME/cargo-tinynas`, else
+//! `~/.cache/cargo-tinynas`): one project folder per firmware (named by a hash of everything that
+//! goes into it) and one shared cargo target folder, so dependencies are built once per target.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use minijinja::{context, Environment, UndefinedBehavior};
+use tinynas_model::{InputType, Model};
+
+use crate::board::MemoryLayout;
+use crate::report::Timer;
+
+const CARGO_TOML: &str = include_str!("../../templates/bench/Cargo.toml.j2");
+const MEMORY_X: &str = include_str!("../../templates/bench/memory.x.j2");
+const CONFIG_TOML: &str = include_str!("../../templates/bench/config.toml.j2");
+const BUILD_RS: &str = include_str!("../../templates/bench/build.rs.j2");
+const MAIN_RS: &str = include_str!("../../templates/bench/main.rs.j2");
+
+/// What goes into a bench firmware.
+#[derive(Debug, Clone)]
+pub struct Spec<'a> {
+    /// The `.tnas` file's bytes and the model they hold.
+    pub model_bytes: &'a [u8],
+    pub model: &'a Model,
+    /// Raw input bytes, `INPUT_LEN` each (read as `i8` by `i8` models).
+    pub inputs: &'a [Vec<u8>],
+    pub target: &'static str,
+    pub memory: MemoryLayout,
+    pub timer: Timer,
+    pub unlock_dwt: bool,
+    /// Time every kernel call.
+    pub per_layer: bool,
+    /// A buffer of this many bytes on the stack around the model call (0: none): for testing the
+    /// stack measurement.
+    pub extra_stack_bytes: usize,
+}
+
+/// A built bench firmware.
+#[derive(Debug, Clone)]
+pub struct Firmware {
+    pub elf: PathBuf,
+    pub sizes: crate::elf::Sizes,
+    pub report_version: u32,
+    pub inputs: usize,
+    pub classes: usize,
+    pub steps: usize,
+    pub arena_bytes: usize,
+    pub target: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirmwareError {
+    #[error("template {name}: {source}")]
+    Template {
+        name: &'static str,
+        source: minijinja::Error,
+    },
+    #[error("input {index} has {got} bytes, the model takes {want}")]
+    InputLength {
+        index: usize,
+        got: usize,
+        want: usize,
+    },
+    #[error("the bench needs at least one input")]
+    NoInputs,
+    #[error("cannot find tinynas-runtime's sources at {0}: set TINYNAS_RUNTIME_PATH to the runtime/ folder of a cargo-tinynas checkout")]
+    Runtime(PathBuf),
+    #[error("building the bench firmware for {target} failed ({status}){hint}\n{log}")]
+    Build {
+        target: String,
+        status: String,
+        hint: String,
+        log: String,
+    },
+    #[error(
+        "cargo built no firmware binary (is the {0} target installed? `rustup target add {0}`)"
+    )]
+    NoArtifact(String),
+    #[error("{0}")]
+    Elf(#[from] crate::elf::ElfError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FirmwareError {
+    let context = context.into();
+    move |source| FirmwareError::Io { context, source }
+}
+
+/// The cache folder for bench builds.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("TINYNAS_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("cargo-tinynas");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".cache").join("cargo-tinynas");
+    }
+    std::env::temp_dir().join("cargo-tinynas")
+}
+
+fn runtime_path() -> Result<PathBuf, FirmwareError> {
+    let p = std::env::var_os("TINYNAS_RUNTIME_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("runtime")
+        });
+    let p = p
+        .canonicalize()
+        .map_err(|_| FirmwareError::Runtime(p.clone()))?;
+    if p.join("Cargo.toml").is_file() {
+        Ok(p)
+    } else {
+        Err(FirmwareError::Runtime(p))
+    }
+}
+
+fn hex_addr(v: u64) -> String {
+    format!("{v:#010X}").replacen("0X", "0x", 1)
+}
+
+/// The rendered files of a bench firmware project, by relative path.
+pub fn render(
+    spec: &Spec<'_>,
+    package: &str,
+    runtime: &Path,
+) -> Result<Vec<(&'static str, String)>, FirmwareError> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    let m = &spec.memory;
+    let ctx = context! {
+        tool_version => env!("CARGO_PKG_VERSION"),
+        package => package,
+        runtime_path => runtime.display().to_string(),
+        opt_level => 3,
+        memory_comment => format!("Memory of {}", m.source),
+        flash_origin => hex_addr(m.flash_origin),
+        flash_length => m.flash_length,
+        ram_origin => hex_addr(m.ram_origin),
+        ram_length => m.ram_length,
+        target => spec.target,
+        report_version => crate::report::VERSION,
+        per_layer => spec.per_layer,
+        timer => match spec.timer { Timer::SysTick => "systick", Timer::Dwt => "dwt" },
+        timer_kind => match spec.timer { Timer::SysTick => 0, Timer::Dwt => 1 },
+        timer_doc => match spec.timer { Timer::SysTick => "SysTick ticks", Timer::Dwt => "DWT CYCCNT cycles" },
+        unlock_dwt => spec.unlock_dwt,
+        input_type => match spec.model.input_type { InputType::U8 => "u8", InputType::I8 => "i8" },
+        extra_stack_bytes => spec.extra_stack_bytes,
+    };
+    let mut files = Vec::new();
+    for (path, name, src) in [
+        ("Cargo.toml", "Cargo.toml.j2", CARGO_TOML),
+        ("memory.x", "memory.x.j2", MEMORY_X),
+        (".cargo/config.toml", "config.toml.j2", CONFIG_TOML),
+        ("build.rs", "build.rs.j2", BUILD_RS),
+        ("src/main.rs", "main.rs.j2", MAIN_RS),
+    ] {
+        let text = env
+            .render_str(src, ctx.clone())
+            .map_err(|source| FirmwareError::Template { name, source })?;
+        files.push((path, text));
+    }
+    files.push(("src/inputs.rs", inputs_rs(spec)?));
+    Ok(files)
+}
+
+fn inputs_rs(spec: &Spec<'_>) -> Result<String, FirmwareError> {
+    let n = spec.model.input_shape.elements();
+    if spec.inputs.is_empty() {
+        return Err(FirmwareError::NoInputs);
+    }
+    let signed = spec.model.input_type == InputType::I8;
+    let ty = if signed { "i8" } else { "u8" };
+    let mut s = format!(
+        "/// The inputs, in flash.\nconst INPUT_COUNT: usize = {};\nstatic INPUTS: [[{ty}; Model::INPUT_LEN]; INPUT_COUNT] = [\n",
+        spec.inputs.len()
+    );
+    for (index, x) in spec.inputs.iter().enumerate() {
+        if x.len() != n {
+            return Err(FirmwareError::InputLength {
+                index,
+                got: x.len(),
+                want: n,
+            });
+        }
+        s.push_str("    [");
+        for (i, &b) in x.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            if signed {
+                let _ = write!(s, "{}", b as i8);
+            } else {
+                let _ = write!(s, "{b}");
+            }
+        }
+        s.push_str("],\n");
+    }
+    s.push_str("];\n");
+    Ok(s)
+}
+
+/// Renders, writes and builds a bench firmware; returns the ELF and what it says about itself.
+pub fn build(spec: &Spec<'_>, cache: &Path) -> Result<Firmware, FirmwareError> {
+    let runtime = runtime_path()?;
+    // The project is named by a hash of everything in it, so identical requests share a build
+    // and different ones never overwrite each other's binary in the shared target folder.
+    let probe = render(spec, "tinynas-bench", &runtime)?;
+    let mut h = crc32fast::Hasher::new();
+    h.update(spec.model_bytes);
+    for (p, t) in &probe {
+        h.update(p.as_bytes());
+        h.update(t.as_bytes());
+    }
+    let package = format!("tinynas-bench-{:08x}", h.finalize());
+    let files = render(spec, &package, &runtime)?;
+    let dir = cache.join("projects").join(&package);
+    for (p, text) in &files {
+        let path = dir.join(p);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("cannot create {}", parent.display())))?;
+        }
+        write_if_changed(&path, text.as_bytes())?;
+    }
+    write_if_changed(&dir.join("model.tnas"), spec.model_bytes)?;
+
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target_dir = cache.join("target");
+    let out = Command::new(cargo)
+        .current_dir(&dir)
+        .args([
+            "build",
+            "--release",
+            "--message-format",
+            "json-render-diagnostics",
+            "--target",
+            spec.target,
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .map_err(io("cannot run cargo"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let log: String = stderr
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        let hint = if log.contains("may not be installed")
+            || log.contains("can't find crate for `core`")
+        {
+            format!(
+                ": the {} target is not installed; run `rustup target add {}`",
+                spec.target, spec.target
+            )
+        } else if log.contains("will not fit in region") || log.contains("overflowed by") {
+            format!(
+                ": the model does not fit the chip's memory ({} bytes flash, {} bytes RAM from {})",
+                spec.memory.flash_length, spec.memory.ram_length, spec.memory.source
+            )
+        } else {
+            String::new()
+        };
+        return Err(FirmwareError::Build {
+            target: spec.target.into(),
+            status: out.status.to_string(),
+            hint,
+            log,
+        });
+    }
+    let elf = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == package.as_str())
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| FirmwareError::NoArtifact(spec.target.into()))?;
+    let bytes = std::fs::read(&elf).map_err(io(format!("cannot read {}", elf.display())))?;
+    let program = tinynas_model::lower::lower(spec.model).map_err(|e| FirmwareError::Io {
+        context: "cannot lower the model".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(Firmware {
+        sizes: crate::elf::sizes(&bytes)?,
+        report_version: crate::elf::report_version(&bytes)?,
+        elf,
+        inputs: spec.inputs.len(),
+        classes: spec.model.classes(),
+        steps: if spec.per_layer {
+            program.steps.len()
+        } else {
+            0
+        },
+        arena_bytes: program.plan.arena_bytes,
+        target: spec.target,
+    })
+}
+
+/// Writes a file unless it already holds these bytes (so cargo's fingerprints stay fresh).
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), FirmwareError> {
+    if std::fs::read(path).ok().as_deref() == Some(bytes) {
+        return Ok(());
+    }
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).map_err(io(format!("cannot write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io(format!("cannot write {}", path.display())))
+}

@@ -1,0 +1,275 @@
+//! The QEMU boards, for real: bench firmware built for each board's target and run under
+//! `qemu-system-arm` (installed by .ci/run). Needs the Rust targets of .ci/run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cargo_tinynas::bench::{self, Options};
+use cargo_tinynas::board::qemu::{machine, QemuBoard, MACHINES};
+use cargo_tinynas::board::{Board, BoardError, LatencyUnit};
+use tinynas_model::random::{network, Config, SplitMix};
+
+fn cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-cache")
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn board(name: &str) -> QemuBoard {
+    QemuBoard::new(machine(name).unwrap())
+}
+
+/// Random networks from the Foundation generator on all five boards: the device's outputs equal
+/// the host reference bit for bit.
+#[test]
+fn random_models_on_all_five_boards_match_the_host() {
+    let mut rng = SplitMix(0xB0A2D);
+    let cfg = Config {
+        max_side: 10,
+        max_channels: 6,
+        max_layers: 5,
+        residual: 0.3,
+    };
+    for (i, m) in MACHINES.iter().enumerate() {
+        for k in 0..3 {
+            let model = network(&mut rng, &cfg);
+            let bytes = tinynas_model::format::to_bytes(&model);
+            let mut b = QemuBoard::new(m);
+            let opts = Options {
+                inputs: 3,
+                seed: (i * 10 + k) as u64,
+                ..Options::default()
+            };
+            let o = bench::run(&bytes, &mut b, &opts, &cache(), |_| {})
+                .unwrap_or_else(|e| panic!("{}: {e}", m.board));
+            assert!(
+                o.outputs_match(),
+                "{}: network {k}: device {:?} != host {:?}",
+                m.board,
+                o.measurement.outputs,
+                o.host_outputs
+            );
+            assert_eq!(o.measurement.unit, LatencyUnit::Instructions);
+            assert!(
+                o.measurement.latency.iter().all(|&l| l > 0 && l < 1 << 40),
+                "{:?}",
+                o.measurement.latency
+            );
+        }
+    }
+}
+
+/// The emulator counts instructions exactly: the same firmware run twice gives the same figures.
+#[test]
+fn two_runs_give_identical_instruction_counts() {
+    let bytes = fixture("nanonas-k8-c3.tnas");
+    let mut b = board("qemu-m4");
+    let opts = Options {
+        inputs: 2,
+        per_layer: true,
+        ..Options::default()
+    };
+    let first = bench::run(&bytes, &mut b, &opts, &cache(), |_| {}).unwrap();
+    let second = b.run(&first.firmware).unwrap();
+    assert_eq!(first.measurement.latency, second.latency);
+    assert_eq!(first.measurement.per_step, second.per_step);
+    assert_eq!(first.measurement.stack_peak_bytes, second.stack_peak_bytes);
+    assert!(first.outputs_match());
+    // Per-layer times account for the whole inference (up to the timer reads between layers).
+    let sum: u64 = first.measurement.per_step.iter().sum();
+    let total = first.measurement.latency[1];
+    assert!(
+        sum <= total + 400 && sum + 2000 >= total,
+        "layers {sum} vs total {total}"
+    );
+}
+
+/// Stack painting: a known-size buffer on the stack moves the measured peak by its size. The
+/// function holding the buffer also saves a register and keeps 8-byte alignment, so its frame grows
+/// by the buffer plus a few bytes (8 on the Cortex-M4 build): the test allows up to 16.
+#[test]
+fn stack_buffer_moves_the_measured_peak_by_its_size() {
+    let bytes = fixture("all-ops.tnas");
+    let mut b = board("qemu-m4");
+    let base = bench::run(
+        &bytes,
+        &mut b,
+        &Options {
+            inputs: 1,
+            ..Options::default()
+        },
+        &cache(),
+        |_| {},
+    )
+    .unwrap();
+    let padded = bench::run(
+        &bytes,
+        &mut b,
+        &Options {
+            inputs: 1,
+            extra_stack_bytes: 4096,
+            ..Options::default()
+        },
+        &cache(),
+        |_| {},
+    )
+    .unwrap();
+    let moved = padded.measurement.stack_peak_bytes - base.measurement.stack_peak_bytes;
+    assert!(
+        (4096..=4096 + 16).contains(&moved),
+        "the peak moved by {moved} bytes for a 4096-byte buffer"
+    );
+    // The painted stack below the buffer is measured too: a bigger buffer moves it further.
+    let padded2 = bench::run(
+        &bytes,
+        &mut b,
+        &Options {
+            inputs: 1,
+            extra_stack_bytes: 8192,
+            ..Options::default()
+        },
+        &cache(),
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        padded2.measurement.stack_peak_bytes - padded.measurement.stack_peak_bytes,
+        4096
+    );
+}
+
+/// A guest that does not finish in time is an error, not a hang of the tool.
+#[test]
+fn a_hung_guest_times_out_with_a_clear_error() {
+    let bytes = fixture("nanonas-k8-c3.tnas");
+    let mut b = board("qemu-m4");
+    let o = bench::run(
+        &bytes,
+        &mut b,
+        &Options {
+            inputs: 1,
+            ..Options::default()
+        },
+        &cache(),
+        |_| {},
+    )
+    .unwrap();
+    let mut quick = board("qemu-m4");
+    quick.timeout = Duration::from_millis(1);
+    match quick.run(&o.firmware) {
+        Err(e @ BoardError::Timeout { .. }) => assert!(e.to_string().contains("did not finish")),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}
+
+/// Firmware for one machine run on another crashes (its stack is outside the other's RAM): a clear
+/// error, never a hang.
+#[test]
+fn a_crashing_guest_is_a_clear_error() {
+    let bytes = fixture("all-ops.tnas");
+    let mut m4 = board("qemu-m4");
+    let o = bench::run(
+        &bytes,
+        &mut m4,
+        &Options {
+            inputs: 1,
+            ..Options::default()
+        },
+        &cache(),
+        |_| {},
+    )
+    .unwrap();
+    let mut m0 = board("qemu-m0");
+    m0.timeout = Duration::from_secs(20);
+    let e = m0.run(&o.firmware).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BoardError::Crashed { .. } | BoardError::Report(_) | BoardError::Timeout { .. }
+        ),
+        "{e:?}"
+    );
+}
+
+/// A model too large for the chip's RAM fails at link time with a message that says so.
+#[test]
+fn a_model_too_big_for_the_ram_fails_to_link_with_a_clear_message() {
+    let bytes = fixture("nanonas-k8-c3.tnas"); // 11 KiB arena
+    let mut b = board("qemu-m4");
+    b.memory = Some(cargo_tinynas::board::MemoryLayout {
+        flash_origin: 0,
+        flash_length: 256 << 10,
+        ram_origin: 0x2000_0000,
+        ram_length: 8 << 10,
+        source: "a test chip with 8 KiB RAM".into(),
+    });
+    let e = bench::run(
+        &bytes,
+        &mut b,
+        &Options {
+            inputs: 1,
+            ..Options::default()
+        },
+        &cache(),
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("does not fit"), "{e}");
+}
+
+/// The CLI on the committed fixture: exit 0, JSON with the instruction count, peak SRAM and the
+/// match flag.
+#[test]
+fn cli_bench_json_on_the_fixture() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
+        .args(["tinynas", "bench", "--model"])
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/nanonas-k8-c3.tnas"))
+        .args([
+            "--board",
+            "qemu-m4",
+            "--message-format",
+            "json",
+            "--per-layer",
+        ])
+        .env("TINYNAS_CACHE_DIR", cache())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(line.lines().count(), 1, "one JSON object per line");
+    let j: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(j["latency_unit"], "instructions");
+    assert!(j["instructions"].as_u64().unwrap() > 1_000_000);
+    assert!(j["peak_sram_bytes"].as_u64().unwrap() > 11_264);
+    assert_eq!(j["outputs_match_host"], true);
+    assert_eq!(j["layers"].as_array().unwrap().len(), 10);
+}
+
+/// Usage errors name the fix.
+#[test]
+fn cli_unknown_board_says_which_exist() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
+        .args([
+            "tinynas", "bench", "--model", "x.tnas", "--board", "qemu-m9",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read") || err.contains("qemu-m4"),
+        "{err}"
+    );
+}
