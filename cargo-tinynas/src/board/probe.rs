@@ -361,11 +361,8 @@ pub fn serve(core: &mut probe_rs::Core<'_>, timeout: Duration) -> Result<String,
                     SemihostingCommand::ExitError(d) => {
                         return Err(ProbeError::ExitError(format!("{d:?}"), console))
                     }
-                    other => {
-                        // Nothing else is used by the bench firmware: keep going.
-                        tracing_skip(&other);
-                        core.run()?;
-                    }
+                    // Nothing else is used by the bench firmware: keep going.
+                    _ => core.run()?,
                 }
             }
             CoreStatus::LockedUp => {
