@@ -218,6 +218,7 @@ pub fn json(o: &Outcome) -> serde_json::Value {
             "data_bytes": s.data,
             "vector_table_bytes": s.vector_table,
             "model_param_bytes": o.model.param_bytes(),
+            "bench_input_bytes": o.inputs.iter().map(Vec::len).sum::<usize>(),
         },
         "layers": layers(o),
     })
@@ -297,8 +298,8 @@ pub fn table(o: &Outcome) -> String {
         sr["stack_peak_bytes"]
     );
     let f = &j["flash"];
-    let _ = writeln!(s, "flash:       {} bytes = code {} + read-only data {} (model parameters {}) + data {} + vectors {}",
-        j["flash_bytes"], f["text_bytes"], f["rodata_bytes"], f["model_param_bytes"], f["data_bytes"], f["vector_table_bytes"]);
+    let _ = writeln!(s, "flash:       {} bytes = code {} + read-only data {} (model parameters {}, bench inputs {}) + data {} + vectors {}",
+        j["flash_bytes"], f["text_bytes"], f["rodata_bytes"], f["model_param_bytes"], f["bench_input_bytes"], f["data_bytes"], f["vector_table_bytes"]);
     let _ = writeln!(
         s,
         "outputs:     {}",

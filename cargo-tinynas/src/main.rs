@@ -133,7 +133,8 @@ fn bench(a: BenchArgs) -> anyhow::Result<i32> {
             let mut q = board::qemu::QemuBoard::new(m);
             q.timeout = std::time::Duration::from_secs(a.timeout);
             if let Some(c) = chip {
-                q.memory = Some(board::probe::chip_facts(c)?.memory);
+                let f = board::probe::chip_facts(c)?;
+                q = q.with_chip_sizes(&f.name, f.memory.flash_length, f.memory.ram_length);
             }
             Box::new(q)
         }

@@ -273,3 +273,37 @@ fn cli_unknown_board_says_which_exist() {
         "{err}"
     );
 }
+
+/// The emulator linked with a real chip's sizes (at the machine's addresses) runs and reports.
+#[test]
+fn cli_qemu_with_a_chip_uses_its_sizes() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
+        .args(["tinynas", "bench", "--model"])
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/all-ops.tnas"))
+        .args([
+            "--board",
+            "qemu-m4",
+            "--chip",
+            "nRF52840_xxAA",
+            "--inputs",
+            "1",
+            "--message-format",
+            "json",
+        ])
+        .env("TINYNAS_CACHE_DIR", cache())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["outputs_match_host"], true);
+    // nRF52840 has 256 KiB of RAM: the stack is what is left after the statics.
+    let s = &j["sram"];
+    assert_eq!(
+        s["stack_size_bytes"].as_u64().unwrap() + s["static_bytes"].as_u64().unwrap(),
+        256 << 10
+    );
+}

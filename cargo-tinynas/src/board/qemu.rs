@@ -105,6 +105,22 @@ impl QemuBoard {
         }
     }
 
+    /// Emulates a chip's limits: its flash and RAM sizes at this machine's addresses (capped at
+    /// what the machine has).
+    pub fn with_chip_sizes(mut self, chip: &str, flash_length: u64, ram_length: u64) -> Self {
+        self.memory = Some(MemoryLayout {
+            flash_origin: self.machine.flash.0,
+            flash_length: flash_length.min(self.machine.flash.1),
+            ram_origin: self.machine.ram.0,
+            ram_length: ram_length.min(self.machine.ram.1),
+            source: format!(
+                "chip {chip}'s flash and RAM sizes on QEMU machine {}",
+                self.machine.machine
+            ),
+        });
+        self
+    }
+
     /// The command line, for logs and users who want to run the firmware themselves.
     pub fn command(&self, elf: &std::path::Path) -> Command {
         let mut c = Command::new("qemu-system-arm");
