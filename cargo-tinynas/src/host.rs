@@ -1,10 +1,10 @@
-//! The host interpreter: a lowered model run through `tinynas_runtime`'s kernels, step for step
+//! The host interpreter: a lowered model run through `tinynas_kernels`' kernels, step for step
 //! as the generated code runs it, over one arena of the planned size.
 
-use tinynas_model::lower::{Kernel, OutputQuant, Program, Weights};
+use tinynas_kernels as k;
+use tinynas_model::lower::{Kernel, Program, Weights};
 use tinynas_model::plan::Location;
 use tinynas_model::{InputType, Model};
-use tinynas_runtime::kernels as k;
 
 /// A model input as the firmware passes it.
 #[derive(Debug, Clone, Copy)]
@@ -113,39 +113,17 @@ impl HostModel {
                         shift: &w.shift,
                         in_features: *in_features,
                         out_features: *out_features,
-                        quant: oq(&w.quant),
+                        quant: w.quant,
                     },
                 ),
-                Kernel::MaxPool2d(d) => k::max_pool2d(a, y, &pool(d)),
-                Kernel::AvgPool2d(d) => k::avg_pool2d(a, y, &pool(d)),
-                Kernel::GlobalAveragePool(m) => k::global_average_pool(
-                    a,
-                    y,
-                    &k::MeanParams {
-                        h: m.h,
-                        w: m.w,
-                        channels: m.channels,
-                        multiplier: m.multiplier,
-                        shift: m.shift,
-                        input_offset: m.input_offset,
-                        output_offset: m.output_offset,
-                    },
-                ),
+                Kernel::MaxPool2d(d) => k::max_pool2d(a, y, d),
+                Kernel::AvgPool2d(d) => k::avg_pool2d(a, y, d),
+                Kernel::GlobalAveragePool(m) => k::global_average_pool(a, y, m),
                 Kernel::Add(p) => {
                     let b = inputs.get(1).map_or(&[][..], |v| &v[..]);
-                    k::add(a, b, y, &add_params(p))
+                    k::add(a, b, y, p)
                 }
-                Kernel::Softmax(s) => k::softmax(
-                    a,
-                    y,
-                    &k::SoftmaxParams {
-                        depth: s.depth,
-                        rows: s.rows,
-                        input_multiplier: s.input_multiplier,
-                        input_left_shift: s.input_left_shift,
-                        diff_min: s.diff_min,
-                    },
-                ),
+                Kernel::Softmax(s) => k::softmax(a, y, s),
             }
         }
         Ok(match self.program.output {
@@ -155,67 +133,14 @@ impl HostModel {
     }
 }
 
-/// Runtime parameter structs from their lowered twins (public for the oracle tests).
-pub fn oq(q: &OutputQuant) -> k::OutputQuant {
-    k::OutputQuant {
-        input_offset: q.input_offset,
-        output_offset: q.output_offset,
-        act_min: q.act_min,
-        act_max: q.act_max,
-    }
-}
-
-pub fn conv<'a>(d: &tinynas_model::lower::ConvDims, w: &'a Weights) -> k::Conv<'a> {
+/// The kernel's view of a lowered conv layer (weights borrowed from the program).
+pub fn conv<'a>(dims: &tinynas_model::lower::ConvDims, w: &'a Weights) -> k::Conv<'a> {
     k::Conv {
         weights: &w.weights,
         bias: &w.bias,
         multiplier: &w.multiplier,
         shift: &w.shift,
-        dims: k::ConvDims {
-            in_h: d.in_h,
-            in_w: d.in_w,
-            in_c: d.in_c,
-            out_h: d.out_h,
-            out_w: d.out_w,
-            out_c: d.out_c,
-            k_h: d.k_h,
-            k_w: d.k_w,
-            stride: d.stride,
-            pad_top: d.pad_top,
-            pad_left: d.pad_left,
-        },
-        quant: oq(&w.quant),
-    }
-}
-
-pub fn pool(d: &tinynas_model::lower::PoolDims) -> k::PoolDims {
-    k::PoolDims {
-        in_h: d.in_h,
-        in_w: d.in_w,
-        channels: d.channels,
-        out_h: d.out_h,
-        out_w: d.out_w,
-        k_h: d.k_h,
-        k_w: d.k_w,
-        stride: d.stride,
-        pad_top: d.pad_top,
-        pad_left: d.pad_left,
-    }
-}
-
-pub fn add_params(p: &tinynas_model::lower::AddParams) -> k::AddParams {
-    k::AddParams {
-        input1_offset: p.input1_offset,
-        input2_offset: p.input2_offset,
-        output_offset: p.output_offset,
-        left_shift: p.left_shift,
-        input1_multiplier: p.input1_multiplier,
-        input1_shift: p.input1_shift,
-        input2_multiplier: p.input2_multiplier,
-        input2_shift: p.input2_shift,
-        output_multiplier: p.output_multiplier,
-        output_shift: p.output_shift,
-        act_min: p.act_min,
-        act_max: p.act_max,
+        dims: *dims,
+        quant: w.quant,
     }
 }

@@ -307,3 +307,26 @@ fn cli_qemu_with_a_chip_uses_its_sizes() {
         256 << 10
     );
 }
+
+/// A firmware whose report format version differs from the host's is refused before it runs.
+#[test]
+fn a_firmware_of_another_report_version_is_refused() {
+    let bytes = fixture("all-ops.tnas");
+    let mut b = board("qemu-m4");
+    let o = bench::run(
+        &bytes,
+        &mut b,
+        &Options {
+            inputs: 1,
+            ..Options::default()
+        },
+        &cache(),
+        |_| {},
+    )
+    .unwrap();
+    let mut other = o.firmware.clone();
+    other.report_version += 1;
+    let e = b.run(&other).unwrap_err();
+    assert!(matches!(e, BoardError::VersionMismatch { .. }), "{e:?}");
+    assert!(e.to_string().contains("rebuild the bench firmware"), "{e}");
+}

@@ -1,86 +1,15 @@
 //! Lowering: a [`Model`] becomes a [`Program`], the exact sequence of kernel calls with every
 //! integer parameter computed (dims, padding, multipliers, shifts, offsets, clamps) and every
 //! tensor placed in the arena. The code generator emits a program as Rust; the host interpreter in
-//! `cargo-tinynas` runs the same program through the same kernels. Field names match
-//! `tinynas_runtime::kernels`.
+//! `cargo-tinynas` runs the same program through the same kernels. The parameter types are the
+//! kernels' own (`tinynas-kernels`): one definition for the host and the device.
 
 use crate::error::Error;
 use crate::ir::{window_output, InputType, Model, Op, QParams, Shape};
 use crate::plan::{plan, Location, Plan};
 use crate::quant;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutputQuant {
-    pub input_offset: i32,
-    pub output_offset: i32,
-    pub act_min: i32,
-    pub act_max: i32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvDims {
-    pub in_h: usize,
-    pub in_w: usize,
-    pub in_c: usize,
-    pub out_h: usize,
-    pub out_w: usize,
-    pub out_c: usize,
-    pub k_h: usize,
-    pub k_w: usize,
-    pub stride: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolDims {
-    pub in_h: usize,
-    pub in_w: usize,
-    pub channels: usize,
-    pub out_h: usize,
-    pub out_w: usize,
-    pub k_h: usize,
-    pub k_w: usize,
-    pub stride: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MeanParams {
-    pub h: usize,
-    pub w: usize,
-    pub channels: usize,
-    pub multiplier: i32,
-    pub shift: i32,
-    pub input_offset: i32,
-    pub output_offset: i32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddParams {
-    pub input1_offset: i32,
-    pub input2_offset: i32,
-    pub output_offset: i32,
-    pub left_shift: i32,
-    pub input1_multiplier: i32,
-    pub input1_shift: i32,
-    pub input2_multiplier: i32,
-    pub input2_shift: i32,
-    pub output_multiplier: i32,
-    pub output_shift: i32,
-    pub act_min: i32,
-    pub act_max: i32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SoftmaxParams {
-    pub depth: usize,
-    pub rows: usize,
-    pub input_multiplier: i32,
-    pub input_left_shift: i32,
-    pub diff_min: i32,
-}
+pub use tinynas_kernels::{AddParams, ConvDims, MeanParams, OutputQuant, PoolDims, SoftmaxParams};
 
 /// Weights and per-channel requantisation of a conv or dense layer.
 #[derive(Debug, Clone, PartialEq, Eq)]

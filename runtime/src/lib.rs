@@ -18,9 +18,11 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::float_arithmetic)]
 
-pub mod fixed;
-pub mod kernels;
-
+/// The int8 kernels and their parameter types (from `tinynas-kernels`).
+pub mod kernels {
+    pub use tinynas_kernels::*;
+}
+pub use tinynas_kernels::fixed;
 pub use tinynas_macros::model;
 
 /// The result of one inference: the output values (int8, in the model's output quantisation)

@@ -1,12 +1,21 @@
-//! Reference int8 kernels, one per op: readable loops that follow TF Lite Micro's reference
-//! kernels step for step. Tensors are NHWC with batch 1, passed as slices with a small dims struct.
+//! `no_std`, no-alloc, integer-only int8 kernels of cargo-tinynas, and their parameter types.
+//!
+//! Reference kernels, one per op: readable loops that follow TF Lite Micro's reference kernels
+//! step for step. Tensors are NHWC with batch 1, passed as slices with a small dims struct. The
+//! parameter types are shared with `tinynas-model`, which computes them on the host (its lowering
+//! step), so the code generator, the host interpreter and the device use one definition.
 //!
 //! Every kernel is total: it reads with `get` and writes with `get_mut`, so no input can make it
 //! panic (a slice shorter than the dims say yields wrong values, not a fault). Arithmetic that
 //! could overflow on hostile parameters wraps, where C would be undefined.
 
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(clippy::float_arithmetic)]
+
 mod conv;
 mod elementwise;
+pub mod fixed;
 mod pool;
 
 pub use conv::{conv2d, depthwise_conv2d, fully_connected, Conv, ConvDims, Dense};
