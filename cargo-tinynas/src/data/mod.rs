@@ -1,0 +1,71 @@
+//! Datasets: labelled images decoded once into a compact `u8` cache file and read in batches from
+//! it, so memory does not grow with the dataset.
+//!
+//! * [`folder`]: a folder per class (PNG, JPEG, BMP, PGM/PPM), or `train/`, `val/`, `test/` split
+//!   folders each holding class folders; resized (bilinear) to the model's input, RGB or grey.
+//! * [`import`]: the packaged sets we test with: IDX (Fashion-MNIST, gzipped or not) and `.npy`.
+//! * [`cache`]: the cache file format.
+//! * [`split`]: a deterministic stratified train/validation/test split from a seed.
+
+pub mod cache;
+pub mod folder;
+pub mod import;
+pub mod split;
+
+pub use cache::Cache;
+
+/// Height, width and channels (1 = grey, 3 = RGB) images are converted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ImageShape {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl ImageShape {
+    pub fn len(&self) -> usize {
+        self.h * self.w * self.c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A file that was skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: std::path::PathBuf,
+    pub reason: String,
+}
+
+/// What went wrong with a dataset; each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{0} does not exist or is not a folder: give --data a folder with one sub-folder of images per class")]
+    NotAFolder(std::path::PathBuf),
+    #[error("{0} has {1} class folder(s): at least two classes are needed (one sub-folder of images per class)")]
+    TooFewClasses(std::path::PathBuf, usize),
+    #[error("class {class:?} has no readable images (in {path}): add images or remove the folder")]
+    EmptyClass {
+        class: String,
+        path: std::path::PathBuf,
+    },
+    #[error("{count} file(s) could not be used (--strict):\n{list}")]
+    Strict { count: usize, list: String },
+    #[error("{path}: {message}")]
+    Format {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DataError {
+    let context = context.into();
+    move |source| DataError::Io { context, source }
+}
