@@ -14,3 +14,4 @@ pub mod firmware;
 pub mod host;
 pub mod inspect;
 pub mod report;
+pub mod train;
