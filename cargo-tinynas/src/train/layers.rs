@@ -820,8 +820,8 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &[usize]) -> (f32, Tensor)
         let sum: f64 = exps.iter().sum();
         let label = labels.get(b).copied().unwrap_or(0).min(k.saturating_sub(1));
         loss -= (exps[label] / sum).ln();
-        for j in 0..k {
-            let p = exps[j] / sum;
+        for (j, e) in exps.iter().enumerate() {
+            let p = e / sum;
             grad.data[b * k + j] = ((p - f64::from(u8::from(j == label))) / n as f64) as f32;
         }
     }
