@@ -31,6 +31,21 @@ pub trait Layer: std::fmt::Debug + Send {
     fn params(&mut self) -> Vec<&mut Param> {
         Vec::new()
     }
+    /// What the layer is, for the int8 export.
+    fn view(&self) -> View<'_>;
+}
+
+/// A layer seen by the exporter.
+#[derive(Debug, Clone, Copy)]
+pub enum View<'a> {
+    Conv(&'a Conv2d),
+    Depthwise(&'a DepthwiseConv2d),
+    BatchNorm(&'a BatchNorm),
+    Relu(&'a Relu),
+    Pool(&'a Pool),
+    GlobalAvgPool,
+    Dropout,
+    Dense(&'a Dense),
 }
 
 /// `c[m x n] = alpha * a[m x k] * b[k x n] + beta * c`, with explicit row and column strides.
@@ -142,6 +157,10 @@ impl Conv2d {
 }
 
 impl Layer for Conv2d {
+    fn view(&self) -> View<'_> {
+        View::Conv(self)
+    }
+
     fn forward(&mut self, x: &Tensor, _train: bool) -> Tensor {
         let (oh, pt) = geometry(x.h, self.k[0], self.stride, self.padding);
         let (ow, pl) = geometry(x.w, self.k[1], self.stride, self.padding);
@@ -350,6 +369,10 @@ impl DepthwiseConv2d {
 }
 
 impl Layer for DepthwiseConv2d {
+    fn view(&self) -> View<'_> {
+        View::Depthwise(self)
+    }
+
     fn forward(&mut self, x: &Tensor, _train: bool) -> Tensor {
         let (oh, pt) = geometry(x.h, self.k[0], self.stride, self.padding);
         let (ow, pl) = geometry(x.w, self.k[1], self.stride, self.padding);
@@ -426,6 +449,10 @@ impl BatchNorm {
 }
 
 impl Layer for BatchNorm {
+    fn view(&self) -> View<'_> {
+        View::BatchNorm(self)
+    }
+
     fn forward(&mut self, x: &Tensor, train: bool) -> Tensor {
         let c = x.c;
         let count = (x.data.len() / c.max(1)) as f64;
@@ -512,6 +539,10 @@ impl Relu {
 }
 
 impl Layer for Relu {
+    fn view(&self) -> View<'_> {
+        View::Relu(self)
+    }
+
     fn forward(&mut self, x: &Tensor, _train: bool) -> Tensor {
         let hi = self.cap.unwrap_or(f32::INFINITY);
         self.mask = x.data.iter().map(|&v| v > 0.0 && v < hi).collect();
@@ -559,6 +590,10 @@ impl Pool {
 }
 
 impl Layer for Pool {
+    fn view(&self) -> View<'_> {
+        View::Pool(self)
+    }
+
     fn forward(&mut self, x: &Tensor, _train: bool) -> Tensor {
         let (oh, pt) = geometry(x.h, self.k[0], self.stride, self.padding);
         let (ow, pl) = geometry(x.w, self.k[1], self.stride, self.padding);
@@ -633,6 +668,10 @@ pub struct GlobalAvgPool {
 }
 
 impl Layer for GlobalAvgPool {
+    fn view(&self) -> View<'_> {
+        View::GlobalAvgPool
+    }
+
     fn forward(&mut self, x: &Tensor, _train: bool) -> Tensor {
         self.x_shape = (x.n, x.h, x.w, x.c);
         let hw = (x.h * x.w) as f32;
@@ -681,6 +720,10 @@ impl Dropout {
 }
 
 impl Layer for Dropout {
+    fn view(&self) -> View<'_> {
+        View::Dropout
+    }
+
     fn forward(&mut self, x: &Tensor, train: bool) -> Tensor {
         if !train || self.rate <= 0.0 {
             self.mask = vec![1.0; x.data.len()];
@@ -740,6 +783,10 @@ impl Dense {
 }
 
 impl Layer for Dense {
+    fn view(&self) -> View<'_> {
+        View::Dense(self)
+    }
+
     fn forward(&mut self, x: &Tensor, _train: bool) -> Tensor {
         let n = x.n;
         let mut y = Tensor::zeros(n, 1, 1, self.out_f);

@@ -1,0 +1,305 @@
+//! int8 export: batch norm folded into the convolutions, per-output-channel symmetric int8
+//! weights, int32 biases, and per-tensor asymmetric int8 activations whose ranges are calibrated
+//! on training images. The result is a `tinynas_model::Model`: run it with the host interpreter to
+//! get the accuracy of the code that runs on the microcontroller.
+
+use super::fit::to_tensor;
+use super::layers::View;
+use super::net::Net;
+use super::Tensor;
+use crate::data::{Cache, DataError};
+use tinynas_model::{
+    Activation, ConvParams, InputType, Model, ModelBuilder, Op, Padding, PoolParams, QParams, Shape,
+};
+
+/// A float stage of the folded network.
+enum Stage {
+    Conv {
+        w: Vec<f32>,
+        b: Vec<f32>,
+        out_c: usize,
+        k: [usize; 2],
+        stride: usize,
+        padding: Padding,
+        act: Activation,
+    },
+    Pool {
+        max: bool,
+        k: [usize; 2],
+        stride: usize,
+        padding: Padding,
+    },
+    Gap,
+    Dense {
+        w: Vec<f32>,
+        b: Vec<f32>,
+        out_f: usize,
+    },
+}
+
+/// Folds the network into stages, and the index of the last layer of each stage.
+fn stages(net: &Net) -> Result<Vec<(Stage, usize)>, String> {
+    let mut out = Vec::new();
+    let views: Vec<View<'_>> = net.layers.iter().map(|l| l.view()).collect();
+    let mut i = 0;
+    while i < views.len() {
+        match views[i] {
+            View::Conv(c) => {
+                let (mut w, mut b) = (c.weight.value.clone(), c.bias.value.clone());
+                let per = c.k[0] * c.k[1] * c.in_c;
+                let mut end = i;
+                if let Some(View::BatchNorm(bn)) = views.get(i + 1) {
+                    for o in 0..c.out_c {
+                        let s = bn.gamma.value[o] / (bn.running_var[o] + bn.eps).sqrt();
+                        w[o * per..(o + 1) * per].iter_mut().for_each(|v| *v *= s);
+                        b[o] = (b[o] - bn.running_mean[o]) * s + bn.beta.value[o];
+                    }
+                    end += 1;
+                }
+                let mut act = Activation::None;
+                if let Some(View::Relu(r)) = views.get(end + 1) {
+                    act = if r.cap == Some(6.0) {
+                        Activation::Relu6
+                    } else {
+                        Activation::Relu
+                    };
+                    end += 1;
+                }
+                out.push((
+                    Stage::Conv {
+                        w,
+                        b,
+                        out_c: c.out_c,
+                        k: c.k,
+                        stride: c.stride,
+                        padding: c.padding,
+                        act,
+                    },
+                    end,
+                ));
+                i = end + 1;
+            }
+            View::Pool(p) => {
+                out.push((
+                    Stage::Pool {
+                        max: p.max,
+                        k: p.k,
+                        stride: p.stride,
+                        padding: p.padding,
+                    },
+                    i,
+                ));
+                i += 1;
+            }
+            View::GlobalAvgPool => {
+                out.push((Stage::Gap, i));
+                i += 1;
+            }
+            View::Dropout => i += 1,
+            View::Dense(d) => {
+                out.push((
+                    Stage::Dense {
+                        w: d.weight.value.clone(),
+                        b: d.bias.value.clone(),
+                        out_f: d.out_f,
+                    },
+                    i,
+                ));
+                i += 1;
+            }
+            other => {
+                return Err(format!(
+                    "the exporter cannot place layer {i} ({other:?}) on its own"
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Per-tensor asymmetric quantisation of the range `[lo, hi]` (widened to contain 0).
+fn activation_quant(lo: f32, hi: f32) -> QParams {
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let scale = ((hi - lo) / 255.0).max(1e-8);
+    let zero_point = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i32;
+    QParams { scale, zero_point }
+}
+
+/// Symmetric per-channel int8 weights: values, scales.
+fn weight_quant(w: &[f32], channels: usize) -> (Vec<i8>, Vec<f32>) {
+    let per = w.len() / channels.max(1);
+    let mut q = Vec::with_capacity(w.len());
+    let mut scales = Vec::with_capacity(channels);
+    for ch in w.chunks(per.max(1)) {
+        let m = ch.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        let s = if m > 0.0 { m / 127.0 } else { 1e-6 };
+        scales.push(s);
+        q.extend(
+            ch.iter()
+                .map(|v| (v / s).round().clamp(-127.0, 127.0) as i8),
+        );
+    }
+    (q, scales)
+}
+
+fn bias_quant(b: &[f32], in_scale: f32, w_scales: &[f32]) -> Vec<i32> {
+    b.iter()
+        .zip(w_scales)
+        .map(|(v, s)| {
+            (f64::from(*v) / (f64::from(in_scale) * f64::from(*s)))
+                .round()
+                .clamp(-2e9, 2e9) as i32
+        })
+        .collect()
+}
+
+/// Exports the trained network as an int8 model, calibrating activation ranges on `calib`.
+pub fn export(
+    net: &mut Net,
+    data: &mut Cache,
+    calib: &[usize],
+    labels: Vec<String>,
+) -> Result<Model, ExportError> {
+    let st = stages(net).map_err(ExportError::Graph)?;
+    // Calibration: the range of each stage's output over the calibration images (eval mode).
+    let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); st.len()];
+    let mut buf = Vec::new();
+    for chunk in calib.chunks(64) {
+        data.read_batch(chunk, &mut buf)?;
+        let mut t: Tensor = to_tensor(&buf, chunk.len(), data.shape, None);
+        let mut next = 0;
+        for (li, layer) in net.layers.iter_mut().enumerate() {
+            t = layer.forward(&t, false);
+            if next < st.len() && st[next].1 == li {
+                let r = &mut ranges[next];
+                for &v in &t.data {
+                    r.0 = r.0.min(v);
+                    r.1 = r.1.max(v);
+                }
+                next += 1;
+            }
+        }
+    }
+    let s = data.shape;
+    let mut b = ModelBuilder::new(
+        InputType::U8,
+        Shape::new(s.h, s.w, s.c),
+        QParams {
+            scale: 1.0 / 255.0,
+            zero_point: 0,
+        },
+    )?;
+    let mut x = 0;
+    for (i, (stage, _)) in st.iter().enumerate() {
+        let xq = b
+            .quant(x)
+            .ok_or_else(|| ExportError::Graph("missing tensor".into()))?;
+        let (lo, hi) = ranges[i];
+        let name = format!("s{i}");
+        x = match stage {
+            Stage::Conv {
+                w,
+                b: bias,
+                out_c,
+                k,
+                stride,
+                padding,
+                act,
+            } => {
+                let (weights, weight_scales) = weight_quant(w, *out_c);
+                let bias = bias_quant(bias, xq.scale, &weight_scales);
+                let conv = ConvParams {
+                    kernel: *k,
+                    stride: *stride,
+                    padding: *padding,
+                    activation: *act,
+                    weights,
+                    weight_scales,
+                    bias,
+                };
+                b.add(
+                    name,
+                    Op::Conv2d {
+                        out_channels: *out_c,
+                        conv,
+                    },
+                    &[x],
+                    activation_quant(lo, hi),
+                )?
+            }
+            Stage::Pool {
+                max,
+                k,
+                stride,
+                padding,
+            } => {
+                let p = PoolParams {
+                    size: *k,
+                    stride: *stride,
+                    padding: *padding,
+                };
+                b.add(
+                    name,
+                    if *max {
+                        Op::MaxPool2d(p)
+                    } else {
+                        Op::AvgPool2d(p)
+                    },
+                    &[x],
+                    xq,
+                )?
+            }
+            Stage::Gap => b.add(name, Op::GlobalAveragePool, &[x], activation_quant(lo, hi))?,
+            Stage::Dense { w, b: bias, out_f } => {
+                let (weights, weight_scales) = weight_quant(w, *out_f);
+                let bias = bias_quant(bias, xq.scale, &weight_scales);
+                let op = Op::FullyConnected {
+                    out_features: *out_f,
+                    activation: Activation::None,
+                    weights,
+                    weight_scales,
+                    bias,
+                };
+                b.add(name, op, &[x], activation_quant(lo, hi))?
+            }
+        };
+    }
+    b.labels(labels);
+    Ok(b.finish()?)
+}
+
+/// Accuracy of an int8 model through the host interpreter (the runtime's kernels).
+pub fn int8_accuracy(
+    model: &Model,
+    data: &mut Cache,
+    indices: &[usize],
+) -> Result<f32, ExportError> {
+    let host = crate::host::HostModel::new(model)?;
+    let mut buf = Vec::new();
+    let mut correct = 0usize;
+    for chunk in indices.chunks(256) {
+        data.read_batch(chunk, &mut buf)?;
+        let n = data.shape.len();
+        for (k, &i) in chunk.iter().enumerate() {
+            let y = host
+                .run(crate::host::Input::U8(&buf[k * n..(k + 1) * n]))
+                .map_err(|e| ExportError::Graph(e.to_string()))?;
+            let best = y
+                .iter()
+                .enumerate()
+                .fold(0, |a, (j, &v)| if v > y[a] { j } else { a });
+            correct += usize::from(best == data.labels[i] as usize);
+        }
+    }
+    Ok(correct as f32 / indices.len().max(1) as f32)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("cannot export: {0}")]
+    Graph(String),
+    #[error(transparent)]
+    Model(#[from] tinynas_model::Error),
+    #[error(transparent)]
+    Data(#[from] DataError),
+}

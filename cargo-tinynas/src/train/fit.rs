@@ -1,0 +1,151 @@
+//! The training loop: mini-batches from the dataset cache, augmentation, Adam, per-epoch
+//! validation. Deterministic from a seed (single-threaded for now; keeping the best epoch and the
+//! multithreaded batch come next).
+
+use super::layers::softmax_cross_entropy;
+use super::net::{Adam, Net};
+use super::Tensor;
+use crate::data::{Cache, DataError};
+use tinynas_model::random::{Source, SplitMix};
+
+/// How to train.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f32,
+    pub seed: u64,
+    /// Random horizontal flips and shifts of up to 2 pixels.
+    pub augment: bool,
+}
+
+/// One epoch's figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Epoch {
+    pub epoch: usize,
+    pub loss: f32,
+    pub train_accuracy: f32,
+    pub val_accuracy: f32,
+    pub images_per_second: f32,
+}
+
+/// Pixels `u8` to `[0, 1]` floats, with optional flip and shift.
+pub(crate) fn to_tensor(
+    bytes: &[u8],
+    n: usize,
+    shape: crate::data::ImageShape,
+    aug: Option<&mut SplitMix>,
+) -> Tensor {
+    let (h, w, c) = (shape.h, shape.w, shape.c);
+    let mut t = Tensor::zeros(n, h, w, c);
+    let mut aug = aug;
+    for b in 0..n {
+        let (flip, dy, dx) = match aug.as_deref_mut() {
+            Some(r) => (r.chance(0.5), r.int(-2, 2), r.int(-2, 2)),
+            None => (false, 0, 0),
+        };
+        let src = &bytes[b * h * w * c..(b + 1) * h * w * c];
+        let dst = &mut t.data[b * h * w * c..(b + 1) * h * w * c];
+        for y in 0..h {
+            let sy = y as i64 + dy;
+            if sy < 0 || sy >= h as i64 {
+                continue;
+            }
+            for x in 0..w {
+                let xx = if flip { w - 1 - x } else { x } as i64 + dx;
+                if xx < 0 || xx >= w as i64 {
+                    continue;
+                }
+                for ch in 0..c {
+                    dst[(y * w + x) * c + ch] =
+                        f32::from(src[(sy as usize * w + xx as usize) * c + ch]) / 255.0;
+                }
+            }
+        }
+    }
+    t
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+}
+
+/// Accuracy of the float network on `indices` (evaluation mode).
+pub fn evaluate(
+    net: &mut Net,
+    data: &mut Cache,
+    indices: &[usize],
+    batch: usize,
+) -> Result<f32, DataError> {
+    let mut correct = 0usize;
+    let mut buf = Vec::new();
+    for chunk in indices.chunks(batch.max(1)) {
+        data.read_batch(chunk, &mut buf)?;
+        let x = to_tensor(&buf, chunk.len(), data.shape, None);
+        let y = net.forward(&x, false);
+        for (b, &i) in chunk.iter().enumerate() {
+            correct += usize::from(
+                argmax(&y.data[b * net.classes..(b + 1) * net.classes]) == data.labels[i] as usize,
+            );
+        }
+    }
+    Ok(correct as f32 / indices.len().max(1) as f32)
+}
+
+/// Trains `net` on `train`, validating on `val` after each epoch; calls `on_epoch` with each
+/// epoch's figures. Returns the history.
+pub fn fit(
+    net: &mut Net,
+    data: &mut Cache,
+    train: &[usize],
+    val: &[usize],
+    opts: &Options,
+    mut on_epoch: impl FnMut(&Epoch),
+) -> Result<Vec<Epoch>, DataError> {
+    let mut adam = Adam::new(opts.lr);
+    let mut rng = SplitMix(opts.seed);
+    let mut order = train.to_vec();
+    let mut buf = Vec::new();
+    let mut history = Vec::new();
+    for epoch in 0..opts.epochs {
+        for i in (1..order.len()).rev() {
+            let j = rng.int(0, i as i64) as usize;
+            order.swap(i, j);
+        }
+        let start = std::time::Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for chunk in order.chunks(opts.batch.max(1)) {
+            data.read_batch(chunk, &mut buf)?;
+            let x = to_tensor(
+                &buf,
+                chunk.len(),
+                data.shape,
+                opts.augment.then_some(&mut rng),
+            );
+            let labels: Vec<usize> = chunk.iter().map(|&i| data.labels[i] as usize).collect();
+            let y = net.forward(&x, true);
+            let (loss, dy) = softmax_cross_entropy(&y, &labels);
+            net.backward(&dy);
+            adam.step(net.params());
+            loss_sum += f64::from(loss) * chunk.len() as f64;
+            for (b, &l) in labels.iter().enumerate() {
+                correct +=
+                    usize::from(argmax(&y.data[b * net.classes..(b + 1) * net.classes]) == l);
+            }
+            seen += chunk.len();
+        }
+        let secs = start.elapsed().as_secs_f32().max(1e-6);
+        let e = Epoch {
+            epoch,
+            loss: (loss_sum / seen.max(1) as f64) as f32,
+            train_accuracy: correct as f32 / seen.max(1) as f32,
+            val_accuracy: evaluate(net, data, val, 64)?,
+            images_per_second: seen as f32 / secs,
+        };
+        on_epoch(&e);
+        history.push(e);
+    }
+    Ok(history)
+}
