@@ -28,6 +28,68 @@ enum Command {
     /// Measure a model on a board: latency, peak SRAM and flash, with the device's outputs checked
     /// against the host bit for bit.
     Bench(BenchArgs),
+    /// Train one architecture on a dataset, export it as an int8 model, and report its accuracy.
+    Train(TrainArgs),
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    /// A folder with one sub-folder of images per class (or train/ val/ test/ folders of those), or
+    /// a folder of MNIST-style IDX files (e.g. /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    data: PathBuf,
+    /// The architecture, e.g. nanonas:k=4,c=2.
+    #[arg(long)]
+    arch: cargo_tinynas::train::net::Arch,
+    /// Input height x width x channels (1 grey, 3 RGB); default 28x28x1 for IDX data, 32x32x3 for
+    /// image folders.
+    #[arg(long, value_parser = parse_shape)]
+    input: Option<cargo_tinynas::data::ImageShape>,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 0.003)]
+    lr: f32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Fraction of each class for validation (unless a val/ folder exists).
+    #[arg(long, default_value_t = 0.1)]
+    val: f64,
+    /// Fraction of each class for test (unless split folders exist).
+    #[arg(long, default_value_t = 0.1)]
+    test: f64,
+    /// Random flips and shifts of the training images.
+    #[arg(long)]
+    augment: bool,
+    /// Treat unreadable or non-image files in the dataset as an error.
+    #[arg(long)]
+    strict: bool,
+    /// Where to write the int8 model.
+    #[arg(long, default_value = "model.tnas")]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    message_format: MessageFormat,
+}
+
+fn parse_shape(s: &str) -> Result<cargo_tinynas::data::ImageShape, String> {
+    let v: Vec<usize> = s
+        .split('x')
+        .map(|p| {
+            p.trim()
+                .parse()
+                .map_err(|_| format!("{s:?} is not HxWxC, e.g. 32x32x3"))
+        })
+        .collect::<Result<_, _>>()?;
+    match v[..] {
+        [h, w, c] if h > 0 && w > 0 && (c == 1 || c == 3) && h * w <= 1 << 20 => {
+            Ok(cargo_tinynas::data::ImageShape { h, w, c })
+        }
+        _ => Err(format!(
+            "{s:?} is not HxWxC with C 1 (grey) or 3 (RGB), e.g. 32x32x3"
+        )),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -118,7 +180,73 @@ fn run(args: Tinynas) -> anyhow::Result<i32> {
             Ok(exit_codes::OK)
         }
         Command::Bench(a) => bench(a),
+        Command::Train(a) => train(a),
     }
+}
+
+fn train(a: TrainArgs) -> anyhow::Result<i32> {
+    use cargo_tinynas::train::command::{self, Event};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // Ctrl-C stops after the current batch and keeps the best epoch so far; a second one quits.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this batch (Ctrl-C again to quit without saving)");
+    });
+    let args = command::Args {
+        data: a.data.clone(),
+        arch: a.arch,
+        input: a.input,
+        epochs: a.epochs,
+        batch: a.batch,
+        lr: a.lr,
+        seed: a.seed,
+        val: a.val,
+        test: a.test,
+        augment: a.augment,
+        strict: a.strict,
+        out: a.out.clone(),
+    };
+    let json = a.message_format == MessageFormat::Json;
+    let epochs = a.epochs;
+    let report = command::run(&args, &stop, |e| match e {
+        Event::Loaded { samples, classes, skipped, params } => {
+            if json {
+                println!("{}", serde_json::json!({"reason": "dataset", "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes, "skipped": skipped.len()}));
+            } else {
+                eprintln!("data: {} classes; {} train, {} validation, {} test images", classes.len(), samples.0, samples.1, samples.2);
+                if !skipped.is_empty() {
+                    eprintln!("skipped {} file(s) (use --strict to make this an error):\n{}", skipped.len(), cargo_tinynas::data::folder::describe(skipped));
+                }
+                eprintln!("model: {} with {params} parameters", a.arch);
+            }
+        }
+        Event::Epoch(e) => {
+            if json {
+                println!("{}", serde_json::json!({"reason": "epoch", "epoch": e.epoch + 1, "loss": e.loss, "train_accuracy": e.train_accuracy, "val_accuracy": e.val_accuracy, "images_per_second": e.images_per_second}));
+            } else {
+                eprintln!("epoch {:>3}/{epochs}  loss {:.4}  train {:.1} %  validation {:.1} %  {:.0} images/s", e.epoch + 1, e.loss, 100.0 * e.train_accuracy, 100.0 * e.val_accuracy, e.images_per_second);
+            }
+        }
+    })
+    .with_context(|| format!("training on {}", a.data.display()))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "reason": "train-report", "float_val_accuracy": report.float_val, "float_test_accuracy": report.float_test,
+                "int8_val_accuracy": report.int8_val, "int8_test_accuracy": report.int8_test, "confusion": report.confusion,
+                "params": report.params, "macs": report.macs, "arena_bytes": report.arena_bytes, "out": report.out, "stopped_early": report.stopped_early,
+            })
+        );
+    } else {
+        eprint!("{}", command::render(&report));
+    }
+    Ok(exit_codes::OK)
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<i32> {

@@ -75,3 +75,57 @@ fn learns_fashion_mnist_and_is_deterministic() {
     let bytes = tinynas_model::format::to_bytes(&model);
     assert_eq!(tinynas_model::format::read(&bytes).unwrap(), model);
 }
+
+/// The CLI on a small image folder made by the test: it trains, writes a model that reads back,
+/// and its last line is the int8 test accuracy.
+#[test]
+fn cli_train_on_an_image_folder() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("train-cli");
+    let _ = std::fs::remove_dir_all(&dir);
+    for (class, bright) in [("dark", false), ("light", true)] {
+        std::fs::create_dir_all(dir.join("data").join(class)).unwrap();
+        for i in 0..30u32 {
+            let img = image::GrayImage::from_fn(12, 12, |x, y| {
+                let base = if bright { 180 } else { 40 };
+                image::Luma([(base + (x * 7 + y * 3 + i) % 40) as u8])
+            });
+            img.save(dir.join("data").join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let out = dir.join("m.tnas");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
+        .args(["tinynas", "train", "--data"])
+        .arg(dir.join("data"))
+        .args([
+            "--arch",
+            "nanonas:k=2,c=1",
+            "--input",
+            "8x8x1",
+            "--epochs",
+            "3",
+            "--lr",
+            "0.01",
+            "--out",
+        ])
+        .arg(&out)
+        .env("TINYNAS_CACHE_DIR", dir.join("cache"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with("int8 test accuracy: ") && last.ends_with(" %"),
+        "{last}"
+    );
+    let model = tinynas_model::format::read(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(model.labels, vec!["dark", "light"]);
+    // A bad architecture says what to write instead.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
+        .args(["tinynas", "train", "--data", "x", "--arch", "nanonas:k=4"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nanonas:k=4,c=2"));
+}

@@ -1,6 +1,5 @@
 //! The training loop: mini-batches from the dataset cache, augmentation, Adam, per-epoch
-//! validation. Deterministic from a seed (single-threaded for now; keeping the best epoch and the
-//! multithreaded batch come next).
+//! validation, keeping the best epoch. Deterministic from a seed (single-threaded for now).
 
 use super::layers::softmax_cross_entropy;
 use super::net::{Adam, Net};
@@ -102,8 +101,24 @@ pub fn fit(
     train: &[usize],
     val: &[usize],
     opts: &Options,
-    mut on_epoch: impl FnMut(&Epoch),
+    on_epoch: impl FnMut(&Epoch),
 ) -> Result<Vec<Epoch>, DataError> {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    fit_until(net, data, train, val, opts, on_epoch, &never).map(|(h, _)| h)
+}
+
+/// Like [`fit`], stopping at the next batch once `stop` is set (Ctrl-C); returns the history and
+/// the network of the best validation epoch so far (`None` before the first epoch ends).
+pub fn fit_until(
+    net: &mut Net,
+    data: &mut Cache,
+    train: &[usize],
+    val: &[usize],
+    opts: &Options,
+    mut on_epoch: impl FnMut(&Epoch),
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<(Vec<Epoch>, Option<Net>), DataError> {
+    let mut best: Option<(f32, Net)> = None;
     let mut adam = Adam::new(opts.lr);
     let mut rng = SplitMix(opts.seed);
     let mut order = train.to_vec();
@@ -117,6 +132,9 @@ pub fn fit(
         let start = std::time::Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for chunk in order.chunks(opts.batch.max(1)) {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok((history, best.map(|b| b.1)));
+            }
             data.read_batch(chunk, &mut buf)?;
             let x = to_tensor(
                 &buf,
@@ -145,7 +163,10 @@ pub fn fit(
             images_per_second: seen as f32 / secs,
         };
         on_epoch(&e);
+        if best.as_ref().is_none_or(|(a, _)| e.val_accuracy > *a) {
+            best = Some((e.val_accuracy, net.snapshot()));
+        }
         history.push(e);
     }
-    Ok(history)
+    Ok((history, best.map(|b| b.1)))
 }

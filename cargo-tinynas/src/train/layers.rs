@@ -33,6 +33,8 @@ pub trait Layer: std::fmt::Debug + Send {
     }
     /// What the layer is, for the int8 export.
     fn view(&self) -> View<'_>;
+    /// A copy (to keep the best epoch's weights).
+    fn boxed_clone(&self) -> Box<dyn Layer>;
 }
 
 /// A layer seen by the exporter.
@@ -157,6 +159,10 @@ impl Conv2d {
 }
 
 impl Layer for Conv2d {
+    fn boxed_clone(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+
     fn view(&self) -> View<'_> {
         View::Conv(self)
     }
@@ -369,6 +375,10 @@ impl DepthwiseConv2d {
 }
 
 impl Layer for DepthwiseConv2d {
+    fn boxed_clone(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+
     fn view(&self) -> View<'_> {
         View::Depthwise(self)
     }
@@ -449,6 +459,10 @@ impl BatchNorm {
 }
 
 impl Layer for BatchNorm {
+    fn boxed_clone(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+
     fn view(&self) -> View<'_> {
         View::BatchNorm(self)
     }
@@ -539,6 +553,10 @@ impl Relu {
 }
 
 impl Layer for Relu {
+    fn boxed_clone(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+
     fn view(&self) -> View<'_> {
         View::Relu(self)
     }
@@ -590,6 +608,10 @@ impl Pool {
 }
 
 impl Layer for Pool {
+    fn boxed_clone(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+
     fn view(&self) -> View<'_> {
         View::Pool(self)
     }
@@ -668,6 +690,10 @@ pub struct GlobalAvgPool {
 }
 
 impl Layer for GlobalAvgPool {
+    fn boxed_clone(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+
     fn view(&self) -> View<'_> {
         View::GlobalAvgPool
     }
@@ -720,6 +746,10 @@ impl Dropout {
 }
 
 impl Layer for Dropout {
+    fn boxed_clone(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+
     fn view(&self) -> View<'_> {
         View::Dropout
     }
@@ -783,6 +813,10 @@ impl Dense {
 }
 
 impl Layer for Dense {
+    fn boxed_clone(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+
     fn view(&self) -> View<'_> {
         View::Dense(self)
     }

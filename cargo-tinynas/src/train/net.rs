@@ -121,6 +121,16 @@ impl Net {
         self.layers.iter_mut().flat_map(|l| l.params()).collect()
     }
 
+    /// A copy of the network and its weights.
+    pub fn snapshot(&self) -> Net {
+        Net {
+            arch: self.arch,
+            input: self.input,
+            classes: self.classes,
+            layers: self.layers.iter().map(|l| l.boxed_clone()).collect(),
+        }
+    }
+
     /// Number of trainable values.
     pub fn param_count(&mut self) -> usize {
         self.params().iter().map(|p| p.value.len()).sum()

@@ -1,0 +1,254 @@
+//! `cargo tinynas train`: load a dataset, train one architecture, export int8, and report float and
+//! int8 accuracy (the int8 figure from the runtime's kernels run on the host).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use super::export::{export, ExportError};
+use super::fit::{evaluate, fit_until, Epoch, Options};
+use super::net::{Arch, Net};
+use crate::data::{folder, import, split, Cache, DataError, ImageShape, Skipped};
+
+/// What to train.
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub data: PathBuf,
+    pub arch: Arch,
+    /// Input shape; defaults to 28x28x1 for IDX data, 32x32x3 for image folders.
+    pub input: Option<ImageShape>,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f32,
+    pub seed: u64,
+    pub val: f64,
+    pub test: f64,
+    pub augment: bool,
+    pub strict: bool,
+    pub out: PathBuf,
+}
+
+/// What training produced.
+#[derive(Debug)]
+pub struct Report {
+    pub classes: Vec<String>,
+    pub skipped: Vec<Skipped>,
+    pub samples: (usize, usize, usize),
+    pub history: Vec<Epoch>,
+    pub stopped_early: bool,
+    pub float_val: f32,
+    pub float_test: f32,
+    pub int8_val: f32,
+    pub int8_test: f32,
+    /// `confusion[true][predicted]` on the test split, int8.
+    pub confusion: Vec<Vec<usize>>,
+    pub params: usize,
+    pub macs: u64,
+    pub arena_bytes: usize,
+    pub out: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error("{0}")]
+    Arch(String),
+    #[error("training was stopped before the first epoch ended: nothing to save")]
+    StoppedEarly,
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn is_idx(dir: &Path) -> bool {
+    ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"]
+        .iter()
+        .any(|f| dir.join(f).is_file())
+}
+
+/// Loads the dataset named by `--data`.
+pub fn load(
+    data: &Path,
+    input: Option<ImageShape>,
+    strict: bool,
+) -> Result<(Cache, Vec<Skipped>), TrainError> {
+    if is_idx(data) {
+        let shape = input.unwrap_or(ImageShape { h: 28, w: 28, c: 1 });
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for b in data.to_string_lossy().bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let out = crate::firmware::cache_dir().join("datasets").join(format!(
+            "idx-{h:016x}-{}x{}x{}.tnds",
+            shape.h, shape.w, shape.c
+        ));
+        let cache = match Cache::open(&out) {
+            Ok(c) if c.shape == shape => c,
+            _ => import::fashion_mnist(data, shape, &out)?,
+        };
+        return Ok((cache, Vec::new()));
+    }
+    let shape = input.unwrap_or(ImageShape { h: 32, w: 32, c: 3 });
+    let l = folder::load(data, folder::Options { shape, strict })?;
+    Ok((l.cache, l.skipped))
+}
+
+/// Events for the caller to display.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Loaded {
+        samples: (usize, usize, usize),
+        classes: &'a [String],
+        skipped: &'a [Skipped],
+        params: usize,
+    },
+    Epoch(&'a Epoch),
+}
+
+/// Trains, exports and evaluates; writes the model file (temporary file, then rename).
+pub fn run(
+    args: &Args,
+    stop: &AtomicBool,
+    mut on: impl FnMut(Event<'_>),
+) -> Result<Report, TrainError> {
+    let (mut data, skipped) = load(&args.data, args.input, args.strict)?;
+    let s = split::stratified(&data.labels, &data.assigned, args.val, args.test, args.seed);
+    let classes = data.classes.clone();
+    let mut net =
+        Net::new(args.arch, data.shape, classes.len(), args.seed).map_err(TrainError::Arch)?;
+    let samples = (s.train.len(), s.val.len(), s.test.len());
+    on(Event::Loaded {
+        samples,
+        classes: &classes,
+        skipped: &skipped,
+        params: net.param_count(),
+    });
+    let opts = Options {
+        epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        seed: args.seed,
+        augment: args.augment,
+    };
+    let (history, best) = fit_until(
+        &mut net,
+        &mut data,
+        &s.train,
+        &s.val,
+        &opts,
+        |e| on(Event::Epoch(e)),
+        stop,
+    )?;
+    let stopped_early = history.len() < args.epochs;
+    let mut best = best.ok_or(TrainError::StoppedEarly)?;
+    let calib: Vec<usize> = s.train.iter().copied().take(512).collect();
+    let model = export(&mut best, &mut data, &calib, classes.clone())?;
+    let float_val = evaluate(&mut best, &mut data, &s.val, 64)?;
+    let float_test = evaluate(&mut best, &mut data, &s.test, 64)?;
+    let int8_val = super::export::int8_accuracy(&model, &mut data, &s.val)?;
+    let (int8_test, confusion) = confusion(&model, &mut data, &s.test, classes.len())?;
+    let bytes = tinynas_model::format::to_bytes(&model);
+    let tmp = args.out.with_extension("tnas.tmp");
+    std::fs::write(&tmp, &bytes).map_err(|source| TrainError::Write {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, &args.out).map_err(|source| TrainError::Write {
+        path: args.out.clone(),
+        source,
+    })?;
+    Ok(Report {
+        classes,
+        skipped,
+        samples,
+        history,
+        stopped_early,
+        float_val,
+        float_test,
+        int8_val,
+        int8_test,
+        confusion,
+        params: model.params(),
+        macs: model.macs(),
+        arena_bytes: tinynas_model::plan::plan(&model).arena_bytes,
+        out: args.out.clone(),
+    })
+}
+
+fn confusion(
+    model: &tinynas_model::Model,
+    data: &mut Cache,
+    indices: &[usize],
+    k: usize,
+) -> Result<(f32, Vec<Vec<usize>>), TrainError> {
+    let host = crate::host::HostModel::new(model).map_err(ExportError::from)?;
+    let mut m = vec![vec![0usize; k]; k];
+    let mut buf = Vec::new();
+    let n = data.shape.len();
+    for chunk in indices.chunks(256) {
+        data.read_batch(chunk, &mut buf)?;
+        for (j, &i) in chunk.iter().enumerate() {
+            let y = host
+                .run(crate::host::Input::U8(&buf[j * n..(j + 1) * n]))
+                .map_err(|e| ExportError::Graph(e.to_string()))?;
+            let p = y
+                .iter()
+                .enumerate()
+                .fold(0, |a, (q, &v)| if v > y[a] { q } else { a });
+            m[data.labels[i] as usize][p] += 1;
+        }
+    }
+    let correct: usize = (0..k).map(|i| m[i][i]).sum();
+    Ok((correct as f32 / indices.len().max(1) as f32, m))
+}
+
+/// The human summary; its last line is `int8 test accuracy: NN.N %`.
+pub fn render(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    if r.stopped_early {
+        let _ = writeln!(
+            s,
+            "stopped after {} epoch(s); kept the best epoch so far",
+            r.history.len()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "float accuracy: validation {:.1} %, test {:.1} %",
+        100.0 * r.float_val,
+        100.0 * r.float_test
+    );
+    let _ = writeln!(
+        s,
+        "int8 accuracy:  validation {:.1} %, test {:.1} % (the runtime's kernels, run on the host)",
+        100.0 * r.int8_val,
+        100.0 * r.int8_test
+    );
+    let _ = writeln!(
+        s,
+        "confusion matrix (int8, test split; rows: true class, columns: predicted):"
+    );
+    let w = r.classes.iter().map(String::len).max().unwrap_or(5).min(12);
+    for (i, row) in r.confusion.iter().enumerate() {
+        let cells: Vec<String> = row.iter().map(|v| format!("{v:>5}")).collect();
+        let _ = writeln!(
+            s,
+            "  {:>w$} {}",
+            r.classes[i].chars().take(12).collect::<String>(),
+            cells.join("")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "parameters {}, MACs {}, planned arena {} bytes",
+        r.params, r.macs, r.arena_bytes
+    );
+    let _ = writeln!(s, "wrote {}", r.out.display());
+    let _ = writeln!(s, "int8 test accuracy: {:.1} %", 100.0 * r.int8_test);
+    s
+}
