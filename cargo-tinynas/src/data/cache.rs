@@ -160,6 +160,7 @@ impl Cache {
             message: format!("not a usable dataset cache ({m}); delete it to rebuild"),
         };
         let mut file = File::open(path).map_err(io(format!("cannot open {}", path.display())))?;
+        let file_len = file.metadata().map_err(io("cannot stat the cache"))?.len();
         let mut r = std::io::BufReader::new(&mut file);
         let mut b4 = [0u8; 4];
         let mut b8 = [0u8; 8];
@@ -186,6 +187,10 @@ impl Cache {
         );
         if k > 65_535 || n > 1 << 28 || h * w * c == 0 || h * w * c > 1 << 24 {
             return Err(bad("implausible sizes"));
+        }
+        // Nothing is allocated for a header that claims more than the file holds.
+        if (n as u64) * (3 + (h * w * c) as u64) > file_len {
+            return Err(bad("size does not match its header"));
         }
         let mut classes = Vec::with_capacity(k);
         let mut header = 4 + 4 + 8 + 20;
@@ -220,8 +225,7 @@ impl Cache {
         drop(r);
         let data_offset = (header + n * 3) as u64;
         let shape = ImageShape { h, w, c };
-        let len = file.metadata().map_err(io("cannot stat the cache"))?.len();
-        if len != data_offset + (n * shape.len()) as u64 {
+        if file_len != data_offset + (n * shape.len()) as u64 {
             return Err(bad("size does not match its header"));
         }
         Ok(Cache {

@@ -237,8 +237,9 @@ pub const FASHION_MNIST_CLASSES: [&str; 10] = [
 /// Where Debian's `dataset-fashion-mnist` puts the files.
 pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
-/// Imports Fashion-MNIST from a folder of the four IDX files (train and t10k) into a cache: the
-/// 60,000 training images as `train`, the 10,000 test images as `test`.
+/// Imports Fashion-MNIST (or MNIST: the classes are named `0`..`9` unless the folder's path says
+/// "fashion") from a folder of the four IDX files (train and t10k) into a cache: the training
+/// images as `train`, the test images as `test`.
 pub fn fashion_mnist(dir: &Path, shape: ImageShape, out: &Path) -> Result<Cache, DataError> {
     let labels = |name: &str| -> Result<Vec<u16>, DataError> {
         Ok(read_idx(&dir.join(name))?
