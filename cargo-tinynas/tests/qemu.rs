@@ -22,6 +22,21 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// One input, default options: the firmware and its outcome.
+fn run1(bytes: &[u8], b: &mut QemuBoard) -> bench::Outcome {
+    bench::run(
+        bytes,
+        b,
+        &Options {
+            inputs: 1,
+            ..Options::default()
+        },
+        &cache(),
+        |_| {},
+    )
+    .unwrap()
+}
+
 fn board(name: &str) -> QemuBoard {
     QemuBoard::new(machine(name).unwrap())
 }
@@ -98,17 +113,7 @@ fn two_runs_give_identical_instruction_counts() {
 fn stack_buffer_moves_the_measured_peak_by_its_size() {
     let bytes = fixture("all-ops.tnas");
     let mut b = board("qemu-m4");
-    let base = bench::run(
-        &bytes,
-        &mut b,
-        &Options {
-            inputs: 1,
-            ..Options::default()
-        },
-        &cache(),
-        |_| {},
-    )
-    .unwrap();
+    let base = run1(&bytes, &mut b);
     let padded = bench::run(
         &bytes,
         &mut b,
@@ -150,17 +155,7 @@ fn stack_buffer_moves_the_measured_peak_by_its_size() {
 fn a_hung_guest_times_out_with_a_clear_error() {
     let bytes = fixture("nanonas-k8-c3.tnas");
     let mut b = board("qemu-m4");
-    let o = bench::run(
-        &bytes,
-        &mut b,
-        &Options {
-            inputs: 1,
-            ..Options::default()
-        },
-        &cache(),
-        |_| {},
-    )
-    .unwrap();
+    let o = run1(&bytes, &mut b);
     let mut quick = board("qemu-m4");
     quick.timeout = Duration::from_millis(1);
     match quick.run(&o.firmware) {
@@ -175,17 +170,7 @@ fn a_hung_guest_times_out_with_a_clear_error() {
 fn a_crashing_guest_is_a_clear_error() {
     let bytes = fixture("all-ops.tnas");
     let mut m4 = board("qemu-m4");
-    let o = bench::run(
-        &bytes,
-        &mut m4,
-        &Options {
-            inputs: 1,
-            ..Options::default()
-        },
-        &cache(),
-        |_| {},
-    )
-    .unwrap();
+    let o = run1(&bytes, &mut m4);
     let mut m0 = board("qemu-m0");
     m0.timeout = Duration::from_secs(20);
     let e = m0.run(&o.firmware).unwrap_err();
@@ -313,17 +298,7 @@ fn cli_qemu_with_a_chip_uses_its_sizes() {
 fn a_firmware_of_another_report_version_is_refused() {
     let bytes = fixture("all-ops.tnas");
     let mut b = board("qemu-m4");
-    let o = bench::run(
-        &bytes,
-        &mut b,
-        &Options {
-            inputs: 1,
-            ..Options::default()
-        },
-        &cache(),
-        |_| {},
-    )
-    .unwrap();
+    let o = run1(&bytes, &mut b);
     let mut other = o.firmware.clone();
     other.report_version += 1;
     let e = b.run(&other).unwrap_err();

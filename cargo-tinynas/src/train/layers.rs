@@ -21,7 +21,7 @@ impl Param {
 }
 
 /// A layer of the training graph.
-pub trait Layer: std::fmt::Debug + Send {
+pub trait Layer: std::fmt::Debug + Send + LayerClone {
     /// Computes the output; `train` selects batch statistics and dropout.
     fn forward(&mut self, x: &Tensor, train: bool) -> Tensor;
     /// Given the gradient of the loss w.r.t. the last output, accumulates parameter gradients and
@@ -33,8 +33,17 @@ pub trait Layer: std::fmt::Debug + Send {
     }
     /// What the layer is, for the int8 export.
     fn view(&self) -> View<'_>;
-    /// A copy (to keep the best epoch's weights).
+}
+
+/// Copies a layer behind a `Box<dyn Layer>` (to keep the best epoch's weights).
+pub trait LayerClone {
     fn boxed_clone(&self) -> Box<dyn Layer>;
+}
+
+impl<T: Layer + Clone + 'static> LayerClone for T {
+    fn boxed_clone(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
 }
 
 /// A layer seen by the exporter.
@@ -159,10 +168,6 @@ impl Conv2d {
 }
 
 impl Layer for Conv2d {
-    fn boxed_clone(&self) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
-
     fn view(&self) -> View<'_> {
         View::Conv(self)
     }
@@ -375,10 +380,6 @@ impl DepthwiseConv2d {
 }
 
 impl Layer for DepthwiseConv2d {
-    fn boxed_clone(&self) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
-
     fn view(&self) -> View<'_> {
         View::Depthwise(self)
     }
@@ -459,10 +460,6 @@ impl BatchNorm {
 }
 
 impl Layer for BatchNorm {
-    fn boxed_clone(&self) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
-
     fn view(&self) -> View<'_> {
         View::BatchNorm(self)
     }
@@ -553,10 +550,6 @@ impl Relu {
 }
 
 impl Layer for Relu {
-    fn boxed_clone(&self) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
-
     fn view(&self) -> View<'_> {
         View::Relu(self)
     }
@@ -608,10 +601,6 @@ impl Pool {
 }
 
 impl Layer for Pool {
-    fn boxed_clone(&self) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
-
     fn view(&self) -> View<'_> {
         View::Pool(self)
     }
@@ -690,10 +679,6 @@ pub struct GlobalAvgPool {
 }
 
 impl Layer for GlobalAvgPool {
-    fn boxed_clone(&self) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
-
     fn view(&self) -> View<'_> {
         View::GlobalAvgPool
     }
@@ -746,10 +731,6 @@ impl Dropout {
 }
 
 impl Layer for Dropout {
-    fn boxed_clone(&self) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
-
     fn view(&self) -> View<'_> {
         View::Dropout
     }
@@ -813,10 +794,6 @@ impl Dense {
 }
 
 impl Layer for Dense {
-    fn boxed_clone(&self) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
-
     fn view(&self) -> View<'_> {
         View::Dense(self)
     }
