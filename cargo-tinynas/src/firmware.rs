@@ -322,7 +322,7 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), FirmwareError> {
     if std::fs::read(path).ok().as_deref() == Some(bytes) {
         return Ok(());
     }
-    let tmp = path.with_extension("tmp-write");
-    std::fs::write(&tmp, bytes).map_err(io(format!("cannot write {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(io(format!("cannot write {}", path.display())))
+    // Two benches (or parallel tests) may write the same project at once: each renames a
+    // complete file of its own into place, and the contents are the same.
+    crate::fsutil::write_atomic(path, bytes).map_err(io(format!("cannot write {}", path.display())))
 }

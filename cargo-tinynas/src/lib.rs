@@ -11,6 +11,7 @@ pub mod data;
 pub mod elf;
 pub mod exit_codes;
 pub mod firmware;
+pub mod fsutil;
 pub mod host;
 pub mod inspect;
 pub mod report;

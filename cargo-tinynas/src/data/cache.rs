@@ -61,8 +61,8 @@ impl Writer {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
         }
-        let tmp = path.with_extension("tmp");
-        let pixels_path = path.with_extension("pixels.tmp");
+        let tmp = crate::fsutil::temp_path(path);
+        let pixels_path = crate::fsutil::temp_path(&path.with_extension("pixels"));
         let out = BufWriter::new(
             File::create(&tmp).map_err(io(format!("cannot write {}", tmp.display())))?,
         );

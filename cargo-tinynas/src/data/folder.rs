@@ -245,10 +245,7 @@ fn write_skipped(cache: &Path, skipped: &[Skipped]) {
         .iter()
         .map(|s| format!("{}\t{}\n", s.path.display(), s.reason))
         .collect();
-    let tmp = skipped_path(cache).with_extension("skipped.tmp");
-    if std::fs::write(&tmp, text).is_ok() {
-        let _ = std::fs::rename(&tmp, skipped_path(cache));
-    }
+    let _ = crate::fsutil::write_atomic(&skipped_path(cache), text.as_bytes());
 }
 
 fn read_skipped(cache: &Path) -> Vec<Skipped> {
