@@ -16,7 +16,7 @@ use tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PaddingSpec, PoolSpec, S
 use tract_core::ops::math;
 use tract_core::ops::nn::{DataFormat, Reduce, Reducer, Softmax, SoftmaxKind};
 
-use tinynas_model::lower::{lower, Kernel};
+use tinynas_model::lower::{lower, Kernel, Weights};
 use tinynas_model::{InputType, Model, Op, Padding, QParams, Shape};
 
 pub use cargo_tinynas::host::{HostModel, Input};
@@ -257,6 +257,19 @@ impl<'a> Graph<'a> {
         self.cast(y, i32::datum_type())
     }
 
+    /// [`Self::requant`] with a conv or dense layer's lowered per-channel parameters.
+    fn requant_layer(&mut self, acc: OutletId, w: &Weights) -> TractResult<OutletId> {
+        let q = w.quant;
+        self.requant(
+            acc,
+            &w.multiplier,
+            &w.shift,
+            q.output_offset,
+            q.act_min,
+            q.act_max,
+        )
+    }
+
     fn node(&mut self, i: usize, wires: &[OutletId]) -> TractResult<OutletId> {
         let node = &self.model.nodes[i];
         let x = wires[node.inputs[0]];
@@ -280,14 +293,7 @@ impl<'a> Graph<'a> {
                     false,
                     &conv.bias,
                 )?;
-                self.requant(
-                    acc,
-                    &w.multiplier,
-                    &w.shift,
-                    w.quant.output_offset,
-                    w.quant.act_min,
-                    w.quant.act_max,
-                )
+                self.requant_layer(acc, &w)
             }
             (Op::DepthwiseConv2d { multiplier, conv }, Some(Kernel::DepthwiseConv2d { w, .. })) => {
                 let [kh, kw] = conv.kernel;
@@ -313,14 +319,7 @@ impl<'a> Graph<'a> {
                     true,
                     &conv.bias,
                 )?;
-                self.requant(
-                    acc,
-                    &w.multiplier,
-                    &w.shift,
-                    w.quant.output_offset,
-                    w.quant.act_min,
-                    w.quant.act_max,
-                )
+                self.requant_layer(acc, &w)
             }
             (
                 Op::FullyConnected {
@@ -348,14 +347,7 @@ impl<'a> Graph<'a> {
                     false,
                     bias,
                 )?;
-                self.requant(
-                    acc,
-                    &w.multiplier,
-                    &w.shift,
-                    w.quant.output_offset,
-                    w.quant.act_min,
-                    w.quant.act_max,
-                )
+                self.requant_layer(acc, &w)
             }
             (Op::MaxPool2d(p), _) => {
                 let x8 = self.cast(x, i8::datum_type())?;
