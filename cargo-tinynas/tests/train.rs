@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use cargo_tinynas::data::import::{fashion_mnist, FASHION_MNIST_DIR};
 use cargo_tinynas::data::ImageShape;
 use cargo_tinynas::train::fit::{evaluate, fit, Options};
-use cargo_tinynas::train::net::{Arch, Net};
+use cargo_tinynas::train::net::{Arch, Net, OptimizerKind, Schedule};
 
 fn cache() -> cargo_tinynas::data::Cache {
     let dir = Path::new(FASHION_MNIST_DIR);
@@ -30,6 +30,8 @@ fn learns_fashion_mnist_and_is_deterministic() {
         epochs: 2,
         batch: 32,
         lr: 1e-2,
+        optimizer: OptimizerKind::Adam,
+        schedule: Schedule::Constant,
         seed: 5,
         augment: false,
     };
@@ -44,16 +46,22 @@ fn learns_fashion_mnist_and_is_deterministic() {
     );
     assert!(history[1].loss < history[0].loss);
 
-    // Same seed, same weights.
-    let mut again = Net::new(Arch::NanoNas { k: 8, c: 2 }, data.shape, 10, 1).unwrap();
-    fit(&mut again, &mut data, &train, &val, &opts, |_| {}).unwrap();
+    // Same seed, same weights, on one thread as on two (the first run used the default pool).
     let a: Vec<f32> = net.params().iter().flat_map(|p| p.value.clone()).collect();
-    let b: Vec<f32> = again
-        .params()
-        .iter()
-        .flat_map(|p| p.value.clone())
-        .collect();
-    assert_eq!(a, b, "two runs with one seed give identical weights");
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut again = Net::new(Arch::NanoNas { k: 8, c: 2 }, data.shape, 10, 1).unwrap();
+        pool.install(|| fit(&mut again, &mut data, &train, &val, &opts, |_| {}).unwrap());
+        let b: Vec<f32> = again
+            .params()
+            .iter()
+            .flat_map(|p| p.value.clone())
+            .collect();
+        assert_eq!(a, b, "a second run with one seed on {threads} thread(s)");
+    }
 
     // int8 export, run through the device's kernels on the host.
     use cargo_tinynas::train::export::{export, int8_accuracy};
@@ -71,6 +79,50 @@ fn learns_fashion_mnist_and_is_deterministic() {
         (float - int8).abs() <= 0.03,
         "post-training quantisation moved accuracy from {float} to {int8}"
     );
+    // Quantisation-aware training simulates the int8 model: the fake-quantised network's outputs,
+    // read as int8 codes, against the exported model run through the runtime's kernels.
+    let mut qnet = cargo_tinynas::train::qat::qat_net(&mut net, &mut data, &calib).unwrap();
+    let labels = data.classes.clone();
+    let qmodel = export(&mut qnet, &mut data, &calib, labels).unwrap();
+    let host = cargo_tinynas::host::HostModel::new(&qmodel).unwrap();
+    let out_q = qmodel.quant(qmodel.output());
+    let mut buf = Vec::new();
+    let idx: Vec<usize> = val[..300].to_vec();
+    data.read_batch(&idx, &mut buf).unwrap();
+    let n = data.shape.len();
+    let x = cargo_tinynas::train::fit::pixels_to_tensor(&buf, idx.len(), data.shape);
+    let y = qnet.forward(&x, false);
+    let (mut same, mut off_by_one, mut worse, mut argmax_same) = (0, 0, 0, 0);
+    for k in 0..idx.len() {
+        let device = host
+            .run(cargo_tinynas::host::Input::U8(&buf[k * n..(k + 1) * n]))
+            .unwrap();
+        let sim: Vec<i32> = y.data[k * 10..(k + 1) * 10]
+            .iter()
+            .map(|v| (v / out_q.scale).round() as i32 + out_q.zero_point)
+            .collect();
+        for (d, s) in device.iter().zip(&sim) {
+            match (i32::from(*d) - s).abs() {
+                0 => same += 1,
+                1 => off_by_one += 1,
+                _ => worse += 1,
+            }
+        }
+        let am = |v: &[i32]| (0..v.len()).fold(0, |a, j| if v[j] > v[a] { j } else { a });
+        let dev: Vec<i32> = device.iter().map(|&v| i32::from(v)).collect();
+        argmax_same += usize::from(am(&dev) == am(&sim));
+    }
+    eprintln!("QAT simulation vs runtime kernels: {same} equal, {off_by_one} off by 1, {worse} further; argmax agrees on {argmax_same}/300");
+    assert!(
+        same >= 2700,
+        "only {same} of 3000 int8 outputs simulated exactly"
+    );
+    assert!(
+        argmax_same >= 297,
+        "argmax differs on {} of 300",
+        300 - argmax_same
+    );
+
     // The exported file reads back as the same model.
     let bytes = tinynas_model::format::to_bytes(&model);
     assert_eq!(tinynas_model::format::read(&bytes).unwrap(), model);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use super::export::{export, ExportError};
-use super::fit::{evaluate, fit_until, Epoch, Options};
+use super::fit::{evaluate, fit_until, Epoch, Options, Progress};
 use super::net::{Arch, Net};
 use crate::data::{folder, import, split, Cache, DataError, ImageShape, Skipped};
 
@@ -19,12 +19,42 @@ pub struct Args {
     pub epochs: usize,
     pub batch: usize,
     pub lr: f32,
+    pub optimizer: super::net::OptimizerKind,
+    pub schedule: super::net::Schedule,
     pub seed: u64,
     pub val: f64,
     pub test: f64,
     pub augment: bool,
     pub strict: bool,
     pub out: PathBuf,
+    /// When to fine-tune with quantisation-aware training.
+    pub qat: QatPolicy,
+    /// Epochs of that fine-tune.
+    pub qat_epochs: usize,
+}
+
+/// When `train` runs the quantisation-aware fine-tune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QatPolicy {
+    /// When post-training quantisation loses more than [`QAT_THRESHOLD`] of validation accuracy.
+    Auto,
+    Always,
+    Never,
+}
+
+/// The validation accuracy post-training quantisation may lose before `Auto` fine-tunes.
+pub const QAT_THRESHOLD: f32 = 0.01;
+
+/// What the quantisation-aware fine-tune did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QatOutcome {
+    /// int8 validation accuracy after post-training quantisation alone.
+    pub ptq_val: f32,
+    /// int8 validation accuracy after the fine-tune.
+    pub qat_val: f32,
+    pub epochs: usize,
+    /// Whether the fine-tuned model was kept (it is when it is better on validation).
+    pub kept: bool,
 }
 
 /// What training produced.
@@ -45,6 +75,7 @@ pub struct Report {
     pub macs: u64,
     pub arena_bytes: usize,
     pub out: PathBuf,
+    pub qat: Option<QatOutcome>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +137,13 @@ pub enum Event<'a> {
         skipped: &'a [Skipped],
         params: usize,
     },
-    Epoch(&'a Epoch),
+    Progress(Progress<'a>),
+    /// The quantisation-aware fine-tune starts (its epochs follow as `Progress`).
+    QatStarted {
+        float_val: f32,
+        ptq_val: f32,
+        epochs: usize,
+    },
 }
 
 /// Trains, exports and evaluates; writes the model file (temporary file, then rename).
@@ -131,6 +168,8 @@ pub fn run(
         epochs: args.epochs,
         batch: args.batch,
         lr: args.lr,
+        optimizer: args.optimizer,
+        schedule: args.schedule,
         seed: args.seed,
         augment: args.augment,
     };
@@ -140,24 +179,63 @@ pub fn run(
         &s.train,
         &s.val,
         &opts,
-        |e| on(Event::Epoch(e)),
+        |p| on(Event::Progress(p)),
         stop,
     )?;
     let stopped_early = history.len() < args.epochs;
     let mut best = best.ok_or(TrainError::StoppedEarly)?;
     let calib: Vec<usize> = s.train.iter().copied().take(512).collect();
-    let model = export(&mut best, &mut data, &calib, classes.clone())?;
+    let mut model = export(&mut best, &mut data, &calib, classes.clone())?;
     let float_val = evaluate(&mut best, &mut data, &s.val, 64)?;
     let float_test = evaluate(&mut best, &mut data, &s.test, 64)?;
-    let int8_val = super::export::int8_accuracy(&model, &mut data, &s.val)?;
+    let mut int8_val = super::export::int8_accuracy(&model, &mut data, &s.val)?;
+    let want_qat = match args.qat {
+        QatPolicy::Always => true,
+        QatPolicy::Never => false,
+        QatPolicy::Auto => float_val - int8_val > QAT_THRESHOLD,
+    };
+    let mut qat = None;
+    if want_qat && args.qat_epochs > 0 && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        on(Event::QatStarted {
+            float_val,
+            ptq_val: int8_val,
+            epochs: args.qat_epochs,
+        });
+        let mut qnet = super::qat::qat_net(&mut best, &mut data, &calib)?;
+        let qopts = Options {
+            epochs: args.qat_epochs,
+            lr: args.lr * 0.1,
+            optimizer: super::net::OptimizerKind::Adam,
+            schedule: super::net::Schedule::Cosine,
+            ..opts
+        };
+        let (_, qbest) = fit_until(
+            &mut qnet,
+            &mut data,
+            &s.train,
+            &s.val,
+            &qopts,
+            |p| on(Event::Progress(p)),
+            stop,
+        )?;
+        if let Some(mut qbest) = qbest {
+            let qmodel = export(&mut qbest, &mut data, &calib, classes.clone())?;
+            let qat_val = super::export::int8_accuracy(&qmodel, &mut data, &s.val)?;
+            let kept = qat_val > int8_val;
+            qat = Some(QatOutcome {
+                ptq_val: int8_val,
+                qat_val,
+                epochs: args.qat_epochs,
+                kept,
+            });
+            if kept {
+                (model, int8_val) = (qmodel, qat_val);
+            }
+        }
+    }
     let (int8_test, confusion) = confusion(&model, &mut data, &s.test, classes.len())?;
     let bytes = tinynas_model::format::to_bytes(&model);
-    let tmp = args.out.with_extension("tnas.tmp");
-    std::fs::write(&tmp, &bytes).map_err(|source| TrainError::Write {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, &args.out).map_err(|source| TrainError::Write {
+    crate::fsutil::write_atomic(&args.out, &bytes).map_err(|source| TrainError::Write {
         path: args.out.clone(),
         source,
     })?;
@@ -176,6 +254,7 @@ pub fn run(
         macs: model.macs(),
         arena_bytes: tinynas_model::plan::plan(&model).arena_bytes,
         out: args.out.clone(),
+        qat,
     })
 }
 
@@ -223,6 +302,20 @@ pub fn render(r: &Report) -> String {
         100.0 * r.float_val,
         100.0 * r.float_test
     );
+    if let Some(q) = &r.qat {
+        let _ = writeln!(
+            s,
+            "quantisation-aware fine-tune ({} epoch(s)): int8 validation {:.1} % -> {:.1} %{}",
+            q.epochs,
+            100.0 * q.ptq_val,
+            100.0 * q.qat_val,
+            if q.kept {
+                ""
+            } else {
+                " (not better: kept the post-training quantisation)"
+            }
+        );
+    }
     let _ = writeln!(
         s,
         "int8 accuracy:  validation {:.1} %, test {:.1} % (the runtime's kernels, run on the host)",

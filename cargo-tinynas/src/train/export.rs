@@ -4,7 +4,7 @@
 //! get the accuracy of the code that runs on the microcontroller.
 
 use super::fit::to_tensor;
-use super::layers::View;
+use super::layers::{quantize_bias, quantize_weights, View};
 use super::net::Net;
 use super::Tensor;
 use crate::data::{Cache, DataError};
@@ -13,7 +13,7 @@ use tinynas_model::{
 };
 
 /// A float stage of the folded network.
-enum Stage {
+pub(crate) enum Stage {
     Conv {
         w: Vec<f32>,
         b: Vec<f32>,
@@ -38,7 +38,7 @@ enum Stage {
 }
 
 /// Folds the network into stages, and the index of the last layer of each stage.
-fn stages(net: &Net) -> Result<Vec<(Stage, usize)>, String> {
+pub(crate) fn stages(net: &Net) -> Result<Vec<(Stage, usize)>, String> {
     let mut out = Vec::new();
     let views: Vec<View<'_>> = net.layers.iter().map(|l| l.view()).collect();
     let mut i = 0;
@@ -95,7 +95,7 @@ fn stages(net: &Net) -> Result<Vec<(Stage, usize)>, String> {
                 out.push((Stage::Gap, i));
                 i += 1;
             }
-            View::Dropout => i += 1,
+            View::Dropout | View::FakeQuant(_) => i += 1,
             View::Dense(d) => {
                 out.push((
                     Stage::Dense {
@@ -117,49 +117,24 @@ fn stages(net: &Net) -> Result<Vec<(Stage, usize)>, String> {
     Ok(out)
 }
 
-/// Per-tensor asymmetric quantisation of the range `[lo, hi]` (widened to contain 0).
+/// Per-tensor asymmetric quantisation of the range `[lo, hi]` (widened to contain 0): the grid
+/// [`FakeQuant`](super::layers::FakeQuant) trains with.
 fn activation_quant(lo: f32, hi: f32) -> QParams {
-    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
-    let scale = ((hi - lo) / 255.0).max(1e-8);
-    let zero_point = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i32;
-    QParams { scale, zero_point }
-}
-
-/// Symmetric per-channel int8 weights: values, scales.
-fn weight_quant(w: &[f32], channels: usize) -> (Vec<i8>, Vec<f32>) {
-    let per = w.len() / channels.max(1);
-    let mut q = Vec::with_capacity(w.len());
-    let mut scales = Vec::with_capacity(channels);
-    for ch in w.chunks(per.max(1)) {
-        let m = ch.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-        let s = if m > 0.0 { m / 127.0 } else { 1e-6 };
-        scales.push(s);
-        q.extend(
-            ch.iter()
-                .map(|v| (v / s).round().clamp(-127.0, 127.0) as i8),
-        );
+    let f = super::layers::FakeQuant::new(lo, hi);
+    QParams {
+        scale: f.scale,
+        zero_point: f.zero_point,
     }
-    (q, scales)
 }
 
-fn bias_quant(b: &[f32], in_scale: f32, w_scales: &[f32]) -> Vec<i32> {
-    b.iter()
-        .zip(w_scales)
-        .map(|(v, s)| {
-            (f64::from(*v) / (f64::from(in_scale) * f64::from(*s)))
-                .round()
-                .clamp(-2e9, 2e9) as i32
-        })
-        .collect()
-}
-
-/// Exports the trained network as an int8 model, calibrating activation ranges on `calib`.
-pub fn export(
+/// The output range of each stage of the folded network over the calibration images (eval mode).
+/// A stage followed by a [`FakeQuant`](super::layers::FakeQuant) layer (a network fine-tuned with
+/// quantisation-aware training) keeps the range it was trained with.
+pub fn calibrate(
     net: &mut Net,
     data: &mut Cache,
     calib: &[usize],
-    labels: Vec<String>,
-) -> Result<Model, ExportError> {
+) -> Result<Vec<(f32, f32)>, ExportError> {
     let st = stages(net).map_err(ExportError::Graph)?;
     // Calibration: the range of each stage's output over the calibration images (eval mode).
     let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); st.len()];
@@ -180,6 +155,23 @@ pub fn export(
             }
         }
     }
+    for (i, (_, end)) in st.iter().enumerate() {
+        if let Some(View::FakeQuant(f)) = net.layers.get(end + 1).map(|l| l.view()) {
+            ranges[i] = f.range;
+        }
+    }
+    Ok(ranges)
+}
+
+/// Exports the trained network as an int8 model, calibrating activation ranges on `calib`.
+pub fn export(
+    net: &mut Net,
+    data: &mut Cache,
+    calib: &[usize],
+    labels: Vec<String>,
+) -> Result<Model, ExportError> {
+    let ranges = calibrate(net, data, calib)?;
+    let st = stages(net).map_err(ExportError::Graph)?;
     let s = data.shape;
     let mut b = ModelBuilder::new(
         InputType::U8,
@@ -206,8 +198,8 @@ pub fn export(
                 padding,
                 act,
             } => {
-                let (weights, weight_scales) = weight_quant(w, *out_c);
-                let bias = bias_quant(bias, xq.scale, &weight_scales);
+                let (weights, weight_scales) = quantize_weights(w, *out_c);
+                let bias = quantize_bias(bias, xq.scale, &weight_scales);
                 let conv = ConvParams {
                     kernel: *k,
                     stride: *stride,
@@ -251,8 +243,8 @@ pub fn export(
             }
             Stage::Gap => b.add(name, Op::GlobalAveragePool, &[x], activation_quant(lo, hi))?,
             Stage::Dense { w, b: bias, out_f } => {
-                let (weights, weight_scales) = weight_quant(w, *out_f);
-                let bias = bias_quant(bias, xq.scale, &weight_scales);
+                let (weights, weight_scales) = quantize_weights(w, *out_f);
+                let bias = quantize_bias(bias, xq.scale, &weight_scales);
                 let op = Op::FullyConnected {
                     out_features: *out_f,
                     activation: Activation::None,

@@ -2,7 +2,7 @@
 //! validation, keeping the best epoch. Deterministic from a seed (single-threaded for now).
 
 use super::layers::softmax_cross_entropy;
-use super::net::{Adam, Net};
+use super::net::{Net, Optimizer, OptimizerKind, Schedule};
 use super::Tensor;
 use crate::data::{Cache, DataError};
 use tinynas_model::random::{Source, SplitMix};
@@ -12,7 +12,10 @@ use tinynas_model::random::{Source, SplitMix};
 pub struct Options {
     pub epochs: usize,
     pub batch: usize,
+    /// Base learning rate.
     pub lr: f32,
+    pub optimizer: OptimizerKind,
+    pub schedule: Schedule,
     pub seed: u64,
     /// Random horizontal flips and shifts of up to 2 pixels.
     pub augment: bool,
@@ -26,6 +29,22 @@ pub struct Epoch {
     pub train_accuracy: f32,
     pub val_accuracy: f32,
     pub images_per_second: f32,
+}
+
+/// Where training is, for progress bars.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Progress<'a> {
+    /// After each batch: batches done of this epoch, running loss and accuracy of the epoch.
+    Batch {
+        epoch: usize,
+        done: usize,
+        total: usize,
+        loss: f32,
+        accuracy: f32,
+        images_per_second: f32,
+    },
+    /// After each epoch's validation.
+    Epoch(&'a Epoch),
 }
 
 /// Pixels `u8` to `[0, 1]` floats, with optional flip and shift.
@@ -65,6 +84,15 @@ pub(crate) fn to_tensor(
     t
 }
 
+/// Pixels to floats in `[0, 1]`, no augmentation (what evaluation feeds the network).
+pub fn pixels_to_tensor(bytes: &[u8], n: usize, shape: crate::data::ImageShape) -> Tensor {
+    to_tensor(bytes, n, shape, None)
+}
+
+fn order_batches(samples: usize, batch: usize) -> usize {
+    samples.div_ceil(batch.max(1))
+}
+
 fn argmax(row: &[f32]) -> usize {
     row.iter()
         .enumerate()
@@ -101,13 +129,18 @@ pub fn fit(
     train: &[usize],
     val: &[usize],
     opts: &Options,
-    on_epoch: impl FnMut(&Epoch),
+    mut on_epoch: impl FnMut(&Epoch),
 ) -> Result<Vec<Epoch>, DataError> {
     let never = std::sync::atomic::AtomicBool::new(false);
-    fit_until(net, data, train, val, opts, on_epoch, &never).map(|(h, _)| h)
+    let on = |p: Progress<'_>| {
+        if let Progress::Epoch(e) = p {
+            on_epoch(e)
+        }
+    };
+    fit_until(net, data, train, val, opts, on, &never).map(|(h, _)| h)
 }
 
-/// Like [`fit`], stopping at the next batch once `stop` is set (Ctrl-C); returns the history and
+/// Like [`fit`] with progress after every batch, stopping at the next batch once `stop` is set (Ctrl-C); returns the history and
 /// the network of the best validation epoch so far (`None` before the first epoch ends).
 pub fn fit_until(
     net: &mut Net,
@@ -115,11 +148,13 @@ pub fn fit_until(
     train: &[usize],
     val: &[usize],
     opts: &Options,
-    mut on_epoch: impl FnMut(&Epoch),
+    mut on: impl FnMut(Progress<'_>),
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<(Vec<Epoch>, Option<Net>), DataError> {
     let mut best: Option<(f32, Net)> = None;
-    let mut adam = Adam::new(opts.lr);
+    let mut opt = Optimizer::new(opts.optimizer, opts.lr);
+    let batches = order_batches(train.len(), opts.batch);
+    let total_steps = (batches * opts.epochs).max(1);
     let mut rng = SplitMix(opts.seed);
     let mut order = train.to_vec();
     let mut buf = Vec::new();
@@ -131,7 +166,9 @@ pub fn fit_until(
         }
         let start = std::time::Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for chunk in order.chunks(opts.batch.max(1)) {
+        for (b, chunk) in order.chunks(opts.batch.max(1)).enumerate() {
+            let progress = (epoch * batches + b) as f64 / total_steps as f64;
+            opt.set_lr(opts.lr * opts.schedule.factor(progress));
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return Ok((history, best.map(|b| b.1)));
             }
@@ -146,13 +183,21 @@ pub fn fit_until(
             let y = net.forward(&x, true);
             let (loss, dy) = softmax_cross_entropy(&y, &labels);
             net.backward(&dy);
-            adam.step(net.params());
+            opt.step(net.params());
             loss_sum += f64::from(loss) * chunk.len() as f64;
             for (b, &l) in labels.iter().enumerate() {
                 correct +=
                     usize::from(argmax(&y.data[b * net.classes..(b + 1) * net.classes]) == l);
             }
             seen += chunk.len();
+            on(Progress::Batch {
+                epoch,
+                done: b + 1,
+                total: batches,
+                loss: (loss_sum / seen as f64) as f32,
+                accuracy: correct as f32 / seen as f32,
+                images_per_second: seen as f32 / start.elapsed().as_secs_f32().max(1e-6),
+            });
         }
         let secs = start.elapsed().as_secs_f32().max(1e-6);
         let e = Epoch {
@@ -162,11 +207,71 @@ pub fn fit_until(
             val_accuracy: evaluate(net, data, val, 64)?,
             images_per_second: seen as f32 / secs,
         };
-        on_epoch(&e);
+        on(Progress::Epoch(&e));
         if best.as_ref().is_none_or(|(a, _)| e.val_accuracy > *a) {
             best = Some((e.val_accuracy, net.snapshot()));
         }
         history.push(e);
     }
     Ok((history, best.map(|b| b.1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::ImageShape;
+
+    /// Every augmented image is the original flipped or not and shifted by at most 2 pixels
+    /// (zeros shifted in); over a batch, both flips and several shifts occur.
+    #[test]
+    fn augmentation_is_a_flip_and_a_small_shift() {
+        let shape = ImageShape { h: 7, w: 9, c: 2 };
+        let n = 64;
+        let mut r = SplitMix(3);
+        let bytes: Vec<u8> = (0..n * shape.len()).map(|_| r.int(1, 255) as u8).collect();
+        let plain = to_tensor(&bytes, n, shape, None);
+        let mut rng = SplitMix(4);
+        let aug = to_tensor(&bytes, n, shape, Some(&mut rng));
+        let (h, w, c) = (shape.h, shape.w, shape.c);
+        let mut seen = std::collections::BTreeSet::new();
+        for b in 0..n {
+            let src = &plain.data[b * shape.len()..(b + 1) * shape.len()];
+            let got = &aug.data[b * shape.len()..(b + 1) * shape.len()];
+            let mut found = None;
+            for flip in [false, true] {
+                for dy in -2i64..=2 {
+                    for dx in -2i64..=2 {
+                        let ok = (0..h).all(|y| {
+                            (0..w).all(|x| {
+                                let sy = y as i64 + dy;
+                                let sx = if flip { w - 1 - x } else { x } as i64 + dx;
+                                (0..c).all(|ch| {
+                                    let want = if (0..h as i64).contains(&sy)
+                                        && (0..w as i64).contains(&sx)
+                                    {
+                                        src[(sy as usize * w + sx as usize) * c + ch]
+                                    } else {
+                                        0.0
+                                    };
+                                    got[(y * w + x) * c + ch] == want
+                                })
+                            })
+                        });
+                        if ok && found.is_none() {
+                            found = Some((flip, dy, dx));
+                        }
+                    }
+                }
+            }
+            let t = found.unwrap_or_else(|| panic!("sample {b} is not a flip + shift"));
+            seen.insert(t);
+        }
+        assert!(
+            seen.iter().any(|t| t.0) && seen.iter().any(|t| !t.0),
+            "both flips"
+        );
+        assert!(seen.len() >= 10, "only {} distinct transforms", seen.len());
+        // No augmentation: the pixels / 255.
+        assert_eq!(plain.data[5], f32::from(bytes[5]) / 255.0);
+    }
 }

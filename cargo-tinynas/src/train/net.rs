@@ -60,6 +60,8 @@ pub struct Net {
     pub input: ImageShape,
     pub classes: usize,
     pub layers: Vec<Box<dyn Layer>>,
+    /// When set, forward and backward add each layer's wall time (seconds) here.
+    pub timing: Option<Vec<[f64; 2]>>,
 }
 
 impl Net {
@@ -79,14 +81,17 @@ impl Net {
                 h /= 2;
                 w /= 2;
             }
-            layers.push(Box::new(Conv2d::new(
+            let mut conv = Conv2d::new(
                 in_c,
                 oc,
                 [3, 3],
                 1,
                 Padding::Same,
                 seed.wrapping_add(i as u64),
-            )));
+            );
+            // The image needs no gradient.
+            conv.input_grad = i > 0;
+            layers.push(Box::new(conv));
             layers.push(Box::new(BatchNorm::new(oc)));
             layers.push(Box::new(Relu::new(None)));
             in_c = oc;
@@ -99,22 +104,54 @@ impl Net {
             input,
             classes,
             layers,
+            timing: None,
         })
     }
 
     pub fn forward(&mut self, x: &Tensor, train: bool) -> Tensor {
-        let mut t = x.clone();
-        for l in &mut self.layers {
-            t = l.forward(&t, train);
+        let mut t: Option<Tensor> = None;
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let start = self.timing.is_some().then(std::time::Instant::now);
+            t = Some(l.forward(t.as_ref().unwrap_or(x), train));
+            if let (Some(s), Some(tm)) = (start, self.timing.as_mut()) {
+                tm.resize(tm.len().max(i + 1), [0.0; 2]);
+                tm[i][0] += s.elapsed().as_secs_f64();
+            }
         }
-        t
+        t.unwrap_or_else(|| x.clone())
     }
 
     pub fn backward(&mut self, dy: &Tensor) {
-        let mut g = dy.clone();
-        for l in self.layers.iter_mut().rev() {
-            g = l.backward(&g);
+        let mut g: Option<Tensor> = None;
+        for (i, l) in self.layers.iter_mut().enumerate().rev() {
+            let start = self.timing.is_some().then(std::time::Instant::now);
+            g = Some(l.backward(g.as_ref().unwrap_or(dy)));
+            if let (Some(s), Some(tm)) = (start, self.timing.as_mut()) {
+                tm.resize(tm.len().max(i + 1), [0.0; 2]);
+                tm[i][1] += s.elapsed().as_secs_f64();
+            }
         }
+    }
+
+    /// A short name of each layer, for tables.
+    pub fn layer_names(&self) -> Vec<String> {
+        use super::layers::View;
+        self.layers
+            .iter()
+            .map(|l| match l.view() {
+                View::Conv(c) => format!("conv {}x{} {}->{}", c.k[0], c.k[1], c.in_c, c.out_c),
+                View::Depthwise(d) => format!("depthwise {}x{} x{}", d.k[0], d.k[1], d.multiplier),
+                View::BatchNorm(_) => "batch norm".into(),
+                View::Relu(r) if r.cap.is_some() => "relu6".into(),
+                View::Relu(_) => "relu".into(),
+                View::Pool(p) if p.max => format!("max pool {}x{}", p.k[0], p.k[1]),
+                View::Pool(p) => format!("avg pool {}x{}", p.k[0], p.k[1]),
+                View::GlobalAvgPool => "global avg pool".into(),
+                View::Dropout => "dropout".into(),
+                View::Dense(d) => format!("dense {}->{}", d.in_f, d.out_f),
+                View::FakeQuant(_) => "fake quant".into(),
+            })
+            .collect()
     }
 
     pub fn params(&mut self) -> Vec<&mut Param> {
@@ -128,12 +165,161 @@ impl Net {
             input: self.input,
             classes: self.classes,
             layers: self.layers.iter().map(|l| l.boxed_clone()).collect(),
+            timing: None,
         }
+    }
+
+    /// Multiply-accumulates of one forward pass of one image (convolutions and dense layers).
+    pub fn forward_macs(&self) -> u64 {
+        use super::layers::View;
+        let (mut h, mut w) = (self.input.h, self.input.w);
+        let mut macs = 0u64;
+        for l in &self.layers {
+            match l.view() {
+                View::Conv(c) => {
+                    let (oh, _) = tinynas_model::ir::window_output(h, c.k[0], c.stride, c.padding)
+                        .unwrap_or((0, 0));
+                    let (ow, _) = tinynas_model::ir::window_output(w, c.k[1], c.stride, c.padding)
+                        .unwrap_or((0, 0));
+                    (h, w) = (oh, ow);
+                    macs += (oh * ow * c.k[0] * c.k[1] * c.in_c * c.out_c) as u64;
+                }
+                View::Depthwise(d) => {
+                    let (oh, _) = tinynas_model::ir::window_output(h, d.k[0], d.stride, d.padding)
+                        .unwrap_or((0, 0));
+                    let (ow, _) = tinynas_model::ir::window_output(w, d.k[1], d.stride, d.padding)
+                        .unwrap_or((0, 0));
+                    (h, w) = (oh, ow);
+                    macs += (oh * ow * d.k[0] * d.k[1] * d.in_c * d.multiplier) as u64;
+                }
+                View::Pool(p) => {
+                    h = tinynas_model::ir::window_output(h, p.k[0], p.stride, p.padding)
+                        .map_or(0, |v| v.0);
+                    w = tinynas_model::ir::window_output(w, p.k[1], p.stride, p.padding)
+                        .map_or(0, |v| v.0);
+                }
+                View::GlobalAvgPool => (h, w) = (1, 1),
+                View::Dense(d) => macs += (d.in_f * d.out_f) as u64,
+                View::BatchNorm(_) | View::Relu(_) | View::Dropout | View::FakeQuant(_) => {}
+            }
+        }
+        macs
     }
 
     /// Number of trainable values.
     pub fn param_count(&mut self) -> usize {
         self.params().iter().map(|p| p.value.len()).sum()
+    }
+}
+
+/// Which optimiser, as `--optimizer` names it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OptimizerKind {
+    Adam,
+    /// Stochastic gradient descent with (heavy-ball) momentum.
+    Sgd {
+        momentum: f32,
+    },
+}
+
+/// How the learning rate changes over training, as `--schedule` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    Constant,
+    /// Half a cosine from the base rate down to zero over all steps.
+    Cosine,
+    /// A tenth of the rate from half way, a hundredth from three quarters.
+    Step,
+}
+
+impl Schedule {
+    /// The learning-rate factor at `progress` in `[0, 1)` of the training.
+    pub fn factor(self, progress: f64) -> f32 {
+        let p = progress.clamp(0.0, 1.0);
+        match self {
+            Schedule::Constant => 1.0,
+            Schedule::Cosine => (0.5 * (1.0 + (std::f64::consts::PI * p).cos())) as f32,
+            Schedule::Step if p >= 0.75 => 0.01,
+            Schedule::Step if p >= 0.5 => 0.1,
+            Schedule::Step => 1.0,
+        }
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "constant" => Ok(Schedule::Constant),
+            "cosine" => Ok(Schedule::Cosine),
+            "step" => Ok(Schedule::Step),
+            _ => Err(format!(
+                "unknown schedule {s:?}: choose constant, cosine or step"
+            )),
+        }
+    }
+}
+
+/// An optimiser of either kind, with a learning rate the schedule sets before each step.
+#[derive(Debug, Clone)]
+pub enum Optimizer {
+    Adam(Adam),
+    Sgd(Sgd),
+}
+
+impl Optimizer {
+    pub fn new(kind: OptimizerKind, lr: f32) -> Self {
+        match kind {
+            OptimizerKind::Adam => Optimizer::Adam(Adam::new(lr)),
+            OptimizerKind::Sgd { momentum } => Optimizer::Sgd(Sgd::new(lr, momentum)),
+        }
+    }
+
+    pub fn set_lr(&mut self, lr: f32) {
+        match self {
+            Optimizer::Adam(a) => a.lr = lr,
+            Optimizer::Sgd(s) => s.lr = lr,
+        }
+    }
+
+    /// Applies and clears the accumulated gradients.
+    pub fn step(&mut self, params: Vec<&mut Param>) {
+        match self {
+            Optimizer::Adam(a) => a.step(params),
+            Optimizer::Sgd(s) => s.step(params),
+        }
+    }
+}
+
+/// SGD with momentum: `v = momentum * v + g; w -= lr * v`.
+#[derive(Debug, Clone)]
+pub struct Sgd {
+    pub lr: f32,
+    pub momentum: f32,
+    velocity: Vec<Vec<f32>>,
+}
+
+impl Sgd {
+    pub fn new(lr: f32, momentum: f32) -> Self {
+        Sgd {
+            lr,
+            momentum,
+            velocity: Vec::new(),
+        }
+    }
+
+    /// Applies and clears the accumulated gradients.
+    pub fn step(&mut self, params: Vec<&mut Param>) {
+        if self.velocity.len() != params.len() {
+            self.velocity = params.iter().map(|p| vec![0.0; p.value.len()]).collect();
+        }
+        for (p, v) in params.into_iter().zip(&mut self.velocity) {
+            for ((w, g), v) in p.value.iter_mut().zip(&mut p.grad).zip(v.iter_mut()) {
+                *v = self.momentum * *v + *g;
+                *w -= self.lr * *v;
+                *g = 0.0;
+            }
+        }
     }
 }
 
@@ -186,6 +372,39 @@ impl Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Minimises `sum((w - 3)^2)` with both optimisers.
+    #[test]
+    fn optimisers_descend() {
+        for kind in [OptimizerKind::Adam, OptimizerKind::Sgd { momentum: 0.9 }] {
+            let mut p = Param::new(vec![0.0, 10.0, -4.0]);
+            let mut opt = Optimizer::new(kind, 0.05);
+            for _ in 0..400 {
+                for (g, w) in p.grad.iter_mut().zip(&p.value) {
+                    *g = 2.0 * (w - 3.0);
+                }
+                opt.step(vec![&mut p]);
+            }
+            assert!(
+                p.value.iter().all(|w| (w - 3.0).abs() < 0.05),
+                "{kind:?}: {:?}",
+                p.value
+            );
+            assert!(p.grad.iter().all(|&g| g == 0.0), "gradients are cleared");
+        }
+    }
+
+    #[test]
+    fn schedules() {
+        assert_eq!(Schedule::Constant.factor(0.9), 1.0);
+        assert_eq!(Schedule::Cosine.factor(0.0), 1.0);
+        assert!((Schedule::Cosine.factor(0.5) - 0.5).abs() < 1e-6);
+        assert!(Schedule::Cosine.factor(0.999) < 1e-4);
+        assert_eq!(Schedule::Step.factor(0.49), 1.0);
+        assert_eq!(Schedule::Step.factor(0.5), 0.1);
+        assert_eq!(Schedule::Step.factor(0.8), 0.01);
+        assert!("linear".parse::<Schedule>().unwrap_err().contains("cosine"));
+    }
 
     #[test]
     fn arch_specs() {
