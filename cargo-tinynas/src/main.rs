@@ -396,10 +396,14 @@ fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
                 "reason": "train-report", "float_val_accuracy": report.float_val, "float_test_accuracy": report.float_test,
                 "int8_val_accuracy": report.int8_val, "int8_test_accuracy": report.int8_test, "confusion": report.confusion,
                 "params": report.params, "macs": report.macs, "arena_bytes": report.arena_bytes, "out": report.out, "stopped_early": report.stopped_early,
+                "peak_rss_bytes": cargo_tinynas::train::bench::peak_rss_bytes(),
                 "qat": report.qat.map(|q| serde_json::json!({"ptq_val_accuracy": q.ptq_val, "qat_val_accuracy": q.qat_val, "epochs": q.epochs, "kept": q.kept})),
             })
         );
     } else {
+        if let Some(rss) = cargo_tinynas::train::bench::peak_rss_bytes() {
+            eprintln!("peak RSS: {:.1} MiB", rss as f64 / 1048576.0);
+        }
         eprint!("{}", command::render(&report));
     }
     Ok(exit_codes::OK)
