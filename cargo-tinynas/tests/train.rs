@@ -158,6 +158,10 @@ fn cli_train_on_an_image_folder() {
             "3",
             "--lr",
             "0.01",
+            "--qat",
+            "always",
+            "--qat-epochs",
+            "1",
             "--out",
         ])
         .arg(&out)
@@ -170,6 +174,10 @@ fn cli_train_on_an_image_folder() {
     assert!(
         last.starts_with("int8 test accuracy: ") && last.ends_with(" %"),
         "{last}"
+    );
+    assert!(
+        err.contains("quantisation-aware fine-tune (1 epoch(s)): int8 validation"),
+        "{err}"
     );
     let model = tinynas_model::format::read(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(model.labels, vec!["dark", "light"]);
