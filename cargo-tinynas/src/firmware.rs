@@ -109,7 +109,7 @@ pub fn cache_dir() -> PathBuf {
     std::env::temp_dir().join("cargo-tinynas")
 }
 
-fn runtime_path() -> Result<PathBuf, FirmwareError> {
+pub(crate) fn runtime_path() -> Result<PathBuf, FirmwareError> {
     let p = std::env::var_os("TINYNAS_RUNTIME_PATH")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

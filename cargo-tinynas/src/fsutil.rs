@@ -3,11 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// A number unique within this process.
+pub fn unique() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A temporary path next to `path`, unique to this process and call, so that concurrent writers
 /// of the same file (parallel benches, two trainings loading one dataset) never share one.
 pub fn temp_path(path: &Path) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let n = unique();
     let file = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())

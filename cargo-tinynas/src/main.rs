@@ -30,6 +30,44 @@ enum Command {
     Bench(BenchArgs),
     /// Train one architecture on a dataset, export it as an int8 model, and report its accuracy.
     Train(TrainArgs),
+    /// Add a commented default [package.metadata.tinynas] section to the firmware's Cargo.toml,
+    /// and show the budgets it gives.
+    Init(InitArgs),
+    /// Write the model crate the firmware depends on (`<package>-model/`: Cargo.toml, src/lib.rs
+    /// with `model!`, a README model card, the .tnas file) and add it to the firmware's
+    /// dependencies. Files edited since they were generated are kept unless --force is given.
+    Generate(GenerateArgs),
+}
+
+#[derive(Args, Debug)]
+struct GenerateArgs {
+    /// The .tnas model file.
+    #[arg(long)]
+    model: PathBuf,
+    /// Path to the firmware's Cargo.toml (default: the current directory's package).
+    #[arg(long)]
+    manifest_path: Option<PathBuf>,
+    /// The firmware package, in a workspace.
+    #[arg(short = 'p', long)]
+    package: Option<String>,
+    /// Architecture named on the model card.
+    #[arg(long)]
+    arch: Option<String>,
+    /// Overwrite files edited since they were generated.
+    #[arg(long)]
+    force: bool,
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    message_format: MessageFormat,
+}
+
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// Path to the firmware's Cargo.toml (default: the current directory's package).
+    #[arg(long)]
+    manifest_path: Option<PathBuf>,
+    /// The firmware package, in a workspace.
+    #[arg(short = 'p', long)]
+    package: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -227,6 +265,8 @@ fn run(args: Tinynas) -> anyhow::Result<i32> {
         }
         Command::Bench(a) => bench(a),
         Command::Train(a) => train(a),
+        Command::Init(a) => init(a),
+        Command::Generate(a) => generate(a),
     }
 }
 
@@ -277,6 +317,73 @@ fn train_bench(a: &TrainArgs) -> anyhow::Result<i32> {
             }
         }
     }
+    Ok(exit_codes::OK)
+}
+
+fn generate(a: GenerateArgs) -> anyhow::Result<i32> {
+    use cargo_tinynas::generate::{self, Card};
+    use cargo_tinynas::project::Project;
+    let p = Project::load(a.manifest_path.as_deref(), a.package.as_deref())?;
+    let bytes =
+        std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
+    let name = p
+        .config
+        .crate_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-model", p.name));
+    let card = Card {
+        arch: a.arch.clone(),
+        ..Card::default()
+    };
+    let g = generate::generate(
+        &p.dir.join(&name),
+        &name,
+        &bytes,
+        &card,
+        Some(&p.manifest_path),
+        a.force,
+    )?;
+    if a.message_format == MessageFormat::Json {
+        println!(
+            "{}",
+            serde_json::json!({"reason": "generated", "crate": name, "dir": g.dir, "files": g.files, "dependency_added": g.dependency_added})
+        );
+    } else {
+        eprintln!("wrote {} ({})", g.dir.display(), g.files.join(", "));
+        if g.dependency_added {
+            eprintln!(
+                "added {name} to [dependencies] of {}",
+                p.manifest_path.display()
+            );
+        }
+    }
+    Ok(exit_codes::OK)
+}
+
+fn init(a: InitArgs) -> anyhow::Result<i32> {
+    use cargo_tinynas::project::{self, Project};
+    let p = Project::load(a.manifest_path.as_deref(), a.package.as_deref())?;
+    let section = project::init(&p.manifest_path, &p.name, p.chip().as_deref())?;
+    eprintln!("added to {}:{section}", p.manifest_path.display());
+    if let Some(chip) = p.chip() {
+        eprintln!(
+            "chip {chip} (from {})",
+            p.cargo
+                .path
+                .as_ref()
+                .map_or("the manifest".into(), |x| x.display().to_string())
+        );
+    }
+    if let Some(m) = &p.memory_x {
+        eprintln!(
+            "memory.x: RAM {} bytes at {:#x}, flash {} bytes at {:#x}",
+            m.ram_length, m.ram_origin, m.flash_length, m.flash_origin
+        );
+    }
+    eprintln!(
+        "next: put a folder per class under {}, then run `cargo tinynas search`",
+        p.data_dir().display()
+    );
     Ok(exit_codes::OK)
 }
 

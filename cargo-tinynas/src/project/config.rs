@@ -1,0 +1,289 @@
+//! `[package.metadata.tinynas]` (or `[workspace.metadata.tinynas]`): what the user asks for.
+//!
+//! Read straight from the manifest text with `toml`, so that an unknown key or a wrong type is
+//! reported with its line, column and the offending text.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The keys of the `tinynas` table. Every field is optional; [`super::Project`] fills defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Folder of class folders (or train/ val/ test/ of those), relative to the manifest.
+    pub data: Option<PathBuf>,
+    /// Model input, `HxWxC` (C = 1 grey or 3 RGB).
+    pub input: Option<String>,
+    /// An emulated board (`qemu-m4`, ...) to measure on instead of the chip.
+    pub board: Option<String>,
+    /// The chip, as probe-rs names it (default: from the runner line in `.cargo/config.toml`).
+    pub chip: Option<String>,
+    /// SRAM kept for the rest of the firmware, in bytes.
+    pub ram_reserve: Option<u64>,
+    /// Flash kept for the rest of the firmware, in bytes.
+    pub flash_reserve: Option<u64>,
+    /// An explicit SRAM budget for the model (overrides RAM minus the reserve), in bytes.
+    pub max_ram: Option<u64>,
+    /// An explicit flash budget for the model, in bytes.
+    pub max_flash: Option<u64>,
+    /// Latency budget per inference, in milliseconds at `clock-hz`.
+    pub max_latency_ms: Option<f64>,
+    /// The core clock the latency budget is converted with, in Hz.
+    pub clock_hz: Option<u64>,
+    /// `nanonas` or `evolve`.
+    pub strategy: Option<String>,
+    pub seed: Option<u64>,
+    /// Epochs of each candidate's proxy training.
+    pub proxy_epochs: Option<usize>,
+    /// Epochs of the winner's final training.
+    pub final_epochs: Option<usize>,
+    /// Name of the generated crate (default: `<package>-model`).
+    pub crate_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    package: Option<Section>,
+    workspace: Option<Section>,
+}
+
+#[derive(Deserialize)]
+struct Section {
+    metadata: Option<Metadata>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    tinynas: Option<Config>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Where the configuration came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Package,
+    Workspace,
+    /// No `tinynas` table: all defaults (`cargo tinynas init` writes one).
+    Defaults,
+}
+
+/// The `tinynas` table of the package manifest, else of the workspace manifest.
+pub fn read(package: &Path, workspace: Option<&Path>) -> Result<(Config, Origin), ConfigError> {
+    let load = |path: &Path| -> Result<Manifest, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })
+    };
+    let m = load(package)?;
+    if let Some(c) = m.package.and_then(|p| p.metadata).and_then(|m| m.tinynas) {
+        return Ok((c, Origin::Package));
+    }
+    if let Some(c) = m.workspace.and_then(|p| p.metadata).and_then(|m| m.tinynas) {
+        return Ok((c, Origin::Workspace));
+    }
+    if let Some(ws) = workspace.filter(|w| *w != package) {
+        if let Some(c) = load(ws)?
+            .workspace
+            .and_then(|p| p.metadata)
+            .and_then(|m| m.tinynas)
+        {
+            return Ok((c, Origin::Workspace));
+        }
+    }
+    Ok((Config::default(), Origin::Defaults))
+}
+
+/// The target and the chip of `probe-rs run --chip X` from `.cargo/config.toml` (or
+/// `.cargo/config`) in `dir` or a parent, as cargo looks for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CargoConfig {
+    pub target: Option<String>,
+    pub runner_chip: Option<String>,
+    pub path: Option<PathBuf>,
+}
+
+pub fn cargo_config(dir: &Path) -> Result<CargoConfig, ConfigError> {
+    for d in dir.ancestors() {
+        for name in ["config.toml", "config"] {
+            let path = d.join(".cargo").join(name);
+            if !path.is_file() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let v: toml::Value = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+                path: path.clone(),
+                message: e.to_string().trim_end().to_string(),
+            })?;
+            let target = v
+                .get("build")
+                .and_then(|b| b.get("target"))
+                .and_then(|t| t.as_str())
+                .map(str::to_string);
+            let mut runner_chip = None;
+            if let Some(targets) = v.get("target").and_then(|t| t.as_table()) {
+                // The built target's runner first, then any `cfg(...)` runner.
+                let mut keys: Vec<&String> = targets.keys().collect();
+                keys.sort_by_key(|k| Some(k.as_str()) != target.as_deref());
+                for k in keys {
+                    if let Some(r) = targets[k].get("runner") {
+                        runner_chip = chip_of_runner(r);
+                        if runner_chip.is_some() {
+                            break;
+                        }
+                    }
+                }
+            }
+            return Ok(CargoConfig {
+                target,
+                runner_chip,
+                path: Some(path),
+            });
+        }
+    }
+    Ok(CargoConfig::default())
+}
+
+/// `--chip X` or `--chip=X` of a runner given as a string or an array of words.
+pub fn chip_of_runner(runner: &toml::Value) -> Option<String> {
+    let words: Vec<String> = match runner {
+        toml::Value::String(s) => s.split_whitespace().map(str::to_string).collect(),
+        toml::Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => return None,
+    };
+    if !words.iter().any(|w| w.ends_with("probe-rs")) {
+        return None;
+    }
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        if w == "--chip" {
+            return it.next().cloned();
+        }
+        if let Some(c) = w.strip_prefix("--chip=") {
+            return Some(c.to_string());
+        }
+    }
+    None
+}
+
+/// The commented default section `cargo tinynas init` writes, with the chip filled in when the
+/// runner line names one.
+pub fn default_section(package: &str, chip: Option<&str>) -> String {
+    let chip_line = match chip {
+        Some(c) => format!("# chip = \"{c}\"          # taken from the probe-rs runner line"),
+        None => {
+            "# chip = \"STM32F746NGHx\" # as probe-rs names it; default: the runner line".into()
+        }
+    };
+    format!(
+        r#"
+[package.metadata.tinynas]
+# The labelled images: a folder per class (or train/ val/ test/ folders of those).
+data = "data"
+# Model input: height x width x channels (1 = grey, 3 = RGB). Images are resized to it.
+input = "32x32x3"
+# Where candidates are measured: a QEMU board (qemu-m0, qemu-m3, qemu-m4, qemu-m7, qemu-m55),
+# or leave it out to use the chip through probe-rs.
+board = "qemu-m4"
+{chip_line}
+# Budgets. SRAM and flash default to the chip's (or memory.x's) minus what the firmware keeps.
+ram-reserve = 8192        # bytes of SRAM kept for the rest of the firmware
+flash-reserve = 32768     # bytes of flash kept for the rest of the firmware
+# max-ram = 20480         # or an explicit budget for the model, in bytes
+# max-flash = 65536
+# max-latency-ms = 100.0  # per inference, at clock-hz
+# clock-hz = 216000000
+# The search: nanonas (the published climb) or evolve (wider space, predicted latency).
+strategy = "nanonas"
+seed = 1
+proxy-epochs = 3          # training epochs of each candidate
+final-epochs = 30         # training epochs of the winner
+# crate-name = "{package}-model"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_and_wrong_types_point_at_the_key() {
+        let dir = std::env::temp_dir().join(format!("tinynas-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("Cargo.toml");
+        std::fs::write(
+            &p,
+            "[package]\nname = \"fw\"\n\n[package.metadata.tinynas]\ndata = \"imgs\"\nbudget = 3\n",
+        )
+        .unwrap();
+        let e = read(&p, None).unwrap_err().to_string();
+        assert!(e.contains("line 6"), "{e}");
+        assert!(e.contains("unknown field `budget`"), "{e}");
+        assert!(e.contains("max-ram"), "lists the known keys: {e}");
+        std::fs::write(
+            &p,
+            "[package]\nname = \"fw\"\n[package.metadata.tinynas]\nseed = \"one\"\n",
+        )
+        .unwrap();
+        let e = read(&p, None).unwrap_err().to_string();
+        assert!(e.contains("line 4") && e.contains("seed"), "{e}");
+        // The default section parses and holds what it says.
+        std::fs::write(
+            &p,
+            format!(
+                "[package]\nname = \"fw\"\n{}",
+                default_section("fw", Some("nRF52840_xxAA"))
+            ),
+        )
+        .unwrap();
+        let (c, origin) = read(&p, None).unwrap();
+        assert_eq!(origin, Origin::Package);
+        assert_eq!(c.board.as_deref(), Some("qemu-m4"));
+        assert_eq!(c.ram_reserve, Some(8192));
+        assert_eq!(c.proxy_epochs, Some(3));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn runner_lines() {
+        let s = |t: &str| chip_of_runner(&toml::Value::String(t.into()));
+        assert_eq!(
+            s("probe-rs run --chip STM32F746NGHx --connect-under-reset"),
+            Some("STM32F746NGHx".into())
+        );
+        assert_eq!(
+            s("probe-rs run --chip=nRF52840_xxAA"),
+            Some("nRF52840_xxAA".into())
+        );
+        assert_eq!(s("qemu-system-arm -machine mps2-an386"), None);
+        let arr = toml::Value::Array(vec![
+            "probe-rs".into(),
+            "run".into(),
+            "--chip".into(),
+            "RP2040".into(),
+        ]);
+        assert_eq!(chip_of_runner(&arr), Some("RP2040".into()));
+    }
+}

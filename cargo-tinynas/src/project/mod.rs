@@ -1,0 +1,421 @@
+//! The user's firmware project: its package (through `cargo metadata`), the `tinynas` table of its
+//! manifest, the build target and probe-rs runner line of `.cargo/config.toml`, the RAM and FLASH
+//! of its `memory.x`, and from those the budgets a search must keep to.
+
+pub mod config;
+pub mod memory_x;
+
+use std::path::{Path, PathBuf};
+
+pub use config::{CargoConfig, Config, Origin};
+
+use crate::board::MemoryLayout;
+use crate::data::ImageShape;
+
+/// Defaults for what the `tinynas` table leaves out.
+pub const DEFAULT_RAM_RESERVE: u64 = 8 * 1024;
+pub const DEFAULT_FLASH_RESERVE: u64 = 32 * 1024;
+pub const DEFAULT_BOARD: &str = "qemu-m4";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("cargo metadata failed: {0}")]
+    Metadata(String),
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{path}: {source}")]
+    MemoryX {
+        path: PathBuf,
+        source: memory_x::MemoryXError,
+    },
+    #[error("[{table}] {key}: {message}")]
+    Value {
+        table: &'static str,
+        key: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Package(String),
+}
+
+/// Budgets for the model, with where each one comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budgets {
+    pub ram_bytes: u64,
+    pub flash_bytes: u64,
+    /// Latency per inference in core cycles (instructions on an emulated board), if set.
+    pub latency_cycles: Option<u64>,
+    pub explain: Vec<String>,
+}
+
+/// A firmware project, resolved.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub name: String,
+    pub manifest_path: PathBuf,
+    pub dir: PathBuf,
+    pub workspace_manifest: PathBuf,
+    pub config: Config,
+    pub origin: Origin,
+    pub cargo: CargoConfig,
+    /// FLASH and RAM from the user's `memory.x`, when there is one next to the manifest.
+    pub memory_x: Option<MemoryLayout>,
+}
+
+impl Project {
+    /// Reads the package at `manifest_path` (default: the current directory's), or the workspace
+    /// member named `package`.
+    pub fn load(manifest_path: Option<&Path>, package: Option<&str>) -> Result<Self, ProjectError> {
+        let mut cmd = cargo_metadata::MetadataCommand::new();
+        cmd.no_deps();
+        if let Some(p) = manifest_path {
+            cmd.manifest_path(p);
+        }
+        let meta = cmd
+            .exec()
+            .map_err(|e| ProjectError::Metadata(e.to_string()))?;
+        let pkg = match package {
+            Some(name) => meta
+                .workspace_packages()
+                .into_iter()
+                .find(|p| p.name.as_str() == name)
+                .ok_or_else(|| {
+                    let names: Vec<_> = meta
+                        .workspace_packages()
+                        .iter()
+                        .map(|p| p.name.to_string())
+                        .collect();
+                    ProjectError::Package(format!(
+                        "no package {name:?} in this workspace (members: {})",
+                        names.join(", ")
+                    ))
+                })?,
+            None => meta.root_package().ok_or_else(|| {
+                ProjectError::Package(
+                    "this is a virtual workspace: choose the firmware package with -p NAME".into(),
+                )
+            })?,
+        };
+        let manifest: PathBuf = pkg.manifest_path.clone().into();
+        let dir = manifest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let workspace_manifest: PathBuf = meta.workspace_root.join("Cargo.toml").into();
+        let (config, origin) = config::read(&manifest, Some(&workspace_manifest))?;
+        let cargo = config::cargo_config(&dir)?;
+        let mx = dir.join("memory.x");
+        let memory_x = if mx.is_file() {
+            let text = std::fs::read_to_string(&mx)
+                .map_err(|e| ProjectError::Package(format!("cannot read {}: {e}", mx.display())))?;
+            let (flash, ram) =
+                memory_x::flash_and_ram(&text).map_err(|source| ProjectError::MemoryX {
+                    path: mx.clone(),
+                    source,
+                })?;
+            Some(MemoryLayout {
+                flash_origin: flash.origin,
+                flash_length: flash.length,
+                ram_origin: ram.origin,
+                ram_length: ram.length,
+                source: mx.display().to_string(),
+            })
+        } else {
+            None
+        };
+        Ok(Project {
+            name: pkg.name.to_string(),
+            manifest_path: manifest,
+            dir,
+            workspace_manifest,
+            config,
+            origin,
+            cargo,
+            memory_x,
+        })
+    }
+
+    /// The data folder, relative to the manifest.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join(
+            self.config
+                .data
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("data")),
+        )
+    }
+
+    /// The model input shape (default 32x32x3).
+    pub fn input(&self) -> Result<ImageShape, ProjectError> {
+        match &self.config.input {
+            None => Ok(ImageShape { h: 32, w: 32, c: 3 }),
+            Some(s) => parse_shape(s).map_err(|message| ProjectError::Value {
+                table: "package.metadata.tinynas",
+                key: "input",
+                message,
+            }),
+        }
+    }
+
+    /// The chip: `chip` in the table, else the runner line's `--chip`.
+    pub fn chip(&self) -> Option<String> {
+        self.config
+            .chip
+            .clone()
+            .or_else(|| self.cargo.runner_chip.clone())
+    }
+
+    /// The board candidates are measured on: `board` in the table (or `--board`), else the chip
+    /// when one is named, else the default emulated board.
+    pub fn board(&self, flag: Option<&str>) -> String {
+        flag.map(str::to_string)
+            .or_else(|| self.config.board.clone())
+            .or_else(|| self.chip().map(|c| format!("chip:{c}")))
+            .unwrap_or_else(|| DEFAULT_BOARD.to_string())
+    }
+
+    /// Budgets from the memory the model may use: `memory` is the chip's or the emulated
+    /// board's; the project's `memory.x` overrides it.
+    pub fn budgets(&self, memory: &MemoryLayout) -> Result<Budgets, ProjectError> {
+        let c = &self.config;
+        let mem = self.memory_x.as_ref().unwrap_or(memory);
+        let mut explain = Vec::new();
+        let reserve = |v: Option<u64>, d: u64| v.unwrap_or(d);
+        let (rr, fr) = (
+            reserve(c.ram_reserve, DEFAULT_RAM_RESERVE),
+            reserve(c.flash_reserve, DEFAULT_FLASH_RESERVE),
+        );
+        let ram_bytes = match c.max_ram {
+            Some(v) => {
+                explain.push(format!("SRAM {v} bytes (max-ram)"));
+                v
+            }
+            None => {
+                let v = mem.ram_length.checked_sub(rr).filter(|&v| v > 0).ok_or(
+                    ProjectError::Value {
+                        table: "package.metadata.tinynas",
+                        key: "ram-reserve",
+                        message: format!(
+                            "{rr} bytes is all of the {} bytes of RAM in {}: lower it",
+                            mem.ram_length, mem.source
+                        ),
+                    },
+                )?;
+                explain.push(format!(
+                    "SRAM {v} bytes = {} in {} - ram-reserve {rr}",
+                    mem.ram_length, mem.source
+                ));
+                v
+            }
+        };
+        let flash_bytes = match c.max_flash {
+            Some(v) => {
+                explain.push(format!("flash {v} bytes (max-flash)"));
+                v
+            }
+            None => {
+                let v = mem.flash_length.checked_sub(fr).filter(|&v| v > 0).ok_or(
+                    ProjectError::Value {
+                        table: "package.metadata.tinynas",
+                        key: "flash-reserve",
+                        message: format!(
+                            "{fr} bytes is all of the {} bytes of flash in {}: lower it",
+                            mem.flash_length, mem.source
+                        ),
+                    },
+                )?;
+                explain.push(format!(
+                    "flash {v} bytes = {} in {} - flash-reserve {fr}",
+                    mem.flash_length, mem.source
+                ));
+                v
+            }
+        };
+        let latency_cycles = match (c.max_latency_ms, c.clock_hz) {
+            (None, _) => None,
+            (Some(ms), _) if !(ms > 0.0 && ms.is_finite()) => {
+                return Err(ProjectError::Value {
+                    table: "package.metadata.tinynas",
+                    key: "max-latency-ms",
+                    message: format!("{ms} is not a positive number of milliseconds"),
+                })
+            }
+            (Some(_), None) => {
+                return Err(ProjectError::Value {
+                    table: "package.metadata.tinynas",
+                    key: "max-latency-ms",
+                    message: "needs clock-hz, the core clock the firmware runs at (probe-rs's target database does not know it)".into(),
+                })
+            }
+            (Some(ms), Some(hz)) => {
+                let cycles = (ms * 1e-3 * hz as f64).round() as u64;
+                explain.push(format!("latency {cycles} cycles = {ms} ms at {hz} Hz"));
+                Some(cycles)
+            }
+        };
+        Ok(Budgets {
+            ram_bytes,
+            flash_bytes,
+            latency_cycles,
+            explain,
+        })
+    }
+}
+
+/// `HxWxC` with C 1 or 3.
+pub fn parse_shape(s: &str) -> Result<ImageShape, String> {
+    let v: Vec<usize> = s
+        .split('x')
+        .map(|p| {
+            p.trim()
+                .parse()
+                .map_err(|_| format!("{s:?} is not HxWxC, e.g. 32x32x3"))
+        })
+        .collect::<Result<_, _>>()?;
+    match v[..] {
+        [h, w, c] if h > 0 && w > 0 && (c == 1 || c == 3) && h * w <= 1 << 20 => {
+            Ok(ImageShape { h, w, c })
+        }
+        _ => Err(format!(
+            "{s:?} is not HxWxC with C 1 (grey) or 3 (RGB), e.g. 32x32x3"
+        )),
+    }
+}
+
+/// `cargo tinynas init`: appends the commented default `[package.metadata.tinynas]` section to
+/// the manifest, keeping everything else byte for byte. Refuses when the table exists.
+pub fn init(manifest: &Path, package: &str, chip: Option<&str>) -> Result<String, ProjectError> {
+    let text = std::fs::read_to_string(manifest)
+        .map_err(|e| ProjectError::Package(format!("cannot read {}: {e}", manifest.display())))?;
+    let doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        ProjectError::Package(format!("{}: {e}", manifest.display()))
+    })?;
+    if doc
+        .get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("tinynas"))
+        .is_some()
+    {
+        return Err(ProjectError::Package(format!(
+            "{} already has [package.metadata.tinynas]: edit it there",
+            manifest.display()
+        )));
+    }
+    let section = config::default_section(package, chip);
+    let mut out = text.clone();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&section);
+    // What we write must parse, and the rest must be unchanged.
+    out.parse::<toml_edit::DocumentMut>().map_err(|e| {
+        ProjectError::Package(format!(
+            "internal error: the default section does not parse: {e}"
+        ))
+    })?;
+    crate::fsutil::write_atomic(manifest, out.as_bytes())
+        .map_err(|e| ProjectError::Package(format!("cannot write {}: {e}", manifest.display())))?;
+    Ok(section)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project_dir(name: &str, manifest_extra: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tinynas-project-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::create_dir_all(dir.join(".cargo")).unwrap();
+        std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            format!("[package]\nname = \"fw\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n{manifest_extra}"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(".cargo/config.toml"),
+            "[build]\ntarget = \"thumbv7em-none-eabihf\"\n\n[target.thumbv7em-none-eabihf]\nrunner = \"probe-rs run --chip STM32F746NGHx\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("memory.x"),
+            "MEMORY\n{\n  FLASH : ORIGIN = 0x08000000, LENGTH = 1024K\n  RAM : ORIGIN = 0x20010000, LENGTH = 256K\n}\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn reads_a_firmware_project_and_init_keeps_the_manifest() {
+        let dir = project_dir("init", "# keep this comment\n");
+        let before = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        let p = Project::load(Some(&dir.join("Cargo.toml")), None).unwrap();
+        assert_eq!(p.name, "fw");
+        assert_eq!(p.origin, Origin::Defaults);
+        assert_eq!(p.cargo.target.as_deref(), Some("thumbv7em-none-eabihf"));
+        assert_eq!(p.chip().as_deref(), Some("STM32F746NGHx"));
+        assert_eq!(p.board(None), "chip:STM32F746NGHx");
+        let mx = p.memory_x.clone().unwrap();
+        assert_eq!((mx.ram_origin, mx.ram_length), (0x2001_0000, 256 * 1024));
+        init(&p.manifest_path, &p.name, p.chip().as_deref()).unwrap();
+        let after = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(
+            after.starts_with(&before),
+            "the manifest is only appended to"
+        );
+        assert!(after.contains("# chip = \"STM32F746NGHx\""));
+        let again = init(&p.manifest_path, &p.name, None).unwrap_err();
+        assert!(again.to_string().contains("already has"), "{again}");
+        let p = Project::load(Some(&dir.join("Cargo.toml")), None).unwrap();
+        assert_eq!(p.origin, Origin::Package);
+        assert_eq!(p.board(None), "qemu-m4");
+        assert_eq!(p.board(Some("qemu-m7")), "qemu-m7");
+        assert_eq!(p.input().unwrap(), ImageShape { h: 32, w: 32, c: 3 });
+        // Budgets from memory.x (which wins over the board's memory) minus the reserves.
+        let board_mem = MemoryLayout {
+            flash_origin: 0,
+            flash_length: 4 << 20,
+            ram_origin: 0x2000_0000,
+            ram_length: 4 << 20,
+            source: "qemu-m4".into(),
+        };
+        let b = p.budgets(&board_mem).unwrap();
+        assert_eq!(b.ram_bytes, 256 * 1024 - 8192);
+        assert_eq!(b.flash_bytes, 1024 * 1024 - 32768);
+        assert_eq!(b.latency_cycles, None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let dir = project_dir(
+            "bad",
+            "\n[package.metadata.tinynas]\ninput = \"32x32x4\"\nmax-latency-ms = 5.0\nram-reserve = 999999999\n",
+        );
+        let p = Project::load(Some(&dir.join("Cargo.toml")), None).unwrap();
+        let e = p.input().unwrap_err().to_string();
+        assert!(e.starts_with("[package.metadata.tinynas] input:"), "{e}");
+        let mem = p.memory_x.clone().unwrap();
+        let e = p.budgets(&mem).unwrap_err().to_string();
+        assert!(e.contains("ram-reserve") && e.contains("lower it"), "{e}");
+        std::fs::write(
+            dir.join("memory.x"),
+            "MEMORY { FLASH : ORIGIN = 0, LENGTH = 64K }",
+        )
+        .unwrap();
+        let e = Project::load(Some(&dir.join("Cargo.toml")), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("memory.x") && e.contains("no RAM region"), "{e}");
+        let e = Project::load(Some(&dir.join("Cargo.toml")), Some("other"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no package \"other\"") && e.contains("fw"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
