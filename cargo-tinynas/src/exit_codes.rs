@@ -8,5 +8,7 @@ pub const ERROR: i32 = 1;
 pub const USAGE: i32 = 2;
 /// The device's outputs differ from the host reference (`bench`, `verify`).
 pub const MISMATCH: i32 = 3;
+/// The model is over a budget (`search`'s final model, `verify`).
+pub const OVER_BUDGET: i32 = 4;
 /// No board to measure on: no debug probe found, or QEMU is not installed.
 pub const NO_BOARD: i32 = 5;

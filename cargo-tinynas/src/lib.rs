@@ -17,4 +17,5 @@ pub mod host;
 pub mod inspect;
 pub mod project;
 pub mod report;
+pub mod search;
 pub mod train;

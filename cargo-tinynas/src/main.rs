@@ -37,6 +37,56 @@ enum Command {
     /// with `model!`, a README model card, the .tnas file) and add it to the firmware's
     /// dependencies. Files edited since they were generated are kept unless --force is given.
     Generate(GenerateArgs),
+    /// Search the architecture that fits the chip: train candidates, measure each on the board
+    /// (or QEMU), keep to the budgets; then retrain the winner and generate its crate.
+    Search(SearchArgs),
+}
+
+#[derive(Args, Debug)]
+struct SearchArgs {
+    /// Path to the firmware's Cargo.toml (default: the current directory's package).
+    #[arg(long)]
+    manifest_path: Option<PathBuf>,
+    /// The firmware package, in a workspace.
+    #[arg(short = 'p', long)]
+    package: Option<String>,
+    /// Measure on an emulated board (qemu-m0/m3/m4/m7/m55) instead of the configured one.
+    #[arg(long)]
+    board: Option<String>,
+    /// Measure on this chip through probe-rs instead of the configured one.
+    #[arg(long)]
+    chip: Option<String>,
+    /// The debug probe, as VID:PID[:SERIAL].
+    #[arg(long)]
+    probe: Option<String>,
+    #[arg(long)]
+    connect_under_reset: bool,
+    /// nanonas (the published climb, every candidate measured).
+    #[arg(long)]
+    strategy: Option<String>,
+    /// Epochs of each candidate's training (default: proxy-epochs of the config, else 3).
+    #[arg(long)]
+    proxy_epochs: Option<usize>,
+    /// Epochs of the winner's retraining (default: final-epochs of the config, else 30).
+    #[arg(long)]
+    final_epochs: Option<usize>,
+    /// Largest k tried.
+    #[arg(long, default_value_t = 32)]
+    max_k: usize,
+    /// Do not write the model crate at the end.
+    #[arg(long)]
+    no_generate: bool,
+    /// Overwrite generated files edited by hand.
+    #[arg(long)]
+    force: bool,
+    /// Worker threads for training (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Seconds a board run may take.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    message_format: MessageFormat,
 }
 
 #[derive(Args, Debug)]
@@ -267,6 +317,13 @@ fn run(args: Tinynas) -> anyhow::Result<i32> {
         Command::Train(a) => train(a),
         Command::Init(a) => init(a),
         Command::Generate(a) => generate(a),
+        Command::Search(a) => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(a.threads.unwrap_or(0))
+                .build()
+                .context("cannot start the worker threads")?;
+            pool.install(|| search(a))
+        }
     }
 }
 
@@ -318,6 +375,276 @@ fn train_bench(a: &TrainArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(exit_codes::OK)
+}
+
+fn search(a: SearchArgs) -> anyhow::Result<i32> {
+    use cargo_tinynas::project::Project;
+    use cargo_tinynas::search::{self, journal::Status, Event};
+    use cargo_tinynas::train::fit::Progress;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let json = a.message_format == MessageFormat::Json;
+    let p = Project::load(a.manifest_path.as_deref(), a.package.as_deref())?;
+    let strategy = a
+        .strategy
+        .clone()
+        .or_else(|| p.config.strategy.clone())
+        .unwrap_or_else(|| "nanonas".into());
+    if strategy != "nanonas" {
+        anyhow::bail!("strategy {strategy:?} is not available in this version: use strategy = \"nanonas\" ([package.metadata.tinynas] strategy, or --strategy)");
+    }
+    // --board/--chip on the command line win over the config.
+    let (board_name, chip) = match (&a.board, &a.chip) {
+        (None, None) => match p.board(None) {
+            b if b.starts_with("chip:") => (None, Some(b.trim_start_matches("chip:").to_string())),
+            b => (Some(b), None),
+        },
+        (b, c) => (b.clone(), c.clone()),
+    };
+    let mut board = open_board(
+        board_name.as_deref(),
+        chip.as_deref(),
+        a.probe.clone(),
+        a.connect_under_reset,
+        a.timeout,
+    )?;
+    let budgets = p.budgets(&board.memory())?;
+    let settings = search::Settings {
+        data: p.data_dir(),
+        input: p.input()?,
+        budgets: budgets.clone(),
+        seed: p.config.seed.unwrap_or(1),
+        proxy_epochs: a.proxy_epochs.or(p.config.proxy_epochs).unwrap_or(3),
+        final_epochs: a.final_epochs.or(p.config.final_epochs).unwrap_or(30),
+        max_k: a.max_k,
+        val: 0.1,
+        test: 0.1,
+        qat: cargo_tinynas::train::command::QatPolicy::Auto,
+        state_dir: p.dir.join(".tinynas").join("search"),
+        firmware_cache: cargo_tinynas::firmware::cache_dir(),
+    };
+    if !json {
+        eprintln!(
+            "searching for {} on {} (strategy nanonas)",
+            p.name,
+            board.name()
+        );
+        for line in &budgets.explain {
+            eprintln!("  budget: {line}");
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this batch; run the same command again to resume");
+    });
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let header = format!(
+        "{:<20} {:>7} {:>7} {:>12} {:>11} {:>9} {:>8}  status",
+        "candidate", "float", "int8", "latency", "peak SRAM", "flash", "seconds"
+    );
+    let outcome = search::run(&settings, board.as_mut(), &stop, |e| match e {
+        Event::Started {
+            journal,
+            resumed,
+            samples,
+            classes,
+        } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"reason": "search-started", "journal": journal, "resumed": resumed, "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes})
+                );
+            } else {
+                eprintln!(
+                    "data: {classes} classes; {} train, {} validation, {} test images",
+                    samples.0, samples.1, samples.2
+                );
+                eprintln!(
+                    "journal: {}{}",
+                    journal.display(),
+                    if resumed > 0 {
+                        format!(" (resuming: {resumed} candidate(s) already evaluated)")
+                    } else {
+                        String::new()
+                    }
+                );
+                eprintln!("{header}");
+            }
+        }
+        Event::Training { .. } | Event::Measuring { .. } => {}
+        Event::Progress(Progress::Batch {
+            epoch, done, total, ..
+        }) => {
+            if json {
+                return;
+            }
+            let b = bar.get_or_insert_with(|| {
+                let b = indicatif::ProgressBar::new(total as u64);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "  training epoch {prefix} [{bar:30}] {pos}/{len}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                b.set_prefix(format!("{}", epoch + 1));
+                b
+            });
+            b.set_position(done as u64);
+        }
+        Event::Progress(Progress::Epoch(_)) => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+        }
+        Event::Evaluated { entry, resumed } => {
+            if json {
+                let mut v = serde_json::to_value(entry).unwrap_or_default();
+                v["reason"] = "candidate".into();
+                v["resumed"] = resumed.into();
+                println!("{v}");
+                return;
+            }
+            let pct = |v: Option<f32>| v.map_or("-".to_string(), |a| format!("{:.1}%", 100.0 * a));
+            let (lat, sram, flash) =
+                entry
+                    .measured
+                    .as_ref()
+                    .map_or(("-".into(), "-".into(), "-".into()), |m| {
+                        (
+                            format!(
+                                "{} {}",
+                                m.latency,
+                                if m.unit == "cycles" { "cyc" } else { "ins" }
+                            ),
+                            m.peak_sram_bytes.to_string(),
+                            m.flash_bytes.to_string(),
+                        )
+                    });
+            let status = match &entry.status {
+                Status::Fits => "fits".to_string(),
+                Status::OverBudgetAnalytic(w) => format!("over budget (analytic): {w}"),
+                Status::OverBudgetMeasured(w) => format!("over budget (measured): {w}"),
+                Status::Invalid(w) => format!("invalid: {w}"),
+            };
+            let name = if entry.kind == "final" {
+                format!("{} (final)", entry.arch)
+            } else {
+                entry.arch.clone()
+            };
+            eprintln!(
+                "{name:<20} {:>7} {:>7} {lat:>12} {sram:>11} {flash:>9} {:>8.1}  {status}{}",
+                pct(entry.float_val),
+                pct(entry.int8_val),
+                entry.seconds,
+                if resumed { " (from journal)" } else { "" }
+            );
+        }
+    })?;
+    let dir = outcome
+        .journal
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let svg = dir.join("pareto.svg");
+    cargo_tinynas::fsutil::write_atomic(
+        &svg,
+        search::svg(&outcome.candidates, &outcome.pareto).as_bytes(),
+    )
+    .with_context(|| format!("cannot write {}", svg.display()))?;
+    let f = &outcome.final_entry;
+    let generated = if a.no_generate {
+        None
+    } else {
+        let name = p
+            .config
+            .crate_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-model", p.name));
+        let card = cargo_tinynas::generate::Card {
+            arch: Some(f.arch.clone()),
+            float_accuracy: f.float_val,
+            int8_accuracy: f.int8_test,
+            dataset: Some(format!(
+                "{} ({} classes: {}; fingerprint {:016x})",
+                settings.data.display(),
+                outcome.classes.len(),
+                outcome.classes.join(", "),
+                outcome.data_fingerprint
+            )),
+            measured: f
+                .measured
+                .as_ref()
+                .map(|m| cargo_tinynas::generate::Measured {
+                    board: m.board.clone(),
+                    date: cargo_tinynas::generate::today(),
+                    latency: m.latency,
+                    unit: m.unit.clone(),
+                    peak_sram: m.peak_sram_bytes,
+                    flash: m.flash_bytes,
+                    outputs: "device == host, bit for bit".into(),
+                }),
+        };
+        Some(cargo_tinynas::generate::generate(
+            &p.dir.join(&name),
+            &name,
+            &outcome.model_bytes,
+            &card,
+            Some(&p.manifest_path),
+            a.force,
+        )?)
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "reason": "search-finished", "winner": outcome.winner.arch, "final": f, "candidates": outcome.candidates.len(),
+                "resumed": outcome.resumed, "pareto": outcome.pareto.iter().map(|e| e.arch.clone()).collect::<Vec<_>>(),
+                "pareto_svg": svg, "generated": generated.as_ref().map(|g| g.dir.clone()), "journal": outcome.journal,
+                "peak_rss_bytes": cargo_tinynas::train::bench::peak_rss_bytes(),
+            })
+        );
+    } else {
+        eprintln!(
+            "\nPareto front (accuracy vs latency vs peak SRAM), plotted in {}:",
+            svg.display()
+        );
+        for e in &outcome.pareto {
+            let m = e.measured.as_ref();
+            eprintln!(
+                "  {:<20} float {:>5.1} %  latency {:>10}  peak SRAM {:>7}",
+                e.arch,
+                100.0 * e.float_val.unwrap_or(0.0),
+                m.map_or(0, |m| m.latency),
+                m.map_or(0, |m| m.peak_sram_bytes)
+            );
+        }
+        eprintln!("winner: {} (best proxy validation accuracy {:.1} % among {} candidates), retrained for {} epochs:", outcome.winner.arch, 100.0 * outcome.winner.float_val.unwrap_or(0.0), outcome.candidates.len(), f.epochs);
+        eprintln!(
+            "  float validation {:.1} %, int8 validation {:.1} %, int8 test {:.1} %",
+            100.0 * f.float_val.unwrap_or(0.0),
+            100.0 * f.int8_val.unwrap_or(0.0),
+            100.0 * f.int8_test.unwrap_or(0.0)
+        );
+        if let Some(m) = &f.measured {
+            eprintln!(
+                "  measured on {}: {} {} per inference, peak SRAM {} bytes, flash {} bytes",
+                m.board, m.latency, m.unit, m.peak_sram_bytes, m.flash_bytes
+            );
+        }
+        if let Some(g) = &generated {
+            eprintln!("wrote {}", g.dir.display());
+        }
+    }
+    Ok(if matches!(f.status, Status::Fits) {
+        exit_codes::OK
+    } else {
+        exit_codes::OVER_BUDGET
+    })
 }
 
 fn generate(a: GenerateArgs) -> anyhow::Result<i32> {
@@ -516,17 +843,22 @@ fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
     Ok(exit_codes::OK)
 }
 
-fn bench(a: BenchArgs) -> anyhow::Result<i32> {
-    let bytes =
-        std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
-    let mut board: Box<dyn board::Board> = match (&a.board, &a.chip) {
+/// An emulated board (`qemu-*`, optionally with a chip's memory sizes), or a chip through probe-rs.
+fn open_board(
+    board_name: Option<&str>,
+    chip: Option<&str>,
+    probe: Option<String>,
+    connect_under_reset: bool,
+    timeout: u64,
+) -> anyhow::Result<Box<dyn board::Board>> {
+    Ok(match (board_name, chip) {
         (Some(b), chip) if b.starts_with("qemu-") => {
             let m = board::qemu::machine(b).with_context(|| {
                 let names: Vec<_> = board::qemu::MACHINES.iter().map(|m| m.board).collect();
                 format!("unknown board {b:?}: choose one of {}", names.join(", "))
             })?;
             let mut q = board::qemu::QemuBoard::new(m);
-            q.timeout = std::time::Duration::from_secs(a.timeout);
+            q.timeout = std::time::Duration::from_secs(timeout);
             if let Some(c) = chip {
                 let f = board::probe::chip_facts(c)?;
                 q = q.with_chip_sizes(&f.name, f.memory.flash_length, f.memory.ram_length);
@@ -536,17 +868,29 @@ fn bench(a: BenchArgs) -> anyhow::Result<i32> {
         (Some(b), _) => anyhow::bail!("unknown board {b:?}: use --board qemu-m4 (or qemu-m0/m3/m7/m55) for the emulator, or --chip NAME for a real chip"),
         (None, Some(c)) => {
             let mut p = board::probe::ProbeBoard::new(c)?;
-            p.probe = a.probe.clone();
-            p.connect_under_reset = a.connect_under_reset;
-            p.timeout = std::time::Duration::from_secs(a.timeout);
+            p.probe = probe;
+            p.connect_under_reset = connect_under_reset;
+            p.timeout = std::time::Duration::from_secs(timeout);
             Box::new(p)
         }
         (None, None) => {
             let mut q = board::qemu::QemuBoard::new(board::qemu::machine(board::qemu::DEFAULT).expect("default board"));
-            q.timeout = std::time::Duration::from_secs(a.timeout);
+            q.timeout = std::time::Duration::from_secs(timeout);
             Box::new(q)
         }
-    };
+    })
+}
+
+fn bench(a: BenchArgs) -> anyhow::Result<i32> {
+    let bytes =
+        std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
+    let mut board = open_board(
+        a.board.as_deref(),
+        a.chip.as_deref(),
+        a.probe.clone(),
+        a.connect_under_reset,
+        a.timeout,
+    )?;
     let opts = cargo_tinynas::bench::Options {
         inputs: a.inputs,
         seed: a.seed,

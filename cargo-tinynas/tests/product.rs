@@ -80,3 +80,149 @@ fn init_then_generate_gives_a_crate_that_builds_for_cortex_m() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A firmware project with a small image set made here: two classes of 8x8 grey images.
+fn search_project(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"fw\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n\n[workspace]\n\n\
+         [package.metadata.tinynas]\ndata = \"images\"\ninput = \"8x8x1\"\nboard = \"qemu-m4\"\n\
+         max-ram = 6000\nmax-flash = 60000\nseed = 3\nproxy-epochs = 2\nfinal-epochs = 3\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("src/lib.rs"), "#![no_std]\n").unwrap();
+    for (class, bright) in [("dark", false), ("light", true)] {
+        let d = dir.join("images").join(class);
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..40u32 {
+            let img = image::GrayImage::from_fn(8, 8, |x, y| {
+                let base = if bright { 150 } else { 60 };
+                image::Luma([(base + (x * 13 + y * 7 + i * 11) % 50) as u8])
+            });
+            img.save(d.join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+fn finished(stdout: &[u8]) -> serde_json::Value {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["reason"] == "search-finished")
+        .unwrap_or_else(|| {
+            panic!(
+                "no search-finished line in {}",
+                String::from_utf8_lossy(stdout)
+            )
+        })
+}
+
+fn journal_lines(dir: &Path) -> usize {
+    let root = dir.join(".tinynas/search");
+    std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            std::fs::read_to_string(e.path().join("journal.jsonl"))
+                .map_or(0, |t| t.lines().filter(|l| l.ends_with('}')).count())
+        })
+        .sum()
+}
+
+/// `search` on QEMU: every candidate that passes the analytic checks is measured on the board; the
+/// winner is retrained and its crate generated with the measured figures. A search killed with
+/// SIGKILL and run again resumes from its journal and ends with the same result.
+#[test]
+fn search_measures_on_qemu_generates_and_resumes_after_kill_9() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-search");
+    let (a, b) = (root.join("a"), root.join("b"));
+    search_project(&a);
+    search_project(&b);
+    let args = ["search", "--message-format", "json", "--threads", "1"];
+
+    let o = tinynas(&a, &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let full = finished(&o.stdout);
+    let fin = &full["final"];
+    assert_eq!(fin["status"], "fits", "{full}");
+    let m = &fin["measured"];
+    assert_eq!(m["board"], "qemu-m4");
+    assert!(m["latency"].as_u64().unwrap() > 0);
+    assert!(m["peak_sram_bytes"].as_u64().unwrap() <= 6000, "{m}");
+    assert!(full["candidates"].as_u64().unwrap() >= 2, "{full}");
+    assert!(fin["int8_test"].as_f64().unwrap() > 0.8, "{full}");
+    // Every candidate line: measured, or over budget from the model alone, or invalid.
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["reason"] == "candidate")
+        .collect();
+    for l in &lines {
+        match l["status"].as_str().unwrap() {
+            "fits" | "over-budget-measured" => assert!(l["measured"].is_object(), "{l}"),
+            "over-budget-analytic" | "invalid" => assert!(l["measured"].is_null(), "{l}"),
+            s => panic!("status {s}"),
+        }
+    }
+    let readme = std::fs::read_to_string(a.join("fw-model/README.md")).unwrap();
+    assert!(readme.contains("## Measured on qemu-m4"), "{readme}");
+    assert!(std::fs::read_to_string(a.join("Cargo.toml"))
+        .unwrap()
+        .contains("fw-model = { path = \"fw-model\" }"));
+    assert!(
+        std::fs::read_to_string(full["pareto_svg"].as_str().unwrap())
+            .unwrap()
+            .starts_with("<svg")
+    );
+
+    // The same search, killed once its journal has an entry, then run again.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
+        .arg("tinynas")
+        .args(args)
+        .current_dir(&b)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while journal_lines(&b) < 1 {
+        assert!(
+            start.elapsed().as_secs() < 600,
+            "no journal entry after 10 minutes"
+        );
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("the search ended before it could be killed: {s}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = journal_lines(&b);
+    let o = tinynas(&b, &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let started = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["reason"] == "search-started")
+        .unwrap();
+    assert_eq!(started["resumed"].as_u64().unwrap() as usize, before);
+    let resumed = finished(&o.stdout);
+    assert_eq!(resumed["winner"], full["winner"]);
+    for k in [
+        "arch",
+        "float_val",
+        "int8_val",
+        "int8_test",
+        "params",
+        "measured",
+        "status",
+        "model_crc",
+    ] {
+        assert_eq!(resumed["final"][k], full["final"][k], "{k}");
+    }
+    assert_eq!(resumed["candidates"], full["candidates"]);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -653,7 +653,7 @@ impl BatchNorm {
 /// Weight of the old running statistics at each training step (PyTorch's default; Keras's 0.99
 /// leaves the statistics of a 3-epoch proxy training on a small data set far behind the weights,
 /// and validation accuracy then swings by tens of points from one seed to the next).
-const BN_MOMENTUM: f32 = 0.9;
+pub const BN_MOMENTUM: f32 = 0.9;
 
 /// Per-channel values repeated over `TILE_ROWS` rows, so that loops over NHWC data run over whole
 /// tiles with no per-element channel index (and vectorise).

@@ -1,0 +1,185 @@
+//! The search journal: one JSON line per evaluated candidate, appended and synced to disk before
+//! the search moves on. A search started again with the same settings (the same fingerprint)
+//! reads it back and skips every candidate already evaluated; training is deterministic from the
+//! seed, so a resumed search reaches the same result as one that was never interrupted. A line cut
+//! short by a kill is ignored (and that candidate evaluated again).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Figures measured on the board.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    pub board: String,
+    /// Worst latency over the bench inputs.
+    pub latency: u64,
+    /// "cycles" or "instructions".
+    pub unit: String,
+    pub peak_sram_bytes: u64,
+    /// Flash of the firmware without the bench's own input images.
+    pub flash_bytes: u64,
+    pub outputs_match_host: bool,
+}
+
+/// How a candidate ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "status", content = "reason")]
+pub enum Status {
+    /// Within every budget, as measured.
+    Fits,
+    /// Over a budget, found from the model alone (not measured).
+    OverBudgetAnalytic(String),
+    /// Over a budget, as measured on the board.
+    OverBudgetMeasured(String),
+    /// Not a valid network for this input (too many cells).
+    Invalid(String),
+}
+
+/// One evaluated candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// `candidate` for the climb, `final` for the retrained winner.
+    pub kind: String,
+    pub arch: String,
+    pub seed: u64,
+    pub epochs: usize,
+    pub float_val: Option<f32>,
+    pub int8_val: Option<f32>,
+    pub int8_test: Option<f32>,
+    pub params: Option<usize>,
+    pub macs: Option<u64>,
+    pub arena_bytes: Option<usize>,
+    pub measured: Option<Measured>,
+    #[serde(flatten)]
+    pub status: Status,
+    pub seconds: f64,
+    /// CRC-32 of the exported model file (the final entry: to find it again on resume).
+    pub model_crc: Option<u32>,
+}
+
+/// The journal file of one search (one fingerprint).
+#[derive(Debug)]
+pub struct Journal {
+    pub path: PathBuf,
+    /// Entries read back, by `kind/arch`.
+    pub done: BTreeMap<String, Entry>,
+    /// Lines that could not be read (a line cut short by a kill).
+    pub skipped_lines: usize,
+}
+
+fn key(kind: &str, arch: &str) -> String {
+    format!("{kind}/{arch}")
+}
+
+impl Journal {
+    /// Opens (or starts) the journal at `path`.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let mut done = BTreeMap::new();
+        let mut skipped_lines = 0;
+        if let Ok(text) = std::fs::read_to_string(path) {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                match serde_json::from_str::<Entry>(line) {
+                    Ok(e) => {
+                        done.insert(key(&e.kind, &e.arch), e);
+                    }
+                    Err(_) => skipped_lines += 1,
+                }
+            }
+        }
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(Journal {
+            path: path.to_path_buf(),
+            done,
+            skipped_lines,
+        })
+    }
+
+    pub fn get(&self, kind: &str, arch: &str) -> Option<&Entry> {
+        self.done.get(&key(kind, arch))
+    }
+
+    /// Appends an entry and syncs it to disk.
+    pub fn append(&mut self, e: &Entry) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        // A previous line cut short by a kill has no newline: start on a fresh line.
+        let len = f.metadata()?.len();
+        let needs_newline = len > 0 && {
+            let bytes = std::fs::read(&self.path)?;
+            bytes.last() != Some(&b'\n')
+        };
+        let mut line = serde_json::to_string(e).map_err(std::io::Error::other)?;
+        line.push('\n');
+        if needs_newline {
+            line.insert(0, '\n');
+        }
+        f.write_all(line.as_bytes())?;
+        f.sync_data()?;
+        self.done.insert(key(&e.kind, &e.arch), e.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(arch: &str, status: Status) -> Entry {
+        Entry {
+            kind: "candidate".into(),
+            arch: arch.into(),
+            seed: 1,
+            epochs: 3,
+            float_val: Some(0.5),
+            int8_val: Some(0.49),
+            int8_test: None,
+            params: Some(100),
+            macs: Some(1000),
+            arena_bytes: Some(64),
+            measured: None,
+            status,
+            seconds: 1.5,
+            model_crc: None,
+        }
+    }
+
+    #[test]
+    fn survives_a_line_cut_short() {
+        let path =
+            std::env::temp_dir().join(format!("tinynas-journal-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut j = Journal::open(&path).unwrap();
+        j.append(&entry("nanonas:k=1,c=0", Status::Fits)).unwrap();
+        j.append(&entry(
+            "nanonas:k=1,c=1",
+            Status::OverBudgetMeasured("SRAM 9000 > 8000".into()),
+        ))
+        .unwrap();
+        // A kill in the middle of a write.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"{\"kind\":\"candidate\",\"arch\":\"nano")
+            .unwrap();
+        drop(f);
+        let mut j = Journal::open(&path).unwrap();
+        assert_eq!(j.done.len(), 2);
+        assert_eq!(j.skipped_lines, 1);
+        assert_eq!(
+            j.get("candidate", "nanonas:k=1,c=1").unwrap().status,
+            Status::OverBudgetMeasured("SRAM 9000 > 8000".into())
+        );
+        j.append(&entry("nanonas:k=2,c=0", Status::Fits)).unwrap();
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.done.len(), 3, "the entry after the cut line reads back");
+        let _ = std::fs::remove_file(&path);
+    }
+}
