@@ -63,6 +63,8 @@ pub enum BenchError {
     Board(#[from] crate::board::BoardError),
     #[error(transparent)]
     Host(#[from] crate::host::RunError),
+    #[error("bench inputs must be one or more images of {0} bytes each")]
+    Inputs(usize),
 }
 
 /// Seeded random inputs for a model (raw bytes; `i8` models read them as `i8`).
@@ -90,9 +92,24 @@ pub fn host_outputs(model: &Model, inputs: &[Vec<u8>]) -> Result<Vec<Vec<i8>>, B
         .collect()
 }
 
-/// Builds the firmware for `board`, runs it, and compares with the host.
+/// Builds the firmware for `board`, runs it on `opts.inputs` seeded random inputs, and compares
+/// with the host.
 pub fn run(
     model_bytes: &[u8],
+    board: &mut dyn Board,
+    opts: &Options,
+    cache: &Path,
+    progress: impl FnMut(&str),
+) -> Result<Outcome, BenchError> {
+    let model = tinynas_model::format::read(model_bytes)?;
+    let inputs = random_inputs(&model, opts.inputs.max(1), opts.seed);
+    run_with_inputs(model_bytes, inputs, board, opts, cache, progress)
+}
+
+/// Like [`run`] on given inputs (raw bytes of the model's input length each), e.g. test images.
+pub fn run_with_inputs(
+    model_bytes: &[u8],
+    inputs: Vec<Vec<u8>>,
     board: &mut dyn Board,
     opts: &Options,
     cache: &Path,
@@ -100,7 +117,10 @@ pub fn run(
 ) -> Result<Outcome, BenchError> {
     let model = tinynas_model::format::read(model_bytes)?;
     let program = tinynas_model::lower::lower(&model)?;
-    let inputs = random_inputs(&model, opts.inputs.max(1), opts.seed);
+    let len = model.input_shape.elements();
+    if inputs.is_empty() || inputs.iter().any(|i| i.len() != len) {
+        return Err(BenchError::Inputs(len));
+    }
     let spec = Spec {
         model_bytes,
         model: &model,
