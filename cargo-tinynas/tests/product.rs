@@ -226,3 +226,152 @@ fn search_measures_on_qemu_generates_and_resumes_after_kill_9() {
     assert_eq!(resumed["candidates"], full["candidates"]);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+fn copy_dir(from: &Path, to: &Path, skip: &[&str]) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let name = e.file_name();
+        if skip.iter().any(|s| name == *s) {
+            continue;
+        }
+        let (src, dst) = (e.path(), to.join(&name));
+        if src.is_dir() {
+            copy_dir(&src, &dst, skip);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// The example firmware project end to end, on a copy without its model: `init`, `search
+/// --strategy nanonas` (few epochs), `generate`, `verify` on QEMU; then the firmware itself built
+/// against the generated crate for thumbv7em-none-eabihf and run under QEMU on its four test
+/// images (Fashion-MNIST test set): the device prints the host's class for each, and the right one.
+#[test]
+fn example_project_end_to_end() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fashion-classifier");
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-example");
+    let _ = std::fs::remove_dir_all(&root);
+    let fw = root.join("fashion-classifier");
+    copy_dir(
+        &example,
+        &fw,
+        &["target", ".tinynas", "fashion-classifier-model"],
+    );
+    // Start from a project without the tinynas section and without the model crate.
+    let manifest = std::fs::read_to_string(fw.join("Cargo.toml")).unwrap();
+    let bare = manifest[..manifest.find("[package.metadata.tinynas]").unwrap()].replace(
+        "fashion-classifier-model = { path = \"fashion-classifier-model\" }\n",
+        "",
+    );
+    std::fs::write(fw.join("Cargo.toml"), &bare).unwrap();
+
+    let o = tinynas(&fw, &["init"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = std::fs::read_to_string(fw.join("Cargo.toml")).unwrap();
+    assert!(
+        m.contains("# chip = \"STM32F746NGHx\""),
+        "init read the runner line:\n{m}"
+    );
+    let m = m
+        .replace("input = \"32x32x3\"", "input = \"28x28x1\"")
+        .replace("# max-ram = 20480", "max-ram = 20480")
+        .replace("# max-flash = 65536", "max-flash = 65536");
+    std::fs::write(fw.join("Cargo.toml"), m).unwrap();
+
+    let o = tinynas(
+        &fw,
+        &[
+            "search",
+            "--strategy",
+            "nanonas",
+            "--proxy-epochs",
+            "2",
+            "--final-epochs",
+            "25",
+            "--max-k",
+            "3",
+            "--message-format",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let done = finished(&o.stdout);
+    assert_eq!(done["final"]["status"], "fits", "{done}");
+    let winner = PathBuf::from(done["journal"].as_str().unwrap())
+        .parent()
+        .unwrap()
+        .join("winner.tnas");
+    // generate again from the winner: the crate is unchanged, so no --force is needed.
+    let o = tinynas(&fw, &["generate", "--model", winner.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = tinynas(
+        &fw,
+        &["verify", "--board", "qemu-m4", "--message-format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{v} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(v["outputs_match_host"], true);
+
+    // The firmware with its generated model, built for the Cortex-M and run under QEMU.
+    let o = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--features", "qemu"])
+        .current_dir(&fw)
+        .env("CARGO_TARGET_DIR", root.join("target"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let elf = root.join("target/thumbv7em-none-eabihf/release/fashion-classifier");
+    let o = Command::new("qemu-system-arm")
+        .args([
+            "-M",
+            "netduinoplus2",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+        ])
+        .args([
+            "-chardev",
+            "stdio,id=t",
+            "-semihosting-config",
+            "enable=on,target=native,chardev=t",
+        ])
+        .arg("-kernel")
+        .arg(&elf)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let printed: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(": ").map(|(_, c)| c.trim().to_string()))
+        .collect();
+    // What the host interpreter (the runtime's kernels) says for the same images.
+    let model = tinynas_model::format::read(&std::fs::read(&winner).unwrap()).unwrap();
+    let host = cargo_tinynas::host::HostModel::new(&model).unwrap();
+    let images = std::fs::read(fw.join("test-images/images.bin")).unwrap();
+    let truth: Vec<String> = std::fs::read_to_string(fw.join("test-images/labels.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let expected: Vec<String> = images
+        .chunks(784)
+        .map(|img| {
+            let y = host.run(cargo_tinynas::host::Input::U8(img)).unwrap();
+            let best = (0..y.len()).fold(0, |a, j| if y[j] > y[a] { j } else { a });
+            model.labels[best].clone()
+        })
+        .collect();
+    assert_eq!(printed, expected, "device against host");
+    let right = printed.iter().zip(&truth).filter(|(a, b)| a == b).count();
+    assert!(right >= 3, "{printed:?} against the true classes {truth:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -71,9 +71,16 @@ impl Project {
         if let Some(p) = manifest_path {
             cmd.manifest_path(p);
         }
-        let meta = cmd
-            .exec()
-            .map_err(|e| ProjectError::Metadata(e.to_string()))?;
+        let meta = match cmd.exec() {
+            Ok(m) => m,
+            // A generated model crate that was deleted (or not generated yet on this checkout)
+            // breaks `cargo metadata`; the package's own manifest is enough to go on, and the
+            // search or `generate` writes the crate again.
+            Err(e) if package.is_none() => {
+                return Self::from_manifest(manifest_path, &e.to_string());
+            }
+            Err(e) => return Err(ProjectError::Metadata(e.to_string())),
+        };
         let pkg = match package {
             Some(name) => meta
                 .workspace_packages()
@@ -104,30 +111,50 @@ impl Project {
         let workspace_manifest: PathBuf = meta.workspace_root.join("Cargo.toml").into();
         let (config, origin) = config::read(&manifest, Some(&workspace_manifest))?;
         let cargo = config::cargo_config(&dir)?;
-        let mx = dir.join("memory.x");
-        let memory_x = if mx.is_file() {
-            let text = std::fs::read_to_string(&mx)
-                .map_err(|e| ProjectError::Package(format!("cannot read {}: {e}", mx.display())))?;
-            let (flash, ram) =
-                memory_x::flash_and_ram(&text).map_err(|source| ProjectError::MemoryX {
-                    path: mx.clone(),
-                    source,
-                })?;
-            Some(MemoryLayout {
-                flash_origin: flash.origin,
-                flash_length: flash.length,
-                ram_origin: ram.origin,
-                ram_length: ram.length,
-                source: mx.display().to_string(),
-            })
-        } else {
-            None
-        };
+        let memory_x = read_memory_x(&dir)?;
         Ok(Project {
             name: pkg.name.to_string(),
             manifest_path: manifest,
             dir,
             workspace_manifest,
+            config,
+            origin,
+            cargo,
+            memory_x,
+        })
+    }
+
+    /// The project read from its manifest alone, when `cargo metadata` fails because a path
+    /// dependency (the generated crate) is missing; any other failure is reported as it was.
+    fn from_manifest(
+        manifest_path: Option<&Path>,
+        metadata_error: &str,
+    ) -> Result<Self, ProjectError> {
+        let manifest = manifest_path
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("Cargo.toml"));
+        let fail = || ProjectError::Metadata(metadata_error.to_string());
+        if !metadata_error.contains("failed to load manifest for dependency") {
+            return Err(fail());
+        }
+        let manifest = manifest.canonicalize().map_err(|_| fail())?;
+        let text = std::fs::read_to_string(&manifest).map_err(|_| fail())?;
+        let v: toml::Value = toml::from_str(&text).map_err(|_| fail())?;
+        let name = v
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .ok_or_else(fail)?
+            .to_string();
+        let dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+        let (config, origin) = config::read(&manifest, None)?;
+        let cargo = config::cargo_config(&dir)?;
+        let memory_x = read_memory_x(&dir)?;
+        Ok(Project {
+            name,
+            workspace_manifest: manifest.clone(),
+            manifest_path: manifest,
+            dir,
             config,
             origin,
             cargo,
@@ -260,6 +287,27 @@ impl Project {
             explain,
         })
     }
+}
+
+/// FLASH and RAM of `dir/memory.x`, if there is one.
+fn read_memory_x(dir: &Path) -> Result<Option<MemoryLayout>, ProjectError> {
+    let mx = dir.join("memory.x");
+    if !mx.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&mx)
+        .map_err(|e| ProjectError::Package(format!("cannot read {}: {e}", mx.display())))?;
+    let (flash, ram) = memory_x::flash_and_ram(&text).map_err(|source| ProjectError::MemoryX {
+        path: mx.clone(),
+        source,
+    })?;
+    Ok(Some(MemoryLayout {
+        flash_origin: flash.origin,
+        flash_length: flash.length,
+        ram_origin: ram.origin,
+        ram_length: ram.length,
+        source: mx.display().to_string(),
+    }))
 }
 
 /// `HxWxC` with C 1 or 3.
