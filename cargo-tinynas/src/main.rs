@@ -94,9 +94,16 @@ struct SearchArgs {
     probe: Option<String>,
     #[arg(long)]
     connect_under_reset: bool,
-    /// nanonas (the published climb, every candidate measured).
+    /// nanonas (the published climb, every candidate measured) or evolve (wider space, candidates
+    /// predicted to fit are trained and measured).
     #[arg(long)]
     strategy: Option<String>,
+    /// evolve: candidates per generation.
+    #[arg(long, default_value_t = 6)]
+    population: usize,
+    /// evolve: generations after the first.
+    #[arg(long, default_value_t = 3)]
+    generations: usize,
     /// Epochs of each candidate's training (default: proxy-epochs of the config, else 3).
     #[arg(long)]
     proxy_epochs: Option<usize>,
@@ -424,9 +431,11 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
         .clone()
         .or_else(|| p.config.strategy.clone())
         .unwrap_or_else(|| "nanonas".into());
-    if strategy != "nanonas" {
-        anyhow::bail!("strategy {strategy:?} is not available in this version: use strategy = \"nanonas\" ([package.metadata.tinynas] strategy, or --strategy)");
-    }
+    let strategy_kind = match strategy.as_str() {
+        "nanonas" => search::Strategy::NanoNas,
+        "evolve" => search::Strategy::Evolve { population: a.population.max(2), generations: a.generations },
+        other => anyhow::bail!("unknown strategy {other:?}: use nanonas or evolve ([package.metadata.tinynas] strategy, or --strategy)"),
+    };
     // --board/--chip on the command line win over the config.
     let (board_name, chip) = match (&a.board, &a.chip) {
         (None, None) => match p.board(None) {
@@ -444,6 +453,7 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
     )?;
     let budgets = p.budgets(&board.memory())?;
     let settings = search::Settings {
+        strategy: strategy_kind,
         data: p.data_dir(),
         input: p.input()?,
         budgets: budgets.clone(),
@@ -570,6 +580,10 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
             } else {
                 entry.arch.clone()
             };
+            let lat = match (entry.predicted_latency, &entry.measured) {
+                (Some(p), Some(_)) => format!("{lat} (predicted {p})"),
+                _ => lat,
+            };
             eprintln!(
                 "{name:<20} {:>7} {:>7} {lat:>12} {sram:>11} {flash:>9} {:>8.1}  {status}{}",
                 pct(entry.float_val),
@@ -640,9 +654,21 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
                 "resumed": outcome.resumed, "pareto": outcome.pareto.iter().map(|e| e.arch.clone()).collect::<Vec<_>>(),
                 "pareto_svg": svg, "generated": generated.as_ref().map(|g| g.dir.clone()), "journal": outcome.journal,
                 "peak_rss_bytes": cargo_tinynas::train::bench::peak_rss_bytes(),
+                "predictor": outcome.predictor_error().map(|(mean, max)| serde_json::json!({
+                    "mean_relative_error": mean, "max_relative_error": max,
+                    "candidates": outcome.predictions.len(),
+                })),
             })
         );
     } else {
+        if let Some((mean, max)) = outcome.predictor_error() {
+            eprintln!(
+                "\nlatency predictor against the board, {} candidates: mean error {:.1} %, largest {:.1} %",
+                outcome.predictions.len(),
+                100.0 * mean,
+                100.0 * max
+            );
+        }
         eprintln!(
             "\nPareto front (accuracy vs latency vs peak SRAM), plotted in {}:",
             svg.display()

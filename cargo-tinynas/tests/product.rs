@@ -375,3 +375,47 @@ fn example_project_end_to_end() {
     assert!(right >= 3, "{printed:?} against the true classes {truth:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `search --strategy evolve`: the wider space, candidates predicted to fit, every one measured;
+/// the latency predictor's error is reported; run again, everything comes from the journal (with
+/// the predictor's table replayed) and the result is the same.
+#[test]
+fn evolve_search_reports_the_predictor_and_resumes() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-evolve");
+    let dir = root.join("c");
+    search_project(&dir);
+    let args = [
+        "search",
+        "--strategy",
+        "evolve",
+        "--population",
+        "3",
+        "--generations",
+        "1",
+        "--message-format",
+        "json",
+        "--threads",
+        "1",
+        "--no-generate",
+    ];
+    let o = tinynas(&dir, &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let first = finished(&o.stdout);
+    assert!(
+        first["winner"].as_str().unwrap().starts_with("blocks:r="),
+        "{first}"
+    );
+    let p = &first["predictor"];
+    assert!(p["candidates"].as_u64().unwrap() >= 1, "{first}");
+    assert!(p["mean_relative_error"].as_f64().unwrap() >= 0.0);
+    let o = tinynas(&dir, &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = finished(&o.stdout);
+    assert_eq!(
+        again["resumed"].as_u64().unwrap(),
+        first["candidates"].as_u64().unwrap() + 1
+    );
+    assert_eq!(again["final"], first["final"]);
+    assert_eq!(again["predictor"], first["predictor"]);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -53,6 +53,13 @@ pub struct Entry {
     pub macs: Option<u64>,
     pub arena_bytes: Option<usize>,
     pub measured: Option<Measured>,
+    /// The latency the `evolve` predictor gave before the candidate was measured.
+    #[serde(default)]
+    pub predicted_latency: Option<u64>,
+    /// `evolve`: the measured latency of each kernel call, as the predictor's table holds them
+    /// (replayed on resume so that the table grows exactly as in the first run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<super::predict::Row>>,
     #[serde(flatten)]
     pub status: Status,
     pub seconds: f64,
@@ -144,6 +151,8 @@ mod tests {
             macs: Some(1000),
             arena_bytes: Some(64),
             measured: None,
+            predicted_latency: None,
+            layers: None,
             status,
             seconds: 1.5,
             model_crc: None,

@@ -10,9 +10,18 @@
 //! Adam lr 0.01, batch 128, keeping the best epoch), quantised (with the quantisation-aware
 //! fine-tune when post-training quantisation loses more than a point) and measured again.
 //!
+//! Strategy `evolve` (beyond the paper) searches a wider space, [`Blocks`]: 3x3 or 5x5 convolutions,
+//! stride-2 downsampling instead of pooling, a width per block, 2 to 6 blocks, and the input
+//! resolution (the data's, or three quarters of it). A seeded evolutionary search keeps a
+//! population, mutates the best candidates that fit, and trains only children **predicted** to
+//! fit: arena and parameter bytes exactly from the model, latency from [`predict`]'s per-board
+//! table of measured layer latencies. Every trained candidate is still measured on the board (and
+//! its layers added to the table); the predictor's error against those measurements is reported.
+//!
 //! Every evaluation goes to the [`journal`]; a search killed and started again resumes from it.
 
 pub mod journal;
+pub mod predict;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,11 +35,25 @@ use crate::project::Budgets;
 use crate::train::command::{load, QatPolicy, TrainError, QAT_THRESHOLD};
 use crate::train::export::{export, int8_accuracy};
 use crate::train::fit::{fit_until, Options, Progress};
-use crate::train::net::{Arch, Net, OptimizerKind, Schedule};
+use crate::train::net::{Arch, Block, Blocks, Net, OptimizerKind, Schedule, MAX_BLOCKS};
+use tinynas_model::random::{Source, SplitMix};
+
+/// Which search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    NanoNas,
+    Evolve {
+        /// Candidates per generation.
+        population: usize,
+        /// Generations after the first.
+        generations: usize,
+    },
+}
 
 /// What to search, and where.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub strategy: Strategy,
     pub data: PathBuf,
     pub input: ImageShape,
     pub budgets: Budgets,
@@ -54,6 +77,8 @@ pub enum SearchError {
     Train(#[from] TrainError),
     #[error(transparent)]
     Export(#[from] crate::train::export::ExportError),
+    #[error(transparent)]
+    Model(#[from] tinynas_model::Error),
     #[error("measuring {arch} on the board: {source}")]
     Bench {
         arch: String,
@@ -115,6 +140,26 @@ pub struct Outcome {
     pub classes: Vec<String>,
     /// Fingerprint of the data set's source files.
     pub data_fingerprint: u64,
+    /// `evolve`: (candidate, predicted, measured latency) of every measured candidate that had a
+    /// prediction.
+    pub predictions: Vec<(String, u64, u64)>,
+}
+
+impl Outcome {
+    /// Mean and largest relative error of the latency predictor, if it predicted anything.
+    pub fn predictor_error(&self) -> Option<(f64, f64)> {
+        let e: Vec<f64> = self
+            .predictions
+            .iter()
+            .map(|(_, p, m)| (*p as f64 - *m as f64).abs() / (*m as f64).max(1.0))
+            .collect();
+        (!e.is_empty()).then(|| {
+            (
+                e.iter().sum::<f64>() / e.len() as f64,
+                e.iter().copied().fold(0.0, f64::max),
+            )
+        })
+    }
 }
 
 fn fnv(h: u64, bytes: &[u8]) -> u64 {
@@ -126,7 +171,8 @@ fn fnv(h: u64, bytes: &[u8]) -> u64 {
 /// The fingerprint of a search: the data and every setting that changes its result.
 pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
     let text = format!(
-        "v1|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}",
+        "v1|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}",
+        s.strategy,
         s.input,
         s.budgets.ram_bytes,
         s.budgets.flash_bytes,
@@ -162,55 +208,75 @@ fn over_budget(s: &Settings, m: &Measured) -> Option<String> {
     (!why.is_empty()).then(|| why.join(", "))
 }
 
-/// Runs the search.
-pub fn run(
-    s: &Settings,
-    board: &mut dyn Board,
-    stop: &AtomicBool,
-    mut on: impl FnMut(Event<'_>),
-) -> Result<Outcome, SearchError> {
-    let (mut data, _skipped) = load(&s.data, Some(s.input), false)?;
-    let sp = split::stratified(&data.labels, &data.assigned, s.val, s.test, s.seed);
-    let classes = data.classes.clone();
-    let fp = fingerprint(s, data.fingerprint, &board.name());
-    let dir = s.state_dir.join(format!("{fp:016x}"));
-    let jpath = dir.join("journal.jsonl");
-    let jerr = |source| SearchError::Journal {
-        path: jpath.clone(),
-        source,
-    };
-    let mut journal = Journal::open(&jpath).map_err(jerr)?;
-    let resumed_before = journal.done.len();
-    on(Event::Started {
-        journal: &jpath,
-        resumed: resumed_before,
-        samples: (sp.train.len(), sp.val.len(), sp.test.len()),
-        classes: classes.len(),
-    });
-    let calib: Vec<usize> = sp.train.iter().copied().take(512).collect();
-    let mut candidates = Vec::new();
+/// The state of one search.
+struct Searcher<'a> {
+    s: &'a Settings,
+    board: &'a mut dyn Board,
+    stop: &'a AtomicBool,
+    journal: Journal,
+    jpath: PathBuf,
+    dir: PathBuf,
+    classes: Vec<String>,
+    split: split::Split,
+    calib: Vec<usize>,
+    /// The data set at each input size a candidate asked for.
+    data: std::collections::BTreeMap<(usize, usize, usize), crate::data::Cache>,
+    base: ImageShape,
+    /// `evolve`: the latency table of this board.
+    table: Option<predict::Table>,
+    predictions: Vec<(String, u64, u64)>,
+}
 
-    // Trains, quantises, checks and measures one architecture.
-    let mut evaluate = |arch: Arch,
-                        kind: &str,
-                        epochs: usize,
-                        data: &mut crate::data::Cache,
-                        journal: &mut Journal,
-                        on: &mut dyn FnMut(Event<'_>)|
-     -> Result<Option<(Entry, Vec<u8>)>, SearchError> {
+impl Searcher<'_> {
+    fn jerr(&self) -> impl FnOnce(std::io::Error) -> SearchError {
+        let path = self.jpath.clone();
+        move |source| SearchError::Journal { path, source }
+    }
+
+    fn cache(&mut self, shape: ImageShape) -> Result<(), SearchError> {
+        let key = (shape.h, shape.w, shape.c);
+        if !self.data.contains_key(&key) {
+            let (c, _) = load(&self.s.data, Some(shape), false)?;
+            self.data.insert(key, c);
+        }
+        Ok(())
+    }
+
+    /// The model of an untrained architecture: exact shapes, MACs, parameter bytes and arena.
+    fn shape_model(&self, arch: Arch) -> Option<tinynas_model::Model> {
+        let input = Net::input_of(arch, self.base);
+        let net = Net::new(arch, input, self.classes.len(), self.s.seed).ok()?;
+        crate::train::export::shape_model(&net, self.classes.clone()).ok()
+    }
+
+    /// Trains, quantises, checks and measures one architecture (or reads it from the journal).
+    fn evaluate(
+        &mut self,
+        arch: Arch,
+        kind: &str,
+        epochs: usize,
+        on: &mut dyn FnMut(Event<'_>),
+    ) -> Result<Option<(Entry, Vec<u8>)>, SearchError> {
+        let s = self.s;
         let name = arch.to_string();
-        if let Some(e) = journal.get(kind, &name) {
+        let final_run = kind == "final";
+        if let Some(e) = self.journal.get(kind, &name).cloned() {
             // The final model is kept next to the journal; a candidate needs no file.
-            let bytes = if kind == "final" {
-                match std::fs::read(dir.join("winner.tnas")) {
+            let bytes = if final_run {
+                match std::fs::read(self.dir.join("winner.tnas")) {
                     Ok(b) if Some(crc32fast::hash(&b)) == e.model_crc => b,
                     _ => Vec::new(),
                 }
             } else {
                 Vec::new()
             };
-            if kind != "final" || !bytes.is_empty() {
-                let e = e.clone();
+            if !final_run || !bytes.is_empty() {
+                if let (Some(p), Some(m)) = (e.predicted_latency, &e.measured) {
+                    self.predictions.push((name.clone(), p, m.latency));
+                }
+                if let (Some(t), Some(rows)) = (self.table.as_mut(), &e.layers) {
+                    t.extend(rows);
+                }
                 on(Event::Evaluated {
                     entry: &e,
                     resumed: true,
@@ -231,15 +297,18 @@ pub fn run(
             macs: None,
             arena_bytes: None,
             measured: None,
+            predicted_latency: None,
+            layers: None,
             status: Status::Fits,
             seconds: 0.0,
             model_crc: None,
         };
-        let mut net = match Net::new(arch, data.shape, classes.len(), s.seed) {
+        let input = Net::input_of(arch, self.base);
+        let mut net = match Net::new(arch, input, self.classes.len(), s.seed) {
             Ok(n) => n,
             Err(e) => {
                 entry.status = Status::Invalid(e);
-                journal.append(&entry).map_err(jerr)?;
+                self.journal.append(&entry).map_err(self.jerr())?;
                 on(Event::Evaluated {
                     entry: &entry,
                     resumed: false,
@@ -247,11 +316,21 @@ pub fn run(
                 return Ok(Some((entry, Vec::new())));
             }
         };
+        self.cache(input)?;
+        let data = self
+            .data
+            .get_mut(&(input.h, input.w, input.c))
+            .expect("loaded above");
+        let (train, val, test, calib) = (
+            &self.split.train,
+            &self.split.val,
+            &self.split.test,
+            &self.calib,
+        );
         on(Event::Training {
             arch: &name,
-            final_run: kind == "final",
+            final_run,
         });
-        let final_run = kind == "final";
         let opts = Options {
             epochs,
             batch: if final_run { 128 } else { 16 },
@@ -261,11 +340,12 @@ pub fn run(
             seed: s.seed,
             augment: false,
         };
+        let stop = self.stop;
         let (history, best) = fit_until(
             &mut net,
             data,
-            &sp.train,
-            &sp.val,
+            train,
+            val,
             &opts,
             |p| on(Event::Progress(p)),
             stop,
@@ -275,8 +355,8 @@ pub fn run(
             return Ok(None); // stopped: nothing is journaled
         };
         entry.float_val = history.iter().map(|e| e.val_accuracy).reduce(f32::max);
-        let mut model = export(&mut best, data, &calib, classes.clone())?;
-        let mut int8_val = int8_accuracy(&model, data, &sp.val)?;
+        let mut model = export(&mut best, data, calib, self.classes.clone())?;
+        let mut int8_val = int8_accuracy(&model, data, val)?;
         if final_run {
             let float_val = entry.float_val.unwrap_or(0.0);
             let want = match s.qat {
@@ -285,7 +365,7 @@ pub fn run(
                 QatPolicy::Auto => float_val - int8_val > QAT_THRESHOLD,
             };
             if want {
-                let mut q = crate::train::qat::qat_net(&mut best, data, &calib)?;
+                let mut q = crate::train::qat::qat_net(&mut best, data, calib)?;
                 let qopts = Options {
                     epochs: 2,
                     lr: 1e-3,
@@ -295,22 +375,22 @@ pub fn run(
                 let (_, qb) = fit_until(
                     &mut q,
                     data,
-                    &sp.train,
-                    &sp.val,
+                    train,
+                    val,
                     &qopts,
                     |p| on(Event::Progress(p)),
                     stop,
                 )
                 .map_err(TrainError::from)?;
                 if let Some(mut qb) = qb {
-                    let qm = export(&mut qb, data, &calib, classes.clone())?;
-                    let qv = int8_accuracy(&qm, data, &sp.val)?;
+                    let qm = export(&mut qb, data, calib, self.classes.clone())?;
+                    let qv = int8_accuracy(&qm, data, val)?;
                     if qv > int8_val {
                         (model, int8_val) = (qm, qv);
                     }
                 }
             }
-            entry.int8_test = Some(int8_accuracy(&model, data, &sp.test)?);
+            entry.int8_test = Some(int8_accuracy(&model, data, test)?);
         }
         entry.int8_val = Some(int8_val);
         let plan = tinynas_model::plan::plan(&model);
@@ -328,18 +408,18 @@ pub fn run(
             ));
         } else {
             on(Event::Measuring { arch: &name });
+            entry.predicted_latency = self.table.as_ref().and_then(|t| t.predict(&model));
             let opts = crate::bench::Options {
                 inputs: 2,
                 seed: s.seed,
-                per_layer: false,
+                per_layer: self.table.is_some(),
                 extra_stack_bytes: 0,
             };
-            let o = crate::bench::run(&bytes, board, &opts, &s.firmware_cache, |_| {}).map_err(
-                |source| SearchError::Bench {
+            let o = crate::bench::run(&bytes, self.board, &opts, &s.firmware_cache, |_| {})
+                .map_err(|source| SearchError::Bench {
                     arch: name.clone(),
                     source: Box::new(source),
-                },
-            )?;
+                })?;
             if !o.outputs_match() {
                 return Err(SearchError::Mismatch { arch: name });
             }
@@ -353,6 +433,17 @@ pub fn run(
                 flash_bytes: m.sizes.flash().saturating_sub(input_bytes),
                 outputs_match_host: true,
             };
+            if let Some(t) = self.table.as_mut() {
+                let rows = predict::Table::rows_of(&model, &m.per_step)?;
+                t.extend(&rows);
+                // The board's table in the cache is shared by later searches; a failed write
+                // costs only predictions.
+                let _ = predict::Table::merge_into_cache(&s.firmware_cache, &t.board, &rows);
+                entry.layers = Some(rows);
+            }
+            if let Some(p) = entry.predicted_latency {
+                self.predictions.push((name.clone(), p, measured.latency));
+            }
             if let Some(why) = over_budget(s, &measured) {
                 entry.status = Status::OverBudgetMeasured(why);
             }
@@ -360,59 +451,289 @@ pub fn run(
         }
         entry.seconds = start.elapsed().as_secs_f64();
         if final_run {
-            crate::fsutil::write_atomic(&dir.join("winner.tnas"), &bytes).map_err(jerr)?;
+            crate::fsutil::write_atomic(&self.dir.join("winner.tnas"), &bytes)
+                .map_err(self.jerr())?;
         }
-        journal.append(&entry).map_err(jerr)?;
+        self.journal.append(&entry).map_err(self.jerr())?;
         on(Event::Evaluated {
             entry: &entry,
             resumed: false,
         });
         Ok(Some((entry, bytes)))
-    };
+    }
 
-    // The climb.
-    let mut best: Option<Entry> = None;
-    let mut best_per_k_prev: Option<f32> = None;
-    let score = |e: &Entry| e.float_val.unwrap_or(0.0);
-    'k: for k in 1..=s.max_k {
-        let mut best_k: Option<Entry> = None;
-        for c in 0..=8 {
-            if stop.load(Ordering::Relaxed) {
-                break 'k;
+    /// The published NanoNAS climb; the best candidate that fits.
+    fn nanonas(
+        &mut self,
+        candidates: &mut Vec<Entry>,
+        on: &mut dyn FnMut(Event<'_>),
+    ) -> Result<Option<Entry>, SearchError> {
+        let score = |e: &Entry| e.float_val.unwrap_or(0.0);
+        let mut best: Option<Entry> = None;
+        let mut best_per_k_prev: Option<f32> = None;
+        'k: for k in 1..=self.s.max_k {
+            let mut best_k: Option<Entry> = None;
+            for c in 0..=8 {
+                if self.stop.load(Ordering::Relaxed) {
+                    break 'k;
+                }
+                let arch = Arch::NanoNas { k, c };
+                let Some((e, _)) = self.evaluate(arch, "candidate", self.s.proxy_epochs, on)?
+                else {
+                    break 'k;
+                };
+                candidates.push(e.clone());
+                if e.status != Status::Fits {
+                    break;
+                }
+                if best_k.as_ref().is_some_and(|b| score(&e) <= score(b)) {
+                    break;
+                }
+                best_k = Some(e);
             }
-            let arch = Arch::NanoNas { k, c };
-            let Some((e, _)) = evaluate(
-                arch,
-                "candidate",
-                s.proxy_epochs,
-                &mut data,
-                &mut journal,
-                &mut on,
-            )?
-            else {
-                break 'k;
+            let Some(bk) = best_k else {
+                // Nothing fits at this k (even c = 0): a larger k will not fit either.
+                break;
             };
-            candidates.push(e.clone());
-            if e.status != Status::Fits {
+            if best_per_k_prev.is_some_and(|p| score(&bk) <= p) {
                 break;
             }
-            if best_k.as_ref().is_some_and(|b| score(&e) <= score(b)) {
-                break;
+            best_per_k_prev = Some(score(&bk));
+            if best.as_ref().is_none_or(|b| score(&bk) > score(b)) {
+                best = Some(bk);
             }
-            best_k = Some(e);
         }
-        let Some(bk) = best_k else {
-            // Nothing fits at this k (even c = 0): a larger k will not fit either.
-            break;
+        Ok(best)
+    }
+
+    /// Whether an untrained architecture is predicted to fit: arena and parameter bytes exactly,
+    /// latency from the table when it knows every kind of layer (else it is left to the board).
+    fn predicted_fit(&self, arch: Arch) -> bool {
+        let Some(model) = self.shape_model(arch) else {
+            return false;
         };
-        if best_per_k_prev.is_some_and(|p| score(&bk) <= p) {
-            break;
+        let b = &self.s.budgets;
+        let arena = tinynas_model::plan::plan(&model).arena_bytes as u64;
+        let params: u64 = model.nodes.iter().map(|n| n.param_bytes() as u64).sum();
+        if arena > b.ram_bytes || params > b.flash_bytes {
+            return false;
         }
-        best_per_k_prev = Some(score(&bk));
-        if best.as_ref().is_none_or(|b| score(&bk) > score(b)) {
-            best = Some(bk);
+        match (
+            b.latency_cycles,
+            self.table.as_ref().and_then(|t| t.predict(&model)),
+        ) {
+            (Some(budget), Some(p)) => p <= budget,
+            _ => true,
         }
     }
+
+    /// The evolutionary search over [`Blocks`]; the best candidate that fits.
+    fn evolve(
+        &mut self,
+        population: usize,
+        generations: usize,
+        candidates: &mut Vec<Entry>,
+        on: &mut dyn FnMut(Event<'_>),
+    ) -> Result<Option<Entry>, SearchError> {
+        let mut rng = SplitMix(self.s.seed ^ 0xE70_1E5);
+        let res_choices = [
+            self.base.h.min(self.base.w),
+            (self.base.h.min(self.base.w) * 3 / 4) & !1,
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        let population = population.max(2);
+        let mut generation: Vec<Arch> = Vec::new();
+        for _ in 0..population * 50 {
+            if generation.len() == population {
+                break;
+            }
+            let a = random_blocks(&mut rng, &res_choices);
+            if seen.insert(a.to_string()) && self.predicted_fit(a) {
+                generation.push(a);
+            }
+        }
+        let score = |e: &Entry| e.float_val.unwrap_or(0.0);
+        let mut fitting: Vec<(Arch, Entry)> = Vec::new();
+        for g in 0..=generations {
+            for &arch in &generation {
+                if self.stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let Some((e, _)) = self.evaluate(arch, "candidate", self.s.proxy_epochs, on)?
+                else {
+                    return Ok(None);
+                };
+                candidates.push(e.clone());
+                if e.status == Status::Fits {
+                    fitting.push((arch, e));
+                }
+            }
+            if g == generations {
+                break;
+            }
+            // Parents: the better half of everything that fitted so far.
+            fitting.sort_by(|a, b| score(&b.1).total_cmp(&score(&a.1)));
+            let parents: Vec<Arch> = fitting
+                .iter()
+                .take(population.div_ceil(2))
+                .map(|(a, _)| *a)
+                .collect();
+            generation.clear();
+            if parents.is_empty() {
+                break;
+            }
+            for _ in 0..population * 50 {
+                if generation.len() == population {
+                    break;
+                }
+                let p = parents[rng.int(0, parents.len() as i64 - 1) as usize];
+                let child = mutate(&mut rng, p, &res_choices);
+                if seen.insert(child.to_string()) && self.predicted_fit(child) {
+                    generation.push(child);
+                }
+            }
+        }
+        fitting.sort_by(|a, b| score(&b.1).total_cmp(&score(&a.1)));
+        Ok(fitting.into_iter().next().map(|(_, e)| e))
+    }
+}
+
+fn pick<T: Copy>(rng: &mut SplitMix, v: &[T]) -> T {
+    v[rng.int(0, v.len() as i64 - 1) as usize]
+}
+
+/// A random network of the `evolve` space.
+pub fn random_blocks(rng: &mut SplitMix, res: &[usize]) -> Arch {
+    let n = rng.int(2, 5) as usize;
+    let mut b = Blocks {
+        res: pick(rng, res) as u16,
+        n: n as u8,
+        blocks: [Block::default(); MAX_BLOCKS],
+    };
+    b.blocks[0] = Block {
+        k: 3,
+        stride: 1,
+        out: pick(rng, &[4u16, 6, 8, 12, 16]),
+    };
+    for i in 1..n {
+        let prev = f64::from(b.blocks[i - 1].out);
+        b.blocks[i] = Block {
+            k: pick(rng, &[3u8, 5]),
+            stride: if rng.chance(0.6) { 2 } else { 1 },
+            out: ((prev * pick(rng, &[1.0, 1.5, 2.0])).round() as u16).clamp(4, 96),
+        };
+    }
+    Arch::Blocks(b)
+}
+
+/// One random change: a width, a kernel size, a stride, a block more or less, or the resolution.
+pub fn mutate(rng: &mut SplitMix, arch: Arch, res: &[usize]) -> Arch {
+    let Arch::Blocks(mut b) = arch else {
+        return arch;
+    };
+    let n = usize::from(b.n);
+    let i = rng.int(0, n as i64 - 1) as usize;
+    let j = rng.int(1, (n as i64 - 1).max(1)) as usize;
+    match rng.int(0, 5) {
+        0 => {
+            let o = f64::from(b.blocks[i].out);
+            let f = if rng.chance(0.5) { 1.5 } else { 1.0 / 1.5 };
+            b.blocks[i].out = ((o * f).round() as u16).clamp(4, 128);
+        }
+        1 if n > 1 => b.blocks[j].k = if b.blocks[j].k == 3 { 5 } else { 3 },
+        2 if n > 1 => b.blocks[j].stride = 3 - b.blocks[j].stride,
+        3 if n < MAX_BLOCKS => {
+            let last = b.blocks[n - 1];
+            b.blocks[n] = Block {
+                k: 3,
+                stride: pick(rng, &[1u8, 2]),
+                out: last.out,
+            };
+            b.n += 1;
+        }
+        4 if n > 2 => {
+            for x in j..n - 1 {
+                b.blocks[x] = b.blocks[x + 1];
+            }
+            b.blocks[n - 1] = Block::default();
+            b.n -= 1;
+        }
+        _ => b.res = pick(rng, res) as u16,
+    }
+    Arch::Blocks(b)
+}
+
+/// Runs the search.
+pub fn run(
+    s: &Settings,
+    board: &mut dyn Board,
+    stop: &AtomicBool,
+    mut on: impl FnMut(Event<'_>),
+) -> Result<Outcome, SearchError> {
+    let (data, _skipped) = load(&s.data, Some(s.input), false)?;
+    let sp = split::stratified(&data.labels, &data.assigned, s.val, s.test, s.seed);
+    let classes = data.classes.clone();
+    let data_fingerprint = data.fingerprint;
+    let fp = fingerprint(s, data.fingerprint, &board.name());
+    let dir = s.state_dir.join(format!("{fp:016x}"));
+    let jpath = dir.join("journal.jsonl");
+    let journal = Journal::open(&jpath).map_err(|source| SearchError::Journal {
+        path: jpath.clone(),
+        source,
+    })?;
+    let resumed = journal.done.len();
+    on(Event::Started {
+        journal: &jpath,
+        resumed,
+        samples: (sp.train.len(), sp.val.len(), sp.test.len()),
+        classes: classes.len(),
+    });
+    let calib: Vec<usize> = sp.train.iter().copied().take(512).collect();
+    // evolve: the table as it was when this search started (kept next to the journal, so that a
+    // resumed search predicts exactly as the first run did), grown by the journal's rows.
+    let table = match s.strategy {
+        Strategy::NanoNas => None,
+        Strategy::Evolve { .. } => {
+            let snap = dir.join("table-start.json");
+            Some(match predict::Table::read(&snap) {
+                Some(t) => t,
+                None => {
+                    let t = predict::Table::load(&s.firmware_cache, &board.name());
+                    t.write(&snap).map_err(|source| SearchError::Journal {
+                        path: snap.clone(),
+                        source,
+                    })?;
+                    t
+                }
+            })
+        }
+    };
+    let board_shape = s.input;
+    let mut caches = std::collections::BTreeMap::new();
+    caches.insert((board_shape.h, board_shape.w, board_shape.c), data);
+    let mut se = Searcher {
+        s,
+        board,
+        stop,
+        journal,
+        jpath: jpath.clone(),
+        dir,
+        classes: classes.clone(),
+        split: sp,
+        calib,
+        data: caches,
+        base: board_shape,
+        table,
+        predictions: Vec::new(),
+    };
+    let mut candidates = Vec::new();
+    let best = match s.strategy {
+        Strategy::NanoNas => se.nanonas(&mut candidates, &mut on)?,
+        Strategy::Evolve {
+            population,
+            generations,
+        } => se.evolve(population, generations, &mut candidates, &mut on)?,
+    };
     let Some(winner) = best else {
         if stop.load(Ordering::Relaxed) {
             return Err(SearchError::Stopped);
@@ -420,14 +741,7 @@ pub fn run(
         return Err(SearchError::NothingFits(s.budgets.explain.join("; ")));
     };
     let arch: Arch = winner.arch.parse().map_err(TrainError::Arch)?;
-    let Some((final_entry, model_bytes)) = evaluate(
-        arch,
-        "final",
-        s.final_epochs,
-        &mut data,
-        &mut journal,
-        &mut on,
-    )?
+    let Some((final_entry, model_bytes)) = se.evaluate(arch, "final", s.final_epochs, &mut on)?
     else {
         return Err(SearchError::Stopped);
     };
@@ -437,11 +751,12 @@ pub fn run(
         winner,
         final_entry,
         model_bytes,
-        journal: jpath.clone(),
-        resumed: resumed_before,
+        journal: jpath,
+        resumed,
         pareto,
-        data_fingerprint: data.fingerprint,
+        data_fingerprint,
         classes,
+        predictions: se.predictions,
     })
 }
 
@@ -576,4 +891,81 @@ pub fn svg(entries: &[Entry], front: &[Entry]) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The evolve space: every random or mutated network names itself in a form that parses back,
+    /// builds, and both resolutions and kernel sizes occur.
+    #[test]
+    fn random_and_mutated_networks_are_valid_and_varied() {
+        let mut rng = SplitMix(9);
+        let res = [28, 20];
+        let (mut seen_res, mut seen_k5, mut seen_s2) =
+            (std::collections::BTreeSet::new(), false, false);
+        let mut a = random_blocks(&mut rng, &res);
+        for i in 0..300 {
+            a = if i % 3 == 0 {
+                random_blocks(&mut rng, &res)
+            } else {
+                mutate(&mut rng, a, &res)
+            };
+            let text = a.to_string();
+            assert_eq!(text.parse::<Arch>(), Ok(a), "{text}");
+            let Arch::Blocks(b) = a else { panic!() };
+            assert!((1..=MAX_BLOCKS).contains(&usize::from(b.n)), "{text}");
+            seen_res.insert(b.res);
+            seen_k5 |= b.blocks().iter().any(|x| x.k == 5);
+            seen_s2 |= b.blocks().iter().any(|x| x.stride == 2);
+            let input = ImageShape { h: 28, w: 28, c: 1 };
+            // Valid unless it downsamples past 2x2; then Net::new says so.
+            if let Err(e) = Net::new(a, Net::input_of(a, input), 10, 1) {
+                assert!(e.contains("downsample"), "{text}: {e}");
+            }
+        }
+        assert_eq!(seen_res.len(), 2);
+        assert!(seen_k5 && seen_s2);
+    }
+
+    #[test]
+    fn pareto_front_keeps_only_undominated_fitting_candidates() {
+        let e = |arch: &str, acc: f32, lat: u64, sram: u64, status: Status| Entry {
+            kind: "candidate".into(),
+            arch: arch.into(),
+            seed: 1,
+            epochs: 1,
+            float_val: Some(acc),
+            int8_val: None,
+            int8_test: None,
+            params: None,
+            macs: None,
+            arena_bytes: None,
+            measured: Some(Measured {
+                board: "qemu-m4".into(),
+                latency: lat,
+                unit: "instructions".into(),
+                peak_sram_bytes: sram,
+                flash_bytes: 0,
+                outputs_match_host: true,
+            }),
+            predicted_latency: None,
+            layers: None,
+            status,
+            seconds: 0.0,
+            model_crc: None,
+        };
+        let all = vec![
+            e("a", 0.8, 100, 1000, Status::Fits),
+            e("b", 0.9, 200, 1000, Status::Fits),
+            e("c", 0.7, 300, 2000, Status::Fits), // dominated by a
+            e("d", 0.95, 50, 500, Status::OverBudgetMeasured("x".into())),
+            e("f", 0.6, 90, 1500, Status::Fits), // faster than a, more SRAM: kept
+        ];
+        let front: Vec<String> = pareto(&all).into_iter().map(|e| e.arch).collect();
+        assert_eq!(front, vec!["f", "a", "b"]);
+        let svg = svg(&all, &pareto(&all));
+        assert!(svg.starts_with("<svg") && svg.contains("tomato"));
+    }
 }

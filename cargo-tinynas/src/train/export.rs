@@ -171,8 +171,25 @@ pub fn export(
     labels: Vec<String>,
 ) -> Result<Model, ExportError> {
     let ranges = calibrate(net, data, calib)?;
+    export_with_ranges(net, data.shape, &ranges, labels)
+}
+
+/// The int8 model of `net` without calibration data: every activation range `[-1, 1]`. Its
+/// shapes, MACs, parameter bytes and planned arena are exact; its outputs mean nothing. For
+/// checking an architecture against the budgets before training it.
+pub fn shape_model(net: &Net, labels: Vec<String>) -> Result<Model, ExportError> {
     let st = stages(net).map_err(ExportError::Graph)?;
-    let s = data.shape;
+    let ranges = vec![(-1.0, 1.0); st.len()];
+    export_with_ranges(net, net.input, &ranges, labels)
+}
+
+fn export_with_ranges(
+    net: &Net,
+    s: crate::data::ImageShape,
+    ranges: &[(f32, f32)],
+    labels: Vec<String>,
+) -> Result<Model, ExportError> {
+    let st = stages(net).map_err(ExportError::Graph)?;
     let mut b = ModelBuilder::new(
         InputType::U8,
         Shape::new(s.h, s.w, s.c),

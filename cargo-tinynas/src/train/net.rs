@@ -11,22 +11,108 @@ use tinynas_model::Padding;
 pub enum Arch {
     /// `nanonas:k=K,c=C`: a 3x3 conv with K filters, then C cells of [2x2 max pool, 3x3 conv].
     NanoNas { k: usize, c: usize },
+    /// `blocks:...`: the wider space of the `evolve` strategy (see [`Blocks`]).
+    Blocks(Blocks),
+}
+
+/// Most blocks a [`Blocks`] network has.
+pub const MAX_BLOCKS: usize = 6;
+
+/// One block of a [`Blocks`] network: a `k`x`k` convolution (3 or 5) with `stride` 1 or 2
+/// (stride 2 downsamples instead of pooling) and `out` channels, + batch norm + ReLU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Block {
+    pub k: u8,
+    pub stride: u8,
+    pub out: u16,
+}
+
+/// The `evolve` space: the input resized to `res`x`res`, a stem of `blocks[0]`, then the other
+/// blocks, global average pooling, dropout 0.2 and a dense layer. Written
+/// `blocks:r=28,3s1x8,5s2x16,3s2x24` (`KsSxC` per block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocks {
+    pub res: u16,
+    pub n: u8,
+    pub blocks: [Block; MAX_BLOCKS],
+}
+
+impl Blocks {
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks[..usize::from(self.n).min(MAX_BLOCKS)]
+    }
 }
 
 impl std::fmt::Display for Arch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Arch::NanoNas { k, c } => write!(f, "nanonas:k={k},c={c}"),
+            Arch::Blocks(b) => {
+                write!(f, "blocks:r={}", b.res)?;
+                for x in b.blocks() {
+                    write!(f, ",{}s{}x{}", x.k, x.stride, x.out)?;
+                }
+                Ok(())
+            }
         }
     }
+}
+
+fn parse_blocks(args: &str) -> Result<Arch, String> {
+    let usage = "expected blocks:r=RES,KsSxC,... e.g. blocks:r=28,3s1x8,5s2x16";
+    let mut parts = args.split(',');
+    let res: u16 = parts
+        .next()
+        .and_then(|r| r.trim().strip_prefix("r="))
+        .and_then(|r| r.parse().ok())
+        .filter(|r| (4..=512).contains(r))
+        .ok_or_else(|| format!("{args:?}: {usage} (r from 4 to 512)"))?;
+    let mut b = Blocks {
+        res,
+        n: 0,
+        blocks: [Block::default(); MAX_BLOCKS],
+    };
+    for p in parts {
+        let bad = || format!("block {p:?}: {usage} (K 3 or 5, S 1 or 2, C 1 to 512)");
+        let (k, rest) = p.trim().split_once('s').ok_or_else(bad)?;
+        let (stride, out) = rest.split_once('x').ok_or_else(bad)?;
+        let block = Block {
+            k: k.parse()
+                .ok()
+                .filter(|k| *k == 3 || *k == 5)
+                .ok_or_else(bad)?,
+            stride: stride
+                .parse()
+                .ok()
+                .filter(|s| *s == 1 || *s == 2)
+                .ok_or_else(bad)?,
+            out: out
+                .parse()
+                .ok()
+                .filter(|c| (1..=512).contains(c))
+                .ok_or_else(bad)?,
+        };
+        if usize::from(b.n) == MAX_BLOCKS {
+            return Err(format!("at most {MAX_BLOCKS} blocks"));
+        }
+        b.blocks[usize::from(b.n)] = block;
+        b.n += 1;
+    }
+    if b.n == 0 {
+        return Err(format!("{args:?} has no blocks: {usage}"));
+    }
+    Ok(Arch::Blocks(b))
 }
 
 impl std::str::FromStr for Arch {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let usage = "expected an architecture like nanonas:k=4,c=2";
+        let usage = "expected an architecture like nanonas:k=4,c=2 or blocks:r=28,3s1x8,5s2x16";
         let (space, args) = s.split_once(':').ok_or_else(|| format!("{s:?}: {usage}"))?;
+        if space == "blocks" {
+            return parse_blocks(args);
+        }
         if space != "nanonas" {
             return Err(format!("unknown architecture space {space:?}: {usage}"));
         }
@@ -67,7 +153,10 @@ pub struct Net {
 impl Net {
     /// A freshly initialised network (seeded).
     pub fn new(arch: Arch, input: ImageShape, classes: usize, seed: u64) -> Result<Self, String> {
-        let Arch::NanoNas { k, c } = arch;
+        let (k, c) = match arch {
+            Arch::NanoNas { k, c } => (k, c),
+            Arch::Blocks(b) => return Self::blocks(arch, b, input, classes, seed),
+        };
         let channels = tinynas_model::random::nanonas_channels(k, c);
         let (mut h, mut w) = (input.h, input.w);
         let mut layers: Vec<Box<dyn Layer>> = Vec::new();
@@ -106,6 +195,65 @@ impl Net {
             layers,
             timing: None,
         })
+    }
+
+    fn blocks(
+        arch: Arch,
+        b: Blocks,
+        input: ImageShape,
+        classes: usize,
+        seed: u64,
+    ) -> Result<Self, String> {
+        if (input.h, input.w) != (usize::from(b.res), usize::from(b.res)) {
+            return Err(format!(
+                "{arch} takes {}x{} images, the data is {}x{}",
+                b.res, b.res, input.h, input.w
+            ));
+        }
+        let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+        let (mut h, mut in_c) = (input.h, input.c);
+        for (i, blk) in b.blocks().iter().enumerate() {
+            let (k, stride) = (usize::from(blk.k), usize::from(blk.stride));
+            if h < stride * 2 {
+                return Err(format!("{arch}: block {i} would downsample a {h}x{h} map"));
+            }
+            let mut conv = Conv2d::new(
+                in_c,
+                usize::from(blk.out),
+                [k, k],
+                stride,
+                Padding::Same,
+                seed.wrapping_add(i as u64),
+            );
+            conv.input_grad = i > 0;
+            layers.push(Box::new(conv));
+            layers.push(Box::new(BatchNorm::new(usize::from(blk.out))));
+            layers.push(Box::new(Relu::new(None)));
+            h = h.div_ceil(stride);
+            in_c = usize::from(blk.out);
+        }
+        layers.push(Box::new(GlobalAvgPool::default()));
+        layers.push(Box::new(Dropout::new(0.2, seed ^ 0xD50)));
+        layers.push(Box::new(Dense::new(in_c, classes, seed ^ 0xDE)));
+        Ok(Net {
+            arch,
+            input,
+            classes,
+            layers,
+            timing: None,
+        })
+    }
+
+    /// The input the architecture takes for data of `channels` channels at `data_res`.
+    pub fn input_of(arch: Arch, data: ImageShape) -> ImageShape {
+        match arch {
+            Arch::NanoNas { .. } => data,
+            Arch::Blocks(b) => ImageShape {
+                h: usize::from(b.res),
+                w: usize::from(b.res),
+                c: data.c,
+            },
+        }
     }
 
     pub fn forward(&mut self, x: &Tensor, train: bool) -> Tensor {
@@ -404,6 +552,28 @@ mod tests {
         assert_eq!(Schedule::Step.factor(0.5), 0.1);
         assert_eq!(Schedule::Step.factor(0.8), 0.01);
         assert!("linear".parse::<Schedule>().unwrap_err().contains("cosine"));
+    }
+
+    #[test]
+    fn blocks_specs() {
+        let a: Arch = "blocks:r=28,3s1x8,5s2x16".parse().unwrap();
+        assert_eq!(a.to_string(), "blocks:r=28,3s1x8,5s2x16");
+        let mut n = Net::new(a, ImageShape { h: 28, w: 28, c: 1 }, 10, 1).unwrap();
+        assert_eq!(
+            n.forward_macs(),
+            28 * 28 * 9 * 8 + 14 * 14 * 25 * 8 * 16 + 16 * 10
+        );
+        assert!(n.param_count() > 0);
+        for bad in [
+            "blocks:r=28",
+            "blocks:r=28,4s1x8",
+            "blocks:r=28,3s3x8",
+            "blocks:28,3s1x8",
+        ] {
+            assert!(bad.parse::<Arch>().is_err(), "{bad}");
+        }
+        let e = Net::new(a, ImageShape { h: 32, w: 32, c: 1 }, 10, 1).unwrap_err();
+        assert!(e.contains("takes 28x28"), "{e}");
     }
 
     #[test]

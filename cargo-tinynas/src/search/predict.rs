@@ -1,0 +1,223 @@
+//! The latency predictor of the `evolve` strategy: a per-board table of layer latencies measured
+//! on that board (every measured candidate adds its per-layer figures), and for each kind of layer
+//! a least-squares fit `latency = a * MACs + b * output values + c`. A model's predicted latency is
+//! the sum over its kernel calls. The table is kept in the cache folder, one file per board and
+//! bench-firmware version, so later searches on the same board start from it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tinynas_model::Model;
+
+/// One measured kernel call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub kind: String,
+    pub macs: u64,
+    pub outputs: u64,
+    pub latency: u64,
+}
+
+/// The table of one board.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Table {
+    pub board: String,
+    pub rows: Vec<Row>,
+}
+
+/// The kind of a kernel call, for the fit: the op, and the kernel size of a convolution.
+fn kind_of(model: &Model, node: Option<usize>) -> String {
+    use tinynas_model::Op;
+    match node.and_then(|n| model.nodes.get(n)) {
+        None => "input".into(),
+        Some(n) => match &n.op {
+            Op::Conv2d { conv, .. } => {
+                format!("conv{}x{}s{}", conv.kernel[0], conv.kernel[1], conv.stride)
+            }
+            op => op.kind().to_string(),
+        },
+    }
+}
+
+/// The kernel calls of a model: kind, MACs and output values of each (in program order).
+pub fn calls(model: &Model) -> Result<Vec<(String, u64, u64)>, tinynas_model::Error> {
+    let program = tinynas_model::lower::lower(model)?;
+    Ok(program
+        .steps
+        .iter()
+        .map(|st| {
+            let (macs, outputs) = match st.node.and_then(|n| model.nodes.get(n)) {
+                Some(n) => (n.macs, n.shape.elements() as u64),
+                None => (0, model.input_shape.elements() as u64),
+            };
+            (kind_of(model, st.node), macs, outputs)
+        })
+        .collect())
+}
+
+/// Solves the 3x3 system `m x = v` (Gaussian elimination with partial pivoting).
+fn solve3(mut m: [[f64; 3]; 3], mut v: [f64; 3]) -> Option<[f64; 3]> {
+    for c in 0..3 {
+        let p = (c..3).max_by(|&a, &b| m[a][c].abs().total_cmp(&m[b][c].abs()))?;
+        if m[p][c].abs() < 1e-12 {
+            return None;
+        }
+        m.swap(c, p);
+        v.swap(c, p);
+        for r in 0..3 {
+            if r != c {
+                let f = m[r][c] / m[c][c];
+                let pivot = m[c];
+                for (x, p) in m[r].iter_mut().zip(pivot) {
+                    *x -= f * p;
+                }
+                v[r] -= f * v[c];
+            }
+        }
+    }
+    Some([v[0] / m[0][0], v[1] / m[1][1], v[2] / m[2][2]])
+}
+
+impl Table {
+    /// The table file of `board` in `cache`.
+    pub fn path(cache: &Path, board: &str) -> PathBuf {
+        cache.join("latency").join(format!(
+            "{board}-report{}-{}.json",
+            crate::report::VERSION,
+            env!("CARGO_PKG_VERSION")
+        ))
+    }
+
+    /// Reads the board's table from the cache (empty if there is none or it cannot be read).
+    pub fn load(cache: &Path, board: &str) -> Self {
+        Self::read(&Self::path(cache, board))
+            .filter(|t| t.board == board)
+            .unwrap_or(Table {
+                board: board.to_string(),
+                rows: Vec::new(),
+            })
+    }
+
+    /// Adds rows to the board's table in the cache.
+    pub fn merge_into_cache(cache: &Path, board: &str, rows: &[Row]) -> std::io::Result<()> {
+        let mut t = Self::load(cache, board);
+        t.extend(rows);
+        t.write(&Self::path(cache, board))
+    }
+
+    /// The rows of a measured model (`per_step`: latency of each kernel call, program order).
+    pub fn rows_of(model: &Model, per_step: &[u64]) -> Result<Vec<Row>, tinynas_model::Error> {
+        Ok(calls(model)?
+            .into_iter()
+            .zip(per_step)
+            .map(|((kind, macs, outputs), &latency)| Row {
+                kind,
+                macs,
+                outputs,
+                latency,
+            })
+            .collect())
+    }
+
+    /// Adds rows not in the table yet.
+    pub fn extend(&mut self, rows: &[Row]) {
+        for r in rows {
+            if !self.rows.contains(r) {
+                self.rows.push(r.clone());
+            }
+        }
+    }
+
+    /// Reads a table file.
+    pub fn read(path: &Path) -> Option<Self> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    /// Writes a table file (temporary file, then rename).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        crate::fsutil::write_atomic(path, &bytes)
+    }
+
+    /// The fitted `(a, b, c)` of a kind, or a fallback from fewer rows.
+    fn fit(&self, kind: &str) -> Option<[f64; 3]> {
+        let rows: Vec<&Row> = self.rows.iter().filter(|r| r.kind == kind).collect();
+        if rows.is_empty() {
+            return None;
+        }
+        // Normal equations of latency ~ [macs, outputs, 1].
+        let mut m = [[0.0f64; 3]; 3];
+        let mut v = [0.0f64; 3];
+        for r in &rows {
+            let x = [r.macs as f64, r.outputs as f64, 1.0];
+            for i in 0..3 {
+                for j in 0..3 {
+                    m[i][j] += x[i] * x[j];
+                }
+                v[i] += x[i] * r.latency as f64;
+            }
+        }
+        // A little ridge on the slopes keeps the fit defined with one or two rows.
+        m[0][0] *= 1.0 + 1e-9;
+        m[1][1] *= 1.0 + 1e-9;
+        if rows.len() >= 3 {
+            if let Some(x) = solve3(m, v) {
+                return Some(x);
+            }
+        }
+        // Fewer rows: latency per MAC (or per output value when there are no MACs).
+        let (lat, macs, outs): (f64, f64, f64) = rows.iter().fold((0.0, 0.0, 0.0), |a, r| {
+            (
+                a.0 + r.latency as f64,
+                a.1 + r.macs as f64,
+                a.2 + r.outputs as f64,
+            )
+        });
+        Some(if macs > 0.0 {
+            [lat / macs, 0.0, 0.0]
+        } else {
+            [0.0, lat / outs.max(1.0), 0.0]
+        })
+    }
+
+    /// Predicted latency of a model; `None` when a kind of layer has never been measured.
+    pub fn predict(&self, model: &Model) -> Option<u64> {
+        let mut total = 0.0f64;
+        for (kind, macs, outputs) in calls(model).ok()? {
+            let [a, b, c] = self.fit(&kind)?;
+            total += (a * macs as f64 + b * outputs as f64 + c).max(0.0);
+        }
+        Some(total.round() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fits_a_linear_cost_exactly() {
+        let mut t = Table::default();
+        for (macs, outs) in [(1000u64, 100u64), (5000, 300), (20000, 800), (7000, 50)] {
+            t.rows.push(Row {
+                kind: "conv3x3s1".into(),
+                macs,
+                outputs: outs,
+                latency: 3 * macs + 7 * outs + 500,
+            });
+        }
+        let [a, b, c] = t.fit("conv3x3s1").unwrap();
+        assert!((a - 3.0).abs() < 1e-6 && (b - 7.0).abs() < 1e-6 && (c - 500.0).abs() < 1e-3);
+        assert!(t.fit("conv5x5s2").is_none());
+        assert_eq!(
+            solve3(
+                [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
+                [1.0; 3]
+            ),
+            None
+        );
+    }
+}
