@@ -46,8 +46,9 @@ enum Command {
     Verify(VerifyArgs),
 }
 
+/// The firmware project, and the board to measure on (default: the project's configuration).
 #[derive(Args, Debug)]
-struct VerifyArgs {
+struct ProjectBoardArgs {
     /// Path to the firmware's Cargo.toml (default: the current directory's package).
     #[arg(long)]
     manifest_path: Option<PathBuf>,
@@ -63,8 +64,64 @@ struct VerifyArgs {
     /// The debug probe, as VID:PID[:SERIAL].
     #[arg(long)]
     probe: Option<String>,
+    /// Attach while holding the chip in reset.
     #[arg(long)]
     connect_under_reset: bool,
+}
+
+impl ProjectBoardArgs {
+    fn project(&self) -> anyhow::Result<cargo_tinynas::project::Project> {
+        Ok(cargo_tinynas::project::Project::load(
+            self.manifest_path.as_deref(),
+            self.package.as_deref(),
+        )?)
+    }
+
+    /// `--board`/`--chip` win over the project's configuration. With `emulate_without_probe`, a
+    /// chip with no debug probe connected is emulated: the QEMU board of its instruction set,
+    /// linked with the chip's flash and RAM sizes (`search` on a laptop with nothing plugged in);
+    /// `verify` keeps the chip and reports "no board" instead.
+    fn open_board(
+        &self,
+        p: &cargo_tinynas::project::Project,
+        timeout: u64,
+        emulate_without_probe: bool,
+    ) -> anyhow::Result<Box<dyn board::Board>> {
+        let (board_name, chip) = match (&self.board, &self.chip) {
+            (None, None) => match p.board(None) {
+                b if b.starts_with("chip:") => {
+                    (None, Some(b.trim_start_matches("chip:").to_string()))
+                }
+                b => (Some(b), None),
+            },
+            (b, c) => (b.clone(), c.clone()),
+        };
+        if let (None, Some(c)) = (&board_name, &chip) {
+            if emulate_without_probe && self.probe.is_none() && !board::probe::any_probe_connected()
+            {
+                let facts = board::probe::chip_facts(c)?;
+                let emulated = board::probe::emulated_board_for(&facts);
+                eprintln!(
+                    "no debug probe connected: measuring on {emulated} with {}'s flash and RAM sizes (connect the board, or pass --board, to choose)",
+                    facts.name
+                );
+                return open_board(Some(emulated), Some(c), None, false, timeout);
+            }
+        }
+        open_board(
+            board_name.as_deref(),
+            chip.as_deref(),
+            self.probe.clone(),
+            self.connect_under_reset,
+            timeout,
+        )
+    }
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    #[command(flatten)]
+    target: ProjectBoardArgs,
     /// Test images to run (from the data set's test split; random images if it has none).
     #[arg(long, default_value_t = 8)]
     images: usize,
@@ -77,23 +134,8 @@ struct VerifyArgs {
 
 #[derive(Args, Debug)]
 struct SearchArgs {
-    /// Path to the firmware's Cargo.toml (default: the current directory's package).
-    #[arg(long)]
-    manifest_path: Option<PathBuf>,
-    /// The firmware package, in a workspace.
-    #[arg(short = 'p', long)]
-    package: Option<String>,
-    /// Measure on an emulated board (qemu-m0/m3/m4/m7/m55) instead of the configured one.
-    #[arg(long)]
-    board: Option<String>,
-    /// Measure on this chip through probe-rs instead of the configured one.
-    #[arg(long)]
-    chip: Option<String>,
-    /// The debug probe, as VID:PID[:SERIAL].
-    #[arg(long)]
-    probe: Option<String>,
-    #[arg(long)]
-    connect_under_reset: bool,
+    #[command(flatten)]
+    target: ProjectBoardArgs,
     /// nanonas (the published climb, every candidate measured) or evolve (wider space, candidates
     /// predicted to fit are trained and measured).
     #[arg(long)]
@@ -248,22 +290,7 @@ enum OptimizerArg {
 }
 
 fn parse_shape(s: &str) -> Result<cargo_tinynas::data::ImageShape, String> {
-    let v: Vec<usize> = s
-        .split('x')
-        .map(|p| {
-            p.trim()
-                .parse()
-                .map_err(|_| format!("{s:?} is not HxWxC, e.g. 32x32x3"))
-        })
-        .collect::<Result<_, _>>()?;
-    match v[..] {
-        [h, w, c] if h > 0 && w > 0 && (c == 1 || c == 3) && h * w <= 1 << 20 => {
-            Ok(cargo_tinynas::data::ImageShape { h, w, c })
-        }
-        _ => Err(format!(
-            "{s:?} is not HxWxC with C 1 (grey) or 3 (RGB), e.g. 32x32x3"
-        )),
-    }
+    cargo_tinynas::project::parse_shape(s)
 }
 
 #[derive(Args, Debug)]
@@ -419,13 +446,12 @@ fn train_bench(a: &TrainArgs) -> anyhow::Result<i32> {
 }
 
 fn search(a: SearchArgs) -> anyhow::Result<i32> {
-    use cargo_tinynas::project::Project;
     use cargo_tinynas::search::{self, journal::Status, Event};
     use cargo_tinynas::train::fit::Progress;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let json = a.message_format == MessageFormat::Json;
-    let p = Project::load(a.manifest_path.as_deref(), a.package.as_deref())?;
+    let p = a.target.project()?;
     let strategy = a
         .strategy
         .clone()
@@ -436,21 +462,7 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
         "evolve" => search::Strategy::Evolve { population: a.population.max(2), generations: a.generations },
         other => anyhow::bail!("unknown strategy {other:?}: use nanonas or evolve ([package.metadata.tinynas] strategy, or --strategy)"),
     };
-    // --board/--chip on the command line win over the config.
-    let (board_name, chip) = match (&a.board, &a.chip) {
-        (None, None) => match p.board(None) {
-            b if b.starts_with("chip:") => (None, Some(b.trim_start_matches("chip:").to_string())),
-            b => (Some(b), None),
-        },
-        (b, c) => (b.clone(), c.clone()),
-    };
-    let mut board = open_board(
-        board_name.as_deref(),
-        chip.as_deref(),
-        a.probe.clone(),
-        a.connect_under_reset,
-        a.timeout,
-    )?;
+    let mut board = a.target.open_board(&p, a.timeout, true)?;
     let budgets = p.budgets(&board.memory())?;
     let settings = search::Settings {
         strategy: strategy_kind,
@@ -708,12 +720,11 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
 }
 
 fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
-    use cargo_tinynas::project::Project;
     let json = a.message_format == MessageFormat::Json;
     if a.images == 0 {
         anyhow::bail!("--images must be at least 1");
     }
-    let p = Project::load(a.manifest_path.as_deref(), a.package.as_deref())?;
+    let p = a.target.project()?;
     let name = p
         .config
         .crate_name
@@ -728,20 +739,7 @@ fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
     })?;
     let model =
         tinynas_model::format::read(&bytes).with_context(|| format!("{}", model_path.display()))?;
-    let (board_name, chip) = match (&a.board, &a.chip) {
-        (None, None) => match p.board(None) {
-            b if b.starts_with("chip:") => (None, Some(b.trim_start_matches("chip:").to_string())),
-            b => (Some(b), None),
-        },
-        (b, c) => (b.clone(), c.clone()),
-    };
-    let mut board = open_board(
-        board_name.as_deref(),
-        chip.as_deref(),
-        a.probe.clone(),
-        a.connect_under_reset,
-        a.timeout,
-    )?;
+    let mut board = a.target.open_board(&p, a.timeout, false)?;
     let budgets = p.budgets(&board.memory())?;
     // Test images from the project's data set, at the model's input size.
     let s = model.input_shape;

@@ -251,6 +251,22 @@ fn describe(p: &DebugProbeInfo) -> String {
     )
 }
 
+/// Whether any debug probe is connected.
+pub fn any_probe_connected() -> bool {
+    !Lister::new().list_all().is_empty()
+}
+
+/// The emulated board with the same instruction set as a chip (its RAM and flash sizes are
+/// applied with [`super::qemu::QemuBoard::with_chip_sizes`]).
+pub fn emulated_board_for(chip: &ChipFacts) -> &'static str {
+    match chip.target {
+        "thumbv6m-none-eabi" => "qemu-m0",
+        "thumbv7m-none-eabi" => "qemu-m3",
+        "thumbv8m.main-none-eabihf" | "thumbv8m.main-none-eabi" => "qemu-m55",
+        _ => "qemu-m4",
+    }
+}
+
 /// Picks a probe from those connected: the one matching `selector`, or the only one.
 pub fn choose_probe(
     probes: &[DebugProbeInfo],
