@@ -35,8 +35,10 @@ pub struct Measured {
 #[derive(Debug, Clone, Default)]
 pub struct Card {
     pub arch: Option<String>,
-    pub float_accuracy: Option<f32>,
-    pub int8_accuracy: Option<f32>,
+    /// Best validation accuracy of the float network.
+    pub float_val_accuracy: Option<f32>,
+    /// Test accuracy of the int8 model through the runtime's kernels.
+    pub int8_test_accuracy: Option<f32>,
     pub dataset: Option<String>,
     pub measured: Option<Measured>,
 }
@@ -140,8 +142,8 @@ pub fn render(
         macs => model.macs(),
         arena_bytes => tinynas_model::plan::plan(&model).arena_bytes,
         arch => card.arch.clone().unwrap_or_else(|| format!("{} layers", model.nodes.len())),
-        float_accuracy => pct(card.float_accuracy),
-        int8_accuracy => pct(card.int8_accuracy),
+        float_val_accuracy => pct(card.float_val_accuracy),
+        int8_test_accuracy => pct(card.int8_test_accuracy),
         dataset => card.dataset.clone(),
         measured => card.measured.clone(),
     };
@@ -395,7 +397,7 @@ mod tests {
         .unwrap();
         let card = Card {
             arch: Some("nanonas:k=8,c=3".into()),
-            int8_accuracy: Some(0.5),
+            int8_test_accuracy: Some(0.5),
             ..Card::default()
         };
         let dir = root.join("fw/fw-model");

@@ -627,11 +627,16 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(|| format!("{}-model", p.name));
         let card = cargo_tinynas::generate::Card {
             arch: Some(f.arch.clone()),
-            float_accuracy: f.float_val,
-            int8_accuracy: f.int8_test,
+            float_val_accuracy: f.float_val,
+            int8_test_accuracy: f.int8_test,
             dataset: Some(format!(
                 "{} ({} classes: {}; fingerprint {:016x})",
-                settings.data.display(),
+                // As the project names it (not this machine's absolute path).
+                p.config
+                    .data
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("data"))
+                    .display(),
                 outcome.classes.len(),
                 outcome.classes.join(", "),
                 outcome.data_fingerprint
