@@ -342,12 +342,26 @@ enum MessageFormat {
     Json,
 }
 
+/// The error and its causes, each cause once: many of our errors already quote their source in
+/// their own message (`"...: {source}"`), which `{:#}` would print a second time.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
 fn main() -> ExitCode {
     let Cargo::Tinynas(args) = Cargo::parse();
     match run(args) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             let no_board = e.chain().any(|c| {
                 matches!(
                     c.downcast_ref::<board::BoardError>(),
@@ -445,6 +459,19 @@ fn train_bench(a: &TrainArgs) -> anyhow::Result<i32> {
     Ok(exit_codes::OK)
 }
 
+/// The progress bar of one training epoch of `total` batches (indicatif draws nothing when
+/// stderr is not a terminal).
+fn epoch_bar(total: usize, template: &str, prefix: String) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(total as u64);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    b.set_prefix(prefix);
+    b
+}
+
 fn search(a: SearchArgs) -> anyhow::Result<i32> {
     use cargo_tinynas::search::{self, journal::Status, Event};
     use cargo_tinynas::train::fit::Progress;
@@ -480,11 +507,16 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
         firmware_cache: cargo_tinynas::firmware::cache_dir(),
     };
     if !json {
-        eprintln!(
-            "searching for {} on {} (strategy nanonas)",
-            p.name,
-            board.name()
-        );
+        let how = match strategy_kind {
+            search::Strategy::NanoNas => "strategy nanonas".to_string(),
+            search::Strategy::Evolve {
+                population,
+                generations,
+            } => format!(
+                "strategy evolve: population {population}, {generations} generation(s) after the first"
+            ),
+        };
+        eprintln!("searching for {} on {} ({how})", p.name, board.name());
         for line in &budgets.explain {
             eprintln!("  budget: {line}");
         }
@@ -498,9 +530,10 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
         eprintln!("\nstopping after this batch; run the same command again to resume");
     });
     let mut bar: Option<indicatif::ProgressBar> = None;
+    // The candidate's name comes last: names of the evolve space are long and vary in length.
     let header = format!(
-        "{:<20} {:>7} {:>7} {:>12} {:>11} {:>9} {:>8}  status",
-        "candidate", "float", "int8", "latency", "peak SRAM", "flash", "seconds"
+        "{:>7} {:>7} {:>12} {:>11} {:>9} {:>8}  {:<6}  candidate",
+        "float", "int8", "latency", "peak SRAM", "flash", "seconds", "status"
     );
     let outcome = search::run(&settings, board.as_mut(), &stop, |e| match e {
         Event::Started {
@@ -539,16 +572,11 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
                 return;
             }
             let b = bar.get_or_insert_with(|| {
-                let b = indicatif::ProgressBar::new(total as u64);
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "  training epoch {prefix} [{bar:30}] {pos}/{len}",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
-                b.set_prefix(format!("{}", epoch + 1));
-                b
+                epoch_bar(
+                    total,
+                    "  training epoch {prefix} [{bar:30}] {pos}/{len}",
+                    format!("{}", epoch + 1),
+                )
             });
             b.set_position(done as u64);
         }
@@ -581,28 +609,35 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
                             m.flash_bytes.to_string(),
                         )
                     });
-            let status = match &entry.status {
-                Status::Fits => "fits".to_string(),
-                Status::OverBudgetAnalytic(w) => format!("over budget (analytic): {w}"),
-                Status::OverBudgetMeasured(w) => format!("over budget (measured): {w}"),
-                Status::Invalid(w) => format!("invalid: {w}"),
+            let (status, why) = match &entry.status {
+                Status::Fits => ("fits", None),
+                Status::OverBudgetAnalytic(w) => {
+                    ("over", Some(format!("over budget (analytic): {w}")))
+                }
+                Status::OverBudgetMeasured(w) => {
+                    ("over", Some(format!("over budget (measured): {w}")))
+                }
+                Status::Invalid(w) => ("invalid", Some(format!("invalid: {w}"))),
             };
             let name = if entry.kind == "final" {
                 format!("{} (final)", entry.arch)
             } else {
                 entry.arch.clone()
             };
-            let lat = match (entry.predicted_latency, &entry.measured) {
-                (Some(p), Some(_)) => format!("{lat} (predicted {p})"),
-                _ => lat,
-            };
             eprintln!(
-                "{name:<20} {:>7} {:>7} {lat:>12} {sram:>11} {flash:>9} {:>8.1}  {status}{}",
+                "{:>7} {:>7} {lat:>12} {sram:>11} {flash:>9} {:>8.1}  {status:<6}  {name}{}",
                 pct(entry.float_val),
                 pct(entry.int8_val),
                 entry.seconds,
                 if resumed { " (from journal)" } else { "" }
             );
+            if let (Some(p), Some(m)) = (entry.predicted_latency, &entry.measured) {
+                let err = 100.0 * (p as f64 - m.latency as f64) / (m.latency as f64).max(1.0);
+                eprintln!("{:>28}  predicted {p} ({err:+.1} %)", "");
+            }
+            if let Some(why) = why {
+                eprintln!("{:>28}  {why}", "");
+            }
         }
     })?;
     let dir = outcome
@@ -1008,16 +1043,11 @@ fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
                 return;
             }
             let bar = bar.get_or_insert_with(|| {
-                let b = indicatif::ProgressBar::new(total as u64);
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "epoch {prefix} [{bar:30}] {pos}/{len} batches  {msg}  ETA {eta}",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
-                b.set_prefix(format!("{:>3}/{epochs}", epoch + 1));
-                b
+                epoch_bar(
+                    total,
+                    "epoch {prefix} [{bar:30}] {pos}/{len} batches  {msg}  ETA {eta}",
+                    format!("{:>3}/{epochs}", epoch + 1),
+                )
             });
             bar.set_position(done as u64);
             bar.set_message(format!("loss {loss:.4}  train {:.1} %  {images_per_second:.0} images/s", 100.0 * accuracy));

@@ -327,25 +327,11 @@ fn example_project_end_to_end() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let elf = root.join("target/thumbv7em-none-eabihf/release/fashion-classifier");
-    let o = Command::new("qemu-system-arm")
-        .args([
-            "-M",
-            "netduinoplus2",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            "none",
-        ])
-        .args([
-            "-chardev",
-            "stdio,id=t",
-            "-semihosting-config",
-            "enable=on,target=native,chardev=t",
-        ])
-        .arg("-kernel")
-        .arg(&elf)
+    // The same QEMU command line the search's board runs (qemu-m4 is the netduinoplus2).
+    let qemu = cargo_tinynas::board::qemu::machine("qemu-m4").unwrap();
+    assert_eq!(qemu.machine, "netduinoplus2");
+    let o = cargo_tinynas::board::qemu::QemuBoard::new(qemu)
+        .command(&elf)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -408,6 +394,20 @@ fn evolve_search_reports_the_predictor_and_resumes() {
     let p = &first["predictor"];
     assert!(p["candidates"].as_u64().unwrap() >= 1, "{first}");
     assert!(p["mean_relative_error"].as_f64().unwrap() >= 0.0);
+    // Depthwise-separable blocks were trained, exported and measured on QEMU bit for bit.
+    let journal = std::fs::read_dir(dir.join(".tinynas/search"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("journal.jsonl"))
+        .find(|p| p.is_file())
+        .unwrap();
+    let separable_measured = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["arch"].as_str().unwrap().contains(",d"))
+        .filter(|e| e["measured"]["outputs_match_host"] == true)
+        .count();
+    assert!(separable_measured >= 1, "{}", journal.display());
     let o = tinynas(&dir, &args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let again = finished(&o.stdout);
@@ -417,5 +417,56 @@ fn evolve_search_reports_the_predictor_and_resumes() {
     );
     assert_eq!(again["final"], first["final"]);
     assert_eq!(again["predictor"], first["predictor"]);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A project that names a chip (no `board`) with no debug probe connected: `search` measures on
+/// the QEMU board of the chip's instruction set with the chip's flash and RAM sizes and says so;
+/// `verify`, whose point is the real chip, does not emulate and exits 5 (no board). Skipped, with
+/// a message, on a machine where a probe is connected (the test cannot unplug it).
+#[test]
+fn without_a_probe_search_emulates_the_chip_and_verify_does_not() {
+    if cargo_tinynas::board::probe::any_probe_connected() {
+        eprintln!("skipped: a debug probe is connected to this machine");
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-no-probe");
+    let dir = root.join("fw");
+    search_project(&dir);
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        manifest.replace("board = \"qemu-m4\"", "chip = \"STM32F746NGHx\""),
+    )
+    .unwrap();
+    let o = tinynas(
+        &dir,
+        &[
+            "search",
+            "--max-k",
+            "1",
+            "--message-format",
+            "json",
+            "--threads",
+            "1",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no debug probe connected: measuring on qemu-m4 with STM32F746NGHx"),
+        "{stderr}"
+    );
+    let done = finished(&o.stdout);
+    assert_eq!(done["final"]["measured"]["board"], "qemu-m4", "{done}");
+    assert_eq!(done["final"]["measured"]["outputs_match_host"], true);
+    let o = tinynas(&dir, &["verify", "--message-format", "json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

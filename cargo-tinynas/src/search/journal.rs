@@ -112,15 +112,20 @@ impl Journal {
 
     /// Appends an entry and syncs it to disk.
     pub fn append(&mut self, e: &Entry) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
         let mut f = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.path)?;
-        // A previous line cut short by a kill has no newline: start on a fresh line.
+        // A previous line cut short by a kill has no newline: start on a fresh line. (Writes in
+        // append mode go to the end wherever the read left the cursor.)
         let len = f.metadata()?.len();
         let needs_newline = len > 0 && {
-            let bytes = std::fs::read(&self.path)?;
-            bytes.last() != Some(&b'\n')
+            let mut last = [0u8];
+            f.seek(SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)?;
+            last[0] != b'\n'
         };
         let mut line = serde_json::to_string(e).map_err(std::io::Error::other)?;
         line.push('\n');

@@ -32,7 +32,7 @@ use journal::{Entry, Journal, Measured, Status};
 use crate::board::Board;
 use crate::data::{split, ImageShape};
 use crate::project::Budgets;
-use crate::train::command::{load, QatPolicy, TrainError, QAT_THRESHOLD};
+use crate::train::command::{load, QatPolicy, TrainError};
 use crate::train::export::{export, int8_accuracy};
 use crate::train::fit::{fit_until, Options, Progress};
 use crate::train::net::{Arch, Block, Blocks, Net, OptimizerKind, Schedule, MAX_BLOCKS};
@@ -170,8 +170,11 @@ fn fnv(h: u64, bytes: &[u8]) -> u64 {
 
 /// The fingerprint of a search: the data and every setting that changes its result.
 pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
+    // The prefix names the search's own version: bump it whenever the same settings would
+    // evaluate other candidates (v2: depthwise-separable blocks in the evolve space), so that an
+    // older journal is not resumed into a different search.
     let text = format!(
-        "v1|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}",
+        "v2|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}",
         s.strategy,
         s.input,
         s.budgets.ram_bytes,
@@ -355,43 +358,37 @@ impl Searcher<'_> {
             return Ok(None); // stopped: nothing is journaled
         };
         entry.float_val = history.iter().map(|e| e.val_accuracy).reduce(f32::max);
-        let mut model = export(&mut best, data, calib, self.classes.clone())?;
-        let mut int8_val = int8_accuracy(&model, data, val)?;
-        if final_run {
-            let float_val = entry.float_val.unwrap_or(0.0);
-            let want = match s.qat {
-                QatPolicy::Always => true,
-                QatPolicy::Never => false,
-                QatPolicy::Auto => float_val - int8_val > QAT_THRESHOLD,
+        let ptq = export(&mut best, data, calib, self.classes.clone())?;
+        let (model, int8_val) = if final_run {
+            // The winner gets the quantisation-aware fine-tune when it needs one.
+            let qopts = Options {
+                epochs: 2,
+                lr: 1e-3,
+                schedule: Schedule::Cosine,
+                ..opts
             };
-            if want {
-                let mut q = crate::train::qat::qat_net(&mut best, data, calib)?;
-                let qopts = Options {
-                    epochs: 2,
-                    lr: 1e-3,
-                    schedule: Schedule::Cosine,
-                    ..opts
-                };
-                let (_, qb) = fit_until(
-                    &mut q,
-                    data,
-                    train,
-                    val,
-                    &qopts,
-                    |p| on(Event::Progress(p)),
-                    stop,
-                )
-                .map_err(TrainError::from)?;
-                if let Some(mut qb) = qb {
-                    let qm = export(&mut qb, data, calib, self.classes.clone())?;
-                    let qv = int8_accuracy(&qm, data, val)?;
-                    if qv > int8_val {
-                        (model, int8_val) = (qm, qv);
+            let q = crate::train::qat::quantise(
+                &mut best,
+                data,
+                (train, val),
+                calib,
+                ptq,
+                entry.float_val.unwrap_or(0.0),
+                s.qat,
+                &qopts,
+                stop,
+                |e| {
+                    if let crate::train::qat::Quantising::Progress(p) = e {
+                        on(Event::Progress(p))
                     }
-                }
-            }
-            entry.int8_test = Some(int8_accuracy(&model, data, test)?);
-        }
+                },
+            )?;
+            entry.int8_test = Some(int8_accuracy(&q.model, data, test)?);
+            (q.model, q.int8_val)
+        } else {
+            let v = int8_accuracy(&ptq, data, val)?;
+            (ptq, v)
+        };
         entry.int8_val = Some(int8_val);
         let plan = tinynas_model::plan::plan(&model);
         let param_bytes: usize = model.nodes.iter().map(|n| n.param_bytes()).sum();
@@ -610,10 +607,12 @@ pub fn random_blocks(rng: &mut SplitMix, res: &[usize]) -> Arch {
         n: n as u8,
         blocks: [Block::default(); MAX_BLOCKS],
     };
+    // The stem is a plain convolution: a depthwise one would see only the image's 1-3 channels.
     b.blocks[0] = Block {
         k: 3,
         stride: 1,
         out: pick(rng, &[4u16, 6, 8, 12, 16]),
+        sep: false,
     };
     for i in 1..n {
         let prev = f64::from(b.blocks[i - 1].out);
@@ -621,12 +620,14 @@ pub fn random_blocks(rng: &mut SplitMix, res: &[usize]) -> Arch {
             k: pick(rng, &[3u8, 5]),
             stride: if rng.chance(0.6) { 2 } else { 1 },
             out: ((prev * pick(rng, &[1.0, 1.5, 2.0])).round() as u16).clamp(4, 96),
+            sep: rng.chance(0.5),
         };
     }
     Arch::Blocks(b)
 }
 
-/// One random change: a width, a kernel size, a stride, a block more or less, or the resolution.
+/// One random change: a width, a kernel size, a stride, plain vs depthwise-separable, a block more
+/// or less, or the resolution.
 pub fn mutate(rng: &mut SplitMix, arch: Arch, res: &[usize]) -> Arch {
     let Arch::Blocks(mut b) = arch else {
         return arch;
@@ -634,7 +635,7 @@ pub fn mutate(rng: &mut SplitMix, arch: Arch, res: &[usize]) -> Arch {
     let n = usize::from(b.n);
     let i = rng.int(0, n as i64 - 1) as usize;
     let j = rng.int(1, (n as i64 - 1).max(1)) as usize;
-    match rng.int(0, 5) {
+    match rng.int(0, 6) {
         0 => {
             let o = f64::from(b.blocks[i].out);
             let f = if rng.chance(0.5) { 1.5 } else { 1.0 / 1.5 };
@@ -648,9 +649,11 @@ pub fn mutate(rng: &mut SplitMix, arch: Arch, res: &[usize]) -> Arch {
                 k: 3,
                 stride: pick(rng, &[1u8, 2]),
                 out: last.out,
+                sep: rng.chance(0.5),
             };
             b.n += 1;
         }
+        5 if n > 1 => b.blocks[j].sep = !b.blocks[j].sep,
         4 if n > 2 => {
             for x in j..n - 1 {
                 b.blocks[x] = b.blocks[x + 1];
@@ -898,13 +901,19 @@ mod tests {
     use super::*;
 
     /// The evolve space: every random or mutated network names itself in a form that parses back,
-    /// builds, and both resolutions and kernel sizes occur.
+    /// builds, and both resolutions, kernel sizes, strides and block kinds occur; the stem is
+    /// never depthwise.
     #[test]
     fn random_and_mutated_networks_are_valid_and_varied() {
         let mut rng = SplitMix(9);
         let res = [28, 20];
-        let (mut seen_res, mut seen_k5, mut seen_s2) =
-            (std::collections::BTreeSet::new(), false, false);
+        let (mut seen_res, mut seen_k5, mut seen_s2, mut seen_sep, mut seen_plain) = (
+            std::collections::BTreeSet::new(),
+            false,
+            false,
+            false,
+            false,
+        );
         let mut a = random_blocks(&mut rng, &res);
         for i in 0..300 {
             a = if i % 3 == 0 {
@@ -919,6 +928,9 @@ mod tests {
             seen_res.insert(b.res);
             seen_k5 |= b.blocks().iter().any(|x| x.k == 5);
             seen_s2 |= b.blocks().iter().any(|x| x.stride == 2);
+            seen_sep |= b.blocks().iter().any(|x| x.sep);
+            seen_plain |= b.blocks()[1..].iter().any(|x| !x.sep);
+            assert!(!b.blocks[0].sep, "{text}");
             let input = ImageShape { h: 28, w: 28, c: 1 };
             // Valid unless it downsamples past 2x2; then Net::new says so.
             if let Err(e) = Net::new(a, Net::input_of(a, input), 10, 1) {
@@ -926,7 +938,7 @@ mod tests {
             }
         }
         assert_eq!(seen_res.len(), 2);
-        assert!(seen_k5 && seen_s2);
+        assert!(seen_k5 && seen_s2 && seen_sep && seen_plain);
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub struct Table {
     pub rows: Vec<Row>,
 }
 
-/// The kind of a kernel call, for the fit: the op, and the kernel size of a convolution.
+/// The kind of a kernel call, for the fit: the op, and the kernel size and stride of a
+/// (depthwise) convolution.
 fn kind_of(model: &Model, node: Option<usize>) -> String {
     use tinynas_model::Op;
     match node.and_then(|n| model.nodes.get(n)) {
@@ -33,6 +34,9 @@ fn kind_of(model: &Model, node: Option<usize>) -> String {
         Some(n) => match &n.op {
             Op::Conv2d { conv, .. } => {
                 format!("conv{}x{}s{}", conv.kernel[0], conv.kernel[1], conv.stride)
+            }
+            Op::DepthwiseConv2d { conv, .. } => {
+                format!("dw{}x{}s{}", conv.kernel[0], conv.kernel[1], conv.stride)
             }
             op => op.kind().to_string(),
         },

@@ -33,29 +33,7 @@ pub struct Args {
     pub qat_epochs: usize,
 }
 
-/// When `train` runs the quantisation-aware fine-tune.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QatPolicy {
-    /// When post-training quantisation loses more than [`QAT_THRESHOLD`] of validation accuracy.
-    Auto,
-    Always,
-    Never,
-}
-
-/// The validation accuracy post-training quantisation may lose before `Auto` fine-tunes.
-pub const QAT_THRESHOLD: f32 = 0.01;
-
-/// What the quantisation-aware fine-tune did.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct QatOutcome {
-    /// int8 validation accuracy after post-training quantisation alone.
-    pub ptq_val: f32,
-    /// int8 validation accuracy after the fine-tune.
-    pub qat_val: f32,
-    pub epochs: usize,
-    /// Whether the fine-tuned model was kept (it is when it is better on validation).
-    pub kept: bool,
-}
+pub use super::qat::{QatOutcome, QatPolicy, QAT_THRESHOLD};
 
 /// What training produced.
 #[derive(Debug)]
@@ -185,54 +163,36 @@ pub fn run(
     let stopped_early = history.len() < args.epochs;
     let mut best = best.ok_or(TrainError::StoppedEarly)?;
     let calib: Vec<usize> = s.train.iter().copied().take(512).collect();
-    let mut model = export(&mut best, &mut data, &calib, classes.clone())?;
+    let model = export(&mut best, &mut data, &calib, classes.clone())?;
     let float_val = evaluate(&mut best, &mut data, &s.val, 64)?;
     let float_test = evaluate(&mut best, &mut data, &s.test, 64)?;
-    let mut int8_val = super::export::int8_accuracy(&model, &mut data, &s.val)?;
-    let want_qat = match args.qat {
-        QatPolicy::Always => true,
-        QatPolicy::Never => false,
-        QatPolicy::Auto => float_val - int8_val > QAT_THRESHOLD,
+    let qopts = Options {
+        epochs: args.qat_epochs,
+        lr: args.lr * 0.1,
+        optimizer: super::net::OptimizerKind::Adam,
+        schedule: super::net::Schedule::Cosine,
+        ..opts
     };
-    let mut qat = None;
-    if want_qat && args.qat_epochs > 0 && !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        on(Event::QatStarted {
-            float_val,
-            ptq_val: int8_val,
-            epochs: args.qat_epochs,
-        });
-        let mut qnet = super::qat::qat_net(&mut best, &mut data, &calib)?;
-        let qopts = Options {
-            epochs: args.qat_epochs,
-            lr: args.lr * 0.1,
-            optimizer: super::net::OptimizerKind::Adam,
-            schedule: super::net::Schedule::Cosine,
-            ..opts
-        };
-        let (_, qbest) = fit_until(
-            &mut qnet,
-            &mut data,
-            &s.train,
-            &s.val,
-            &qopts,
-            |p| on(Event::Progress(p)),
-            stop,
-        )?;
-        if let Some(mut qbest) = qbest {
-            let qmodel = export(&mut qbest, &mut data, &calib, classes.clone())?;
-            let qat_val = super::export::int8_accuracy(&qmodel, &mut data, &s.val)?;
-            let kept = qat_val > int8_val;
-            qat = Some(QatOutcome {
-                ptq_val: int8_val,
-                qat_val,
+    let q = super::qat::quantise(
+        &mut best,
+        &mut data,
+        (&s.train, &s.val),
+        &calib,
+        model,
+        float_val,
+        args.qat,
+        &qopts,
+        stop,
+        |e| match e {
+            super::qat::Quantising::Started { ptq_val } => on(Event::QatStarted {
+                float_val,
+                ptq_val,
                 epochs: args.qat_epochs,
-                kept,
-            });
-            if kept {
-                (model, int8_val) = (qmodel, qat_val);
-            }
-        }
-    }
+            }),
+            super::qat::Quantising::Progress(p) => on(Event::Progress(p)),
+        },
+    )?;
+    let (model, int8_val, qat) = (q.model, q.int8_val, q.qat);
     let (int8_test, confusion) = confusion(&model, &mut data, &s.test, classes.len())?;
     let bytes = tinynas_model::format::to_bytes(&model);
     crate::fsutil::write_atomic(&args.out, &bytes).map_err(|source| TrainError::Write {

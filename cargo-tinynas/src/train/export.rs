@@ -4,7 +4,7 @@
 //! get the accuracy of the code that runs on the microcontroller.
 
 use super::fit::to_tensor;
-use super::layers::{quantize_bias, quantize_weights, View};
+use super::layers::{quantize_bias, quantize_weights, transpose, View};
 use super::net::Net;
 use super::Tensor;
 use crate::data::{Cache, DataError};
@@ -18,6 +18,16 @@ pub(crate) enum Stage {
         w: Vec<f32>,
         b: Vec<f32>,
         out_c: usize,
+        k: [usize; 2],
+        stride: usize,
+        padding: Padding,
+        act: Activation,
+    },
+    /// Weights `[taps][out]`, as the IR lays them out.
+    Depthwise {
+        w: Vec<f32>,
+        b: Vec<f32>,
+        multiplier: usize,
         k: [usize; 2],
         stride: usize,
         padding: Padding,
@@ -37,6 +47,37 @@ pub(crate) enum Stage {
     },
 }
 
+/// Folds a batch norm at `i + 1` into the (depthwise) convolution at `i` (`scale(o, s)` scales
+/// output channel `o`'s weights by `s`; the bias is folded here), and takes a ReLU after it as the
+/// fused activation. Returns the activation and the index of the stage's last layer.
+fn fold_bn_relu(
+    views: &[View<'_>],
+    i: usize,
+    out_c: usize,
+    b: &mut [f32],
+    mut scale: impl FnMut(usize, f32),
+) -> (Activation, usize) {
+    let mut end = i;
+    if let Some(View::BatchNorm(bn)) = views.get(i + 1) {
+        for (o, b) in b.iter_mut().enumerate().take(out_c) {
+            let s = bn.gamma.value[o] / (bn.running_var[o] + bn.eps).sqrt();
+            scale(o, s);
+            *b = (*b - bn.running_mean[o]) * s + bn.beta.value[o];
+        }
+        end += 1;
+    }
+    let mut act = Activation::None;
+    if let Some(View::Relu(r)) = views.get(end + 1) {
+        act = if r.cap == Some(6.0) {
+            Activation::Relu6
+        } else {
+            Activation::Relu
+        };
+        end += 1;
+    }
+    (act, end)
+}
+
 /// Folds the network into stages, and the index of the last layer of each stage.
 pub(crate) fn stages(net: &Net) -> Result<Vec<(Stage, usize)>, String> {
     let mut out = Vec::new();
@@ -47,24 +88,10 @@ pub(crate) fn stages(net: &Net) -> Result<Vec<(Stage, usize)>, String> {
             View::Conv(c) => {
                 let (mut w, mut b) = (c.weight.value.clone(), c.bias.value.clone());
                 let per = c.k[0] * c.k[1] * c.in_c;
-                let mut end = i;
-                if let Some(View::BatchNorm(bn)) = views.get(i + 1) {
-                    for o in 0..c.out_c {
-                        let s = bn.gamma.value[o] / (bn.running_var[o] + bn.eps).sqrt();
-                        w[o * per..(o + 1) * per].iter_mut().for_each(|v| *v *= s);
-                        b[o] = (b[o] - bn.running_mean[o]) * s + bn.beta.value[o];
-                    }
-                    end += 1;
-                }
-                let mut act = Activation::None;
-                if let Some(View::Relu(r)) = views.get(end + 1) {
-                    act = if r.cap == Some(6.0) {
-                        Activation::Relu6
-                    } else {
-                        Activation::Relu
-                    };
-                    end += 1;
-                }
+                // Weights [out][kh][kw][in]: output channel o owns a contiguous run.
+                let (act, end) = fold_bn_relu(&views, i, c.out_c, &mut b, |o, s| {
+                    w[o * per..(o + 1) * per].iter_mut().for_each(|v| *v *= s)
+                });
                 out.push((
                     Stage::Conv {
                         w,
@@ -73,6 +100,27 @@ pub(crate) fn stages(net: &Net) -> Result<Vec<(Stage, usize)>, String> {
                         k: c.k,
                         stride: c.stride,
                         padding: c.padding,
+                        act,
+                    },
+                    end,
+                ));
+                i = end + 1;
+            }
+            View::Depthwise(d) => {
+                let (mut w, mut b) = (d.weight.value.clone(), d.bias.value.clone());
+                let oc = d.in_c * d.multiplier;
+                // Weights [kh][kw][out]: output channel o is every oc-th value.
+                let (act, end) = fold_bn_relu(&views, i, oc, &mut b, |o, s| {
+                    w.iter_mut().skip(o).step_by(oc).for_each(|v| *v *= s)
+                });
+                out.push((
+                    Stage::Depthwise {
+                        w,
+                        b,
+                        multiplier: d.multiplier,
+                        k: d.k,
+                        stride: d.stride,
+                        padding: d.padding,
                         act,
                     },
                     end,
@@ -230,6 +278,39 @@ fn export_with_ranges(
                     name,
                     Op::Conv2d {
                         out_channels: *out_c,
+                        conv,
+                    },
+                    &[x],
+                    activation_quant(lo, hi),
+                )?
+            }
+            Stage::Depthwise {
+                w,
+                b: bias,
+                multiplier,
+                k,
+                stride,
+                padding,
+                act,
+            } => {
+                let oc = bias.len();
+                let taps = k[0] * k[1];
+                // Per output channel: quantise on [out][taps], store [taps][out].
+                let (q, weight_scales) = quantize_weights(&transpose(w, taps, oc), oc);
+                let bias = quantize_bias(bias, xq.scale, &weight_scales);
+                let conv = ConvParams {
+                    kernel: *k,
+                    stride: *stride,
+                    padding: *padding,
+                    activation: *act,
+                    weights: transpose(&q, oc, taps),
+                    weight_scales,
+                    bias,
+                };
+                b.add(
+                    name,
+                    Op::DepthwiseConv2d {
+                        multiplier: *multiplier,
                         conv,
                     },
                     &[x],

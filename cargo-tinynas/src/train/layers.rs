@@ -497,8 +497,127 @@ fn add_into(acc: &mut [f32], v: &[f32]) {
     }
 }
 
+/// `[rows][cols]` to `[cols][rows]`.
+pub fn transpose<T: Copy>(v: &[T], rows: usize, cols: usize) -> Vec<T> {
+    (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| v[r * cols + c]))
+        .collect()
+}
+
+/// The geometry of one depthwise convolution.
+#[derive(Debug, Clone, Copy)]
+struct DwWindow {
+    h: usize,
+    w: usize,
+    c: usize,
+    m: usize,
+    k: [usize; 2],
+    stride: usize,
+    pad: (usize, usize),
+    out: (usize, usize),
+}
+
+impl DwWindow {
+    /// The kernel taps `[k0, k1)` of output `o` that fall inside an input of side `len`.
+    #[inline]
+    fn inside(&self, o: usize, k: usize, pad: usize, len: usize) -> (usize, usize) {
+        let start = o * self.stride;
+        (
+            pad.saturating_sub(start),
+            (len + pad).saturating_sub(start).min(k),
+        )
+    }
+
+    /// Calls `f(input pixel, tap, output pixel)` for every kernel tap inside the input.
+    #[inline]
+    fn for_taps(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let (oh, ow) = self.out;
+        for oy in 0..oh {
+            let (ky0, ky1) = self.inside(oy, self.k[0], self.pad.0, self.h);
+            for ox in 0..ow {
+                let (kx0, kx1) = self.inside(ox, self.k[1], self.pad.1, self.w);
+                for ky in ky0..ky1 {
+                    let iy = oy * self.stride + ky - self.pad.0;
+                    for kx in kx0..kx1 {
+                        let ix = ox * self.stride + kx - self.pad.1;
+                        f(iy * self.w + ix, ky * self.k[1] + kx, oy * ow + ox);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One sample: `y = bias + depthwise(x, w)`.
+    fn forward(&self, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
+        let (c, m) = (self.c, self.m);
+        let oc = c * m;
+        for row in y.chunks_exact_mut(oc) {
+            row.copy_from_slice(bias);
+        }
+        self.for_taps(|p, t, o| {
+            let (xr, wr) = (&x[p * c..(p + 1) * c], &w[t * oc..(t + 1) * oc]);
+            let yr = &mut y[o * oc..(o + 1) * oc];
+            if m == 1 {
+                for ((y, x), w) in yr.iter_mut().zip(xr).zip(wr) {
+                    *y += x * w;
+                }
+            } else {
+                for ((ys, ws), x) in yr.chunks_exact_mut(m).zip(wr.chunks_exact(m)).zip(xr) {
+                    for (y, w) in ys.iter_mut().zip(ws) {
+                        *y += x * w;
+                    }
+                }
+            }
+        });
+    }
+
+    /// One sample's gradients: adds into `dw`, and into `dx` when given.
+    fn backward(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        dy: &[f32],
+        dw: &mut [f32],
+        mut dx: Option<&mut [f32]>,
+    ) {
+        let (c, m) = (self.c, self.m);
+        let oc = c * m;
+        self.for_taps(|p, t, o| {
+            let (xr, dyr) = (&x[p * c..(p + 1) * c], &dy[o * oc..(o + 1) * oc]);
+            let (wr, dwr) = (&w[t * oc..(t + 1) * oc], &mut dw[t * oc..(t + 1) * oc]);
+            if m == 1 {
+                for ((g, x), d) in dwr.iter_mut().zip(xr).zip(dyr) {
+                    *g += x * d;
+                }
+                if let Some(dx) = dx.as_deref_mut() {
+                    for ((g, w), d) in dx[p * c..(p + 1) * c].iter_mut().zip(wr).zip(dyr) {
+                        *g += w * d;
+                    }
+                }
+            } else {
+                for ((gs, ds), x) in dwr.chunks_exact_mut(m).zip(dyr.chunks_exact(m)).zip(xr) {
+                    for (g, d) in gs.iter_mut().zip(ds) {
+                        *g += x * d;
+                    }
+                }
+                if let Some(dx) = dx.as_deref_mut() {
+                    for ((g, ws), ds) in dx[p * c..(p + 1) * c]
+                        .iter_mut()
+                        .zip(wr.chunks_exact(m))
+                        .zip(dyr.chunks_exact(m))
+                    {
+                        *g += ws.iter().zip(ds).map(|(w, d)| w * d).sum::<f32>();
+                    }
+                }
+            }
+        });
+    }
+}
+
 /// Depthwise convolution: output channel `ic * multiplier + m` filters input channel `ic`;
-/// weights `[kh][kw][out]` (the int8 export layout).
+/// weights `[kh][kw][out]` (the int8 export layout), bias `[out]`. Channels are the innermost
+/// loop (contiguous in input, weights and output, so it vectorises); samples run in parallel in
+/// groups of 4 samples, as in [`Conv2d`].
 #[derive(Debug, Clone)]
 pub struct DepthwiseConv2d {
     pub in_c: usize,
@@ -508,8 +627,13 @@ pub struct DepthwiseConv2d {
     pub padding: Padding,
     pub weight: Param,
     pub bias: Param,
-    x: Option<Tensor>,
-    pad: (usize, usize),
+    /// As [`Conv2d::input_grad`].
+    pub input_grad: bool,
+    /// As [`Conv2d::qat_input_scale`].
+    pub qat_input_scale: Option<f32>,
+    used: (Vec<f32>, Vec<f32>),
+    x: Vec<f32>,
+    win: Option<(usize, DwWindow)>,
 }
 
 impl DepthwiseConv2d {
@@ -535,39 +659,24 @@ impl DepthwiseConv2d {
             padding,
             weight: Param::new(w),
             bias: Param::new(vec![0.0; oc]),
-            x: None,
-            pad: (0, 0),
+            input_grad: true,
+            qat_input_scale: None,
+            used: (Vec::new(), Vec::new()),
+            x: Vec::new(),
+            win: None,
         }
     }
 
-    fn taps(&self, x: &Tensor, oh: usize, ow: usize, mut f: impl FnMut(usize, usize, usize)) {
-        // f(input index within the sample, weight index, output index within the sample)
-        let oc = self.in_c * self.multiplier;
-        let (pt, pl) = self.pad;
-        for oy in 0..oh {
-            for ox in 0..ow {
-                for ky in 0..self.k[0] {
-                    let Some(iy) = (oy * self.stride + ky).checked_sub(pt).filter(|&v| v < x.h)
-                    else {
-                        continue;
-                    };
-                    for kx in 0..self.k[1] {
-                        let Some(ix) = (ox * self.stride + kx).checked_sub(pl).filter(|&v| v < x.w)
-                        else {
-                            continue;
-                        };
-                        for o in 0..oc {
-                            let ic = o / self.multiplier;
-                            f(
-                                (iy * x.w + ix) * x.c + ic,
-                                (ky * self.k[1] + kx) * oc + o,
-                                (oy * ow + ox) * oc + o,
-                            );
-                        }
-                    }
-                }
-            }
+    /// The weights and bias a forward pass computes with (see [`effective_weights`]); the
+    /// per-channel quantisation works on `[out][taps]`, the layout is `[taps][out]`.
+    fn effective(&self) -> (Vec<f32>, Vec<f32>) {
+        let (oc, taps) = (self.in_c * self.multiplier, self.k[0] * self.k[1]);
+        if self.qat_input_scale.is_none() {
+            return (self.weight.value.clone(), self.bias.value.clone());
         }
+        let t = transpose(&self.weight.value, taps, oc);
+        let (w, b) = effective_weights(&t, &self.bias.value, oc, self.qat_input_scale);
+        (transpose(&w, oc, taps), b)
     }
 }
 
@@ -579,43 +688,75 @@ impl Layer for DepthwiseConv2d {
     fn forward(&mut self, x: &Tensor, _train: bool) -> Tensor {
         let (oh, pt) = geometry(x.h, self.k[0], self.stride, self.padding);
         let (ow, pl) = geometry(x.w, self.k[1], self.stride, self.padding);
-        self.pad = (pt, pl);
-        let oc = self.in_c * self.multiplier;
-        let mut y = Tensor::zeros(x.n, oh, ow, oc);
+        let win = DwWindow {
+            h: x.h,
+            w: x.w,
+            c: x.c,
+            m: self.multiplier,
+            k: self.k,
+            stride: self.stride,
+            pad: (pt, pl),
+            out: (oh, ow),
+        };
+        self.win = Some((x.n, win));
+        let oc = x.c * self.multiplier;
+        self.x.clear();
+        self.x.extend_from_slice(&x.data);
+        let mut y = Tensor::scratch(x.n, oh, ow, oc);
         let (sl, ol) = (x.sample_len(), oh * ow * oc);
-        for b in 0..x.n {
-            for (i, v) in y.data[b * ol..(b + 1) * ol].iter_mut().enumerate() {
-                *v = self.bias.value[i % oc];
-            }
-            let (w, ys) = (&self.weight.value, &mut y.data[b * ol..(b + 1) * ol]);
-            let xs = &x.data[b * sl..(b + 1) * sl];
-            self.taps(x, oh, ow, |xi, wi, yi| ys[yi] += xs[xi] * w[wi]);
+        if ol == 0 || sl == 0 || oc != self.bias.value.len() {
+            y.data.fill(0.0);
+            return y;
         }
-        self.x = Some(x.clone());
+        self.used = self.effective();
+        let (w, bias) = (&self.used.0, &self.used.1);
+        y.data
+            .par_chunks_mut(GROUP * ol)
+            .zip(x.data.par_chunks(GROUP * sl))
+            .for_each(|(ys, xs)| {
+                for (y, x) in ys.chunks_exact_mut(ol).zip(xs.chunks_exact(sl)) {
+                    win.forward(x, w, bias, y);
+                }
+            });
         y
     }
 
     fn backward(&mut self, dy: &Tensor) -> Tensor {
-        let x = self.x.take().unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));
-        let oc = self.in_c * self.multiplier;
-        let mut dx = x.same_shape();
-        let (sl, ol) = (x.sample_len(), dy.h * dy.w * oc);
-        let mut dw = std::mem::take(&mut self.weight.grad);
-        for b in 0..x.n {
-            let dys = &dy.data[b * ol..(b + 1) * ol];
-            for (i, d) in dys.iter().enumerate() {
-                self.bias.grad[i % oc] += d;
-            }
-            let xs = &x.data[b * sl..(b + 1) * sl];
-            let w = &self.weight.value;
-            let dxs = &mut dx.data[b * sl..(b + 1) * sl];
-            self.taps(&x, dy.h, dy.w, |xi, wi, yi| {
-                dw[wi] += xs[xi] * dys[yi];
-                dxs[xi] += w[wi] * dys[yi];
-            });
+        let Some((n, win)) = self.win else {
+            return Tensor::zeros(0, 0, 0, 0);
+        };
+        let oc = win.c * win.m;
+        let (sl, ol) = (win.h * win.w * win.c, win.out.0 * win.out.1 * oc);
+        let mut dx = Tensor::zeros(n, win.h, win.w, win.c);
+        if ol == 0 || sl == 0 || dy.data.len() != n * ol {
+            return dx;
         }
-        self.weight.grad = dw;
-        self.x = Some(x);
+        let (w, input_grad, wlen) = (&self.used.0, self.input_grad, self.weight.value.len());
+        let partial: Vec<(Vec<f32>, Vec<f32>)> = dy
+            .data
+            .par_chunks(GROUP * ol)
+            .zip(self.x.par_chunks(GROUP * sl))
+            .zip(dx.data.par_chunks_mut(GROUP * sl))
+            .map(|((dys, xs), dxs)| {
+                let mut dw = vec![0.0f32; wlen];
+                let mut db = vec![0.0f32; oc];
+                for ((dy, x), dx) in dys
+                    .chunks_exact(ol)
+                    .zip(xs.chunks_exact(sl))
+                    .zip(dxs.chunks_exact_mut(sl))
+                {
+                    for row in dy.chunks_exact(oc) {
+                        add_into(&mut db, row);
+                    }
+                    win.backward(x, w, dy, &mut dw, input_grad.then_some(dx));
+                }
+                (dw, db)
+            })
+            .collect();
+        for (dw, db) in partial {
+            add_into(&mut self.weight.grad, &dw);
+            add_into(&mut self.bias.grad, &db);
+        }
         dx
     }
 
@@ -1633,10 +1774,145 @@ mod tests {
 
     #[test]
     fn gradients_depthwise() {
-        for (m, stride, padding) in [(1, 1, Padding::Same), (2, 2, Padding::Valid)] {
-            let mut l = DepthwiseConv2d::new(3, m, [3, 3], stride, padding, 4);
-            check(&mut l, &random(2, 6, 5, 3, 5, false), 6);
+        for (m, k, stride, padding) in [
+            (1, [3, 3], 1, Padding::Same),
+            (2, [3, 3], 2, Padding::Valid),
+            (1, [5, 3], 2, Padding::Same),
+        ] {
+            let mut l = DepthwiseConv2d::new(3, m, k, stride, padding, 4);
+            // 6 samples: two parallel groups.
+            check(&mut l, &random(6, 6, 5, 3, 5, false), 6);
         }
+    }
+
+    /// The direct definition of a depthwise convolution, one tap at a time (index by index on
+    /// purpose: it is the definition the fast loops are checked against).
+    #[allow(clippy::needless_range_loop)]
+    fn depthwise_reference(l: &DepthwiseConv2d, x: &Tensor, dy: &Tensor) -> [Vec<f64>; 4] {
+        let (oh, pt) = geometry(x.h, l.k[0], l.stride, l.padding);
+        let (ow, pl) = geometry(x.w, l.k[1], l.stride, l.padding);
+        let oc = x.c * l.multiplier;
+        let mut y = vec![0.0f64; x.n * oh * ow * oc];
+        let mut dx = vec![0.0f64; x.data.len()];
+        let mut dw = vec![0.0f64; l.weight.value.len()];
+        let mut db = vec![0.0f64; oc];
+        for b in 0..x.n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for o in 0..oc {
+                        let yi = ((b * oh + oy) * ow + ox) * oc + o;
+                        let d = f64::from(dy.data[yi]);
+                        y[yi] += f64::from(l.bias.value[o]);
+                        db[o] += d;
+                        for ky in 0..l.k[0] {
+                            for kx in 0..l.k[1] {
+                                let (iy, ix) = (oy * l.stride + ky, ox * l.stride + kx);
+                                if iy < pt || ix < pl || iy - pt >= x.h || ix - pl >= x.w {
+                                    continue;
+                                }
+                                let xi =
+                                    ((b * x.h + iy - pt) * x.w + ix - pl) * x.c + o / l.multiplier;
+                                let wi = (ky * l.k[1] + kx) * oc + o;
+                                y[yi] += f64::from(x.data[xi]) * f64::from(l.weight.value[wi]);
+                                dw[wi] += f64::from(x.data[xi]) * d;
+                                dx[xi] += f64::from(l.weight.value[wi]) * d;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        [y, dx, dw, db]
+    }
+
+    #[test]
+    fn depthwise_matches_its_definition() {
+        let mut cases = 0;
+        for m in [1, 2, 3] {
+            for (k, stride, padding, h, w) in [
+                ([3, 3], 1, Padding::Same, 7, 6),
+                ([5, 5], 2, Padding::Same, 9, 8),
+                ([3, 5], 2, Padding::Valid, 6, 9),
+                ([1, 1], 1, Padding::Valid, 3, 3),
+                ([5, 5], 1, Padding::Same, 2, 3),
+            ] {
+                let mut l = DepthwiseConv2d::new(4, m, k, stride, padding, 7 + cases);
+                l.bias
+                    .value
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, b)| *b = i as f32 * 0.1);
+                let x = random(9, h, w, 4, 8 + cases, false);
+                let y = l.forward(&x, true);
+                let dy = random(y.n, y.h, y.w, y.c, 9 + cases, false);
+                let dx = l.backward(&dy);
+                let [ry, rdx, rdw, rdb] = depthwise_reference(&l, &x, &dy);
+                for (what, got, want) in [
+                    ("y", &y.data, &ry),
+                    ("dx", &dx.data, &rdx),
+                    ("dw", &l.weight.grad, &rdw),
+                    ("db", &l.bias.grad, &rdb),
+                ] {
+                    assert_eq!(got.len(), want.len(), "{what} m={m} k={k:?}");
+                    for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
+                        assert!(
+                            (f64::from(*a) - b).abs() < 1e-4 * (1.0 + b.abs()),
+                            "{what}[{i}] m={m} k={k:?} s={stride}: {a} vs {b}"
+                        );
+                    }
+                }
+                cases += 1;
+            }
+        }
+        // Without the input gradient, the weight gradient is unchanged and dx is zero.
+        let mut l = DepthwiseConv2d::new(2, 1, [3, 3], 1, Padding::Same, 3);
+        l.input_grad = false;
+        let x = random(2, 4, 4, 2, 4, false);
+        let y = l.forward(&x, true);
+        assert!(l.backward(&y).data.iter().all(|&v| v == 0.0));
+        assert!(l.weight.grad.iter().any(|&g| g != 0.0));
+    }
+
+    /// Under QAT a depthwise convolution computes with the int8 weights (per output channel,
+    /// across the `[taps][out]` layout) and the int32 bias the export writes.
+    #[test]
+    fn qat_depthwise_uses_the_exported_integers() {
+        let mut l = DepthwiseConv2d::new(3, 1, [3, 3], 1, Padding::Same, 51);
+        l.bias.value = vec![0.05, -0.1, 0.2];
+        // Channel 1 much smaller than the others: a per-tensor scale would flatten it.
+        for t in 0..9 {
+            l.weight.value[t * 3 + 1] *= 0.01;
+        }
+        let x = random(2, 4, 4, 3, 52, false);
+        let float = l.forward(&x, true);
+        l.qat_input_scale = Some(0.01);
+        let qat = l.forward(&x, true);
+        let (q, scales) = quantize_weights(&transpose(&l.weight.value, 9, 3), 3);
+        let bias = quantize_bias(&l.bias.value, 0.01, &scales);
+        let mut reference = DepthwiseConv2d::new(3, 1, [3, 3], 1, Padding::Same, 51);
+        let deq: Vec<f32> = q
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| f32::from(v) * scales[i / 9])
+            .collect();
+        reference.weight.value = transpose(&deq, 3, 9);
+        reference.bias.value = bias
+            .iter()
+            .zip(&scales)
+            .map(|(&b, s)| b as f32 * 0.01 * s)
+            .collect();
+        let want = reference.forward(&x, true);
+        for (a, b) in qat.data.iter().zip(&want.data) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        assert!(qat.data.iter().zip(&float.data).any(|(a, b)| a != b));
+        assert!(
+            scales[1] < scales[0] / 20.0,
+            "per-channel scales: {scales:?}"
+        );
+        l.weight.grad.iter_mut().for_each(|g| *g = 0.0);
+        l.backward(&qat);
+        assert!(l.weight.grad.iter().any(|&g| g != 0.0));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Networks: the NanoNAS space A(k, c) (DESIGN.md section 5) built from the engine's layers, and
 //! the `--arch` spec that names one.
 
-use super::layers::{BatchNorm, Conv2d, Dense, Dropout, GlobalAvgPool, Layer, Param, Pool, Relu};
+use super::layers::{
+    BatchNorm, Conv2d, Dense, DepthwiseConv2d, Dropout, GlobalAvgPool, Layer, Param, Pool, Relu,
+};
 use super::Tensor;
 use crate::data::ImageShape;
 use tinynas_model::Padding;
@@ -19,17 +21,23 @@ pub enum Arch {
 pub const MAX_BLOCKS: usize = 6;
 
 /// One block of a [`Blocks`] network: a `k`x`k` convolution (3 or 5) with `stride` 1 or 2
-/// (stride 2 downsamples instead of pooling) and `out` channels, + batch norm + ReLU.
+/// (stride 2 downsamples instead of pooling) and `out` channels, + batch norm + ReLU. A
+/// depthwise-separable block (`sep`) is a `k`x`k` depthwise convolution with that stride on the
+/// input's channels (+ batch norm + ReLU), then a 1x1 convolution to `out` channels (+ batch
+/// norm + ReLU), as in MobileNet: about `k*k + out` MACs per input channel and pixel instead of
+/// `k*k*out`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Block {
     pub k: u8,
     pub stride: u8,
     pub out: u16,
+    pub sep: bool,
 }
 
 /// The `evolve` space: the input resized to `res`x`res`, a stem of `blocks[0]`, then the other
 /// blocks, global average pooling, dropout 0.2 and a dense layer. Written
-/// `blocks:r=28,3s1x8,5s2x16,3s2x24` (`KsSxC` per block).
+/// `blocks:r=28,3s1x8,d5s2x16,3s2x24` (`KsSxC` per block, `dKsSxC` for a depthwise-separable
+/// one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Blocks {
     pub res: u16,
@@ -50,7 +58,8 @@ impl std::fmt::Display for Arch {
             Arch::Blocks(b) => {
                 write!(f, "blocks:r={}", b.res)?;
                 for x in b.blocks() {
-                    write!(f, ",{}s{}x{}", x.k, x.stride, x.out)?;
+                    let d = if x.sep { "d" } else { "" };
+                    write!(f, ",{d}{}s{}x{}", x.k, x.stride, x.out)?;
                 }
                 Ok(())
             }
@@ -59,7 +68,8 @@ impl std::fmt::Display for Arch {
 }
 
 fn parse_blocks(args: &str) -> Result<Arch, String> {
-    let usage = "expected blocks:r=RES,KsSxC,... e.g. blocks:r=28,3s1x8,5s2x16";
+    let usage = "expected blocks:r=RES,KsSxC,... e.g. blocks:r=28,3s1x8,5s2x16 \
+                 (dKsSxC: a depthwise-separable block, e.g. d3s2x16)";
     let mut parts = args.split(',');
     let res: u16 = parts
         .next()
@@ -74,7 +84,11 @@ fn parse_blocks(args: &str) -> Result<Arch, String> {
     };
     for p in parts {
         let bad = || format!("block {p:?}: {usage} (K 3 or 5, S 1 or 2, C 1 to 512)");
-        let (k, rest) = p.trim().split_once('s').ok_or_else(bad)?;
+        let (sep, p1) = match p.trim().strip_prefix('d') {
+            Some(rest) => (true, rest),
+            None => (false, p.trim()),
+        };
+        let (k, rest) = p1.split_once('s').ok_or_else(bad)?;
         let (stride, out) = rest.split_once('x').ok_or_else(bad)?;
         let block = Block {
             k: k.parse()
@@ -91,6 +105,7 @@ fn parse_blocks(args: &str) -> Result<Arch, String> {
                 .ok()
                 .filter(|c| (1..=512).contains(c))
                 .ok_or_else(bad)?,
+            sep,
         };
         if usize::from(b.n) == MAX_BLOCKS {
             return Err(format!("at most {MAX_BLOCKS} blocks"));
@@ -139,6 +154,36 @@ impl std::str::FromStr for Arch {
     }
 }
 
+/// A (depthwise) convolution with `out` channels, its batch norm and ReLU. The network's first
+/// layer takes no input gradient (its input is the image: the gradient would be thrown away).
+fn push_with_bn_relu<L: Layer + InputGrad + 'static>(
+    layers: &mut Vec<Box<dyn Layer>>,
+    mut conv: L,
+    out: usize,
+) {
+    conv.set_input_grad(!layers.is_empty());
+    layers.push(Box::new(conv));
+    layers.push(Box::new(BatchNorm::new(out)));
+    layers.push(Box::new(Relu::new(None)));
+}
+
+/// Layers that can skip their input gradient.
+trait InputGrad {
+    fn set_input_grad(&mut self, on: bool);
+}
+
+impl InputGrad for Conv2d {
+    fn set_input_grad(&mut self, on: bool) {
+        self.input_grad = on;
+    }
+}
+
+impl InputGrad for DepthwiseConv2d {
+    fn set_input_grad(&mut self, on: bool) {
+        self.input_grad = on;
+    }
+}
+
 /// A sequential network of layers.
 #[derive(Debug)]
 pub struct Net {
@@ -170,7 +215,7 @@ impl Net {
                 h /= 2;
                 w /= 2;
             }
-            let mut conv = Conv2d::new(
+            let conv = Conv2d::new(
                 in_c,
                 oc,
                 [3, 3],
@@ -178,23 +223,34 @@ impl Net {
                 Padding::Same,
                 seed.wrapping_add(i as u64),
             );
-            // The image needs no gradient.
-            conv.input_grad = i > 0;
-            layers.push(Box::new(conv));
-            layers.push(Box::new(BatchNorm::new(oc)));
-            layers.push(Box::new(Relu::new(None)));
+            push_with_bn_relu(&mut layers, conv, oc);
             in_c = oc;
         }
+        Ok(Self::with_head(
+            arch, input, classes, layers, in_c, 0.5, seed,
+        ))
+    }
+
+    /// The classifier head (global average pooling, dropout, dense) after `layers`.
+    fn with_head(
+        arch: Arch,
+        input: ImageShape,
+        classes: usize,
+        mut layers: Vec<Box<dyn Layer>>,
+        features: usize,
+        dropout: f32,
+        seed: u64,
+    ) -> Self {
         layers.push(Box::new(GlobalAvgPool::default()));
-        layers.push(Box::new(Dropout::new(0.5, seed ^ 0xD50)));
-        layers.push(Box::new(Dense::new(in_c, classes, seed ^ 0xDE)));
-        Ok(Net {
+        layers.push(Box::new(Dropout::new(dropout, seed ^ 0xD50)));
+        layers.push(Box::new(Dense::new(features, classes, seed ^ 0xDE)));
+        Net {
             arch,
             input,
             classes,
             layers,
             timing: None,
-        })
+        }
     }
 
     fn blocks(
@@ -213,35 +269,30 @@ impl Net {
         let mut layers: Vec<Box<dyn Layer>> = Vec::new();
         let (mut h, mut in_c) = (input.h, input.c);
         for (i, blk) in b.blocks().iter().enumerate() {
-            let (k, stride) = (usize::from(blk.k), usize::from(blk.stride));
+            let (k, stride, out) = (
+                usize::from(blk.k),
+                usize::from(blk.stride),
+                usize::from(blk.out),
+            );
             if h < stride * 2 {
                 return Err(format!("{arch}: block {i} would downsample a {h}x{h} map"));
             }
-            let mut conv = Conv2d::new(
-                in_c,
-                usize::from(blk.out),
-                [k, k],
-                stride,
-                Padding::Same,
-                seed.wrapping_add(i as u64),
-            );
-            conv.input_grad = i > 0;
-            layers.push(Box::new(conv));
-            layers.push(Box::new(BatchNorm::new(usize::from(blk.out))));
-            layers.push(Box::new(Relu::new(None)));
+            let seed = seed.wrapping_add(i as u64);
+            if blk.sep {
+                let dw = DepthwiseConv2d::new(in_c, 1, [k, k], stride, Padding::Same, seed);
+                push_with_bn_relu(&mut layers, dw, in_c);
+                let pw = Conv2d::new(in_c, out, [1, 1], 1, Padding::Same, seed ^ 0x9E37);
+                push_with_bn_relu(&mut layers, pw, out);
+            } else {
+                let conv = Conv2d::new(in_c, out, [k, k], stride, Padding::Same, seed);
+                push_with_bn_relu(&mut layers, conv, out);
+            }
             h = h.div_ceil(stride);
-            in_c = usize::from(blk.out);
+            in_c = out;
         }
-        layers.push(Box::new(GlobalAvgPool::default()));
-        layers.push(Box::new(Dropout::new(0.2, seed ^ 0xD50)));
-        layers.push(Box::new(Dense::new(in_c, classes, seed ^ 0xDE)));
-        Ok(Net {
-            arch,
-            input,
-            classes,
-            layers,
-            timing: None,
-        })
+        Ok(Self::with_head(
+            arch, input, classes, layers, in_c, 0.2, seed,
+        ))
     }
 
     /// The input the architecture takes for data of `channels` channels at `data_res`.
@@ -574,6 +625,27 @@ mod tests {
         }
         let e = Net::new(a, ImageShape { h: 32, w: 32, c: 1 }, 10, 1).unwrap_err();
         assert!(e.contains("takes 28x28"), "{e}");
+        // A depthwise-separable block: 5x5 depthwise stride 2 on 8 channels, then 1x1 to 16.
+        let a: Arch = "blocks:r=28,3s1x8,d5s2x16".parse().unwrap();
+        assert_eq!(a.to_string(), "blocks:r=28,3s1x8,d5s2x16");
+        let n = Net::new(a, ImageShape { h: 28, w: 28, c: 1 }, 10, 1).unwrap();
+        assert_eq!(
+            n.forward_macs(),
+            28 * 28 * 9 * 8 + 14 * 14 * 25 * 8 + 14 * 14 * 8 * 16 + 16 * 10
+        );
+        assert_eq!(
+            n.layer_names()[3..9],
+            [
+                "depthwise 5x5 x1",
+                "batch norm",
+                "relu",
+                "conv 1x1 8->16",
+                "batch norm",
+                "relu"
+            ]
+        );
+        assert!("blocks:r=28,3s1x8,x5s2x16".parse::<Arch>().is_err());
+        assert!("blocks:r=28,3s1x8,d4s2x16".parse::<Arch>().is_err());
     }
 
     #[test]

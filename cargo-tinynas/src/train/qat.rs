@@ -11,11 +11,138 @@
 //! What is not simulated: the runtime multiplies by a 31-bit fixed-point multiplier where this
 //! uses f32, so a value exactly between two grid points may round to the other one (1 LSB).
 
-use super::export::{calibrate, stages, ExportError, Stage};
-use super::layers::{Conv2d, Dense, FakeQuant, GlobalAvgPool, Layer, Pool, Relu};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::command::TrainError;
+use super::export::{calibrate, export, int8_accuracy, stages, ExportError, Stage};
+use super::fit::{fit_until, Options, Progress};
+use super::layers::{Conv2d, Dense, DepthwiseConv2d, FakeQuant, GlobalAvgPool, Layer, Pool, Relu};
 use super::net::Net;
 use crate::data::Cache;
-use tinynas_model::Activation;
+use tinynas_model::{Activation, Model};
+
+/// When to run the quantisation-aware fine-tune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QatPolicy {
+    /// When post-training quantisation loses more than [`QAT_THRESHOLD`] of validation accuracy.
+    Auto,
+    Always,
+    Never,
+}
+
+/// The validation accuracy post-training quantisation may lose before `Auto` fine-tunes.
+pub const QAT_THRESHOLD: f32 = 0.01;
+
+/// What the quantisation-aware fine-tune did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QatOutcome {
+    /// int8 validation accuracy after post-training quantisation alone.
+    pub ptq_val: f32,
+    /// int8 validation accuracy after the fine-tune.
+    pub qat_val: f32,
+    pub epochs: usize,
+    /// Whether the fine-tuned model was kept (it is when it is better on validation).
+    pub kept: bool,
+}
+
+/// What [`quantise`] reports while it works.
+#[derive(Debug)]
+pub enum Quantising<'a> {
+    /// The fine-tune starts; post-training quantisation alone reached `ptq_val`.
+    Started {
+        ptq_val: f32,
+    },
+    Progress(Progress<'a>),
+}
+
+/// The int8 model `quantise` settled on.
+#[derive(Debug)]
+pub struct Quantised {
+    pub model: Model,
+    /// Its int8 validation accuracy (the runtime's kernels on the host).
+    pub int8_val: f32,
+    /// The fine-tune's outcome, when one ran to the end of an epoch.
+    pub qat: Option<QatOutcome>,
+}
+
+/// From the post-training-quantised `ptq` model of `best` (float validation accuracy
+/// `float_val`): when `policy` asks for it, fine-tunes a fake-quantised copy of `best` with
+/// `qopts` on `(train, val)` and keeps its export only if its int8 validation accuracy is better.
+/// `train` and `search` both quantise through here.
+#[allow(clippy::too_many_arguments)]
+pub fn quantise(
+    best: &mut Net,
+    data: &mut Cache,
+    (train, val): (&[usize], &[usize]),
+    calib: &[usize],
+    ptq: Model,
+    float_val: f32,
+    policy: QatPolicy,
+    qopts: &Options,
+    stop: &AtomicBool,
+    mut on: impl FnMut(Quantising<'_>),
+) -> Result<Quantised, TrainError> {
+    let ptq_val = int8_accuracy(&ptq, data, val)?;
+    let mut out = Quantised {
+        model: ptq,
+        int8_val: ptq_val,
+        qat: None,
+    };
+    let want = match policy {
+        QatPolicy::Always => true,
+        QatPolicy::Never => false,
+        QatPolicy::Auto => float_val - ptq_val > QAT_THRESHOLD,
+    };
+    if !want || qopts.epochs == 0 || stop.load(Ordering::Relaxed) {
+        return Ok(out);
+    }
+    on(Quantising::Started { ptq_val });
+    let mut qnet = qat_net(best, data, calib)?;
+    let (_, qbest) = fit_until(
+        &mut qnet,
+        data,
+        train,
+        val,
+        qopts,
+        |p| on(Quantising::Progress(p)),
+        stop,
+    )?;
+    if let Some(mut qbest) = qbest {
+        let labels = out.model.labels.clone();
+        let qmodel = export(&mut qbest, data, calib, labels)?;
+        let qat_val = int8_accuracy(&qmodel, data, val)?;
+        let kept = qat_val > ptq_val;
+        out.qat = Some(QatOutcome {
+            ptq_val,
+            qat_val,
+            epochs: qopts.epochs,
+            kept,
+        });
+        if kept {
+            (out.model, out.int8_val) = (qmodel, qat_val);
+        }
+    }
+    Ok(out)
+}
+
+/// The fused activation (clamped before the requantisation, as the runtime does it) and the
+/// output's fake quantisation; returns the grid's scale and range.
+fn push_activation(
+    layers: &mut Vec<Box<dyn Layer>>,
+    act: Activation,
+    lo: f32,
+    hi: f32,
+) -> (f32, (f32, f32)) {
+    match act {
+        Activation::Relu => layers.push(Box::new(Relu::new(None))),
+        Activation::Relu6 => layers.push(Box::new(Relu::new(Some(6.0)))),
+        Activation::None => {}
+    }
+    let fq = FakeQuant::new(lo, hi);
+    let grid = (fq.scale, fq.range);
+    layers.push(Box::new(fq));
+    grid
+}
 
 /// The fake-quantised copy of `net`, with activation grids calibrated on `calib`.
 pub fn qat_net(net: &mut Net, data: &mut Cache, calib: &[usize]) -> Result<Net, ExportError> {
@@ -44,14 +171,25 @@ pub fn qat_net(net: &mut Net, data: &mut Cache, calib: &[usize]) -> Result<Net, 
                 conv.input_grad = !layers.is_empty();
                 conv.qat_input_scale = Some(in_scale);
                 layers.push(Box::new(conv));
-                match act {
-                    Activation::Relu => layers.push(Box::new(Relu::new(None))),
-                    Activation::Relu6 => layers.push(Box::new(Relu::new(Some(6.0)))),
-                    Activation::None => {}
-                }
-                let fq = FakeQuant::new(lo, hi);
-                (in_scale, in_range) = (fq.scale, fq.range);
-                layers.push(Box::new(fq));
+                (in_scale, in_range) = push_activation(&mut layers, act, lo, hi);
+            }
+            Stage::Depthwise {
+                w,
+                b,
+                multiplier,
+                k,
+                stride,
+                padding,
+                act,
+            } => {
+                let in_c = b.len() / multiplier.max(1);
+                let mut dw = DepthwiseConv2d::new(in_c, multiplier, k, stride, padding, 0);
+                dw.weight.value = w;
+                dw.bias.value = b;
+                dw.input_grad = !layers.is_empty();
+                dw.qat_input_scale = Some(in_scale);
+                layers.push(Box::new(dw));
+                (in_scale, in_range) = push_activation(&mut layers, act, lo, hi);
             }
             Stage::Pool {
                 max,
