@@ -725,14 +725,18 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
             "\nPareto front (accuracy vs latency vs peak SRAM), plotted in {}:",
             svg.display()
         );
+        eprintln!(
+            "  {:>7} {:>12} {:>11}  candidate",
+            "float", "latency", "peak SRAM"
+        );
         for e in &outcome.pareto {
             let m = e.measured.as_ref();
             eprintln!(
-                "  {:<20} float {:>5.1} %  latency {:>10}  peak SRAM {:>7}",
-                e.arch,
+                "  {:>6.1}% {:>12} {:>11}  {}",
                 100.0 * e.float_val.unwrap_or(0.0),
                 m.map_or(0, |m| m.latency),
-                m.map_or(0, |m| m.peak_sram_bytes)
+                m.map_or(0, |m| m.peak_sram_bytes),
+                e.arch,
             );
         }
         eprintln!("winner: {} (best proxy validation accuracy {:.1} % among {} candidates), retrained for {} epochs:", outcome.winner.arch, 100.0 * outcome.winner.float_val.unwrap_or(0.0), outcome.candidates.len(), f.epochs);

@@ -123,28 +123,27 @@ impl QemuBoard {
 
     /// The command line, for logs and users who want to run the firmware themselves.
     pub fn command(&self, elf: &std::path::Path) -> Command {
-        let mut c = Command::new("qemu-system-arm");
-        // The semihosting console gets its own chardev on stdout (QEMU 7.2 sends it to the first
-        // serial port otherwise).
-        c.args([
-            "-M",
-            self.machine.machine,
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            "none",
-        ])
-        .args(["-chardev", "stdio,id=tinynas", "-icount", "shift=0"])
-        .args([
-            "-semihosting-config",
-            "enable=on,target=native,chardev=tinynas",
-            "-kernel",
-        ])
-        .arg(elf);
-        c
+        command(self.machine.machine, elf)
     }
+}
+
+/// The `qemu-system-arm` command that runs `elf` on QEMU machine `machine` (e.g.
+/// `mps2-an386`), with the semihosting console on stdout and one instruction per tick.
+pub fn command(machine: &str, elf: &std::path::Path) -> Command {
+    let mut c = Command::new("qemu-system-arm");
+    // The semihosting console gets its own chardev on stdout (QEMU 7.2 sends it to the first
+    // serial port otherwise).
+    c.args([
+        "-M", machine, "-display", "none", "-monitor", "none", "-serial", "none",
+    ])
+    .args(["-chardev", "stdio,id=tinynas", "-icount", "shift=0"])
+    .args([
+        "-semihosting-config",
+        "enable=on,target=native,chardev=tinynas",
+        "-kernel",
+    ])
+    .arg(elf);
+    c
 }
 
 impl Board for QemuBoard {
