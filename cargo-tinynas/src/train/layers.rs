@@ -518,29 +518,43 @@ struct DwWindow {
 }
 
 impl DwWindow {
-    /// The kernel taps `[k0, k1)` of output `o` that fall inside an input of side `len`.
+    /// The outputs `[lo, hi)` (of `n`) whose kernel tap `k` falls inside an input of side `len`.
     #[inline]
-    fn inside(&self, o: usize, k: usize, pad: usize, len: usize) -> (usize, usize) {
-        let start = o * self.stride;
-        (
-            pad.saturating_sub(start),
-            (len + pad).saturating_sub(start).min(k),
-        )
+    fn outputs_inside(&self, k: usize, pad: usize, len: usize, n: usize) -> (usize, usize) {
+        let s = self.stride;
+        // o * s + k - pad must lie in [0, len).
+        let lo = pad.saturating_sub(k).div_ceil(s);
+        let hi = (len + pad).saturating_sub(k).div_ceil(s);
+        (lo.min(n), hi.min(n))
     }
 
-    /// Calls `f(input pixel, tap, output pixel)` for every kernel tap inside the input.
+    /// For each output row `oy` and each kernel tap `(ky, kx)` inside the input, calls
+    /// `f(tap, first output pixel, first input pixel, count)`: `count` outputs in a row, output
+    /// pixel `o + j` reading input pixel `i + j * stride`. Whole runs instead of single taps keep
+    /// the index arithmetic out of the inner loops.
     #[inline]
-    fn for_taps(&self, mut f: impl FnMut(usize, usize, usize)) {
+    fn for_runs(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
         let (oh, ow) = self.out;
+        let xr: Vec<(usize, usize)> = (0..self.k[1])
+            .map(|kx| self.outputs_inside(kx, self.pad.1, self.w, ow))
+            .collect();
         for oy in 0..oh {
-            let (ky0, ky1) = self.inside(oy, self.k[0], self.pad.0, self.h);
-            for ox in 0..ow {
-                let (kx0, kx1) = self.inside(ox, self.k[1], self.pad.1, self.w);
-                for ky in ky0..ky1 {
-                    let iy = oy * self.stride + ky - self.pad.0;
-                    for kx in kx0..kx1 {
-                        let ix = ox * self.stride + kx - self.pad.1;
-                        f(iy * self.w + ix, ky * self.k[1] + kx, oy * ow + ox);
+            for ky in 0..self.k[0] {
+                let Some(iy) = (oy * self.stride + ky)
+                    .checked_sub(self.pad.0)
+                    .filter(|&v| v < self.h)
+                else {
+                    continue;
+                };
+                for (kx, &(ox0, ox1)) in xr.iter().enumerate() {
+                    if ox0 < ox1 {
+                        let ix0 = ox0 * self.stride + kx - self.pad.1;
+                        f(
+                            ky * self.k[1] + kx,
+                            oy * ow + ox0,
+                            iy * self.w + ix0,
+                            ox1 - ox0,
+                        );
                     }
                 }
             }
@@ -549,22 +563,25 @@ impl DwWindow {
 
     /// One sample: `y = bias + depthwise(x, w)`.
     fn forward(&self, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
-        let (c, m) = (self.c, self.m);
+        let (c, m, s) = (self.c, self.m, self.stride);
         let oc = c * m;
         for row in y.chunks_exact_mut(oc) {
             row.copy_from_slice(bias);
         }
-        self.for_taps(|p, t, o| {
-            let (xr, wr) = (&x[p * c..(p + 1) * c], &w[t * oc..(t + 1) * oc]);
-            let yr = &mut y[o * oc..(o + 1) * oc];
-            if m == 1 {
-                for ((y, x), w) in yr.iter_mut().zip(xr).zip(wr) {
-                    *y += x * w;
-                }
-            } else {
-                for ((ys, ws), x) in yr.chunks_exact_mut(m).zip(wr.chunks_exact(m)).zip(xr) {
-                    for (y, w) in ys.iter_mut().zip(ws) {
+        self.for_runs(|t, o, i, n| {
+            let wr = &w[t * oc..(t + 1) * oc];
+            let ys = y[o * oc..(o + n) * oc].chunks_exact_mut(oc);
+            let xs = x[i * c..].chunks(c).step_by(s);
+            for (yr, xr) in ys.zip(xs) {
+                if m == 1 {
+                    for ((y, x), w) in yr.iter_mut().zip(xr).zip(wr) {
                         *y += x * w;
+                    }
+                } else {
+                    for ((ys, ws), x) in yr.chunks_exact_mut(m).zip(wr.chunks_exact(m)).zip(xr) {
+                        for (y, w) in ys.iter_mut().zip(ws) {
+                            *y += x * w;
+                        }
                     }
                 }
             }
@@ -580,33 +597,38 @@ impl DwWindow {
         dw: &mut [f32],
         mut dx: Option<&mut [f32]>,
     ) {
-        let (c, m) = (self.c, self.m);
+        let (c, m, s) = (self.c, self.m, self.stride);
         let oc = c * m;
-        self.for_taps(|p, t, o| {
-            let (xr, dyr) = (&x[p * c..(p + 1) * c], &dy[o * oc..(o + 1) * oc]);
+        self.for_runs(|t, o, i, n| {
             let (wr, dwr) = (&w[t * oc..(t + 1) * oc], &mut dw[t * oc..(t + 1) * oc]);
-            if m == 1 {
-                for ((g, x), d) in dwr.iter_mut().zip(xr).zip(dyr) {
-                    *g += x * d;
-                }
-                if let Some(dx) = dx.as_deref_mut() {
-                    for ((g, w), d) in dx[p * c..(p + 1) * c].iter_mut().zip(wr).zip(dyr) {
-                        *g += w * d;
-                    }
-                }
-            } else {
-                for ((gs, ds), x) in dwr.chunks_exact_mut(m).zip(dyr.chunks_exact(m)).zip(xr) {
-                    for (g, d) in gs.iter_mut().zip(ds) {
+            let dys = dy[o * oc..(o + n) * oc].chunks_exact(oc);
+            for (dyr, xr) in dys.clone().zip(x[i * c..].chunks(c).step_by(s)) {
+                if m == 1 {
+                    for ((g, x), d) in dwr.iter_mut().zip(xr).zip(dyr) {
                         *g += x * d;
                     }
+                } else {
+                    for ((gs, ds), x) in dwr.chunks_exact_mut(m).zip(dyr.chunks_exact(m)).zip(xr) {
+                        for (g, d) in gs.iter_mut().zip(ds) {
+                            *g += x * d;
+                        }
+                    }
                 }
-                if let Some(dx) = dx.as_deref_mut() {
-                    for ((g, ws), ds) in dx[p * c..(p + 1) * c]
-                        .iter_mut()
-                        .zip(wr.chunks_exact(m))
-                        .zip(dyr.chunks_exact(m))
-                    {
-                        *g += ws.iter().zip(ds).map(|(w, d)| w * d).sum::<f32>();
+            }
+            if let Some(dx) = dx.as_deref_mut() {
+                for (dyr, dxr) in dys.zip(dx[i * c..].chunks_mut(c).step_by(s)) {
+                    if m == 1 {
+                        for ((g, w), d) in dxr.iter_mut().zip(wr).zip(dyr) {
+                            *g += w * d;
+                        }
+                    } else {
+                        for ((g, ws), ds) in dxr
+                            .iter_mut()
+                            .zip(wr.chunks_exact(m))
+                            .zip(dyr.chunks_exact(m))
+                        {
+                            *g += ws.iter().zip(ds).map(|(w, d)| w * d).sum::<f32>();
+                        }
                     }
                 }
             }
