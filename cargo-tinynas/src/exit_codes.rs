@@ -12,3 +12,5 @@ pub const MISMATCH: i32 = 3;
 pub const OVER_BUDGET: i32 = 4;
 /// No board to measure on: no debug probe found, or QEMU is not installed.
 pub const NO_BOARD: i32 = 5;
+/// Stopped by Ctrl-C (the shell's 128 + SIGINT): a stopped `search` resumes when run again.
+pub const INTERRUPTED: i32 = 130;

@@ -371,8 +371,16 @@ fn main() -> ExitCode {
                     )
                 )
             });
+            let stopped = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<cargo_tinynas::search::SearchError>(),
+                    Some(cargo_tinynas::search::SearchError::Stopped)
+                )
+            });
             ExitCode::from(if no_board {
                 exit_codes::NO_BOARD
+            } else if stopped {
+                exit_codes::INTERRUPTED
             } else {
                 exit_codes::ERROR
             } as u8)
@@ -525,7 +533,7 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+            std::process::exit(exit_codes::INTERRUPTED);
         }
         eprintln!("\nstopping after this batch; run the same command again to resume");
     });
@@ -995,7 +1003,7 @@ fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
     // Ctrl-C stops after the current batch and keeps the best epoch so far; a second one quits.
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+            std::process::exit(exit_codes::INTERRUPTED);
         }
         eprintln!("\nstopping after this batch (Ctrl-C again to quit without saving)");
     });

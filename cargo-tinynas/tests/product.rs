@@ -134,9 +134,10 @@ fn journal_lines(dir: &Path) -> usize {
 
 /// `search` on QEMU: every candidate that passes the analytic checks is measured on the board; the
 /// winner is retrained and its crate generated with the measured figures. A search killed with
-/// SIGKILL and run again resumes from its journal and ends with the same result.
+/// SIGKILL and run again resumes from its journal and ends with the same result; one stopped
+/// with SIGINT (Ctrl-C) exits 130 and resumes to the same result too.
 #[test]
-fn search_measures_on_qemu_generates_and_resumes_after_kill_9() {
+fn search_measures_on_qemu_generates_and_resumes_after_kill_9_and_ctrl_c() {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-search");
     let (a, b) = (root.join("a"), root.join("b"));
     search_project(&a);
@@ -223,6 +224,44 @@ fn search_measures_on_qemu_generates_and_resumes_after_kill_9() {
     ] {
         assert_eq!(resumed["final"][k], full["final"][k], "{k}");
     }
+    assert_eq!(resumed["candidates"], full["candidates"]);
+
+    // Ctrl-C (SIGINT) stops after the current batch: exit 130, the message says how to resume,
+    // and the same command resumes to the same result.
+    let c = root.join("c");
+    search_project(&c);
+    let child = Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
+        .arg("tinynas")
+        .args(args)
+        .current_dir(&c)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while journal_lines(&c) < 1 {
+        assert!(
+            start.elapsed().as_secs() < 600,
+            "no journal entry after 10 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("run the same command again to resume"),
+        "{stderr}"
+    );
+    let o = tinynas(&c, &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let resumed = finished(&o.stdout);
+    assert_eq!(resumed["final"]["model_crc"], full["final"]["model_crc"]);
     assert_eq!(resumed["candidates"], full["candidates"]);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -92,7 +92,8 @@ pub enum SearchError {
         source: std::io::Error,
     },
     #[error(
-        "the search was stopped before any candidate fitted the budget; run it again to resume"
+        "the search was stopped before it ended; run the same command again to resume (every \
+         evaluated candidate is in the journal)"
     )]
     Stopped,
     #[error("no candidate fits the budget ({0}); raise the budget or lower the input size")]
@@ -383,6 +384,11 @@ impl Searcher<'_> {
                     }
                 },
             )?;
+            if stop.load(Ordering::Relaxed) {
+                // Stopped before or during the fine-tune: journaling this model would make a
+                // resumed search end differently from an uninterrupted one.
+                return Ok(None);
+            }
             entry.int8_test = Some(int8_accuracy(&q.model, data, test)?);
             (q.model, q.int8_val)
         } else {
