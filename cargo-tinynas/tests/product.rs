@@ -132,6 +132,34 @@ fn journal_lines(dir: &Path) -> usize {
         .sum()
 }
 
+/// Starts `search` in `dir` and returns once its journal has an entry (the search still running).
+fn search_until_journaled(
+    dir: &Path,
+    args: &[&str],
+    stderr: std::process::Stdio,
+) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
+        .arg("tinynas")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while journal_lines(dir) < 1 {
+        assert!(
+            start.elapsed().as_secs() < 600,
+            "no journal entry after 10 minutes"
+        );
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("the search ended before it could be interrupted: {s}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child
+}
+
 /// `search` on QEMU: every candidate that passes the analytic checks is measured on the board; the
 /// winner is retrained and its crate generated with the measured figures. A search killed with
 /// SIGKILL and run again resumes from its journal and ends with the same result; one stopped
@@ -180,25 +208,7 @@ fn search_measures_on_qemu_generates_and_resumes_after_kill_9_and_ctrl_c() {
     );
 
     // The same search, killed once its journal has an entry, then run again.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
-        .arg("tinynas")
-        .args(args)
-        .current_dir(&b)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while journal_lines(&b) < 1 {
-        assert!(
-            start.elapsed().as_secs() < 600,
-            "no journal entry after 10 minutes"
-        );
-        if let Some(s) = child.try_wait().unwrap() {
-            panic!("the search ended before it could be killed: {s}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let mut child = search_until_journaled(&b, &args, std::process::Stdio::null());
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = journal_lines(&b);
@@ -230,22 +240,7 @@ fn search_measures_on_qemu_generates_and_resumes_after_kill_9_and_ctrl_c() {
     // and the same command resumes to the same result.
     let c = root.join("c");
     search_project(&c);
-    let child = Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
-        .arg("tinynas")
-        .args(args)
-        .current_dir(&c)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while journal_lines(&c) < 1 {
-        assert!(
-            start.elapsed().as_secs() < 600,
-            "no journal entry after 10 minutes"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let child = search_until_journaled(&c, &args, std::process::Stdio::piped());
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -21,12 +21,9 @@ fn cache() -> cargo_tinynas::data::Cache {
     fashion_mnist(dir, ImageShape { h: 28, w: 28, c: 1 }, &out).unwrap()
 }
 
-#[test]
-fn learns_fashion_mnist_and_is_deterministic() {
-    let mut data = cache();
-    let train: Vec<usize> = (0..4000).collect();
-    let val: Vec<usize> = (60_000..61_000).collect();
-    let opts = Options {
+/// Two epochs of Adam at a constant rate: the short training both engine tests run.
+fn two_epochs() -> Options {
+    Options {
         epochs: 2,
         batch: 32,
         lr: 1e-2,
@@ -34,7 +31,15 @@ fn learns_fashion_mnist_and_is_deterministic() {
         schedule: Schedule::Constant,
         seed: 5,
         augment: false,
-    };
+    }
+}
+
+#[test]
+fn learns_fashion_mnist_and_is_deterministic() {
+    let mut data = cache();
+    let train: Vec<usize> = (0..4000).collect();
+    let val: Vec<usize> = (60_000..61_000).collect();
+    let opts = two_epochs();
     let mut net = Net::new(Arch::NanoNas { k: 8, c: 2 }, data.shape, 10, 1).unwrap();
     let before = evaluate(&mut net, &mut data, &val, 64).unwrap();
     let history = fit(&mut net, &mut data, &train, &val, &opts, |_| {}).unwrap();
@@ -153,15 +158,7 @@ fn depthwise_separable_blocks_learn_and_export() {
     let mut data = cache();
     let train: Vec<usize> = (0..4000).collect();
     let val: Vec<usize> = (60_000..61_000).collect();
-    let opts = Options {
-        epochs: 2,
-        batch: 32,
-        lr: 1e-2,
-        optimizer: OptimizerKind::Adam,
-        schedule: Schedule::Constant,
-        seed: 5,
-        augment: false,
-    };
+    let opts = two_epochs();
     let arch: Arch = "blocks:r=28,3s1x8,d3s2x16,d5s2x24".parse().unwrap();
     let mut net = Net::new(arch, data.shape, 10, 1).unwrap();
     let history = fit(&mut net, &mut data, &train, &val, &opts, |_| {}).unwrap();

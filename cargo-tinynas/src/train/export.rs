@@ -12,26 +12,55 @@ use tinynas_model::{
     Activation, ConvParams, InputType, Model, ModelBuilder, Op, Padding, PoolParams, QParams, Shape,
 };
 
+/// A (depthwise) convolution of the folded network: batch norm folded into `w` and `b`, the ReLU
+/// after it fused as `act`.
+pub(crate) struct ConvStage {
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    pub k: [usize; 2],
+    pub stride: usize,
+    pub padding: Padding,
+    pub act: Activation,
+}
+
+impl ConvStage {
+    pub fn out_c(&self) -> usize {
+        self.b.len()
+    }
+
+    /// The int8 parameters: symmetric int8 weights per output channel and int32 biases at
+    /// `in_scale x weight scale`. `taps_major`: the weights are laid out `[taps][out]` (depthwise),
+    /// so each channel is quantised across that layout; else `[out][...]`.
+    fn int8(&self, in_scale: f32, taps_major: bool) -> ConvParams {
+        let oc = self.out_c();
+        let (weights, weight_scales) = if taps_major {
+            let taps = self.k[0] * self.k[1];
+            let (q, scales) = quantize_weights(&transpose(&self.w, taps, oc), oc);
+            (transpose(&q, oc, taps), scales)
+        } else {
+            quantize_weights(&self.w, oc)
+        };
+        let bias = quantize_bias(&self.b, in_scale, &weight_scales);
+        ConvParams {
+            kernel: self.k,
+            stride: self.stride,
+            padding: self.padding,
+            activation: self.act,
+            weights,
+            weight_scales,
+            bias,
+        }
+    }
+}
+
 /// A float stage of the folded network.
 pub(crate) enum Stage {
-    Conv {
-        w: Vec<f32>,
-        b: Vec<f32>,
-        out_c: usize,
-        k: [usize; 2],
-        stride: usize,
-        padding: Padding,
-        act: Activation,
-    },
+    /// Weights `[out][kh][kw][in]`.
+    Conv(ConvStage),
     /// Weights `[taps][out]`, as the IR lays them out.
     Depthwise {
-        w: Vec<f32>,
-        b: Vec<f32>,
         multiplier: usize,
-        k: [usize; 2],
-        stride: usize,
-        padding: Padding,
-        act: Activation,
+        conv: ConvStage,
     },
     Pool {
         max: bool,
@@ -92,18 +121,15 @@ pub(crate) fn stages(net: &Net) -> Result<Vec<(Stage, usize)>, String> {
                 let (act, end) = fold_bn_relu(&views, i, c.out_c, &mut b, |o, s| {
                     w[o * per..(o + 1) * per].iter_mut().for_each(|v| *v *= s)
                 });
-                out.push((
-                    Stage::Conv {
-                        w,
-                        b,
-                        out_c: c.out_c,
-                        k: c.k,
-                        stride: c.stride,
-                        padding: c.padding,
-                        act,
-                    },
-                    end,
-                ));
+                let conv = ConvStage {
+                    w,
+                    b,
+                    k: c.k,
+                    stride: c.stride,
+                    padding: c.padding,
+                    act,
+                };
+                out.push((Stage::Conv(conv), end));
                 i = end + 1;
             }
             View::Depthwise(d) => {
@@ -113,18 +139,16 @@ pub(crate) fn stages(net: &Net) -> Result<Vec<(Stage, usize)>, String> {
                 let (act, end) = fold_bn_relu(&views, i, oc, &mut b, |o, s| {
                     w.iter_mut().skip(o).step_by(oc).for_each(|v| *v *= s)
                 });
-                out.push((
-                    Stage::Depthwise {
-                        w,
-                        b,
-                        multiplier: d.multiplier,
-                        k: d.k,
-                        stride: d.stride,
-                        padding: d.padding,
-                        act,
-                    },
-                    end,
-                ));
+                let conv = ConvStage {
+                    w,
+                    b,
+                    k: d.k,
+                    stride: d.stride,
+                    padding: d.padding,
+                    act,
+                };
+                let multiplier = d.multiplier;
+                out.push((Stage::Depthwise { multiplier, conv }, end));
                 i = end + 1;
             }
             View::Pool(p) => {
@@ -254,68 +278,19 @@ fn export_with_ranges(
         let (lo, hi) = ranges[i];
         let name = format!("s{i}");
         x = match stage {
-            Stage::Conv {
-                w,
-                b: bias,
-                out_c,
-                k,
-                stride,
-                padding,
-                act,
-            } => {
-                let (weights, weight_scales) = quantize_weights(w, *out_c);
-                let bias = quantize_bias(bias, xq.scale, &weight_scales);
-                let conv = ConvParams {
-                    kernel: *k,
-                    stride: *stride,
-                    padding: *padding,
-                    activation: *act,
-                    weights,
-                    weight_scales,
-                    bias,
+            Stage::Conv(c) => {
+                let op = Op::Conv2d {
+                    out_channels: c.out_c(),
+                    conv: c.int8(xq.scale, false),
                 };
-                b.add(
-                    name,
-                    Op::Conv2d {
-                        out_channels: *out_c,
-                        conv,
-                    },
-                    &[x],
-                    activation_quant(lo, hi),
-                )?
+                b.add(name, op, &[x], activation_quant(lo, hi))?
             }
-            Stage::Depthwise {
-                w,
-                b: bias,
-                multiplier,
-                k,
-                stride,
-                padding,
-                act,
-            } => {
-                let oc = bias.len();
-                let taps = k[0] * k[1];
-                // Per output channel: quantise on [out][taps], store [taps][out].
-                let (q, weight_scales) = quantize_weights(&transpose(w, taps, oc), oc);
-                let bias = quantize_bias(bias, xq.scale, &weight_scales);
-                let conv = ConvParams {
-                    kernel: *k,
-                    stride: *stride,
-                    padding: *padding,
-                    activation: *act,
-                    weights: transpose(&q, oc, taps),
-                    weight_scales,
-                    bias,
+            Stage::Depthwise { multiplier, conv } => {
+                let op = Op::DepthwiseConv2d {
+                    multiplier: *multiplier,
+                    conv: conv.int8(xq.scale, true),
                 };
-                b.add(
-                    name,
-                    Op::DepthwiseConv2d {
-                        multiplier: *multiplier,
-                        conv,
-                    },
-                    &[x],
-                    activation_quant(lo, hi),
-                )?
+                b.add(name, op, &[x], activation_quant(lo, hi))?
             }
             Stage::Pool {
                 max,

@@ -161,13 +161,14 @@ pub struct Conv2d {
     /// The last input, kept for the weight gradient. The unfolded (im2col) rows are rebuilt per
     /// task in backward instead of kept: 9x smaller for a 3x3 kernel, and the rows stay in cache.
     x: Vec<f32>,
-    x_shape: (usize, usize, usize, usize),
-    out_hw: (usize, usize),
-    pad: (usize, usize),
+    /// The last input's batch size and window geometry.
+    n: usize,
+    win: Window,
 }
 
-/// The window geometry of one convolution, for im2col and its inverse.
-#[derive(Debug, Clone, Copy)]
+/// The window geometry of one convolution or pool over one input shape: im2col and its inverse,
+/// the depthwise loops, the pool spans.
+#[derive(Debug, Clone, Copy, Default)]
 struct Window {
     h: usize,
     w: usize,
@@ -179,6 +180,22 @@ struct Window {
 }
 
 impl Window {
+    /// A `k` window with `stride` and `padding` over the samples of `x`: output side and padding
+    /// before, as the int8 runtime computes them.
+    fn of(x: &Tensor, k: [usize; 2], stride: usize, padding: Padding) -> Self {
+        let (oh, pt) = geometry(x.h, k[0], stride, padding);
+        let (ow, pl) = geometry(x.w, k[1], stride, padding);
+        Window {
+            h: x.h,
+            w: x.w,
+            c: x.c,
+            k,
+            stride,
+            pad: (pt, pl),
+            out: (oh, ow),
+        }
+    }
+
     fn kdim(&self) -> usize {
         self.k[0] * self.k[1] * self.c
     }
@@ -281,22 +298,8 @@ impl Conv2d {
             qat_input_scale: None,
             used: (Vec::new(), Vec::new()),
             x: Vec::new(),
-            x_shape: (0, 0, 0, 0),
-            out_hw: (0, 0),
-            pad: (0, 0),
-        }
-    }
-
-    fn window(&self) -> Window {
-        let (_, h, w, c) = self.x_shape;
-        Window {
-            h,
-            w,
-            c,
-            k: self.k,
-            stride: self.stride,
-            pad: self.pad,
-            out: self.out_hw,
+            n: 0,
+            win: Window::default(),
         }
     }
 }
@@ -307,12 +310,9 @@ impl Layer for Conv2d {
     }
 
     fn forward(&mut self, x: &Tensor, _train: bool) -> Tensor {
-        let (oh, pt) = geometry(x.h, self.k[0], self.stride, self.padding);
-        let (ow, pl) = geometry(x.w, self.k[1], self.stride, self.padding);
-        self.x_shape = (x.n, x.h, x.w, x.c);
-        self.out_hw = (oh, ow);
-        self.pad = (pt, pl);
-        let win = self.window();
+        let win = Window::of(x, self.k, self.stride, self.padding);
+        (self.n, self.win) = (x.n, win);
+        let (oh, ow) = win.out;
         let (kd, m, oc, sl) = (win.kdim(), oh * ow, self.out_c, x.sample_len());
         self.x.clear();
         self.x.extend_from_slice(&x.data);
@@ -358,8 +358,8 @@ impl Layer for Conv2d {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Tensor {
-        let (n, h, w, c) = self.x_shape;
-        let win = self.window();
+        let (n, win) = (self.n, self.win);
+        let (h, w, c) = (win.h, win.w, win.c);
         let (kd, m, oc, sl) = (win.kdim(), win.out.0 * win.out.1, self.out_c, h * w * c);
         let mut dx = Tensor::zeros(n, h, w, c);
         if m == 0 || oc == 0 || kd == 0 {
@@ -504,20 +504,8 @@ pub fn transpose<T: Copy>(v: &[T], rows: usize, cols: usize) -> Vec<T> {
         .collect()
 }
 
-/// The geometry of one depthwise convolution.
-#[derive(Debug, Clone, Copy)]
-struct DwWindow {
-    h: usize,
-    w: usize,
-    c: usize,
-    m: usize,
-    k: [usize; 2],
-    stride: usize,
-    pad: (usize, usize),
-    out: (usize, usize),
-}
-
-impl DwWindow {
+/// The depthwise convolution's loops (multiplier `m`).
+impl Window {
     /// The outputs `[lo, hi)` (of `n`) whose kernel tap `k` falls inside an input of side `len`.
     #[inline]
     fn outputs_inside(&self, k: usize, pad: usize, len: usize, n: usize) -> (usize, usize) {
@@ -533,7 +521,7 @@ impl DwWindow {
     /// pixel `o + j` reading input pixel `i + j * stride`. Whole runs instead of single taps keep
     /// the index arithmetic out of the inner loops.
     #[inline]
-    fn for_runs(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
+    fn for_tap_runs(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
         let (oh, ow) = self.out;
         let xr: Vec<(usize, usize)> = (0..self.k[1])
             .map(|kx| self.outputs_inside(kx, self.pad.1, self.w, ow))
@@ -562,13 +550,13 @@ impl DwWindow {
     }
 
     /// One sample: `y = bias + depthwise(x, w)`.
-    fn forward(&self, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
-        let (c, m, s) = (self.c, self.m, self.stride);
+    fn depthwise(&self, m: usize, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
+        let (c, s) = (self.c, self.stride);
         let oc = c * m;
         for row in y.chunks_exact_mut(oc) {
             row.copy_from_slice(bias);
         }
-        self.for_runs(|t, o, i, n| {
+        self.for_tap_runs(|t, o, i, n| {
             let wr = &w[t * oc..(t + 1) * oc];
             let ys = y[o * oc..(o + n) * oc].chunks_exact_mut(oc);
             let xs = x[i * c..].chunks(c).step_by(s);
@@ -588,18 +576,19 @@ impl DwWindow {
         });
     }
 
-    /// One sample's gradients: adds into `dw`, and into `dx` when given.
-    fn backward(
+    /// One sample's depthwise gradients: adds into `dw`, and into `dx` when given.
+    fn depthwise_backward(
         &self,
+        m: usize,
         x: &[f32],
         w: &[f32],
         dy: &[f32],
         dw: &mut [f32],
         mut dx: Option<&mut [f32]>,
     ) {
-        let (c, m, s) = (self.c, self.m, self.stride);
+        let (c, s) = (self.c, self.stride);
         let oc = c * m;
-        self.for_runs(|t, o, i, n| {
+        self.for_tap_runs(|t, o, i, n| {
             let (wr, dwr) = (&w[t * oc..(t + 1) * oc], &mut dw[t * oc..(t + 1) * oc]);
             let dys = dy[o * oc..(o + n) * oc].chunks_exact(oc);
             for (dyr, xr) in dys.clone().zip(x[i * c..].chunks(c).step_by(s)) {
@@ -655,7 +644,8 @@ pub struct DepthwiseConv2d {
     pub qat_input_scale: Option<f32>,
     used: (Vec<f32>, Vec<f32>),
     x: Vec<f32>,
-    win: Option<(usize, DwWindow)>,
+    /// The last input's batch size and window geometry.
+    win: Option<(usize, Window)>,
 }
 
 impl DepthwiseConv2d {
@@ -708,20 +698,10 @@ impl Layer for DepthwiseConv2d {
     }
 
     fn forward(&mut self, x: &Tensor, _train: bool) -> Tensor {
-        let (oh, pt) = geometry(x.h, self.k[0], self.stride, self.padding);
-        let (ow, pl) = geometry(x.w, self.k[1], self.stride, self.padding);
-        let win = DwWindow {
-            h: x.h,
-            w: x.w,
-            c: x.c,
-            m: self.multiplier,
-            k: self.k,
-            stride: self.stride,
-            pad: (pt, pl),
-            out: (oh, ow),
-        };
+        let win = Window::of(x, self.k, self.stride, self.padding);
         self.win = Some((x.n, win));
-        let oc = x.c * self.multiplier;
+        let ((oh, ow), m) = (win.out, self.multiplier);
+        let oc = x.c * m;
         self.x.clear();
         self.x.extend_from_slice(&x.data);
         let mut y = Tensor::scratch(x.n, oh, ow, oc);
@@ -737,7 +717,7 @@ impl Layer for DepthwiseConv2d {
             .zip(x.data.par_chunks(GROUP * sl))
             .for_each(|(ys, xs)| {
                 for (y, x) in ys.chunks_exact_mut(ol).zip(xs.chunks_exact(sl)) {
-                    win.forward(x, w, bias, y);
+                    win.depthwise(m, x, w, bias, y);
                 }
             });
         y
@@ -747,7 +727,8 @@ impl Layer for DepthwiseConv2d {
         let Some((n, win)) = self.win else {
             return Tensor::zeros(0, 0, 0, 0);
         };
-        let oc = win.c * win.m;
+        let m = self.multiplier;
+        let oc = win.c * m;
         let (sl, ol) = (win.h * win.w * win.c, win.out.0 * win.out.1 * oc);
         let mut dx = Tensor::zeros(n, win.h, win.w, win.c);
         if ol == 0 || sl == 0 || dy.data.len() != n * ol {
@@ -770,7 +751,7 @@ impl Layer for DepthwiseConv2d {
                     for row in dy.chunks_exact(oc) {
                         add_into(&mut db, row);
                     }
-                    win.backward(x, w, dy, &mut dw, input_grad.then_some(dx));
+                    win.depthwise_backward(m, x, w, dy, &mut dw, input_grad.then_some(dx));
                 }
                 (dw, db)
             })
@@ -1053,9 +1034,9 @@ pub struct Pool {
     pub padding: Padding,
     /// Max pooling: per output element, the winner's index within its sample.
     winners: Vec<u32>,
-    x_shape: (usize, usize, usize, usize),
-    out_hw: (usize, usize),
-    pad: (usize, usize),
+    /// The last input's batch size and window geometry.
+    n: usize,
+    win: Window,
 }
 
 impl Pool {
@@ -1066,24 +1047,20 @@ impl Pool {
             stride,
             padding,
             winners: Vec::new(),
-            x_shape: (0, 0, 0, 0),
-            out_hw: (0, 0),
-            pad: (0, 0),
+            n: 0,
+            win: Window::default(),
         }
     }
 
     /// The input rows and columns of output `(oy, ox)`'s window, clipped to the input.
     fn span(&self, oy: usize, ox: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
-        let (_, h, w, _) = self.x_shape;
+        let Window { h, w, pad, .. } = self.win;
         let clip = |o: usize, k: usize, pad: usize, len: usize| {
             let lo = (o * self.stride).saturating_sub(pad);
             let hi = (o * self.stride + k).saturating_sub(pad).min(len);
             lo..hi.max(lo)
         };
-        (
-            clip(oy, self.k[0], self.pad.0, h),
-            clip(ox, self.k[1], self.pad.1, w),
-        )
+        (clip(oy, self.k[0], pad.0, h), clip(ox, self.k[1], pad.1, w))
     }
 }
 
@@ -1093,11 +1070,9 @@ impl Layer for Pool {
     }
 
     fn forward(&mut self, x: &Tensor, _train: bool) -> Tensor {
-        let (oh, pt) = geometry(x.h, self.k[0], self.stride, self.padding);
-        let (ow, pl) = geometry(x.w, self.k[1], self.stride, self.padding);
-        self.x_shape = (x.n, x.h, x.w, x.c);
-        self.out_hw = (oh, ow);
-        self.pad = (pt, pl);
+        let win = Window::of(x, self.k, self.stride, self.padding);
+        (self.n, self.win) = (x.n, win);
+        let ((oh, ow), (pt, pl)) = (win.out, win.pad);
         let mut y = Tensor::zeros(x.n, oh, ow, x.c);
         let (c, sl, ol) = (x.c, x.sample_len(), oh * ow * x.c);
         if ol == 0 || sl == 0 {
@@ -1168,8 +1143,14 @@ impl Layer for Pool {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Tensor {
-        let (n, h, w, c) = self.x_shape;
-        let (oh, ow) = self.out_hw;
+        let Window {
+            h,
+            w,
+            c,
+            out: (oh, ow),
+            ..
+        } = self.win;
+        let n = self.n;
         let mut dx = Tensor::zeros(n, h, w, c);
         let (sl, ol) = (h * w * c, oh * ow * c);
         if ol == 0 || sl == 0 {

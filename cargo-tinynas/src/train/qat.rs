@@ -155,41 +155,26 @@ pub fn qat_net(net: &mut Net, data: &mut Cache, calib: &[usize]) -> Result<Net, 
     for (i, (stage, _)) in st.into_iter().enumerate() {
         let (lo, hi) = ranges[i];
         match stage {
-            Stage::Conv {
-                w,
-                b,
-                out_c,
-                k,
-                stride,
-                padding,
-                act,
-            } => {
-                let in_c = w.len() / (out_c * k[0] * k[1]).max(1);
-                let mut conv = Conv2d::new(in_c, out_c, k, stride, padding, 0);
-                conv.weight.value = w;
-                conv.bias.value = b;
+            Stage::Conv(c) => {
+                let in_c = c.w.len() / (c.out_c() * c.k[0] * c.k[1]).max(1);
+                let mut conv = Conv2d::new(in_c, c.out_c(), c.k, c.stride, c.padding, 0);
+                (conv.weight.value, conv.bias.value) = (c.w, c.b);
                 conv.input_grad = !layers.is_empty();
                 conv.qat_input_scale = Some(in_scale);
                 layers.push(Box::new(conv));
-                (in_scale, in_range) = push_activation(&mut layers, act, lo, hi);
+                (in_scale, in_range) = push_activation(&mut layers, c.act, lo, hi);
             }
             Stage::Depthwise {
-                w,
-                b,
                 multiplier,
-                k,
-                stride,
-                padding,
-                act,
+                conv: c,
             } => {
-                let in_c = b.len() / multiplier.max(1);
-                let mut dw = DepthwiseConv2d::new(in_c, multiplier, k, stride, padding, 0);
-                dw.weight.value = w;
-                dw.bias.value = b;
+                let in_c = c.out_c() / multiplier.max(1);
+                let mut dw = DepthwiseConv2d::new(in_c, multiplier, c.k, c.stride, c.padding, 0);
+                (dw.weight.value, dw.bias.value) = (c.w, c.b);
                 dw.input_grad = !layers.is_empty();
                 dw.qat_input_scale = Some(in_scale);
                 layers.push(Box::new(dw));
-                (in_scale, in_range) = push_activation(&mut layers, act, lo, hi);
+                (in_scale, in_range) = push_activation(&mut layers, c.act, lo, hi);
             }
             Stage::Pool {
                 max,
