@@ -126,6 +126,7 @@ pub fn run_with_inputs(
         model: &model,
         inputs: &inputs,
         target: board.target(),
+        target_cpu: board.target_cpu(),
         memory: board.memory(),
         timer: board.timer(),
         unlock_dwt: board.unlock_dwt(),

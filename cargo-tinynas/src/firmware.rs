@@ -30,6 +30,8 @@ pub struct Spec<'a> {
     /// Raw input bytes, `INPUT_LEN` each (read as `i8` by `i8` models).
     pub inputs: &'a [Vec<u8>],
     pub target: &'static str,
+    /// `-C target-cpu`, if the board names its core.
+    pub target_cpu: Option<&'static str>,
     pub memory: MemoryLayout,
     pub timer: Timer,
     pub unlock_dwt: bool,
@@ -152,6 +154,7 @@ pub fn render(
         ram_origin => hex_addr(m.ram_origin),
         ram_length => m.ram_length,
         target => spec.target,
+        target_cpu => spec.target_cpu.unwrap_or(""),
         report_version => crate::report::VERSION,
         per_layer => spec.per_layer,
         timer => match spec.timer { Timer::SysTick => "systick", Timer::Dwt => "dwt" },
@@ -240,7 +243,12 @@ pub fn build(spec: &Spec<'_>, cache: &Path) -> Result<Firmware, FirmwareError> {
     write_if_changed(&dir.join("model.tnas"), spec.model_bytes)?;
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target_dir = cache.join("target");
+    // One target folder per `-C target-cpu`: builds for two cores of one Rust target (Cortex-M4
+    // and M7) would otherwise rebuild each other's dependencies every time.
+    let target_dir = match spec.target_cpu {
+        Some(cpu) => cache.join(format!("target-{cpu}")),
+        None => cache.join("target"),
+    };
     let out = Command::new(cargo)
         .current_dir(&dir)
         .args([

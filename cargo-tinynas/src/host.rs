@@ -80,11 +80,19 @@ impl HostModel {
                 ty,
             });
         }
+        // What kernels other than the conversion see of a `u8` input they read in place: the int8
+        // values `x - 128` (the fast convolutions convert while they gather).
+        let converted: Vec<i8> = match self.input_type {
+            InputType::U8 => x.iter().map(|&b| ((b as u8) ^ 0x80) as i8).collect(),
+            InputType::I8 => x.clone(),
+        };
         let mut arena = vec![0i8; self.program.plan.arena_bytes];
         for step in &self.program.steps {
+            let raw = matches!(step.kernel, Kernel::QuantizeU8);
             let read = |loc: &Location, arena: &[i8]| -> Vec<i8> {
                 match *loc {
-                    Location::Input => x.clone(),
+                    Location::Input if raw => x.clone(),
+                    Location::Input => converted.clone(),
                     Location::Arena { offset, len } => arena[offset..offset + len].to_vec(),
                 }
             };

@@ -8,14 +8,24 @@
 //! Every kernel is total: it reads with `get` and writes with `get_mut`, so no input can make it
 //! panic (a slice shorter than the dims say yields wrong values, not a fault). Arithmetic that
 //! could overflow on hostile parameters wraps, where C would be undefined.
+//!
+//! The reference kernels are the oracle and stay as readable as TF Lite's. What generated code
+//! runs is in [`fast`]: kernels chosen per layer by the generator, with per-instruction-set inner
+//! loops chosen when this crate is compiled for its target (`build.rs`; never at run time). The
+//! only `unsafe` is in `isa_dsp.rs` and `isa_v6m.rs` (`asm!`), each block with its SAFETY note.
 
-#![no_std]
-#![forbid(unsafe_code)]
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
 #![deny(clippy::float_arithmetic)]
 
 mod conv;
 mod elementwise;
+pub mod fast;
 pub mod fixed;
+#[cfg(any(tinynas_dsp, test))]
+mod isa_dsp;
+#[cfg(any(tinynas_v6m, test))]
+mod isa_v6m;
 mod pool;
 
 pub use conv::{conv2d, depthwise_conv2d, fully_connected, Conv, ConvDims, Dense};

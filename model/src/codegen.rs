@@ -4,7 +4,7 @@
 
 use crate::error::Error;
 use crate::ir::{InputType, Model};
-use crate::lower::{lower, ConvDims, Kernel, OutputQuant, Program, Weights};
+use crate::lower::{lower, ConvDims, Kernel, OutputQuant, Program, Step, Weights};
 use crate::plan::Location;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, ToTokens};
@@ -102,10 +102,10 @@ fn weight_statics(out: &mut TokenStream, n: usize, w: &Weights) -> [Ident; 4] {
         format_ident!("S{}", n),
     ];
     let [wn, bn, mn, sn] = &names;
-    let (nw, nc) = (lit(w.weights.len()), lit(w.bias.len()));
+    let (nw, nc) = (lit(w.kernel_weights.len()), lit(w.bias.len()));
     let (wv, bv, mv, sv) = (
-        i8s(&w.weights),
-        i32s(&w.bias),
+        i8s(&w.kernel_weights),
+        i32s(&w.folded_bias),
         i32s(&w.multiplier),
         i32s(&w.shift),
     );
@@ -116,6 +116,53 @@ fn weight_statics(out: &mut TokenStream, n: usize, w: &Weights) -> [Ident; 4] {
         static #sn: [i32; #nc] = #sv;
     });
     names
+}
+
+/// Splits the arena for one step: `y` (the output) and `scratch` (if the kernel has any) as
+/// mutable slices, the bytes between them as read-only gaps `g0`, `g1`, ...; returns the `let`s and
+/// each input's slice expression (inside one gap: the planner keeps inputs apart from the output
+/// and the scratch). Every offset is a constant, so no bound is checked at run time.
+fn split_arena(step: &Step, arena: usize) -> (TokenStream, Vec<TokenStream>) {
+    let mut muts = vec![(step.output.0, step.output.1, format_ident!("y"))];
+    if let Some((offset, len)) = step.scratch {
+        muts.push((offset, len, format_ident!("scratch")));
+    }
+    muts.sort_by_key(|m| m.0);
+    let mut lets = TokenStream::new();
+    let mut gaps = Vec::new(); // (start, end, name)
+    let mut at = 0usize;
+    lets.extend(quote!(let rest: &mut [i8] = &mut arena[..];));
+    for (k, (offset, len, name)) in muts.iter().enumerate() {
+        let g = format_ident!("g{}", k);
+        let (gap, l) = (lit(offset.saturating_sub(at)), lit(*len));
+        lets.extend(quote! {
+            let (#g, rest) = rest.split_at_mut(#gap);
+            let (#name, rest) = rest.split_at_mut(#l);
+        });
+        gaps.push((at, *offset, g));
+        at = offset + len;
+    }
+    let g = format_ident!("g{}", muts.len());
+    lets.extend(quote!(let #g = rest;));
+    gaps.push((at, arena, g));
+    let names: Vec<&Ident> = gaps.iter().map(|g| &g.2).collect();
+    lets.extend(quote!(let (#(#names),*) = (#(&*#names),*);));
+    let srcs = step
+        .inputs
+        .iter()
+        .map(|&loc| match loc {
+            Location::Input => quote!(&input[..]),
+            Location::Arena { offset, len } => {
+                let (start, _, g) = gaps
+                    .iter()
+                    .find(|(s, e, _)| *s <= offset && offset + len <= *e)
+                    .unwrap_or(&gaps[0]);
+                let (a, b) = (lit(offset - start), lit(offset - start + len));
+                quote!(&#g[#a..#b])
+            }
+        })
+        .collect();
+    (lets, srcs)
 }
 
 /// Generates the model type.
@@ -133,45 +180,33 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
     let mut steps = TokenStream::new();
 
     for (n, step) in program.steps.iter().enumerate() {
-        let (out_off, out_len) = step.output;
-        // Each input is in the arena below the output (`lo`), above it (`hi`), or the caller's input.
-        let srcs: Vec<TokenStream> = step
-            .inputs
-            .iter()
-            .map(|&loc| match loc {
-                Location::Input => quote!(&input[..]),
-                Location::Arena { offset, len } if offset + len <= out_off => {
-                    let (a, b) = (lit(offset), lit(offset + len));
-                    quote!(&lo[#a..#b])
-                }
-                Location::Arena { offset, len } => {
-                    let base = out_off + out_len;
-                    let (a, b) = (
-                        lit(offset.saturating_sub(base)),
-                        lit((offset + len).saturating_sub(base)),
-                    );
-                    quote!(&hi[#a..#b])
-                }
-            })
-            .collect();
+        let (split, srcs) = split_arena(step, program.plan.arena_bytes);
         let x = srcs.first().cloned().unwrap_or_else(|| quote!(&[]));
         let layer = format_ident!("L{}", n);
         let call = match &step.kernel {
             Kernel::QuantizeU8 => quote!(#p::quantize_u8(&input[..], y);),
             Kernel::Conv2d { dims, w } | Kernel::DepthwiseConv2d { dims, w } => {
                 let [wn, bn, mn, sn] = weight_statics(&mut statics, n, w);
-                let (d, q) = (conv_dims(&p, dims), output_quant(&p, &w.quant));
+                let (d, q, narrow) = (conv_dims(&p, dims), output_quant(&p, &w.quant), w.narrow);
                 statics.extend(quote! {
-                    static #layer: #p::Conv<'static> = #p::Conv {
+                    static #layer: #p::fast::FastConv<'static> = #p::fast::FastConv {
                         weights: &#wn, bias: &#bn, multiplier: &#mn, shift: &#sn, dims: #d, quant: #q,
+                        narrow: #narrow,
                     };
                 });
-                let f = if matches!(step.kernel, Kernel::Conv2d { .. }) {
-                    quote!(conv2d)
-                } else {
-                    quote!(depthwise_conv2d)
-                };
-                quote!(#p::#f(#x, y, &#layer);)
+                match &step.kernel {
+                    Kernel::Conv2d { .. } => {
+                        let f = if step.inputs.first() == Some(&Location::Input)
+                            && model.input_type == InputType::U8
+                        {
+                            quote!(conv2d_u8)
+                        } else {
+                            quote!(conv2d)
+                        };
+                        quote!(#p::fast::#f(#x, y, scratch, &#layer);)
+                    }
+                    _ => quote!(#p::fast::depthwise_conv2d(#x, y, &#layer);),
+                }
             }
             Kernel::FullyConnected {
                 in_features,
@@ -179,15 +214,15 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                 w,
             } => {
                 let [wn, bn, mn, sn] = weight_statics(&mut statics, n, w);
-                let q = output_quant(&p, &w.quant);
+                let (q, narrow) = (output_quant(&p, &w.quant), w.narrow);
                 let (fi, fo) = (lit(*in_features), lit(*out_features));
                 statics.extend(quote! {
-                    static #layer: #p::Dense<'static> = #p::Dense {
+                    static #layer: #p::fast::FastDense<'static> = #p::fast::FastDense {
                         weights: &#wn, bias: &#bn, multiplier: &#mn, shift: &#sn,
-                        in_features: #fi, out_features: #fo, quant: #q,
+                        in_features: #fi, out_features: #fo, quant: #q, narrow: #narrow,
                     };
                 });
-                quote!(#p::fully_connected(#x, y, &#layer);)
+                quote!(#p::fast::fully_connected(#x, y, &#layer);)
             }
             Kernel::MaxPool2d(d) | Kernel::AvgPool2d(d) => {
                 let dims = fields(
@@ -206,7 +241,7 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                     ],
                 );
                 let f = if matches!(step.kernel, Kernel::MaxPool2d(_)) {
-                    quote!(max_pool2d)
+                    quote!(fast::max_pool2d)
                 } else {
                     quote!(avg_pool2d)
                 };
@@ -225,7 +260,7 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                         ("output_offset", i(m.output_offset)),
                     ],
                 );
-                quote!(#p::global_average_pool(#x, y, &#params);)
+                quote!(#p::fast::global_average_pool(#x, y, &#params);)
             }
             Kernel::Add(a) => {
                 let b = srcs.get(1).cloned().unwrap_or_else(|| quote!(&[]));
@@ -262,12 +297,9 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                 quote!(#p::softmax(#x, y, &#params);)
             }
         };
-        let (split, len) = (lit(out_off), lit(out_len));
         steps.extend(quote! {
             {
-                let (lo, rest) = arena.split_at_mut(#split);
-                let (y, hi) = rest.split_at_mut(#len);
-                let (lo, hi): (&[i8], &[i8]) = (lo, hi);
+                #split
                 #call
             }
             observe(#n);

@@ -17,6 +17,7 @@ pub mod lower;
 pub mod plan;
 pub mod quant;
 pub mod random;
+pub mod select;
 
 pub use error::Error;
 pub use ir::{

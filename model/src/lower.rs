@@ -9,13 +9,24 @@ use crate::ir::{window_output, InputType, Model, Op, QParams, Shape};
 use crate::plan::{plan, Location, Plan};
 use crate::quant;
 
+use tinynas_kernels::fast::{narrow_channel, padded_k};
 pub use tinynas_kernels::{AddParams, ConvDims, MeanParams, OutputQuant, PoolDims, SoftmaxParams};
 
 /// Weights and per-channel requantisation of a conv or dense layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Weights {
     pub weights: Vec<i8>,
+    /// The model's bias (what the reference kernels take).
     pub bias: Vec<i32>,
+    /// `bias + input_offset * sum(weights of the channel)`, wrapping: what the fast kernels take
+    /// (see `tinynas_kernels::fast`). For a convolution reading raw `u8` pixels, `input_offset` is
+    /// that of the converted int8 input.
+    pub folded_bias: Vec<i32>,
+    /// The weights as the fast kernel reads them: conv rows zero-padded to
+    /// `tinynas_kernels::fast::padded_k` values; the same as `weights` for other layers.
+    pub kernel_weights: Vec<i8>,
+    /// Every accumulator fits the short requantisation (`tinynas_kernels::fast::narrow_channel`).
+    pub narrow: bool,
     pub multiplier: Vec<i32>,
     pub shift: Vec<i32>,
     pub quant: OutputQuant,
@@ -55,6 +66,8 @@ pub struct Step {
     pub inputs: Vec<Location>,
     /// Always in the arena: `(offset, len)`.
     pub output: (usize, usize),
+    /// The kernel's scratch in the arena, `(offset, len)`, if it needs any.
+    pub scratch: Option<(usize, usize)>,
 }
 
 /// A model lowered to kernel calls over one arena.
@@ -82,6 +95,55 @@ fn pads(x: Shape, k: [usize; 2], stride: usize, padding: crate::ir::Padding) -> 
     (top, left)
 }
 
+/// `sum(|w|)` per output channel.
+fn abs_sums(w: &[i8], channels: usize, depthwise: bool) -> Vec<u64> {
+    let mut sums = vec![0u64; channels];
+    let k = w.len() / channels.max(1);
+    for (j, &v) in w.iter().enumerate() {
+        let c = if depthwise {
+            j % channels.max(1)
+        } else {
+            j / k.max(1)
+        };
+        if let Some(s) = sums.get_mut(c) {
+            *s += u64::from(v.unsigned_abs());
+        }
+    }
+    sums
+}
+
+/// `rows` rows of weights, each zero-padded to `kp` values.
+fn pad_rows(w: &[i8], rows: usize, kp: usize) -> Vec<i8> {
+    let k = w.len() / rows.max(1);
+    let mut out = vec![0i8; rows * kp];
+    for (dst, src) in out.chunks_mut(kp.max(1)).zip(w.chunks(k.max(1))) {
+        dst[..k.min(kp)].copy_from_slice(&src[..k.min(kp)]);
+    }
+    out
+}
+
+/// `bias + input_offset * sum(w)` per output channel (wrapping, like the kernels' sums).
+fn fold(w: &[i8], bias: &[i32], input_offset: i32, depthwise: bool) -> Vec<i32> {
+    let channels = bias.len().max(1);
+    let mut sums = vec![0i32; bias.len()];
+    if depthwise {
+        for (j, &v) in w.iter().enumerate() {
+            if let Some(s) = sums.get_mut(j % channels) {
+                *s = s.wrapping_add(i32::from(v));
+            }
+        }
+    } else {
+        let k = w.len() / channels;
+        for (s, row) in sums.iter_mut().zip(w.chunks(k.max(1))) {
+            *s = row.iter().map(|&v| i32::from(v)).sum();
+        }
+    }
+    bias.iter()
+        .zip(sums)
+        .map(|(&b, s)| b.wrapping_add(input_offset.wrapping_mul(s)))
+        .collect()
+}
+
 /// Lowers a model.
 pub fn lower(model: &Model) -> Result<Program, Error> {
     let plan = plan(model);
@@ -97,6 +159,7 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
                 kernel: Kernel::QuantizeU8,
                 inputs: vec![Location::Input],
                 output: out,
+                scratch: None,
             });
         }
     }
@@ -127,11 +190,22 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
             pad_top: pad.0,
             pad_left: pad.1,
         };
-        let weights = |w: &[i8], scales: &[f32], bias: &[i32], act| {
+        // `depthwise`: weights are `[taps][channels]` (a channel's weights interleaved).
+        let weights = |w: &[i8], scales: &[f32], bias: &[i32], act, depthwise: bool| {
             let (multiplier, shift) = quant::per_channel(xq, scales, yq);
+            let folded_bias = fold(w, bias, -xq.zero_point, depthwise);
+            let sums = abs_sums(w, bias.len(), depthwise);
+            let narrow = folded_bias
+                .iter()
+                .zip(&shift)
+                .zip(&sums)
+                .all(|((&b, &s), &a)| narrow_channel(b, s, a));
             Weights {
                 weights: w.to_vec(),
                 bias: bias.to_vec(),
+                folded_bias,
+                kernel_weights: w.to_vec(),
+                narrow,
                 multiplier,
                 shift,
                 quant: output_quant(xq, yq, act),
@@ -144,16 +218,20 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
                     conv.stride,
                     pads(x, conv.kernel, conv.stride, conv.padding),
                 );
+                let depthwise = matches!(node.op, Op::DepthwiseConv2d { .. });
                 let w = weights(
                     &conv.weights,
                     &conv.weight_scales,
                     &conv.bias,
                     conv.activation,
+                    depthwise,
                 );
-                if matches!(node.op, Op::Conv2d { .. }) {
-                    Kernel::Conv2d { dims, w }
-                } else {
+                if depthwise {
                     Kernel::DepthwiseConv2d { dims, w }
+                } else {
+                    let mut w = w;
+                    w.kernel_weights = pad_rows(&w.weights, w.bias.len(), padded_k(&dims));
+                    Kernel::Conv2d { dims, w }
                 }
             }
             Op::FullyConnected {
@@ -165,7 +243,7 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
             } => Kernel::FullyConnected {
                 in_features: x.elements(),
                 out_features: y.elements(),
-                w: weights(wv, weight_scales, bias, *activation),
+                w: weights(wv, weight_scales, bias, *activation, false),
             },
             Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
                 let (pad_top, pad_left) = pads(x, p.size, p.stride, p.padding);
@@ -238,6 +316,7 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
             kernel,
             inputs,
             output,
+            scratch: plan.scratch[i],
         });
     }
     let output = plan.locations[model.output()];

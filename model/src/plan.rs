@@ -4,9 +4,13 @@
 //! Each tensor lives from the node that writes it to the last node that reads it (the model output
 //! lives to the end). Kernels do not work in place, so a node's inputs and its output never share
 //! bytes. `Reshape` outputs alias their input. The input of an `I8` model is read from the caller's
-//! slice and takes no arena bytes; a `U8` input is converted into the arena first.
+//! slice and takes no arena bytes; so is a `U8` input read only by convolutions, which gather the
+//! raw pixels themselves ([`crate::select::reads_raw_input`]); any other `U8` input is converted
+//! into the arena first. A kernel's scratch (im2col columns) is one more buffer, alive during its
+//! node's step only, placed by the same greedy pass.
 
 use crate::ir::{InputType, Model, Op, TensorId};
+use crate::select;
 
 /// Where a tensor's bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,10 +26,12 @@ pub enum Location {
 pub struct Plan {
     /// One entry per tensor (0 = input, `i + 1` = node `i`).
     pub locations: Vec<Location>,
+    /// One entry per node: its kernel's scratch `(offset, len)` in the arena, if it needs any.
+    pub scratch: Vec<Option<(usize, usize)>>,
     /// Bytes the arena must have: the end of the highest placed buffer.
     pub arena_bytes: usize,
-    /// The lower bound of any plan that runs nodes in this order: the largest sum of the buffers
-    /// alive at one step.
+    /// The liveness floor: the lower bound of any plan that runs nodes in this order with these
+    /// kernels, the largest sum of the buffers (activations and scratch) alive at one step.
     pub live_peak_bytes: usize,
     /// What a planner without reuse would need: the sum of all activation buffers.
     pub naive_bytes: usize,
@@ -56,13 +62,38 @@ pub fn plan(model: &Model) -> Plan {
         }
     }
     last[root[n - 1]] = n; // the output is read after the last node
-    let in_arena = |r: TensorId| r == root[r] && !(r == 0 && model.input_type == InputType::I8);
-    let size = |r: TensorId| model.shape(r).elements();
+                           // Buffers `n + i` are node i's scratch, alive at its step (i + 1) only.
+    let scratch: Vec<usize> = (0..n - 1)
+        .map(|i| select::scratch_bytes(model, i))
+        .collect();
+    for (i, &bytes) in scratch.iter().enumerate() {
+        if bytes > 0 {
+            root.push(n + i);
+            first.push(i + 1);
+            last.push(i + 1);
+        } else {
+            root.push(usize::MAX);
+            first.push(usize::MAX);
+            last.push(0);
+        }
+    }
+    let input_outside = model.input_type == InputType::I8 || select::reads_raw_input(model);
+    let in_arena = |r: TensorId| r == root[r] && !(r == 0 && input_outside);
+    let size = |r: usize| {
+        if r < n {
+            model.shape(r).elements()
+        } else {
+            scratch[r - n]
+        }
+    };
 
-    let mut order: Vec<TensorId> = (0..n).filter(|&r| in_arena(r)).collect();
+    let mut order: Vec<usize> = (0..n)
+        .filter(|&r| in_arena(r))
+        .chain((0..n - 1).filter(|&i| scratch[i] > 0).map(|i| n + i))
+        .collect();
     order.sort_by_key(|&r| (std::cmp::Reverse(size(r)), r));
-    let mut offsets = vec![0usize; n];
-    let mut placed: Vec<TensorId> = Vec::new();
+    let mut offsets = vec![0usize; root.len()];
+    let mut placed: Vec<usize> = Vec::new();
     for &r in &order {
         let mut busy: Vec<(usize, usize)> = placed
             .iter()
@@ -109,8 +140,12 @@ pub fn plan(model: &Model) -> Plan {
             }
         })
         .collect();
+    let scratch = (0..n - 1)
+        .map(|i| (scratch[i] > 0).then(|| (offsets[n + i], scratch[i])))
+        .collect();
     Plan {
         locations,
+        scratch,
         arena_bytes,
         live_peak_bytes,
         naive_bytes,
@@ -149,6 +184,18 @@ mod tests {
                 }
                 if let Location::Arena { offset, len } = out {
                     assert!(offset + len <= p.arena_bytes);
+                }
+                // Scratch overlaps nothing its node reads or writes.
+                if let Some((s, sl)) = p.scratch[i] {
+                    assert!(s + sl <= p.arena_bytes);
+                    for loc in node.inputs.iter().map(|&t| p.locations[t]).chain([out]) {
+                        if let Location::Arena { offset, len } = loc {
+                            assert!(
+                                s + sl <= offset || offset + len <= s,
+                                "node {i}: scratch overlaps"
+                            );
+                        }
+                    }
                 }
             }
         }

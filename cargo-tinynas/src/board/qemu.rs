@@ -22,6 +22,8 @@ pub struct QemuMachine {
     pub machine: &'static str,
     pub core: &'static str,
     pub target: &'static str,
+    /// LLVM's name of the core (`-C target-cpu`).
+    pub cpu: &'static str,
     pub flash: (u64, u64),
     pub ram: (u64, u64),
     /// Nanoseconds per SysTick tick (core clock source), as a fraction.
@@ -35,6 +37,7 @@ pub const MACHINES: [QemuMachine; 5] = [
         machine: "microbit",
         core: "Cortex-M0",
         target: "thumbv6m-none-eabi",
+        cpu: "cortex-m0",
         flash: (0, 256 << 10),
         ram: (0x2000_0000, 16 << 10),
         ns_per_tick: (125, 2),
@@ -44,6 +47,7 @@ pub const MACHINES: [QemuMachine; 5] = [
         machine: "lm3s6965evb",
         core: "Cortex-M3",
         target: "thumbv7m-none-eabi",
+        cpu: "cortex-m3",
         flash: (0, 256 << 10),
         ram: (0x2000_0000, 64 << 10),
         ns_per_tick: (80, 1),
@@ -53,6 +57,7 @@ pub const MACHINES: [QemuMachine; 5] = [
         machine: "mps2-an386",
         core: "Cortex-M4F",
         target: "thumbv7em-none-eabihf",
+        cpu: "cortex-m4",
         flash: (0, 4 << 20),
         ram: (0x2000_0000, 4 << 20),
         ns_per_tick: (40, 1),
@@ -62,6 +67,7 @@ pub const MACHINES: [QemuMachine; 5] = [
         machine: "mps2-an500",
         core: "Cortex-M7",
         target: "thumbv7em-none-eabihf",
+        cpu: "cortex-m7",
         flash: (0, 4 << 20),
         ram: (0x2000_0000, 4 << 20),
         ns_per_tick: (40, 1),
@@ -71,6 +77,7 @@ pub const MACHINES: [QemuMachine; 5] = [
         machine: "mps3-an547",
         core: "Cortex-M55",
         target: "thumbv8m.main-none-eabihf",
+        cpu: "cortex-m55",
         flash: (0, 512 << 10),
         ram: (0x2000_0000, 512 << 10),
         ns_per_tick: (125, 4),
@@ -157,6 +164,10 @@ impl Board for QemuBoard {
 
     fn target(&self) -> &'static str {
         self.machine.target
+    }
+
+    fn target_cpu(&self) -> Option<&'static str> {
+        Some(self.machine.cpu)
     }
 
     fn memory(&self) -> MemoryLayout {

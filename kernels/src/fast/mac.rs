@@ -1,0 +1,338 @@
+//! The inner loops every fast kernel is built on, one implementation per instruction set.
+//!
+//! A kernel is generic over [`Mac`] and instantiated with [`Selected`], the implementation of the
+//! target it is compiled for; tests instantiate every implementation on the host (the DSP one with
+//! its instructions emulated, see `isa.rs`) and compare them with the reference kernels.
+//!
+//! Slices are walked with `chunks_exact`, [`rows`] and `zip`, so there is no bounds check per MAC
+//! and no index that could be out of range: slices shorter than each other give a shorter sum, never a
+//! fault. Every sum wraps like the reference kernels' (`i32` arithmetic is exact modulo 2^32 in any
+//! order).
+
+/// `s` in consecutive pieces of `n` (a shorter tail left out), like `chunks_exact`; unlike a
+/// `Zip` of `ChunksExact`, a `zip` of these never divides by `n` to size itself, so no
+/// division-by-zero panic path is left in the binary (the panic-never link check).
+#[inline(always)]
+pub(crate) fn rows<T>(s: &[T], n: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = s;
+    core::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let (row, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        Some(row)
+    })
+}
+
+/// [`rows`] of a mutable slice.
+#[cfg(any(tinynas_dsp, tinynas_v6m, test))]
+#[inline(always)]
+pub(crate) fn rows_mut<T>(s: &mut [T], n: usize) -> impl Iterator<Item = &mut [T]> {
+    let mut rest = s;
+    core::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let (row, tail) = core::mem::take(&mut rest).split_at_mut_checked(n)?;
+        rest = tail;
+        Some(row)
+    })
+}
+
+/// The inner loops of one instruction set.
+pub trait Mac {
+    /// Stores column `p` (0 to 3) of a block of four im2col columns: `col` holds `kp` int8 values,
+    /// `kp` a multiple of 4, and the block has [`block_bytes`]`(kp)` bytes (each instruction set
+    /// lays the block out its own way, within that size).
+    fn store_column(block: &mut [i8], p: usize, col: &[i8]);
+    /// The block's four columns times one weight row of `kp` int8: `acc[p] += col_p . w`.
+    fn dot_block(block: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4];
+    /// `[x.w0, x.w1]` added to `acc`.
+    fn dot_1x2(x: &[i8], w0: &[i8], w1: &[i8], acc: [i32; 2]) -> [i32; 2];
+    /// `x.w` added to `acc`.
+    fn dot_1x1(x: &[i8], w: &[i8], acc: i32) -> i32 {
+        x.iter().zip(w).fold(acc, |a, (&x, &w)| {
+            a.wrapping_add(i32::from(x) * i32::from(w))
+        })
+    }
+    /// The rounded high word of `a * b`: `(a * b + 2^31) >> 32`.
+    fn mul_high_round(a: i32, b: i32) -> i32 {
+        ((i64::from(a) * i64::from(b) + (1 << 31)) >> 32) as i32
+    }
+    /// `acc[c] += x[c] * w[c]` lane by lane (depthwise convolution).
+    fn mac_lanes(acc: &mut [i32], x: &[i8], w: &[i8]);
+    /// `out[c] = max(out[c], x[c])` lane by lane (max pool).
+    fn max_lanes(out: &mut [i8], x: &[i8]);
+}
+
+/// Four columns of a DSP block (see [`Dsp`]) times one weight row, in plain Rust: the DSP
+/// instruction's emulation on the host, and its fallback for a misaligned block (which the kernels
+/// never pass).
+#[cfg(any(tinynas_dsp, test))]
+#[inline(always)]
+pub(crate) fn dot_4x1_i16(cols: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4] {
+    let mut acc = acc;
+    let half = |lo: i8, hi: i8| i32::from(i16::from_le_bytes([lo as u8, hi as u8]));
+    for (g, w) in rows(cols, 32).zip(rows(w, 4)) {
+        for (a, col) in acc.iter_mut().zip(rows(g, 8)) {
+            // The words (k0, k2) and (k1, k3).
+            if let ([c0l, c0h, c2l, c2h, c1l, c1h, c3l, c3h], [w0, w1, w2, w3]) = (col, w) {
+                let x = [
+                    half(*c0l, *c0h),
+                    half(*c1l, *c1h),
+                    half(*c2l, *c2h),
+                    half(*c3l, *c3h),
+                ];
+                for (x, w) in x.iter().zip([w0, w1, w2, w3]) {
+                    *a = a.wrapping_add(x * i32::from(*w));
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// Plain Rust, for every target (Armv6-M, Armv7-M, RISC-V, the host).
+#[derive(Debug, Clone, Copy)]
+pub struct Portable;
+
+/// Bytes of a block of four im2col columns of `kp` values: what the largest layout (the DSP
+/// path's int16 values) needs, so that the planner's arena fits every target.
+pub const fn block_bytes(kp: usize) -> usize {
+    8 * kp
+}
+
+/// The portable block: the four int8 columns one after the other (half of [`block_bytes`]).
+impl Mac for Portable {
+    #[inline(always)]
+    fn store_column(block: &mut [i8], p: usize, col: &[i8]) {
+        if let Some(dst) = block.get_mut(p * col.len()..(p + 1) * col.len()) {
+            dst.copy_from_slice(col);
+        }
+    }
+
+    #[inline(always)]
+    fn dot_block(block: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4] {
+        let kp = w.len();
+        let [mut a, mut b, mut c, mut d] = acc;
+        let (Some(x0), Some(x1), Some(x2), Some(x3)) = (
+            block.get(..kp),
+            block.get(kp..2 * kp),
+            block.get(2 * kp..3 * kp),
+            block.get(3 * kp..4 * kp),
+        ) else {
+            return acc;
+        };
+        for ((((&w, &p), &q), &r), &s) in w.iter().zip(x0).zip(x1).zip(x2).zip(x3) {
+            let w = i32::from(w);
+            a = a.wrapping_add(i32::from(p) * w);
+            b = b.wrapping_add(i32::from(q) * w);
+            c = c.wrapping_add(i32::from(r) * w);
+            d = d.wrapping_add(i32::from(s) * w);
+        }
+        [a, b, c, d]
+    }
+
+    #[inline(always)]
+    fn dot_1x2(x: &[i8], w0: &[i8], w1: &[i8], acc: [i32; 2]) -> [i32; 2] {
+        let [mut a, mut b] = acc;
+        for ((&p, &r), &s) in x.iter().zip(w0).zip(w1) {
+            let p = i32::from(p);
+            a = a.wrapping_add(p * i32::from(r));
+            b = b.wrapping_add(p * i32::from(s));
+        }
+        [a, b]
+    }
+
+    #[inline(always)]
+    fn mac_lanes(acc: &mut [i32], x: &[i8], w: &[i8]) {
+        for ((a, &x), &w) in acc.iter_mut().zip(x).zip(w) {
+            *a = a.wrapping_add(i32::from(x) * i32::from(w));
+        }
+    }
+
+    #[inline(always)]
+    fn max_lanes(out: &mut [i8], x: &[i8]) {
+        for (o, &x) in out.iter_mut().zip(x) {
+            *o = (*o).max(x);
+        }
+    }
+}
+
+/// Armv7E-M / Armv8-M DSP: four int8 values per 32-bit load, widened in pairs with SXTB16,
+/// two multiply-accumulates per SMLAD.
+///
+/// Its conv block holds the four columns as int16, interleaved per group of four values, each
+/// group and column as the words `(k0, k2)` and `(k1, k3)`: the order SXTB16 splits a weight word
+/// in, so one LDRD gives what two SMLADs multiply with a weight word.
+///
+/// SXTB16 splits a word into bytes (0, 2) and, rotated, (1, 3); both operands are split the same
+/// way, so each SMLAD pairs matching elements and no reordering of the weights is needed.
+#[cfg(any(tinynas_dsp, test))]
+#[derive(Debug, Clone, Copy)]
+pub struct Dsp;
+
+/// Four bytes as a little-endian word (one unaligned LDR on Armv7E-M).
+#[cfg(any(tinynas_dsp, test))]
+#[inline(always)]
+fn word(c: &[i8]) -> u32 {
+    match c {
+        [a, b, c, d] => u32::from_le_bytes([*a as u8, *b as u8, *c as u8, *d as u8]),
+        _ => 0,
+    }
+}
+
+#[cfg(any(tinynas_dsp, test))]
+impl Mac for Dsp {
+    #[inline(always)]
+    fn mul_high_round(a: i32, b: i32) -> i32 {
+        crate::isa_dsp::smmulr(a, b)
+    }
+
+    #[inline(always)]
+    fn store_column(block: &mut [i8], p: usize, col: &[i8]) {
+        use crate::isa_dsp::{sxtb16, sxtb16_ror8};
+        for (g, c) in rows_mut(block, 32).zip(rows(col, 4)) {
+            let v = word(c);
+            if let Some(dst) = g.get_mut(p * 8..p * 8 + 8) {
+                let (even, odd) = (sxtb16(v).to_le_bytes(), sxtb16_ror8(v).to_le_bytes());
+                for (d, b) in dst.iter_mut().zip(even.iter().chain(&odd)) {
+                    *d = *b as i8;
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn dot_block(block: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4] {
+        crate::isa_dsp::dot_4x1_i16(block, w, acc)
+    }
+
+    #[inline(always)]
+    fn dot_1x2(x: &[i8], w0: &[i8], w1: &[i8], acc: [i32; 2]) -> [i32; 2] {
+        use crate::isa_dsp::{smlad, sxtb16, sxtb16_ror8};
+        let [mut a, mut b] = acc;
+        let (mut p4, mut r4, mut s4) = (x.chunks_exact(4), w0.chunks_exact(4), w1.chunks_exact(4));
+        for ((p, r), s) in p4.by_ref().zip(r4.by_ref()).zip(s4.by_ref()) {
+            let (p, r, s) = (word(p), word(r), word(s));
+            let (pe, po) = (sxtb16(p), sxtb16_ror8(p));
+            a = smlad(pe, sxtb16(r), a);
+            a = smlad(po, sxtb16_ror8(r), a);
+            b = smlad(pe, sxtb16(s), b);
+            b = smlad(po, sxtb16_ror8(s), b);
+        }
+        Portable::dot_1x2(p4.remainder(), r4.remainder(), s4.remainder(), [a, b])
+    }
+
+    #[inline(always)]
+    fn dot_1x1(x: &[i8], w: &[i8], acc: i32) -> i32 {
+        use crate::isa_dsp::{smlad, sxtb16, sxtb16_ror8};
+        let mut a = acc;
+        let (mut p4, mut r4) = (x.chunks_exact(4), w.chunks_exact(4));
+        for (p, r) in p4.by_ref().zip(r4.by_ref()) {
+            let (p, r) = (word(p), word(r));
+            a = smlad(sxtb16(p), sxtb16(r), a);
+            a = smlad(sxtb16_ror8(p), sxtb16_ror8(r), a);
+        }
+        Portable::dot_1x1(p4.remainder(), r4.remainder(), a)
+    }
+
+    #[inline(always)]
+    fn mac_lanes(acc: &mut [i32], x: &[i8], w: &[i8]) {
+        use crate::isa_dsp::{smlabb, smlatt, sxtb16, sxtb16_ror8};
+        let mut a4 = acc.chunks_exact_mut(4);
+        let (mut x4, mut w4) = (x.chunks_exact(4), w.chunks_exact(4));
+        for ((a, x), w) in a4.by_ref().zip(x4.by_ref()).zip(w4.by_ref()) {
+            if let [a0, a1, a2, a3] = a {
+                let (x, w) = (word(x), word(w));
+                let (xe, xo, we, wo) = (sxtb16(x), sxtb16_ror8(x), sxtb16(w), sxtb16_ror8(w));
+                *a0 = smlabb(xe, we, *a0);
+                *a2 = smlatt(xe, we, *a2);
+                *a1 = smlabb(xo, wo, *a1);
+                *a3 = smlatt(xo, wo, *a3);
+            }
+        }
+        Portable::mac_lanes(a4.into_remainder(), x4.remainder(), w4.remainder());
+    }
+
+    #[inline(always)]
+    fn max_lanes(out: &mut [i8], x: &[i8]) {
+        let mut o4 = out.chunks_exact_mut(4);
+        let mut x4 = x.chunks_exact(4);
+        for (o, x) in o4.by_ref().zip(x4.by_ref()) {
+            let m = crate::isa_dsp::max8x4(word(o), word(x)).to_le_bytes();
+            for (o, m) in o.iter_mut().zip(m) {
+                *o = m as i8;
+            }
+        }
+        Portable::max_lanes(o4.into_remainder(), x4.remainder());
+    }
+}
+
+/// Armv6-M: the portable loops, except the convolution block (see `isa_v6m.rs`): per `k`, the
+/// four columns' values biased to unsigned bytes, and a high multiply from 16-bit pieces (Armv6-M
+/// has no 64-bit multiply; the compiler's routine costs twice as much).
+#[cfg(any(tinynas_v6m, test))]
+#[derive(Debug, Clone, Copy)]
+pub struct V6m;
+
+#[cfg(any(tinynas_v6m, test))]
+impl Mac for V6m {
+    #[inline(always)]
+    fn store_column(block: &mut [i8], p: usize, col: &[i8]) {
+        for (x, &c) in rows_mut(block, 4).zip(col) {
+            if let Some(x) = x.get_mut(p) {
+                *x = c ^ i8::MIN;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn dot_block(block: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4] {
+        crate::isa_v6m::dot_4x1_u8(block, w, acc)
+    }
+
+    /// `floor((a * b + 2^31) / 2^32)` from the four 16-bit partial products: with
+    /// `a = ah 2^16 + al`, `b = bh 2^16 + bl` (`al`, `bl` unsigned), it is
+    /// `ah bh + (ah bl >> 16) + (al bh >> 16)` plus the carry of the low halves and the rounding
+    /// (every partial product fits `i32`; the shifts are floor divisions, so the sum is exact).
+    #[inline(always)]
+    fn mul_high_round(a: i32, b: i32) -> i32 {
+        let (al, ah) = ((a & 0xFFFF) as u32, a >> 16);
+        let (bl, bh) = ((b & 0xFFFF) as u32, b >> 16);
+        let ll = al * bl;
+        let lh = (al as i32).wrapping_mul(bh);
+        let hl = ah.wrapping_mul(bl as i32);
+        let hh = ah.wrapping_mul(bh);
+        let low = (lh & 0xFFFF) + (hl & 0xFFFF) + (ll >> 16) as i32 + 0x8000;
+        hh.wrapping_add(lh >> 16)
+            .wrapping_add(hl >> 16)
+            .wrapping_add(low >> 16)
+    }
+
+    #[inline(always)]
+    fn dot_1x2(x: &[i8], w0: &[i8], w1: &[i8], acc: [i32; 2]) -> [i32; 2] {
+        Portable::dot_1x2(x, w0, w1, acc)
+    }
+
+    #[inline(always)]
+    fn mac_lanes(acc: &mut [i32], x: &[i8], w: &[i8]) {
+        Portable::mac_lanes(acc, x, w);
+    }
+
+    #[inline(always)]
+    fn max_lanes(out: &mut [i8], x: &[i8]) {
+        Portable::max_lanes(out, x);
+    }
+}
+
+/// The implementation of the target being compiled for.
+#[cfg(tinynas_dsp)]
+pub type Selected = Dsp;
+/// The implementation of the target being compiled for.
+#[cfg(tinynas_v6m)]
+pub type Selected = V6m;
+/// The implementation of the target being compiled for.
+#[cfg(not(any(tinynas_dsp, tinynas_v6m)))]
+pub type Selected = Portable;

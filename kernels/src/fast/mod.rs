@@ -1,0 +1,528 @@
+//! The fast kernels: what generated code runs. Each gives exactly the bytes of its reference kernel
+//! (tested bit for bit, on the host and on the emulated boards), from parameters the generator
+//! prepared on the host:
+//!
+//! * the input offset is folded into the bias: `bias + input_offset * sum(w)`, so the inner loops
+//!   multiply raw int8 values; a padded tap then reads the input zero point (`-input_offset`),
+//!   whose product cancels the folded term exactly as the reference skips the tap;
+//! * weights are stored as the kernel reads them (convolution rows zero-padded to a multiple of 4);
+//! * a layer is run by the kernel its shape calls for ([`conv2d`] with a block of four im2col
+//!   columns in planned scratch, [`depthwise_conv2d`] over channel lanes), chosen by the
+//!   generator, never at run time;
+//! * the first convolution of a `u8` model reads the pixels directly ([`conv2d_u8`]): the
+//!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered.
+//!
+//! The instruction-set paths are in [`mac`]: the inner loops are the only difference between them.
+
+pub mod mac;
+
+use crate::conv::ConvDims;
+use crate::fixed::multiply_by_quantized_multiplier;
+use crate::pool::{MeanParams, PoolDims};
+use crate::OutputQuant;
+use mac::{Mac, Selected};
+
+/// A (depthwise) convolution prepared for the fast kernels.
+#[derive(Debug, Clone, Copy)]
+pub struct FastConv<'a> {
+    /// Conv2d: `[out_c][k_h][k_w][in_c]`, each row zero-padded to [`padded_k`] values;
+    /// depthwise: `[k_h][k_w][out_c]` (as the reference).
+    pub weights: &'a [i8],
+    /// Per output channel `bias + input_offset * sum(weights of the channel)` (wrapping).
+    pub bias: &'a [i32],
+    /// Per output channel fixed-point multiplier (`[2^30, 2^31)` or 0, as `quantize_multiplier`
+    /// gives) and shift.
+    pub multiplier: &'a [i32],
+    pub shift: &'a [i32],
+    pub dims: ConvDims,
+    /// `input_offset` is the int8 input's; padded taps read `-input_offset`.
+    pub quant: OutputQuant,
+    /// The generator proved that every accumulator this layer can produce, for every input,
+    /// shifted left by its channel's left shift, is below `2^30` in magnitude: requantisation takes
+    /// its short exact form. (False is always correct.)
+    pub narrow: bool,
+}
+
+/// A dense layer prepared for the fast kernel (bias folded as in [`FastConv`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FastDense<'a> {
+    /// `[out_features][in_features]`.
+    pub weights: &'a [i8],
+    pub bias: &'a [i32],
+    pub multiplier: &'a [i32],
+    pub shift: &'a [i32],
+    pub in_features: usize,
+    pub out_features: usize,
+    pub quant: OutputQuant,
+    /// As [`FastConv::narrow`].
+    pub narrow: bool,
+}
+
+/// Values per weight row of [`conv2d`]: `k_h * k_w * in_c` rounded up to a multiple of 4 (the rows
+/// are zero-padded so the inner loop has no tail).
+pub const fn padded_k(d: &ConvDims) -> usize {
+    (d.k_h * d.k_w * d.in_c + 3) & !3
+}
+
+/// Scratch bytes [`conv2d`] and [`conv2d_u8`] need: a block of four int16 im2col columns, the
+/// int8 column being gathered, and 3 bytes to word-align the block.
+pub const fn im2col_scratch_bytes(d: &ConvDims) -> usize {
+    let kp = padded_k(d);
+    mac::block_bytes(kp) + kp + 3
+}
+
+/// Fixed-point requantisation, equal to the reference's `multiply_by_quantized_multiplier`
+/// followed by the output offset and the clamp, for every multiplier except `i32::MIN` (which
+/// `quantize_multiplier` never gives). The per-channel constants are worked out once per channel;
+/// [`Requant::apply`] then costs a few instructions per output.
+#[derive(Clone, Copy)]
+struct Requant {
+    multiplier: i32,
+    /// The left shift (plus one in the short form).
+    left: u32,
+    /// `2^right` (short form) or `2^right - 1` (full form).
+    pow: u32,
+    right: u32,
+}
+
+impl Requant {
+    const ZERO: Requant = Requant {
+        multiplier: 0,
+        left: 0,
+        pow: 0,
+        right: 0,
+    };
+
+    #[inline(always)]
+    fn new<const SHORT: bool>(multiplier: i32, shift: i32) -> Self {
+        let left = shift.clamp(0, 31) as u32;
+        let right = (-shift).clamp(0, 31) as u32;
+        Requant {
+            multiplier,
+            left: left + u32::from(SHORT),
+            pow: if SHORT { 1 << right } else { (1 << right) - 1 },
+            right,
+        }
+    }
+
+    /// `SHORT` (the generator proved `|acc * 2^left| < 2^30` for every input of the layer): the
+    /// doubling high multiply is the rounded high word of `(acc << (left + 1)) * m` (one SMMULR:
+    /// `floor((2 * x * m + 2^31) / 2^32) = floor((x * m + 2^30) / 2^31)`), and the rounding right
+    /// shift adds `(2^right - [high < 0]) / 2` and shifts: half, less one for negatives, and 0 for a
+    /// shift of 0, as gemmlowp rounds (no overflow: `|high| < 2^30`). Otherwise the full form: one
+    /// 64-bit multiply-add, and gemmlowp's remainder test.
+    #[inline(always)]
+    fn apply<M: Mac, const SHORT: bool>(&self, acc: i32, q: &OutputQuant) -> i8 {
+        let v = if SHORT {
+            let high = M::mul_high_round(acc.wrapping_shl(self.left), self.multiplier);
+            let nudge = self.pow.wrapping_sub((high as u32) >> 31) >> 1;
+            high.wrapping_add(nudge as i32) >> self.right
+        } else {
+            let x = acc.wrapping_shl(self.left);
+            let high = ((i64::from(x) * i64::from(self.multiplier) + (1 << 30)) >> 31) as i32;
+            let mask = self.pow as i32;
+            let threshold = (mask >> 1) + i32::from(high < 0);
+            (high >> self.right) + i32::from((high & mask) > threshold)
+        };
+        let v = v.wrapping_add(q.output_offset);
+        v.max(q.act_min).min(q.act_max).clamp(-128, 127) as i8
+    }
+}
+
+/// Whether a channel's accumulators fit the short requantisation ([`FastConv::narrow`]): with int8
+/// inputs, `|acc| <= |bias| + 128 * sum(|w|)` for every input (the folded bias, and padded taps
+/// read an int8 zero point too), and that bound times `2^left` must stay below `2^30`.
+pub fn narrow_channel(folded_bias: i32, shift: i32, abs_weight_sum: u64) -> bool {
+    let left = shift.clamp(0, 31) as u32;
+    let bound = u64::from(folded_bias.unsigned_abs()) + 128 * abs_weight_sum;
+    bound < (1u64 << 30) >> left
+}
+
+/// The full-form requantisation of one value (for tests and the dense tail).
+#[cfg(test)]
+fn requantize(acc: i32, multiplier: i32, shift: i32, q: &OutputQuant) -> i8 {
+    Requant::new::<false>(multiplier, shift).apply::<mac::Portable, false>(acc, q)
+}
+
+/// One weight row with its channel's bias and requantisation.
+type Channel<'a> = ((&'a [i8], &'a i32), (&'a i32, &'a i32));
+
+fn channels<'a>(
+    weights: &'a [i8],
+    k: usize,
+    bias: &'a [i32],
+    multiplier: &'a [i32],
+    shift: &'a [i32],
+) -> impl Iterator<Item = Channel<'a>> {
+    mac::rows(weights, k)
+        .zip(bias)
+        .zip(multiplier.iter().zip(shift))
+}
+
+/// One column times every weight row.
+#[inline(always)]
+fn gemm_1<M: Mac, const SHORT: bool>(
+    x: &[i8],
+    w: (&[i8], &[i32], &[i32], &[i32]),
+    q: &OutputQuant,
+    y: &mut [i8],
+) {
+    let mut rows = channels(w.0, x.len(), w.1, w.2, w.3);
+    let mut ys = y.iter_mut();
+    let rq = |m, s| Requant::new::<SHORT>(m, s);
+    while let (Some(((w0, &b0), (&m0, &s0))), Some(y0)) = (rows.next(), ys.next()) {
+        match (rows.next(), ys.next()) {
+            (Some(((w1, &b1), (&m1, &s1))), Some(y1)) => {
+                let [a, b] = M::dot_1x2(x, w0, w1, [b0, b1]);
+                *y0 = rq(m0, s0).apply::<M, SHORT>(a, q);
+                *y1 = rq(m1, s1).apply::<M, SHORT>(b, q);
+            }
+            _ => *y0 = rq(m0, s0).apply::<M, SHORT>(M::dot_1x1(x, w0, b0), q),
+        }
+    }
+}
+
+/// An input element the im2col gather can read: int8 as it is, or a raw `u8` pixel converted as
+/// TF Lite's QUANTIZE from uint8 does (`x - 128`).
+pub trait Pixel: Copy {
+    fn to_i8(self) -> i8;
+}
+
+impl Pixel for i8 {
+    #[inline(always)]
+    fn to_i8(self) -> i8 {
+        self
+    }
+}
+
+impl Pixel for u8 {
+    #[inline(always)]
+    fn to_i8(self) -> i8 {
+        (self ^ 0x80) as i8
+    }
+}
+
+/// Writes the im2col column of output pixel `(oy, ox)`: the window's taps in `[k_h][k_w][in_c]`
+/// order, padded taps set to `pad`. A window inside the input is `k_h` straight row copies.
+#[inline(always)]
+fn gather<T: Pixel>(input: &[T], d: &ConvDims, oy: usize, ox: usize, pad: i8, col: &mut [i8]) {
+    let row_len = d.k_w * d.in_c;
+    let (y0, x0) = (oy * d.stride, ox * d.stride);
+    let inside_x = x0 >= d.pad_left && x0 + d.k_w <= d.in_w + d.pad_left;
+    let inside_y = y0 >= d.pad_top && y0 + d.k_h <= d.in_h + d.pad_top;
+    if inside_x && inside_y {
+        let stride = d.in_w * d.in_c;
+        let start = (y0 - d.pad_top) * stride + (x0 - d.pad_left) * d.in_c;
+        for (k, row) in col.chunks_exact_mut(row_len.max(1)).enumerate() {
+            let at = start + k * stride;
+            if let Some(src) = input.get(at..at + row_len) {
+                copy(row, src);
+            }
+        }
+        return;
+    }
+    // The kernel columns inside the input: kx in lo..hi.
+    let lo = d.pad_left.saturating_sub(x0).min(d.k_w);
+    let hi = (d.in_w + d.pad_left).saturating_sub(x0).clamp(lo, d.k_w);
+    for (ky, row) in col.chunks_exact_mut(row_len.max(1)).enumerate() {
+        let src = (y0 + ky)
+            .checked_sub(d.pad_top)
+            .filter(|&y| y < d.in_h && hi > lo)
+            .and_then(|iy| {
+                let at = (iy * d.in_w + x0 + lo - d.pad_left) * d.in_c;
+                input.get(at..at + (hi - lo) * d.in_c)
+            });
+        match src {
+            Some(src) => {
+                let Some((before, rest)) = row.split_at_mut_checked(lo * d.in_c) else {
+                    continue;
+                };
+                let Some((inside, after)) = rest.split_at_mut_checked(src.len()) else {
+                    continue;
+                };
+                fill(before, pad);
+                copy(inside, src);
+                fill(after, pad);
+            }
+            None => fill(row, pad),
+        }
+    }
+}
+
+#[inline(always)]
+fn copy<T: Pixel>(dst: &mut [i8], src: &[T]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = s.to_i8();
+    }
+}
+
+#[inline(always)]
+fn fill(dst: &mut [i8], v: i8) {
+    for d in dst {
+        *d = v;
+    }
+}
+
+/// 2-D convolution of any kernel, stride and padding: four output pixels at a time, their im2col
+/// columns gathered into one block in `scratch` ([`im2col_scratch_bytes`]), then every weight row
+/// (padded to [`padded_k`] values) against the block.
+pub fn conv2d(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+    im2col::<Selected, i8>(input, output, scratch, p);
+}
+
+/// [`conv2d`] on the model's raw `u8` input: `p` is prepared for the int8 input `x - 128`.
+pub fn conv2d_u8(input: &[u8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+    im2col::<Selected, u8>(input, output, scratch, p);
+}
+
+fn im2col<M: Mac, T: Pixel>(input: &[T], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+    if p.narrow {
+        im2col_q::<M, T, true>(input, output, scratch, p);
+    } else {
+        im2col_q::<M, T, false>(input, output, scratch, p);
+    }
+}
+
+fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
+    input: &[T],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
+    let d = p.dims;
+    let (k, kp) = (d.k_h * d.k_w * d.in_c, padded_k(&d));
+    // The block is read by word (and doubleword) loads: align it (the planner left 3 bytes).
+    let align = scratch.as_ptr().align_offset(4).min(3);
+    let Some(scratch) = scratch.get_mut(align..align + mac::block_bytes(kp) + kp) else {
+        return;
+    };
+    let Some((block, col)) = scratch.split_at_mut_checked(mac::block_bytes(kp)) else {
+        return;
+    };
+    if let Some(tail) = col.get_mut(k..) {
+        tail.fill(0);
+    }
+    let pad = (p.quant.input_offset.wrapping_neg()).clamp(-128, 127) as i8;
+    let (w, oc) = (d.out_w.max(1), d.out_c);
+    let pixels = d.out_h * d.out_w;
+    for base in (0..pixels).step_by(4) {
+        let n = 4.min(pixels - base);
+        for q in 0..n {
+            let i = base + q;
+            if let Some(taps) = col.get_mut(..k) {
+                gather(input, &d, i / w, i % w, pad, taps);
+            }
+            M::store_column(block, q, col);
+        }
+        let Some(y) = output.get_mut(base * oc..(base + n) * oc) else {
+            return;
+        };
+        // Channels in blocks: first every dot product of the block (nothing else live around the
+        // inner loop), then their requantisation, output pixel by output pixel.
+        let mut acc = [[0i32; OC_BLOCK]; 4];
+        let mut rqs = [Requant::ZERO; OC_BLOCK];
+        for c0 in (0..oc).step_by(OC_BLOCK) {
+            let cn = OC_BLOCK.min(oc - c0);
+            let (Some(w), Some(bias), Some(mult), Some(shift)) = (
+                p.weights.get(c0 * kp..(c0 + cn) * kp),
+                p.bias.get(c0..c0 + cn),
+                p.multiplier.get(c0..c0 + cn),
+                p.shift.get(c0..c0 + cn),
+            ) else {
+                return;
+            };
+            for (c, (row, &b)) in mac::rows(w, kp).zip(bias).enumerate() {
+                let [a0, a1, a2, a3] = M::dot_block(block, row, [b; 4]);
+                if let ([Some(v0), Some(v1), Some(v2), Some(v3)], _) =
+                    (acc.each_mut().map(|r| r.get_mut(c)), ())
+                {
+                    (*v0, *v1, *v2, *v3) = (a0, a1, a2, a3);
+                }
+            }
+            for ((r, &m), &s) in rqs.iter_mut().zip(mult).zip(shift) {
+                *r = Requant::new::<SHORT>(m, s);
+            }
+            for (q, a) in acc.iter().enumerate().take(n) {
+                let Some(row) = y.get_mut(q * oc + c0..q * oc + c0 + cn) else {
+                    return;
+                };
+                for ((y, &a), rq) in row.iter_mut().zip(a).zip(&rqs) {
+                    *y = rq.apply::<M, SHORT>(a, &p.quant);
+                }
+            }
+        }
+    }
+}
+
+/// Output channels per block of [`conv2d`]'s accumulators (on the stack: 16 bytes each).
+const OC_BLOCK: usize = 8;
+
+/// Channels per block of the stack accumulators of depthwise and mean.
+const BLOCK: usize = 64;
+
+/// Depthwise convolution: for each output pixel, a block of up to 64 channel accumulators on the
+/// stack, one lane-wise multiply-accumulate per kernel tap (padded taps multiply the zero point).
+pub fn depthwise_conv2d(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
+    depthwise::<Selected>(input, output, p);
+}
+
+fn depthwise<M: Mac>(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
+    if p.narrow {
+        depthwise_q::<M, true>(input, output, p);
+    } else {
+        depthwise_q::<M, false>(input, output, p);
+    }
+}
+
+fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
+    let d = p.dims;
+    let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
+    let pad = (p.quant.input_offset.wrapping_neg()).clamp(-128, 127) as i8;
+    let pad_row = [pad; BLOCK];
+    let mut acc = [0i32; BLOCK];
+    let mut expanded = [0i8; BLOCK];
+    for (i, y) in output.chunks_exact_mut(d.out_c.max(1)).enumerate() {
+        let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
+        for c0 in (0..d.out_c).step_by(BLOCK) {
+            let n = BLOCK.min(d.out_c - c0);
+            let (Some(acc), Some(bias)) = (acc.get_mut(..n), p.bias.get(c0..c0 + n)) else {
+                return;
+            };
+            acc.copy_from_slice(bias);
+            for ky in 0..d.k_h {
+                let iy = (oy * d.stride + ky)
+                    .checked_sub(d.pad_top)
+                    .filter(|&y| y < d.in_h);
+                for kx in 0..d.k_w {
+                    let ix = (ox * d.stride + kx)
+                        .checked_sub(d.pad_left)
+                        .filter(|&x| x < d.in_w);
+                    let t = (ky * d.k_w + kx) * d.out_c + c0;
+                    let Some(w) = p.weights.get(t..t + n) else {
+                        return;
+                    };
+                    let x = match (iy, ix) {
+                        (Some(iy), Some(ix)) => {
+                            let at = (iy * d.in_w + ix) * d.in_c;
+                            let x = if mult == 1 {
+                                input.get(at + c0..at + c0 + n)
+                            } else {
+                                // Output channel c reads input channel c / mult.
+                                for (k, e) in expanded.iter_mut().take(n).enumerate() {
+                                    let c = (c0 + k).checked_div(mult).unwrap_or(0);
+                                    *e = input.get(at + c).copied().unwrap_or(pad);
+                                }
+                                expanded.get(..n)
+                            };
+                            let Some(x) = x else { return };
+                            x
+                        }
+                        _ => pad_row.get(..n).unwrap_or(&[]),
+                    };
+                    M::mac_lanes(acc, x, w);
+                }
+            }
+            let (Some(m), Some(s), Some(y)) = (
+                p.multiplier.get(c0..c0 + n),
+                p.shift.get(c0..c0 + n),
+                y.get_mut(c0..c0 + n),
+            ) else {
+                return;
+            };
+            for (((y, &a), &m), &s) in y.iter_mut().zip(acc.iter()).zip(m).zip(s) {
+                *y = Requant::new::<SHORT>(m, s).apply::<M, SHORT>(a, &p.quant);
+            }
+        }
+    }
+}
+
+/// Dense layer: two weight rows at a time against the input.
+pub fn fully_connected(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
+    dense::<Selected>(input, output, p);
+}
+
+fn dense<M: Mac>(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
+    let Some(x) = input.get(..p.in_features) else {
+        return;
+    };
+    let y = output.get_mut(..p.out_features).unwrap_or(&mut []);
+    let w = (p.weights, p.bias, p.multiplier, p.shift);
+    if p.narrow {
+        gemm_1::<M, true>(x, w, &p.quant, y);
+    } else {
+        gemm_1::<M, false>(x, w, &p.quant, y);
+    }
+}
+
+/// Max pool: each output pixel starts as its first tap inside the input, then takes the lane-wise
+/// maximum with the others (padding is ignored, as in the reference).
+pub fn max_pool2d(input: &[i8], output: &mut [i8], d: &PoolDims) {
+    max_pool::<Selected>(input, output, d);
+}
+
+fn max_pool<M: Mac>(input: &[i8], output: &mut [i8], d: &PoolDims) {
+    let c = d.channels.max(1);
+    let mut ys = output.chunks_exact_mut(c);
+    for oy in 0..d.out_h {
+        let y0 = oy * d.stride;
+        // Kernel rows inside the input.
+        let ky_lo = d.pad_top.saturating_sub(y0).min(d.k_h);
+        let ky_hi = (d.in_h + d.pad_top).saturating_sub(y0).clamp(ky_lo, d.k_h);
+        for ox in 0..d.out_w {
+            let Some(y) = ys.next() else { return };
+            let x0 = ox * d.stride;
+            let kx_lo = d.pad_left.saturating_sub(x0).min(d.k_w);
+            let kx_hi = (d.in_w + d.pad_left).saturating_sub(x0).clamp(kx_lo, d.k_w);
+            let taps = (kx_hi - kx_lo) * c;
+            let mut first = true;
+            let rows = if taps > 0 { ky_lo..ky_hi } else { 0..0 };
+            for ky in rows {
+                // The row's taps inside the input are contiguous pixels.
+                let at = ((y0 + ky - d.pad_top) * d.in_w + x0 + kx_lo - d.pad_left) * c;
+                let Some(row) = input.get(at..at + taps) else {
+                    return;
+                };
+                for x in row.chunks_exact(c) {
+                    if first {
+                        y.copy_from_slice(x);
+                        first = false;
+                    } else {
+                        M::max_lanes(y, x);
+                    }
+                }
+            }
+            if first {
+                y.fill(-128);
+            }
+        }
+    }
+}
+
+/// Global average pool: channel sums in stack blocks, then the reference's requantisation.
+pub fn global_average_pool(input: &[i8], output: &mut [i8], p: &MeanParams) {
+    let mut acc = [0i32; BLOCK];
+    let n = p.h * p.w;
+    let start = (n as i32).wrapping_mul(p.input_offset);
+    for c0 in (0..p.channels).step_by(BLOCK) {
+        let cn = BLOCK.min(p.channels - c0);
+        let Some(acc) = acc.get_mut(..cn) else { return };
+        acc.fill(start);
+        for x in input.chunks_exact(p.channels.max(1)).take(n) {
+            let Some(x) = x.get(c0..c0 + cn) else { return };
+            for (a, &x) in acc.iter_mut().zip(x) {
+                *a = a.wrapping_add(i32::from(x));
+            }
+        }
+        let Some(y) = output.get_mut(c0..c0 + cn) else {
+            return;
+        };
+        for (y, &a) in y.iter_mut().zip(acc.iter()) {
+            let v = multiply_by_quantized_multiplier(a, p.multiplier, p.shift)
+                .wrapping_add(p.output_offset);
+            *y = v.clamp(-128, 127) as i8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
