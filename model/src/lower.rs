@@ -95,8 +95,8 @@ fn pads(x: Shape, k: [usize; 2], stride: usize, padding: crate::ir::Padding) -> 
     (top, left)
 }
 
-/// `sum(|w|)` per output channel.
-fn abs_sums(w: &[i8], channels: usize, depthwise: bool) -> Vec<u64> {
+/// `sum(|w|)` per output channel (`depthwise`: weights interleaved by channel).
+pub fn abs_sums(w: &[i8], channels: usize, depthwise: bool) -> Vec<u64> {
     let mut sums = vec![0u64; channels];
     let k = w.len() / channels.max(1);
     for (j, &v) in w.iter().enumerate() {
@@ -113,7 +113,7 @@ fn abs_sums(w: &[i8], channels: usize, depthwise: bool) -> Vec<u64> {
 }
 
 /// `rows` rows of weights, each zero-padded to `kp` values.
-fn pad_rows(w: &[i8], rows: usize, kp: usize) -> Vec<i8> {
+pub fn pad_rows(w: &[i8], rows: usize, kp: usize) -> Vec<i8> {
     let k = w.len() / rows.max(1);
     let mut out = vec![0i8; rows * kp];
     for (dst, src) in out.chunks_mut(kp.max(1)).zip(w.chunks(k.max(1))) {
@@ -122,8 +122,9 @@ fn pad_rows(w: &[i8], rows: usize, kp: usize) -> Vec<i8> {
     out
 }
 
-/// `bias + input_offset * sum(w)` per output channel (wrapping, like the kernels' sums).
-fn fold(w: &[i8], bias: &[i32], input_offset: i32, depthwise: bool) -> Vec<i32> {
+/// `bias + input_offset * sum(w)` per output channel (wrapping, like the kernels' sums;
+/// `depthwise`: weights interleaved by channel).
+pub fn fold(w: &[i8], bias: &[i32], input_offset: i32, depthwise: bool) -> Vec<i32> {
     let channels = bias.len().max(1);
     let mut sums = vec![0i32; bias.len()];
     if depthwise {

@@ -87,7 +87,9 @@ fn quant(rng: &mut impl Source) -> QParams {
 }
 
 /// Weights, per-channel scales, bias and an output quantisation that keeps most outputs in range.
-fn weights(
+/// Random int8 weights (`n` of them, `oc` output channels, `fan_in` taps each) with per-channel
+/// scales, int32 biases, and an output quantisation that keeps the outputs spread over int8.
+pub fn weights(
     rng: &mut impl Source,
     n: usize,
     oc: usize,

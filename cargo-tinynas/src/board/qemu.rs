@@ -31,7 +31,7 @@ pub struct QemuMachine {
 }
 
 /// The supported machines.
-pub const MACHINES: [QemuMachine; 5] = [
+pub const MACHINES: [QemuMachine; 6] = [
     QemuMachine {
         board: "qemu-m0",
         machine: "microbit",
@@ -41,6 +41,19 @@ pub const MACHINES: [QemuMachine; 5] = [
         flash: (0, 256 << 10),
         ram: (0x2000_0000, 16 << 10),
         ns_per_tick: (125, 2),
+    },
+    // Armv6-M code on the MPS2 AN385 (a Cortex-M3 machine with 4 MiB of flash and RAM): the same
+    // instructions as on the Cortex-M0 (Thumb-1 is a subset of Thumb-2) and the same counts, with
+    // room for models larger than the micro:bit's 16 KiB of RAM.
+    QemuMachine {
+        board: "qemu-m0-an385",
+        machine: "mps2-an385",
+        core: "Cortex-M0 (Armv6-M code on an MPS2 AN385)",
+        target: "thumbv6m-none-eabi",
+        cpu: "cortex-m0",
+        flash: (0, 4 << 20),
+        ram: (0x2000_0000, 4 << 20),
+        ns_per_tick: (40, 1),
     },
     QemuMachine {
         board: "qemu-m3",
