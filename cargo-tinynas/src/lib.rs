@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod generate;
 pub mod host;
 pub mod inspect;
+pub mod kernel_bench;
 pub mod project;
 pub mod report;
 pub mod search;

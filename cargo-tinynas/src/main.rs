@@ -296,8 +296,20 @@ fn parse_shape(s: &str) -> Result<cargo_tinynas::data::ImageShape, String> {
 #[derive(Args, Debug)]
 struct BenchArgs {
     /// The `.tnas` model file.
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, required_unless_present = "kernels")]
+    model: Option<PathBuf>,
+    /// The kernel benchmark instead: the six layers CMSIS-NN was measured on, through our
+    /// generated code on each of --boards, in instructions per MAC beside CMSIS-NN's; then the
+    /// committed fixture models.
+    #[arg(long, conflicts_with_all = ["model", "chip", "board"])]
+    kernels: bool,
+    /// Boards of --kernels, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "qemu-m0-an385,qemu-m4,qemu-m7,qemu-m55"
+    )]
+    boards: Vec<String>,
     /// An emulated board: qemu-m0, qemu-m3, qemu-m4 (default), qemu-m7 or qemu-m55. With --chip,
     /// the emulator is linked with that chip's flash and RAM.
     #[arg(long)]
@@ -1141,9 +1153,64 @@ fn open_board(
     })
 }
 
+fn kernel_bench(a: &BenchArgs) -> anyhow::Result<i32> {
+    use cargo_tinynas::kernel_bench as kb;
+    let human = a.message_format == MessageFormat::Human;
+    let cache = cargo_tinynas::firmware::cache_dir();
+    let layers = kb::layers()?;
+    let (mut rows, mut models) = (Vec::new(), Vec::new());
+    let mut all_match = true;
+    for name in &a.boards {
+        let mut board = open_board(Some(name), None, None, false, a.timeout)?;
+        for l in &layers {
+            if human {
+                eprintln!("  {name}: layer {}) {}", l.id, l.what);
+            }
+            let r = kb::bench_layer(l, board.as_mut(), &cache)
+                .with_context(|| format!("layer {} on {name}", l.id))?;
+            all_match &= r.outputs_match;
+            if !human {
+                println!("{}", r.json("layer"));
+            }
+            rows.push(r);
+        }
+        for f in kb::FIXTURES {
+            let path = kb::fixtures_dir().join(f);
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "cannot read {}: --kernels runs in a cargo-tinynas checkout",
+                    path.display()
+                )
+            })?;
+            if human {
+                eprintln!("  {name}: {f}");
+            }
+            let r = kb::bench_model(f, &bytes, board.as_mut(), &cache)
+                .with_context(|| format!("{f} on {name}"))?;
+            all_match &= r.outputs_match;
+            if !human {
+                println!("{}", r.json("model"));
+            }
+            models.push(r);
+        }
+    }
+    if human {
+        eprint!("{}", kb::table(&layers, &rows, &models, &a.boards));
+    }
+    Ok(if all_match {
+        exit_codes::OK
+    } else {
+        exit_codes::MISMATCH
+    })
+}
+
 fn bench(a: BenchArgs) -> anyhow::Result<i32> {
+    if a.kernels {
+        return kernel_bench(&a);
+    }
+    let model = a.model.clone().unwrap_or_default();
     let bytes =
-        std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
+        std::fs::read(&model).with_context(|| format!("cannot read {}", model.display()))?;
     let mut board = open_board(
         a.board.as_deref(),
         a.chip.as_deref(),
@@ -1169,7 +1236,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<i32> {
             }
         },
     )
-    .with_context(|| format!("benching {}", a.model.display()))?;
+    .with_context(|| format!("benching {}", model.display()))?;
     match a.message_format {
         MessageFormat::Json => println!("{}", cargo_tinynas::bench::json(&outcome)),
         MessageFormat::Human => eprint!("{}", cargo_tinynas::bench::table(&outcome)),

@@ -72,6 +72,112 @@ mod imp {
         r
     }
 
+    /// One kernel row of a depthwise convolution for four channels: `acc[j] += x[t * stride + j] *
+    /// w[t * stride + j]` for `t < taps`, `j < 4` (input and weights both `stride` bytes apart
+    /// from tap to tap: the channel count).
+    #[inline(always)]
+    pub fn dw_row4(x: &[i8], w: &[i8], stride: usize, taps: usize, acc: [i32; 4]) -> [i32; 4] {
+        let span = taps
+            .checked_sub(1)
+            .and_then(|t| t.checked_mul(stride))
+            .and_then(|v| v.checked_add(4));
+        let Some(span) = span.filter(|&s| s <= x.len() && s <= w.len() && stride <= 1 << 24) else {
+            return crate::fast::mac::dw_row4(x, w, stride, taps, acc);
+        };
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        let end = taps * stride;
+        // SAFETY: the loop runs `taps >= 1` times (span checked), with the index going from
+        // `-taps * stride` up to 0 in steps of `stride`; the word at `x_end + index` (and `w_end +
+        // index`) is then `x[t * stride..t * stride + 4]` for `t < taps`, inside both slices since
+        // `(taps - 1) * stride + 4 <= len` was checked. Unaligned LDR is allowed. Nothing is
+        // written; no stack is used; pointers, index and flags are clobbered.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr    {xv}, [{xp}, {i}]",
+                "ldr    {wv}, [{wp}, {i}]",
+                "sxtb16 {t}, {xv}",
+                "sxtb16 {xv}, {xv}, ror #8",
+                "sxtb16 {u}, {wv}",
+                "sxtb16 {wv}, {wv}, ror #8",
+                "smlabb {a0}, {t}, {u}, {a0}",
+                "smlatt {a2}, {t}, {u}, {a2}",
+                "smlabb {a1}, {xv}, {wv}, {a1}",
+                "smlatt {a3}, {xv}, {wv}, {a3}",
+                "adds   {i}, {i}, {st}",
+                "bne    2b",
+                xp = in(reg) x.as_ptr().wrapping_add(end),
+                wp = in(reg) w.as_ptr().wrapping_add(end),
+                i = inout(reg) (end as isize).wrapping_neg() => _,
+                st = in(reg) stride,
+                xv = out(reg) _,
+                wv = out(reg) _,
+                t = out(reg) _,
+                u = out(reg) _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                options(nostack, readonly),
+            );
+        }
+        let _ = span;
+        [a0, a1, a2, a3]
+    }
+
+    /// A dense layer's input against three weight rows, over the first `4 * (len / 4)` values:
+    /// `acc[r] += sum_k x[k] * w_r[k]`; the caller adds the last `len % 4` products.
+    #[inline(always)]
+    pub fn dot_1x3(x: &[i8], w: [&[i8]; 3], acc: [i32; 3]) -> [i32; 3] {
+        let n = x.len().min(w[0].len()).min(w[1].len()).min(w[2].len()) / 4;
+        if n == 0 {
+            return acc;
+        }
+        let [mut a0, mut a1, mut a2] = acc;
+        // SAFETY: `n >= 1` iterations, each reading the next word of `x` and of each row; `4n`
+        // bytes are inside all four slices (`n` is bounded by their lengths). Unaligned LDR is
+        // allowed. Nothing is written; no stack is used; pointers, counter and flags clobbered.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr    {xe}, [{xp}], #4",
+                "sxtb16 {xo}, {xe}, ror #8",
+                "sxtb16 {xe}, {xe}",
+                "ldr    {w}, [{p0}], #4",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad  {a0}, {xe}, {t}, {a0}",
+                "smlad  {a0}, {xo}, {w}, {a0}",
+                "ldr    {w}, [{p1}], #4",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad  {a1}, {xe}, {t}, {a1}",
+                "smlad  {a1}, {xo}, {w}, {a1}",
+                "ldr    {w}, [{p2}], #4",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad  {a2}, {xe}, {t}, {a2}",
+                "smlad  {a2}, {xo}, {w}, {a2}",
+                "subs   {n}, {n}, #1",
+                "bne    2b",
+                xp = inout(reg) x.as_ptr() => _,
+                p0 = inout(reg) w[0].as_ptr() => _,
+                p1 = inout(reg) w[1].as_ptr() => _,
+                p2 = inout(reg) w[2].as_ptr() => _,
+                n = inout(reg) n => _,
+                xe = out(reg) _,
+                xo = out(reg) _,
+                w = out(reg) _,
+                t = out(reg) _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                options(nostack, readonly),
+            );
+        }
+        [a0, a1, a2]
+    }
+
     /// SMMULR: `(a * b + 2^31) >> 32`, the rounded high word of the 64-bit product.
     #[inline(always)]
     pub fn smmulr(a: i32, b: i32) -> i32 {
@@ -187,6 +293,21 @@ mod imp {
 
     pub fn dot_4x1_i16(cols: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4] {
         crate::fast::mac::dot_4x1_i16(cols, w, acc)
+    }
+
+    pub fn dw_row4(x: &[i8], w: &[i8], stride: usize, taps: usize, acc: [i32; 4]) -> [i32; 4] {
+        crate::fast::mac::dw_row4(x, w, stride, taps, acc)
+    }
+
+    pub fn dot_1x3(x: &[i8], w: [&[i8]; 3], acc: [i32; 3]) -> [i32; 3] {
+        let n = 4 * (x.len().min(w[0].len()).min(w[1].len()).min(w[2].len()) / 4);
+        let mut acc = acc;
+        for (a, w) in acc.iter_mut().zip(w) {
+            for (&x, &w) in x.iter().zip(w).take(n) {
+                *a = a.wrapping_add(i32::from(x) * i32::from(w));
+            }
+        }
+        acc
     }
 
     pub fn smmulr(a: i32, b: i32) -> i32 {

@@ -4,7 +4,7 @@
 //! target it is compiled for; tests instantiate every implementation on the host (the DSP one with
 //! its instructions emulated, see `isa.rs`) and compare them with the reference kernels.
 //!
-//! Slices are walked with `chunks_exact`, [`rows`] and `zip`, so there is no bounds check per MAC
+//! Slices are walked with `chunks_exact`, `rows` and `zip`, so there is no bounds check per MAC
 //! and no index that could be out of range: slices shorter than each other give a shorter sum, never a
 //! fault. Every sum wraps like the reference kernels' (`i32` arithmetic is exact modulo 2^32 in any
 //! order).
@@ -50,6 +50,11 @@ pub trait Mac {
     fn dot_block(block: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4];
     /// `[x.w0, x.w1]` added to `acc`.
     fn dot_1x2(x: &[i8], w0: &[i8], w1: &[i8], acc: [i32; 2]) -> [i32; 2];
+    /// `[x.w0, x.w1, x.w2]` added to `acc` (dense layers, three rows at a time).
+    fn dot_1x3(x: &[i8], w: [&[i8]; 3], acc: [i32; 3]) -> [i32; 3] {
+        let [a, b] = Self::dot_1x2(x, w[0], w[1], [acc[0], acc[1]]);
+        [a, b, Self::dot_1x1(x, w[2], acc[2])]
+    }
     /// `x.w` added to `acc`.
     fn dot_1x1(x: &[i8], w: &[i8], acc: i32) -> i32 {
         x.iter().zip(w).fold(acc, |a, (&x, &w)| {
@@ -59,6 +64,10 @@ pub trait Mac {
     /// The rounded high word of `a * b`: `(a * b + 2^31) >> 32`.
     fn mul_high_round(a: i32, b: i32) -> i32 {
         ((i64::from(a) * i64::from(b) + (1 << 31)) >> 32) as i32
+    }
+    /// One kernel row of a depthwise convolution for four channels.
+    fn dw_row4(x: &[i8], w: &[i8], stride: usize, taps: usize, acc: [i32; 4]) -> [i32; 4] {
+        dw_row4(x, w, stride, taps, acc)
     }
     /// `acc[c] += x[c] * w[c]` lane by lane (depthwise convolution).
     fn mac_lanes(acc: &mut [i32], x: &[i8], w: &[i8]);
@@ -87,6 +96,23 @@ pub(crate) fn dot_4x1_i16(cols: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4] {
                 for (x, w) in x.iter().zip([w0, w1, w2, w3]) {
                     *a = a.wrapping_add(x * i32::from(*w));
                 }
+            }
+        }
+    }
+    acc
+}
+
+/// `acc[j] + sum_t x[t * stride + j] * w[t * stride + j]` for `t < taps`, `j < 4`: one kernel row
+/// of a depthwise convolution for four channels, input and weights `stride` (the channel count)
+/// apart from tap to tap.
+#[inline(always)]
+pub(crate) fn dw_row4(x: &[i8], w: &[i8], stride: usize, taps: usize, acc: [i32; 4]) -> [i32; 4] {
+    let mut acc = acc;
+    for t in 0..taps {
+        let at = t * stride;
+        if let (Some(x), Some(w)) = (x.get(at..at + 4), w.get(at..at + 4)) {
+            for ((a, &x), &w) in acc.iter_mut().zip(x).zip(w) {
+                *a = a.wrapping_add(i32::from(x) * i32::from(w));
             }
         }
     }
@@ -188,6 +214,22 @@ impl Mac for Dsp {
     #[inline(always)]
     fn mul_high_round(a: i32, b: i32) -> i32 {
         crate::isa_dsp::smmulr(a, b)
+    }
+
+    #[inline(always)]
+    fn dw_row4(x: &[i8], w: &[i8], stride: usize, taps: usize, acc: [i32; 4]) -> [i32; 4] {
+        crate::isa_dsp::dw_row4(x, w, stride, taps, acc)
+    }
+
+    #[inline(always)]
+    fn dot_1x3(x: &[i8], w: [&[i8]; 3], acc: [i32; 3]) -> [i32; 3] {
+        let acc = crate::isa_dsp::dot_1x3(x, w, acc);
+        // The last `len % 4` values.
+        let n = 4 * (x.len() / 4);
+        let tail = |w: &[i8], a: i32| {
+            Portable::dot_1x1(x.get(n..).unwrap_or(&[]), w.get(n..).unwrap_or(&[]), a)
+        };
+        [tail(w[0], acc[0]), tail(w[1], acc[1]), tail(w[2], acc[2])]
     }
 
     #[inline(always)]

@@ -172,11 +172,19 @@ fn gemm_1<M: Mac, const SHORT: bool>(
     let rq = |m, s| Requant::new::<SHORT>(m, s);
     while let (Some(((w0, &b0), (&m0, &s0))), Some(y0)) = (rows.next(), ys.next()) {
         match (rows.next(), ys.next()) {
-            (Some(((w1, &b1), (&m1, &s1))), Some(y1)) => {
-                let [a, b] = M::dot_1x2(x, w0, w1, [b0, b1]);
-                *y0 = rq(m0, s0).apply::<M, SHORT>(a, q);
-                *y1 = rq(m1, s1).apply::<M, SHORT>(b, q);
-            }
+            (Some(((w1, &b1), (&m1, &s1))), Some(y1)) => match (rows.next(), ys.next()) {
+                (Some(((w2, &b2), (&m2, &s2))), Some(y2)) => {
+                    let [a, b, c] = M::dot_1x3(x, [w0, w1, w2], [b0, b1, b2]);
+                    *y0 = rq(m0, s0).apply::<M, SHORT>(a, q);
+                    *y1 = rq(m1, s1).apply::<M, SHORT>(b, q);
+                    *y2 = rq(m2, s2).apply::<M, SHORT>(c, q);
+                }
+                _ => {
+                    let [a, b] = M::dot_1x2(x, w0, w1, [b0, b1]);
+                    *y0 = rq(m0, s0).apply::<M, SHORT>(a, q);
+                    *y1 = rq(m1, s1).apply::<M, SHORT>(b, q);
+                }
+            },
             _ => *y0 = rq(m0, s0).apply::<M, SHORT>(M::dot_1x1(x, w0, b0), q),
         }
     }
@@ -383,7 +391,49 @@ fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &F
     let mut expanded = [0i8; BLOCK];
     for (i, y) in output.chunks_exact_mut(d.out_c.max(1)).enumerate() {
         let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
-        for c0 in (0..d.out_c).step_by(BLOCK) {
+        let (y0, x0) = (oy * d.stride, ox * d.stride);
+        let interior = mult == 1
+            && y0 >= d.pad_top
+            && y0 + d.k_h <= d.in_h + d.pad_top
+            && x0 >= d.pad_left
+            && x0 + d.k_w <= d.in_w + d.pad_left;
+        // Inside the input, four channels at a time with the accumulators in registers; the
+        // rest (borders, a channel tail, multipliers above 1) in stack blocks below.
+        let mut done = 0;
+        if interior {
+            let c = d.in_c;
+            let row0 = ((y0 - d.pad_top) * d.in_w + (x0 - d.pad_left)) * c;
+            let span = (d.k_w - 1) * c + 4;
+            for c0 in (0..c.saturating_sub(3)).step_by(4) {
+                let (Some(bias), Some(m), Some(s)) = (
+                    p.bias.get(c0..c0 + 4),
+                    p.multiplier.get(c0..c0 + 4),
+                    p.shift.get(c0..c0 + 4),
+                ) else {
+                    return;
+                };
+                let mut acc = [0i32; 4];
+                acc.copy_from_slice(bias);
+                for ky in 0..d.k_h {
+                    let at = row0 + ky * d.in_w * c + c0;
+                    let wt = ky * d.k_w * c + c0;
+                    let (Some(x), Some(w)) =
+                        (input.get(at..at + span), p.weights.get(wt..wt + span))
+                    else {
+                        return;
+                    };
+                    acc = M::dw_row4(x, w, c, d.k_w, acc);
+                }
+                let Some(y) = y.get_mut(c0..c0 + 4) else {
+                    return;
+                };
+                for (((y, &a), &m), &s) in y.iter_mut().zip(&acc).zip(m).zip(s) {
+                    *y = Requant::new::<SHORT>(m, s).apply::<M, SHORT>(a, &p.quant);
+                }
+                done = c0 + 4;
+            }
+        }
+        for c0 in (done..d.out_c).step_by(BLOCK) {
             let n = BLOCK.min(d.out_c - c0);
             let (Some(acc), Some(bias)) = (acc.get_mut(..n), p.bias.get(c0..c0 + n)) else {
                 return;
