@@ -6,6 +6,8 @@
 //!   target, and `thumbv8m.main` built for a core that has it (`-C target-cpu=cortex-m33`, `m35p`,
 //!   `m55`, `m85`, or `-C target-feature=+dsp`).
 //!
+//! * `tinynas_mve`: Armv8.1-M MVE (Helium) on top of the DSP extension: `thumbv8m.main` built for
+//!   `cortex-m55` or `cortex-m85` (or with `+mve`).
 //! * `tinynas_v6m`: Armv6-M (`thumbv6m`: Cortex-M0, M0+, M1): its own convolution inner loop.
 //!
 //! Everything else (Armv7-M, RISC-V, the host) takes the portable path.
@@ -13,6 +15,7 @@
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(tinynas_dsp)");
     println!("cargo:rustc-check-cfg=cfg(tinynas_v6m)");
+    println!("cargo:rustc-check-cfg=cfg(tinynas_mve)");
     println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let target = std::env::var("TARGET").unwrap_or_default();
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
@@ -52,6 +55,16 @@ fn main() {
     };
     if dsp {
         println!("cargo:rustc-cfg=tinynas_dsp");
+    }
+    let mve_cpu = cpu
+        .iter()
+        .any(|c| matches!(c.as_str(), "cortex-m55" | "cortex-m85"));
+    if target.starts_with("thumbv8m.main")
+        && (mve_cpu || has("mve") || has("mve.fp"))
+        && !lacks("mve")
+        && dsp
+    {
+        println!("cargo:rustc-cfg=tinynas_mve");
     }
     if target.starts_with("thumbv6m") {
         println!("cargo:rustc-cfg=tinynas_v6m");

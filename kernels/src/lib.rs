@@ -12,7 +12,8 @@
 //! The reference kernels are the oracle and stay as readable as TF Lite's. What generated code
 //! runs is in [`fast`]: kernels chosen per layer by the generator, with per-instruction-set inner
 //! loops chosen when this crate is compiled for its target (`build.rs`; never at run time). The
-//! only `unsafe` is in `isa_dsp.rs` and `isa_v6m.rs` (`asm!`), each block with its SAFETY note.
+//! only `unsafe` is in `isa_dsp.rs`, `isa_mve.rs` and `isa_v6m.rs` (`asm!`), each block with its
+//! SAFETY note.
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -24,6 +25,8 @@ pub mod fast;
 pub mod fixed;
 #[cfg(any(tinynas_dsp, test))]
 mod isa_dsp;
+#[cfg(any(tinynas_mve, test))]
+mod isa_mve;
 #[cfg(any(tinynas_v6m, test))]
 mod isa_v6m;
 mod pool;

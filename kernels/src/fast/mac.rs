@@ -46,6 +46,11 @@ pub trait Mac {
     /// `kp` a multiple of 4, and the block has [`block_bytes`]`(kp)` bytes (each instruction set
     /// lays the block out its own way, within that size).
     fn store_column(block: &mut [i8], p: usize, col: &[i8]);
+    /// Where column `p` of `kp` values can be gathered straight into the block, for layouts that
+    /// keep it contiguous and unconverted (then [`Mac::store_column`] is not called).
+    fn column_mut(_block: &mut [i8], _p: usize, _kp: usize) -> Option<&mut [i8]> {
+        None
+    }
     /// The block's four columns times one weight row of `kp` int8: `acc[p] += col_p . w`.
     fn dot_block(block: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4];
     /// `[x.w0, x.w1]` added to `acc`.
@@ -136,6 +141,11 @@ impl Mac for Portable {
         if let Some(dst) = block.get_mut(p * col.len()..(p + 1) * col.len()) {
             dst.copy_from_slice(col);
         }
+    }
+
+    #[inline(always)]
+    fn column_mut(block: &mut [i8], p: usize, kp: usize) -> Option<&mut [i8]> {
+        block.get_mut(p * kp..(p + 1) * kp)
     }
 
     #[inline(always)]
@@ -369,8 +379,71 @@ impl Mac for V6m {
     }
 }
 
+/// Armv8.1-M MVE (Helium), on top of the DSP path: the convolution block is four int8 columns one
+/// after the other (as [`Portable`]'s), multiplied sixteen values per VMLADAVA.S8; dense layers
+/// likewise; the rest as [`Dsp`] (every MVE core has the DSP extension).
+#[cfg(any(tinynas_mve, test))]
+#[derive(Debug, Clone, Copy)]
+pub struct Mve;
+
+#[cfg(any(tinynas_mve, test))]
+impl Mac for Mve {
+    #[inline(always)]
+    fn store_column(block: &mut [i8], p: usize, col: &[i8]) {
+        Portable::store_column(block, p, col);
+    }
+
+    #[inline(always)]
+    fn column_mut(block: &mut [i8], p: usize, kp: usize) -> Option<&mut [i8]> {
+        Portable::column_mut(block, p, kp)
+    }
+
+    #[inline(always)]
+    fn dot_block(block: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4] {
+        crate::isa_mve::dot_4x1_i8(block, w, acc)
+    }
+
+    #[inline(always)]
+    fn mul_high_round(a: i32, b: i32) -> i32 {
+        Dsp::mul_high_round(a, b)
+    }
+
+    #[inline(always)]
+    fn dw_row4(x: &[i8], w: &[i8], stride: usize, taps: usize, acc: [i32; 4]) -> [i32; 4] {
+        Dsp::dw_row4(x, w, stride, taps, acc)
+    }
+
+    #[inline(always)]
+    fn dot_1x3(x: &[i8], w: [&[i8]; 3], acc: [i32; 3]) -> [i32; 3] {
+        crate::isa_mve::dot_1x3(x, w, acc)
+    }
+
+    #[inline(always)]
+    fn dot_1x2(x: &[i8], w0: &[i8], w1: &[i8], acc: [i32; 2]) -> [i32; 2] {
+        Dsp::dot_1x2(x, w0, w1, acc)
+    }
+
+    #[inline(always)]
+    fn dot_1x1(x: &[i8], w: &[i8], acc: i32) -> i32 {
+        Dsp::dot_1x1(x, w, acc)
+    }
+
+    #[inline(always)]
+    fn mac_lanes(acc: &mut [i32], x: &[i8], w: &[i8]) {
+        Dsp::mac_lanes(acc, x, w);
+    }
+
+    #[inline(always)]
+    fn max_lanes(out: &mut [i8], x: &[i8]) {
+        Dsp::max_lanes(out, x);
+    }
+}
+
 /// The implementation of the target being compiled for.
-#[cfg(tinynas_dsp)]
+#[cfg(tinynas_mve)]
+pub type Selected = Mve;
+/// The implementation of the target being compiled for.
+#[cfg(all(tinynas_dsp, not(tinynas_mve)))]
 pub type Selected = Dsp;
 /// The implementation of the target being compiled for.
 #[cfg(tinynas_v6m)]

@@ -317,6 +317,13 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
         let n = 4.min(pixels - base);
         for q in 0..n {
             let i = base + q;
+            if let Some(dst) = M::column_mut(block, q, kp) {
+                if let Some((taps, tail)) = dst.split_at_mut_checked(k) {
+                    gather(input, &d, i / w, i % w, pad, taps);
+                    tail.fill(0);
+                }
+                continue;
+            }
             if let Some(taps) = col.get_mut(..k) {
                 gather(input, &d, i / w, i % w, pad, taps);
             }

@@ -2,7 +2,7 @@
 //! instructions emulated), against the reference kernel: bit for bit over random shapes, strides,
 //! paddings, zero points, multipliers and shifts.
 
-use super::mac::{Dsp, Mac, Portable, V6m};
+use super::mac::{Dsp, Mac, Mve, Portable, V6m};
 use super::*;
 use crate::{conv2d as ref_conv2d, Conv, Dense};
 use proptest::prelude::*;
@@ -221,6 +221,7 @@ proptest! {
         check_conv::<Portable>(&c)?;
         check_conv::<Dsp>(&c)?;
         check_conv::<V6m>(&c)?;
+        check_conv::<Mve>(&c)?;
     }
 
     #[test]
@@ -229,7 +230,7 @@ proptest! {
         crate::depthwise_conv2d(&c.input, &mut want, &c.reference());
         let bias = c.folded(true);
         for narrow in [false, c.narrow(&bias, true)] {
-            for run in [depthwise::<Portable>, depthwise::<Dsp>] {
+            for run in [depthwise::<Portable>, depthwise::<Dsp>, depthwise::<Mve>] {
                 let mut got = vec![0i8; c.out_len()];
                 run(&c.input, &mut got, &FastConv { narrow, ..c.fast(&bias) });
                 prop_assert_eq!(&got, &want, "narrow {}", narrow);
@@ -262,7 +263,7 @@ proptest! {
         for narrow in [false, narrow] {
             let f = FastDense { weights: &weights, bias: &folded, multiplier: &m, shift: &s,
                 in_features: n, out_features: o, quant: q, narrow };
-            for run in [dense::<Portable>, dense::<Dsp>] {
+            for run in [dense::<Portable>, dense::<Dsp>, dense::<Mve>] {
                 let mut got = vec![0i8; o];
                 run(&input, &mut got, &f);
                 prop_assert_eq!(&got, &want, "narrow {}", narrow);
