@@ -225,6 +225,7 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "sram": {
             "static_bytes": s.static_ram(),
             "arena_bytes": m.arena_bytes,
+            "arena_floor_bytes": o.program.plan.live_peak_bytes,
             "arena_input_copy_bytes": input_bytes,
             "other_static_bytes": s.static_ram().saturating_sub(m.arena_bytes),
             "stack_peak_bytes": m.stack_peak_bytes,
@@ -311,10 +312,11 @@ pub fn table(o: &Outcome) -> String {
     let sr = &j["sram"];
     let _ = writeln!(
         s,
-        "peak SRAM:   {} bytes = static {} (arena {}, other {}) + stack peak {}",
+        "peak SRAM:   {} bytes = static {} (arena {}: liveness floor {}; other {}) + stack peak {}",
         j["peak_sram_bytes"],
         sr["static_bytes"],
         sr["arena_bytes"],
+        sr["arena_floor_bytes"],
         sr["other_static_bytes"],
         sr["stack_peak_bytes"]
     );

@@ -11,9 +11,10 @@
 //!
 //! The arithmetic is TF Lite Micro's int8 arithmetic (per-channel int8 weights, per-tensor int8
 //! activations, int32 biases, fixed-point multipliers with TFLM's rounding), so a model quantised
-//! for TF Lite gives the same bytes here. Every kernel is a readable reference: the oracle that
-//! faster per-core kernels will be tested against. Kernels never panic: they read and write
-//! through `get`, so slices shorter than their dimensions say give wrong numbers, never a fault.
+//! for TF Lite gives the same bytes here. Generated code calls the fast kernels
+//! (`kernels::fast`), chosen for the target's instruction set when this crate is compiled and
+//! tested bit for bit against the readable reference kernels (the oracle). Kernels never panic:
+//! slices shorter than their dimensions say give wrong numbers, never a fault.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(clippy::float_arithmetic)]

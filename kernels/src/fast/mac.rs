@@ -42,6 +42,10 @@ pub(crate) fn rows_mut<T>(s: &mut [T], n: usize) -> impl Iterator<Item = &mut [T
 
 /// The inner loops of one instruction set.
 pub trait Mac {
+    /// Whether depthwise layers run interior pixels four channels at a time through
+    /// [`Mac::dw_row4`] (worth it where that is one tight loop: DSP, MVE); otherwise every pixel
+    /// goes through the channel blocks of [`Mac::mac_lanes`].
+    const DW_ROWS: bool = false;
     /// Stores column `p` (0 to 3) of a block of four im2col columns: `col` holds `kp` int8 values,
     /// `kp` a multiple of 4, and the block has [`block_bytes`]`(kp)` bytes (each instruction set
     /// lays the block out its own way, within that size).
@@ -221,6 +225,8 @@ fn word(c: &[i8]) -> u32 {
 
 #[cfg(any(tinynas_dsp, test))]
 impl Mac for Dsp {
+    const DW_ROWS: bool = true;
+
     #[inline(always)]
     fn mul_high_round(a: i32, b: i32) -> i32 {
         crate::isa_dsp::smmulr(a, b)
@@ -388,6 +394,8 @@ pub struct Mve;
 
 #[cfg(any(tinynas_mve, test))]
 impl Mac for Mve {
+    const DW_ROWS: bool = true;
+
     #[inline(always)]
     fn store_column(block: &mut [i8], p: usize, col: &[i8]) {
         Portable::store_column(block, p, col);

@@ -274,15 +274,18 @@ fn fill(dst: &mut [i8], v: i8) {
 /// 2-D convolution of any kernel, stride and padding: four output pixels at a time, their im2col
 /// columns gathered into one block in `scratch` ([`im2col_scratch_bytes`]), then every weight row
 /// (padded to [`padded_k`] values) against the block.
+#[inline(always)]
 pub fn conv2d(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
     im2col::<Selected, i8>(input, output, scratch, p);
 }
 
 /// [`conv2d`] on the model's raw `u8` input: `p` is prepared for the int8 input `x - 128`.
+#[inline(always)]
 pub fn conv2d_u8(input: &[u8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
     im2col::<Selected, u8>(input, output, scratch, p);
 }
 
+#[inline(always)]
 fn im2col<M: Mac, T: Pixel>(input: &[T], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
     if p.narrow {
         im2col_q::<M, T, true>(input, output, scratch, p);
@@ -291,6 +294,7 @@ fn im2col<M: Mac, T: Pixel>(input: &[T], output: &mut [i8], scratch: &mut [i8], 
     }
 }
 
+#[inline(never)]
 fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
     input: &[T],
     output: &mut [i8],
@@ -373,14 +377,16 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
 const OC_BLOCK: usize = 8;
 
 /// Channels per block of the stack accumulators of depthwise and mean.
-const BLOCK: usize = 64;
+const BLOCK: usize = 32;
 
-/// Depthwise convolution: for each output pixel, a block of up to 64 channel accumulators on the
+/// Depthwise convolution: for each output pixel, a block of up to 32 channel accumulators on the
 /// stack, one lane-wise multiply-accumulate per kernel tap (padded taps multiply the zero point).
+#[inline(always)]
 pub fn depthwise_conv2d(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
     depthwise::<Selected>(input, output, p);
 }
 
+#[inline(always)]
 fn depthwise<M: Mac>(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
     if p.narrow {
         depthwise_q::<M, true>(input, output, p);
@@ -389,6 +395,7 @@ fn depthwise<M: Mac>(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
     }
 }
 
+#[inline(never)]
 fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
     let d = p.dims;
     let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
@@ -399,7 +406,8 @@ fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &F
     for (i, y) in output.chunks_exact_mut(d.out_c.max(1)).enumerate() {
         let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
         let (y0, x0) = (oy * d.stride, ox * d.stride);
-        let interior = mult == 1
+        let interior = M::DW_ROWS
+            && mult == 1
             && y0 >= d.pad_top
             && y0 + d.k_h <= d.in_h + d.pad_top
             && x0 >= d.pad_left
@@ -494,10 +502,12 @@ fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &F
 }
 
 /// Dense layer: two weight rows at a time against the input.
+#[inline(always)]
 pub fn fully_connected(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
     dense::<Selected>(input, output, p);
 }
 
+#[inline(always)]
 fn dense<M: Mac>(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
     let Some(x) = input.get(..p.in_features) else {
         return;
@@ -505,14 +515,25 @@ fn dense<M: Mac>(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
     let y = output.get_mut(..p.out_features).unwrap_or(&mut []);
     let w = (p.weights, p.bias, p.multiplier, p.shift);
     if p.narrow {
-        gemm_1::<M, true>(x, w, &p.quant, y);
+        dense_q::<M, true>(x, w, &p.quant, y);
     } else {
-        gemm_1::<M, false>(x, w, &p.quant, y);
+        dense_q::<M, false>(x, w, &p.quant, y);
     }
+}
+
+#[inline(never)]
+fn dense_q<M: Mac, const SHORT: bool>(
+    x: &[i8],
+    w: (&[i8], &[i32], &[i32], &[i32]),
+    q: &OutputQuant,
+    y: &mut [i8],
+) {
+    gemm_1::<M, SHORT>(x, w, q, y);
 }
 
 /// Max pool: each output pixel starts as its first tap inside the input, then takes the lane-wise
 /// maximum with the others (padding is ignored, as in the reference).
+#[inline(always)]
 pub fn max_pool2d(input: &[i8], output: &mut [i8], d: &PoolDims) {
     max_pool::<Selected>(input, output, d);
 }
