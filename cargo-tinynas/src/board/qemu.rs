@@ -43,8 +43,8 @@ pub const MACHINES: [QemuMachine; 6] = [
         ns_per_tick: (125, 2),
     },
     // Armv6-M code on the MPS2 AN385 (a Cortex-M3 machine with 4 MiB of flash and RAM): the same
-    // instructions as on the Cortex-M0 (Thumb-1 is a subset of Thumb-2) and the same counts, with
-    // room for models larger than the micro:bit's 16 KiB of RAM.
+    // instructions as on the Cortex-M0 (Thumb-1 is a subset of Thumb-2), counts equal to within one
+    // timer tick, with room for models larger than the micro:bit's 16 KiB of RAM.
     QemuMachine {
         board: "qemu-m0-an385",
         machine: "mps2-an385",

@@ -294,7 +294,7 @@ fn im2col<M: Mac, T: Pixel>(input: &[T], output: &mut [i8], scratch: &mut [i8], 
     }
 }
 
-#[inline(never)]
+#[inline]
 fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
     input: &[T],
     output: &mut [i8],
@@ -395,7 +395,7 @@ fn depthwise<M: Mac>(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
     }
 }
 
-#[inline(never)]
+#[inline]
 fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
     let d = p.dims;
     let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
@@ -502,12 +502,10 @@ fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &F
 }
 
 /// Dense layer: two weight rows at a time against the input.
-#[inline(always)]
 pub fn fully_connected(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
     dense::<Selected>(input, output, p);
 }
 
-#[inline(always)]
 fn dense<M: Mac>(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
     let Some(x) = input.get(..p.in_features) else {
         return;
@@ -515,20 +513,10 @@ fn dense<M: Mac>(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
     let y = output.get_mut(..p.out_features).unwrap_or(&mut []);
     let w = (p.weights, p.bias, p.multiplier, p.shift);
     if p.narrow {
-        dense_q::<M, true>(x, w, &p.quant, y);
+        gemm_1::<M, true>(x, w, &p.quant, y);
     } else {
-        dense_q::<M, false>(x, w, &p.quant, y);
+        gemm_1::<M, false>(x, w, &p.quant, y);
     }
-}
-
-#[inline(never)]
-fn dense_q<M: Mac, const SHORT: bool>(
-    x: &[i8],
-    w: (&[i8], &[i32], &[i32], &[i32]),
-    q: &OutputQuant,
-    y: &mut [i8],
-) {
-    gemm_1::<M, SHORT>(x, w, q, y);
 }
 
 /// Max pool: each output pixel starts as its first tap inside the input, then takes the lane-wise
