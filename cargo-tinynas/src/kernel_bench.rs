@@ -246,6 +246,36 @@ impl Row {
     }
 }
 
+fn header(first: &str, boards: &[String]) -> String {
+    let mut head = format!("{first:<44} {:>10}", "MACs");
+    for b in boards {
+        head.push_str(&format!(" {b:>22}"));
+    }
+    head
+}
+
+/// A row of the table: the label, the MACs, and one cell per board.
+fn line(
+    label: &str,
+    macs: u64,
+    boards: &[String],
+    cell: impl Fn(&str) -> Option<String>,
+) -> String {
+    let mut line = format!("{label:<44} {macs:>10}");
+    for b in boards {
+        line.push_str(&format!(" {:>22}", cell(b).unwrap_or_else(|| "-".into())));
+    }
+    line
+}
+
+fn mismatch(r: &Row) -> &'static str {
+    if r.outputs_match {
+        ""
+    } else {
+        " MISMATCH"
+    }
+}
+
 /// The human table: one row per layer, one column group per board.
 pub fn table(layers: &[Layer], rows: &[Row], models: &[Row], boards: &[String]) -> String {
     use std::fmt::Write;
@@ -256,47 +286,31 @@ pub fn table(layers: &[Layer], rows: &[Row], models: &[Row], boards: &[String]) 
          kernel tap, padding included, as CMSIS-NN does. CMSIS-NN v7.0.0 beside ours where it \
          was measured (Cortex-M4, Cortex-M55)."
     );
-    let mut head = format!("{:<44} {:>10}", "layer", "MACs");
-    for b in boards {
-        head.push_str(&format!(" {:>22}", b));
-    }
-    let _ = writeln!(s, "{head}");
+    let _ = writeln!(s, "{}", header("layer", boards));
     for l in layers {
-        let mut line = format!(
-            "{:<44} {:>10}",
-            format!("{}) {}", l.id, l.what),
-            l.macs_all_taps
-        );
-        for b in boards {
-            let cell = match rows.iter().find(|r| r.id == l.id && &r.board == b) {
-                Some(r) => match r.cmsis {
+        let label = format!("{}) {}", l.id, l.what);
+        let _ = writeln!(
+            s,
+            "{}",
+            line(&label, l.macs_all_taps, boards, |b| {
+                let r = rows.iter().find(|r| r.id == l.id && r.board == b)?;
+                Some(match r.cmsis {
                     Some(c) => format!(
                         "{:.2} (CMSIS {:.2}){}",
                         r.per_mac(),
                         c as f64 / r.macs_all_taps as f64,
-                        if r.outputs_match { "" } else { " MISMATCH" }
+                        mismatch(r)
                     ),
-                    None => format!(
-                        "{:.2}{}",
-                        r.per_mac(),
-                        if r.outputs_match { "" } else { " MISMATCH" }
-                    ),
-                },
-                None => "-".into(),
-            };
-            line.push_str(&format!(" {cell:>22}"));
-        }
-        let _ = writeln!(s, "{line}");
+                    None => format!("{:.2}{}", r.per_mac(), mismatch(r)),
+                })
+            })
+        );
     }
     let _ = writeln!(
         s,
         "\nWhole models, instructions per MAC as `bench` reports them (MACs inside the input):"
     );
-    let mut head = format!("{:<44} {:>10}", "model", "MACs");
-    for b in boards {
-        head.push_str(&format!(" {:>22}", b));
-    }
-    let _ = writeln!(s, "{head}");
+    let _ = writeln!(s, "{}", header("model", boards));
     let mut names: Vec<&str> = Vec::new();
     for r in models {
         if !names.contains(&r.id.as_str()) {
@@ -305,21 +319,65 @@ pub fn table(layers: &[Layer], rows: &[Row], models: &[Row], boards: &[String]) 
     }
     for n in names {
         let macs = models.iter().find(|r| r.id == n).map_or(0, |r| r.macs);
-        let mut line = format!("{n:<44} {macs:>10}");
-        for b in boards {
-            let cell = models
-                .iter()
-                .find(|r| r.id == n && &r.board == b)
-                .map_or("-".into(), |r| {
-                    format!(
-                        "{:.2}{}",
-                        r.per_mac(),
-                        if r.outputs_match { "" } else { " MISMATCH" }
-                    )
-                });
-            line.push_str(&format!(" {cell:>22}"));
-        }
-        let _ = writeln!(s, "{line}");
+        let _ = writeln!(
+            s,
+            "{}",
+            line(n, macs, boards, |b| {
+                let r = models.iter().find(|r| r.id == n && r.board == b)?;
+                Some(format!("{:.2}{}", r.per_mac(), mismatch(r)))
+            })
+        );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn six_layers_with_the_benchmark_shapes() {
+        let l = layers().unwrap();
+        assert_eq!(l.len(), 6);
+        // MACs counting every tap equal the issue's figures; ours count taps inside the input.
+        let all: Vec<u64> = l.iter().map(|l| l.macs_all_taps).collect();
+        assert_eq!(
+            all,
+            [1_179_648, 1_179_648, 331_776, 165_888, 497_664, 2_560]
+        );
+        for l in &l {
+            assert!(l.model.macs() <= l.macs_all_taps, "{}", l.id);
+            assert_eq!(l.model.nodes.len(), 1);
+            assert_eq!(l.model.input_quant.zero_point, -128);
+            assert_eq!(l.model.nodes[0].quant.zero_point, -3);
+        }
+        // 1x1 and dense layers have no padding: both counts agree.
+        assert_eq!(l[0].model.macs(), l[0].macs_all_taps);
+        assert_eq!(l[5].model.macs(), l[5].macs_all_taps);
+    }
+
+    #[test]
+    fn table_shows_cmsis_beside_ours_and_mismatches() {
+        let l = layers().unwrap();
+        let row = |id: &str, board: &str, ins, cmsis, ok| Row {
+            id: id.into(),
+            board: board.into(),
+            instructions: ins,
+            macs: 2_560,
+            macs_all_taps: 2_560,
+            cmsis,
+            outputs_match: ok,
+            peak_sram_bytes: 0,
+        };
+        let rows = [row("f", "qemu-m4", 5_120, Some(5_518), true)];
+        let models = [row("m.tnas", "qemu-m4", 25_600, None, false)];
+        let t = table(&l, &rows, &models, &["qemu-m4".into()]);
+        assert!(t.contains("2.00 (CMSIS 2.16)"), "{t}");
+        assert!(t.contains("10.00 MISMATCH"), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("a) conv 1x1") && l.ends_with('-')),
+            "{t}"
+        );
+    }
 }

@@ -36,8 +36,11 @@ mod imp {
     /// All five slices have the same length (the callers checked).
     #[inline(always)]
     pub fn dot4(c0: &[i8], c1: &[i8], c2: &[i8], c3: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4] {
+        if w.is_empty() {
+            return acc;
+        }
         let [mut a0, mut a1, mut a2, mut a3] = acc;
-        // SAFETY: DLSTP.8 runs ceil(n / 16) iterations over `n = w.len()` bytes and predicates
+        // SAFETY: DLSTP.8 runs ceil(n / 16) iterations over `n = w.len() >= 1` bytes and predicates
         // off the lanes past `n` in the last one (a predicated-off lane is not loaded), so every
         // VLDRB reads inside its slice, each of which has `n` bytes. Byte loads need no alignment.
         // Nothing is written; no stack is used; LR (the loop counter), Q0, Q1 (as S0-S7), the
@@ -79,8 +82,11 @@ mod imp {
     /// All four slices have the same length (the callers checked).
     #[inline(always)]
     pub fn dot3(x: &[i8], r0: &[i8], r1: &[i8], r2: &[i8], acc: [i32; 3]) -> [i32; 3] {
+        if x.is_empty() {
+            return acc;
+        }
         let [mut a0, mut a1, mut a2] = acc;
-        // SAFETY: as `dot4`: ceil(n / 16) tail-predicated iterations over `n = x.len()` bytes of
+        // SAFETY: as `dot4`: ceil(n / 16) tail-predicated iterations over `n = x.len() >= 1` bytes of
         // four slices of `n` bytes each; nothing written; LR, Q0, Q1, pointers and flags clobbered.
         unsafe {
             asm!(
