@@ -418,7 +418,7 @@ fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &F
         if interior {
             let c = d.in_c;
             let row0 = ((y0 - d.pad_top) * d.in_w + (x0 - d.pad_left)) * c;
-            let span = (d.k_w - 1) * c + 4;
+            let span = d.k_w.saturating_sub(1) * c + 4;
             for c0 in (0..c.saturating_sub(3)).step_by(4) {
                 let (Some(bias), Some(m), Some(s)) = (
                     p.bias.get(c0..c0 + 4),

@@ -341,3 +341,86 @@ fn emulated_dsp_instructions() {
     );
     assert_eq!(max8x4(0x80_7F_01_FF, 0x7F_80_FF_01), 0x7F_7F_01_01);
 }
+
+/// Inconsistent parameters: dims (zeros included) that do not match the slices, which are of
+/// random lengths. The kernels must not panic (the tests run with overflow checks on); the
+/// values they write are then meaningless.
+fn total<M: Mac>(d: ConvDims, s: &[Vec<i8>; 3], n: (usize, usize), q: OutputQuant, narrow: bool) {
+    let (input, weights, mut out) = (s[0].clone(), s[1].clone(), s[2].clone());
+    let ints: Vec<i32> = (0..n.0 as i32).map(|i| i * 7 - 20).collect();
+    let shifts: Vec<i32> = (0..n.0 as i32).map(|i| i % 5 - 3).collect();
+    let mut scratch = vec![0i8; n.1];
+    let f = FastConv {
+        weights: &weights,
+        bias: &ints,
+        multiplier: &ints,
+        shift: &shifts,
+        dims: d,
+        quant: q,
+        narrow,
+    };
+    im2col::<M, i8>(&input, &mut out, &mut scratch, &f);
+    let raw: Vec<u8> = input.iter().map(|&x| x as u8).collect();
+    im2col::<M, u8>(&raw, &mut out, &mut scratch, &f);
+    depthwise::<M>(&input, &mut out, &f);
+    let dense_p = FastDense {
+        weights: &weights,
+        bias: &ints,
+        multiplier: &ints,
+        shift: &shifts,
+        in_features: d.in_c,
+        out_features: d.out_c,
+        quant: q,
+        narrow,
+    };
+    dense::<M>(&input, &mut out, &dense_p);
+    let p = PoolDims {
+        in_h: d.in_h,
+        in_w: d.in_w,
+        channels: d.in_c,
+        out_h: d.out_h,
+        out_w: d.out_w,
+        k_h: d.k_h,
+        k_w: d.k_w,
+        stride: d.stride,
+        pad_top: d.pad_top,
+        pad_left: d.pad_left,
+    };
+    max_pool::<M>(&input, &mut out, &p);
+    let m = MeanParams {
+        h: d.in_h,
+        w: d.in_w,
+        channels: d.in_c,
+        multiplier: 1 << 30,
+        shift: -1,
+        input_offset: q.input_offset,
+        output_offset: q.output_offset,
+    };
+    global_average_pool(&input, &mut out, &m);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn kernels_never_panic_on_inconsistent_parameters(
+        dims in prop::collection::vec(0usize..6, 11),
+        lens in prop::collection::vec(0usize..200, 3),
+        channels in 0usize..12,
+        scratch in 0usize..800,
+        q in quant(),
+        narrow in any::<bool>(),
+        bytes in prop::collection::vec(any::<i8>(), 200),
+    ) {
+        let d = ConvDims {
+            in_h: dims[0], in_w: dims[1], in_c: dims[2], out_h: dims[3], out_w: dims[4],
+            out_c: dims[5], k_h: dims[6], k_w: dims[7], stride: dims[8] % 4,
+            pad_top: dims[9], pad_left: dims[10],
+        };
+        let s = [bytes[..lens[0]].to_vec(), bytes[..lens[1]].to_vec(), bytes[..lens[2]].to_vec()];
+        total::<Portable>(d, &s, (channels, scratch), q, narrow);
+        total::<Dsp>(d, &s, (channels, scratch), q, narrow);
+        total::<Mve>(d, &s, (channels, scratch), q, narrow);
+        total::<V6m>(d, &s, (channels, scratch), q, narrow);
+    }
+}
