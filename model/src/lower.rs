@@ -95,9 +95,10 @@ fn pads(x: Shape, k: [usize; 2], stride: usize, padding: crate::ir::Padding) -> 
     (top, left)
 }
 
-/// `sum(|w|)` per output channel (`depthwise`: weights interleaved by channel).
-pub fn abs_sums(w: &[i8], channels: usize, depthwise: bool) -> Vec<u64> {
-    let mut sums = vec![0u64; channels];
+/// `sum(f(w))` per output channel (`depthwise`: weights interleaved by channel, `[taps][c]`; else
+/// rows, `[c][k]`).
+fn channel_sums(w: &[i8], channels: usize, depthwise: bool, f: impl Fn(i8) -> i64) -> Vec<i64> {
+    let mut sums = vec![0i64; channels];
     let k = w.len() / channels.max(1);
     for (j, &v) in w.iter().enumerate() {
         let c = if depthwise {
@@ -106,10 +107,18 @@ pub fn abs_sums(w: &[i8], channels: usize, depthwise: bool) -> Vec<u64> {
             j / k.max(1)
         };
         if let Some(s) = sums.get_mut(c) {
-            *s += u64::from(v.unsigned_abs());
+            *s += f(v);
         }
     }
     sums
+}
+
+/// `sum(|w|)` per output channel (`depthwise`: weights interleaved by channel).
+pub fn abs_sums(w: &[i8], channels: usize, depthwise: bool) -> Vec<u64> {
+    channel_sums(w, channels, depthwise, |v| i64::from(v.unsigned_abs()))
+        .into_iter()
+        .map(|s| s as u64)
+        .collect()
 }
 
 /// `rows` rows of weights, each zero-padded to `kp` values.
@@ -125,23 +134,10 @@ pub fn pad_rows(w: &[i8], rows: usize, kp: usize) -> Vec<i8> {
 /// `bias + input_offset * sum(w)` per output channel (wrapping, like the kernels' sums;
 /// `depthwise`: weights interleaved by channel).
 pub fn fold(w: &[i8], bias: &[i32], input_offset: i32, depthwise: bool) -> Vec<i32> {
-    let channels = bias.len().max(1);
-    let mut sums = vec![0i32; bias.len()];
-    if depthwise {
-        for (j, &v) in w.iter().enumerate() {
-            if let Some(s) = sums.get_mut(j % channels) {
-                *s = s.wrapping_add(i32::from(v));
-            }
-        }
-    } else {
-        let k = w.len() / channels;
-        for (s, row) in sums.iter_mut().zip(w.chunks(k.max(1))) {
-            *s = row.iter().map(|&v| i32::from(v)).sum();
-        }
-    }
+    let sums = channel_sums(w, bias.len(), depthwise, i64::from);
     bias.iter()
         .zip(sums)
-        .map(|(&b, s)| b.wrapping_add(input_offset.wrapping_mul(s)))
+        .map(|(&b, s)| b.wrapping_add(input_offset.wrapping_mul(s as i32)))
         .collect()
 }
 

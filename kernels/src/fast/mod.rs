@@ -138,10 +138,16 @@ pub fn narrow_channel(folded_bias: i32, shift: i32, abs_weight_sum: u64) -> bool
     bound < (1u64 << 30) >> left
 }
 
-/// The full-form requantisation of one value (for tests and the dense tail).
+/// The full-form requantisation of one value (for tests).
 #[cfg(test)]
 fn requantize(acc: i32, multiplier: i32, shift: i32, q: &OutputQuant) -> i8 {
     Requant::new::<false>(multiplier, shift).apply::<mac::Portable, false>(acc, q)
+}
+
+/// The int8 value a padded tap reads: the input zero point (`-input_offset`).
+#[inline(always)]
+fn pad_value(q: &OutputQuant) -> i8 {
+    q.input_offset.wrapping_neg().clamp(-128, 127) as i8
 }
 
 /// One weight row with its channel's bias and requantisation.
@@ -314,7 +320,7 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
     if let Some(tail) = col.get_mut(k..) {
         tail.fill(0);
     }
-    let pad = (p.quant.input_offset.wrapping_neg()).clamp(-128, 127) as i8;
+    let pad = pad_value(&p.quant);
     let (w, oc) = (d.out_w.max(1), d.out_c);
     let pixels = d.out_h * d.out_w;
     for base in (0..pixels).step_by(4) {
@@ -399,7 +405,7 @@ fn depthwise<M: Mac>(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
 fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
     let d = p.dims;
     let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
-    let pad = (p.quant.input_offset.wrapping_neg()).clamp(-128, 127) as i8;
+    let pad = pad_value(&p.quant);
     let pad_row = [pad; BLOCK];
     let mut acc = [0i32; BLOCK];
     let mut expanded = [0i8; BLOCK];
@@ -501,7 +507,7 @@ fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &F
     }
 }
 
-/// Dense layer: two weight rows at a time against the input.
+/// Dense layer: three weight rows at a time against the input.
 pub fn fully_connected(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
     dense::<Selected>(input, output, p);
 }
