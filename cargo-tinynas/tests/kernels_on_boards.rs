@@ -76,13 +76,19 @@ fn quant(r: &mut SplitMix) -> OutputQuant {
 
 fn case(r: &mut SplitMix, kind: usize) -> Case {
     let (ih, iw) = (r.int(1, 7) as usize, r.int(1, 7) as usize);
-    let ic = r.int(1, 9) as usize;
-    let (kh, kw, s) = (
-        r.int(1, 5) as usize,
-        r.int(1, 5) as usize,
-        r.int(1, 3) as usize,
-    );
     let depthwise = kind == 2;
+    // Depthwise and max pool: past 16 channels, the vector kernels' wide step.
+    let ic = r.int(1, if depthwise || kind == 4 { 20 } else { 9 }) as usize;
+    let (kh, kw, s) = if kind == 4 && r.chance(0.3) {
+        // The usual 2x2 pool (its own path).
+        (2, 2, r.int(1, 2) as usize)
+    } else {
+        (
+            r.int(1, 5) as usize,
+            r.int(1, 5) as usize,
+            r.int(1, 3) as usize,
+        )
+    };
     let oc = if depthwise {
         ic * r.int(1, 2) as usize
     } else {

@@ -40,6 +40,75 @@ pub(crate) fn rows_mut<T>(s: &mut [T], n: usize) -> impl Iterator<Item = &mut [T
     })
 }
 
+/// A layer's output offset and clamp as the vector kernels apply them: `min(max(v + offset, lo),
+/// hi)` equals the reference's `clamp(min(max(v + offset, act_min), act_max), -128, 127)`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Clamp {
+    pub offset: i32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+impl Clamp {
+    #[inline(always)]
+    pub fn new(q: &crate::OutputQuant) -> Self {
+        Clamp {
+            offset: q.output_offset,
+            lo: q.act_min.clamp(-128, 127),
+            hi: q.act_max.clamp(-128, 127),
+        }
+    }
+}
+
+/// Whether every shift is one the vector requantisation takes as it is (`-31..=31`; the reference
+/// clamps larger ones, which the scalar form does too).
+#[inline(always)]
+pub fn shifts_in_range(shift: &[i32]) -> bool {
+    shift.iter().all(|s| (-31..=31).contains(s))
+}
+
+/// One output pixel of a depthwise convolution (depth multiplier 1), channel block by channel
+/// block: the window's taps inside the input are a rectangle of `rows x cols` taps, `x` and `w`
+/// start at its first tap (channel 0), taps `c` bytes apart in a row and `in_row` (input) or
+/// `w_row` (weights) bytes apart from row to row. Where the window leaves the input (`taps > 0`:
+/// all `k_h * k_w` taps of `wall`, `c` apart), every tap first adds `pad * w` and each tap inside
+/// then `(x - pad) * w`, which leaves `pad * w` for the padded taps, as the folded bias needs.
+#[derive(Debug, Clone, Copy)]
+pub struct DwPixel<'a> {
+    pub x: &'a [i8],
+    pub w: &'a [i8],
+    pub wall: &'a [i8],
+    pub c: usize,
+    pub in_row: usize,
+    pub w_row: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub taps: usize,
+    pub pad: i32,
+    pub bias: &'a [i32],
+    pub mult: &'a [i32],
+    pub shift: &'a [i32],
+    pub clamp: Clamp,
+    /// Every shift is `<= 0` (the requantisation then needs no left shift).
+    pub right_shifts_only: bool,
+}
+
+/// Bytes of `x` a window of `rows x cols` taps of `n` channels reads (`c` bytes a pixel, `row` a
+/// row): `(rows - 1) * row + (cols - 1) * c + n`, or `None` for an empty window or an overflow.
+#[inline(always)]
+#[cfg(any(tinynas_mve, test))]
+pub(crate) fn window_span(
+    c: usize,
+    row: usize,
+    (rows, cols): (usize, usize),
+    n: usize,
+) -> Option<usize> {
+    let r = rows.checked_sub(1)?.checked_mul(row)?;
+    let k = cols.checked_sub(1)?.checked_mul(c)?;
+    r.checked_add(k)?.checked_add(n)
+}
+
 /// The inner loops of one instruction set.
 pub trait Mac {
     /// Whether depthwise layers run interior pixels four channels at a time through
@@ -78,8 +147,47 @@ pub trait Mac {
     fn dw_row4(x: &[i8], w: &[i8], stride: usize, taps: usize, acc: [i32; 4]) -> [i32; 4] {
         dw_row4(x, w, stride, taps, acc)
     }
+    /// Requantises lanes `lane..lane + 4` of the conv accumulator rows `acc` into `y` (row `r` at
+    /// `r * ystride`) with vector instructions, for shifts in `-31..=31`; false where the
+    /// instruction set has none (nothing written: the caller requantises lane by lane).
+    fn requant4(
+        _acc: &[[i32; 8]],
+        _lane: usize,
+        _m: &[i32],
+        _s: &[i32],
+        _k: &Clamp,
+        _y: &mut [i8],
+        _ystride: usize,
+    ) -> bool {
+        false
+    }
+    /// Whether [`Mac::requant4`] and [`Mac::dw_pixel`] are vector kernels (MVE).
+    const VECTOR: bool = false;
+    /// The channels of one depthwise output pixel with vector instructions: writes `y[..n]` and
+    /// returns `n`, a multiple of 4 (0 where the instruction set has none).
+    fn dw_pixel(_p: &DwPixel<'_>, _y: &mut [i8]) -> usize {
+        0
+    }
     /// `acc[c] += x[c] * w[c]` lane by lane (depthwise convolution).
     fn mac_lanes(acc: &mut [i32], x: &[i8], w: &[i8]);
+    /// `y[j] = max(x[r * row + k * c + j])` over the window's `rows x cols` taps inside the input
+    /// (`rows, cols >= 1`), for `j < y.len()`: one max pool output pixel, where the instruction
+    /// set has a lane-wise maximum; false (nothing written) otherwise or where `x` is too short.
+    fn max_window(
+        _x: &[i8],
+        _c: usize,
+        _row: usize,
+        (_rows, _cols): (usize, usize),
+        _y: &mut [i8],
+    ) -> bool {
+        false
+    }
+    /// `y[j] = max(a[j], b[j], c[j], d[j])`: a 2x2 max pool window inside the input.
+    fn max4(y: &mut [i8], [a, b, c, d]: [&[i8]; 4]) {
+        for ((((y, &a), &b), &c), &d) in y.iter_mut().zip(a).zip(b).zip(c).zip(d) {
+            *y = a.max(b).max(c.max(d));
+        }
+    }
     /// `out[c] = max(out[c], x[c])` lane by lane (max pool).
     fn max_lanes(out: &mut [i8], x: &[i8]);
 }
@@ -314,6 +422,38 @@ impl Mac for Dsp {
         Portable::mac_lanes(a4.into_remainder(), x4.remainder(), w4.remainder());
     }
 
+    /// Four channels per word (SSUB8, SEL).
+    #[inline(always)]
+    fn max4(y: &mut [i8], [a, b, c, d]: [&[i8]; 4]) {
+        let mut y4 = y.chunks_exact_mut(4);
+        let (mut a4, mut b4, mut c4, mut d4) = (
+            a.chunks_exact(4),
+            b.chunks_exact(4),
+            c.chunks_exact(4),
+            d.chunks_exact(4),
+        );
+        for ((((y, a), b), c), d) in y4
+            .by_ref()
+            .zip(a4.by_ref())
+            .zip(b4.by_ref())
+            .zip(c4.by_ref())
+            .zip(d4.by_ref())
+        {
+            use crate::isa_dsp::max8x4;
+            let m = max8x4(max8x4(word(a), word(b)), max8x4(word(c), word(d)));
+            for (y, b) in y.iter_mut().zip(m.to_le_bytes()) {
+                *y = b as i8;
+            }
+        }
+        let tails = [
+            a4.remainder(),
+            b4.remainder(),
+            c4.remainder(),
+            d4.remainder(),
+        ];
+        Portable::max4(y4.into_remainder(), tails);
+    }
+
     #[inline(always)]
     fn max_lanes(out: &mut [i8], x: &[i8]) {
         let mut o4 = out.chunks_exact_mut(4);
@@ -395,6 +535,25 @@ pub struct Mve;
 #[cfg(any(tinynas_mve, test))]
 impl Mac for Mve {
     const DW_ROWS: bool = true;
+    const VECTOR: bool = true;
+
+    #[inline(always)]
+    fn requant4(
+        acc: &[[i32; 8]],
+        lane: usize,
+        m: &[i32],
+        s: &[i32],
+        k: &Clamp,
+        y: &mut [i8],
+        ystride: usize,
+    ) -> bool {
+        crate::isa_mve::requant4(acc, lane, m, s, k, y, ystride)
+    }
+
+    #[inline(always)]
+    fn dw_pixel(p: &DwPixel<'_>, y: &mut [i8]) -> usize {
+        crate::isa_mve::dw_pixel(p, y)
+    }
 
     #[inline(always)]
     fn store_column(block: &mut [i8], p: usize, col: &[i8]) {
@@ -439,6 +598,16 @@ impl Mac for Mve {
     #[inline(always)]
     fn mac_lanes(acc: &mut [i32], x: &[i8], w: &[i8]) {
         Dsp::mac_lanes(acc, x, w);
+    }
+
+    #[inline(always)]
+    fn max_window(x: &[i8], c: usize, row: usize, window: (usize, usize), y: &mut [i8]) -> bool {
+        crate::isa_mve::max_window(x, c, row, window, y)
+    }
+
+    #[inline(always)]
+    fn max4(y: &mut [i8], taps: [&[i8]; 4]) {
+        Dsp::max4(y, taps);
     }
 
     #[inline(always)]

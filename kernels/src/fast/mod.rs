@@ -323,6 +323,8 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
     let pad = pad_value(&p.quant);
     let (w, oc) = (d.out_w.max(1), d.out_c);
     let pixels = d.out_h * d.out_w;
+    let vector = M::VECTOR && mac::shifts_in_range(p.shift);
+    let clamp = mac::Clamp::new(&p.quant);
     for base in (0..pixels).step_by(4) {
         let n = 4.min(pixels - base);
         for q in 0..n {
@@ -364,15 +366,34 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
                     (*v0, *v1, *v2, *v3) = (a0, a1, a2, a3);
                 }
             }
-            for ((r, &m), &s) in rqs.iter_mut().zip(mult).zip(shift) {
-                *r = Requant::new::<SHORT>(m, s);
+            // Four channels at a time in vector lanes where the instruction set has them.
+            let mut from = 0;
+            if vector {
+                let rows = acc.get(..n).unwrap_or(&[]);
+                while from + 4 <= cn {
+                    let (Some(m), Some(s), Some(yv)) =
+                        (mult.get(from..), shift.get(from..), y.get_mut(c0 + from..))
+                    else {
+                        break;
+                    };
+                    if !M::requant4(rows, from, m, s, &clamp, yv, oc) {
+                        break;
+                    }
+                    from += 4;
+                }
             }
-            for (q, a) in acc.iter().enumerate().take(n) {
-                let Some(row) = y.get_mut(q * oc + c0..q * oc + c0 + cn) else {
-                    return;
-                };
-                for ((y, &a), rq) in row.iter_mut().zip(a).zip(&rqs) {
-                    *y = rq.apply::<M, SHORT>(a, &p.quant);
+            if from < cn {
+                for ((r, &m), &s) in rqs.iter_mut().zip(mult).zip(shift) {
+                    *r = Requant::new::<SHORT>(m, s);
+                }
+                for (q, a) in acc.iter().enumerate().take(n) {
+                    let Some(row) = y.get_mut(q * oc + c0 + from..q * oc + c0 + cn) else {
+                        return;
+                    };
+                    let (a, rqs) = (a.get(from..).unwrap_or(&[]), rqs.get(from..).unwrap_or(&[]));
+                    for ((y, &a), rq) in row.iter_mut().zip(a).zip(rqs) {
+                        *y = rq.apply::<M, SHORT>(a, &p.quant);
+                    }
                 }
             }
         }
@@ -405,10 +426,11 @@ fn depthwise<M: Mac>(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
 fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
     let d = p.dims;
     let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
-    let pad = pad_value(&p.quant);
-    let pad_row = [pad; BLOCK];
-    let mut acc = [0i32; BLOCK];
-    let mut expanded = [0i8; BLOCK];
+    let mut blocks = DwBlocks::new(pad_value(&p.quant), mult);
+    if M::VECTOR && mult == 1 && d.in_c % 4 == 0 && mac::shifts_in_range(p.shift) {
+        depthwise_vector::<M, SHORT>(input, output, p, &mut blocks);
+        return;
+    }
     for (i, y) in output.chunks_exact_mut(d.out_c.max(1)).enumerate() {
         let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
         let (y0, x0) = (oy * d.stride, ox * d.stride);
@@ -419,7 +441,7 @@ fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &F
             && x0 >= d.pad_left
             && x0 + d.k_w <= d.in_w + d.pad_left;
         // Inside the input, four channels at a time with the accumulators in registers; the
-        // rest (borders, a channel tail, multipliers above 1) in stack blocks below.
+        // rest (borders, a channel tail, multipliers above 1) in stack blocks.
         let mut done = 0;
         if interior {
             let c = d.in_c;
@@ -454,10 +476,119 @@ fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &F
                 done = c0 + 4;
             }
         }
-        for c0 in (done..d.out_c).step_by(BLOCK) {
-            let n = BLOCK.min(d.out_c - c0);
-            let (Some(acc), Some(bias)) = (acc.get_mut(..n), p.bias.get(c0..c0 + n)) else {
+        if !blocks.pixel::<M, SHORT>(input, y, p, (oy, ox), done) {
+            return;
+        }
+    }
+}
+
+/// Depthwise in vector lanes (MVE; depth multiplier 1, channels a multiple of 4, shifts in
+/// `-31..=31`): every output pixel whose window meets the input in one call of
+/// [`Mac::dw_pixel`] over the inside rectangle of taps; a window wholly in the padding (or
+/// parameters the vector kernel refuses) in stack blocks.
+#[inline]
+fn depthwise_vector<M: Mac, const SHORT: bool>(
+    input: &[i8],
+    output: &mut [i8],
+    p: &FastConv<'_>,
+    blocks: &mut DwBlocks,
+) {
+    let d = p.dims;
+    let c = d.in_c;
+    let mut ys = output.chunks_exact_mut(d.out_c.max(1));
+    let base = mac::DwPixel {
+        x: &[],
+        w: &[],
+        wall: p.weights,
+        c,
+        in_row: d.in_w * c,
+        w_row: d.k_w * c,
+        rows: 0,
+        cols: 0,
+        taps: 0,
+        pad: i32::from(blocks.pad),
+        bias: p.bias,
+        mult: p.multiplier,
+        shift: p.shift,
+        clamp: mac::Clamp::new(&p.quant),
+        right_shifts_only: p.shift.iter().all(|&s| s <= 0),
+    };
+    for oy in 0..d.out_h {
+        let y0 = oy * d.stride;
+        let ky_lo = d.pad_top.saturating_sub(y0).min(d.k_h);
+        let ky_hi = (d.in_h + d.pad_top).saturating_sub(y0).clamp(ky_lo, d.k_h);
+        let rows = ky_hi - ky_lo;
+        // The input row and weight row of the first tap inside.
+        let (xrow, wrow) = (
+            (y0 + ky_lo).saturating_sub(d.pad_top) * d.in_w,
+            ky_lo * d.k_w,
+        );
+        for ox in 0..d.out_w {
+            let Some(y) = ys.next() else { return };
+            let x0 = ox * d.stride;
+            let kx_lo = d.pad_left.saturating_sub(x0).min(d.k_w);
+            let kx_hi = (d.in_w + d.pad_left).saturating_sub(x0).clamp(kx_lo, d.k_w);
+            let cols = kx_hi - kx_lo;
+            let mut done = 0;
+            if rows > 0 && cols > 0 {
+                let x_at = (xrow + (x0 + kx_lo).saturating_sub(d.pad_left)) * c;
+                let w_at = (wrow + kx_lo) * c;
+                let border = rows < d.k_h || cols < d.k_w;
+                let px = mac::DwPixel {
+                    x: input.get(x_at..).unwrap_or(&[]),
+                    w: p.weights.get(w_at..).unwrap_or(&[]),
+                    rows,
+                    cols,
+                    taps: if border { d.k_h * d.k_w } else { 0 },
+                    ..base
+                };
+                done = M::dw_pixel(&px, y);
+            }
+            if done < d.out_c && !blocks.pixel::<M, SHORT>(input, y, p, (oy, ox), done) {
                 return;
+            }
+        }
+    }
+}
+
+/// The stack blocks of the general depthwise path: up to [`BLOCK`] channel accumulators, the
+/// expanded input of a depth multiplier above 1, and a row of the zero point for padded taps.
+struct DwBlocks {
+    acc: [i32; BLOCK],
+    expanded: [i8; BLOCK],
+    pad_row: [i8; BLOCK],
+    pad: i8,
+    mult: usize,
+}
+
+impl DwBlocks {
+    fn new(pad: i8, mult: usize) -> Self {
+        DwBlocks {
+            acc: [0; BLOCK],
+            expanded: [0; BLOCK],
+            pad_row: [pad; BLOCK],
+            pad,
+            mult,
+        }
+    }
+
+    /// Channels `from..` of output pixel `(oy, ox)`, lane-wise by [`Mac::mac_lanes`], one tap at a
+    /// time (padded taps multiply the zero point). False where a slice is too short.
+    #[inline]
+    fn pixel<M: Mac, const SHORT: bool>(
+        &mut self,
+        input: &[i8],
+        y: &mut [i8],
+        p: &FastConv<'_>,
+        (oy, ox): (usize, usize),
+        from: usize,
+    ) -> bool {
+        let d = p.dims;
+        let (mult, pad) = (self.mult, self.pad);
+        for c0 in (from..d.out_c).step_by(BLOCK) {
+            let n = BLOCK.min(d.out_c - c0);
+            let (Some(acc), Some(bias)) = (self.acc.get_mut(..n), p.bias.get(c0..c0 + n)) else {
+                return false;
             };
             acc.copy_from_slice(bias);
             for ky in 0..d.k_h {
@@ -470,7 +601,7 @@ fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &F
                         .filter(|&x| x < d.in_w);
                     let t = (ky * d.k_w + kx) * d.out_c + c0;
                     let Some(w) = p.weights.get(t..t + n) else {
-                        return;
+                        return false;
                     };
                     let x = match (iy, ix) {
                         (Some(iy), Some(ix)) => {
@@ -479,16 +610,16 @@ fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &F
                                 input.get(at + c0..at + c0 + n)
                             } else {
                                 // Output channel c reads input channel c / mult.
-                                for (k, e) in expanded.iter_mut().take(n).enumerate() {
+                                for (k, e) in self.expanded.iter_mut().take(n).enumerate() {
                                     let c = (c0 + k).checked_div(mult).unwrap_or(0);
                                     *e = input.get(at + c).copied().unwrap_or(pad);
                                 }
-                                expanded.get(..n)
+                                self.expanded.get(..n)
                             };
-                            let Some(x) = x else { return };
+                            let Some(x) = x else { return false };
                             x
                         }
-                        _ => pad_row.get(..n).unwrap_or(&[]),
+                        _ => self.pad_row.get(..n).unwrap_or(&[]),
                     };
                     M::mac_lanes(acc, x, w);
                 }
@@ -498,12 +629,13 @@ fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &F
                 p.shift.get(c0..c0 + n),
                 y.get_mut(c0..c0 + n),
             ) else {
-                return;
+                return false;
             };
             for (((y, &a), &m), &s) in y.iter_mut().zip(acc.iter()).zip(m).zip(s) {
                 *y = Requant::new::<SHORT>(m, s).apply::<M, SHORT>(a, &p.quant);
             }
         }
+        true
     }
 }
 
@@ -525,8 +657,10 @@ fn dense<M: Mac>(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
     }
 }
 
-/// Max pool: each output pixel starts as its first tap inside the input, then takes the lane-wise
-/// maximum with the others (padding is ignored, as in the reference).
+/// Max pool: the lane-wise maximum of each output pixel's taps inside the input (padding is
+/// ignored, as in the reference), by [`Mac::max_window`] where the instruction set has vector
+/// lanes, [`Mac::max4`] for a 2x2 window inside the input, else starting from the first tap and
+/// taking [`Mac::max_lanes`] with the others.
 #[inline(always)]
 pub fn max_pool2d(input: &[i8], output: &mut [i8], d: &PoolDims) {
     max_pool::<Selected>(input, output, d);
@@ -546,6 +680,26 @@ fn max_pool<M: Mac>(input: &[i8], output: &mut [i8], d: &PoolDims) {
             let kx_lo = d.pad_left.saturating_sub(x0).min(d.k_w);
             let kx_hi = (d.in_w + d.pad_left).saturating_sub(x0).clamp(kx_lo, d.k_w);
             let taps = (kx_hi - kx_lo) * c;
+            if taps > 0 && ky_hi > ky_lo {
+                let at = ((y0 + ky_lo - d.pad_top) * d.in_w + x0 + kx_lo - d.pad_left) * c;
+                let window = (ky_hi - ky_lo, kx_hi - kx_lo);
+                let x = input.get(at..).unwrap_or(&[]);
+                if M::max_window(x, c, d.in_w * c, window, y) {
+                    continue;
+                }
+                // The usual 2x2 window.
+                let row = d.in_w * c;
+                if let ((2, 2), Some(a), Some(b), Some(e), Some(f)) = (
+                    window,
+                    x.get(..c),
+                    x.get(c..2 * c),
+                    x.get(row..row + c),
+                    x.get(row + c..row + 2 * c),
+                ) {
+                    M::max4(y, [a, b, e, f]);
+                    continue;
+                }
+            }
             let mut first = true;
             let rows = if taps > 0 { ky_lo..ky_hi } else { 0..0 };
             for ky in rows {

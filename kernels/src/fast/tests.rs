@@ -126,7 +126,8 @@ fn case(k: std::ops::RangeInclusive<usize>, depthwise: bool) -> impl Strategy<Va
     (
         1usize..=9,
         1usize..=9,
-        1usize..=11,
+        // Depthwise: past 16 channels, the vector kernels' wide step.
+        1usize..=if depthwise { 21 } else { 11 },
         1usize..=11,
         k.clone(),
         k,
@@ -224,6 +225,24 @@ proptest! {
         check_conv::<Mve>(&c)?;
     }
 
+    /// The vector requantisation's lane (MVE: VQRDMULH, the sign fix-up, VRSHL), instruction by
+    /// instruction, against the reference, on any accumulator.
+    #[test]
+    fn vector_requantisation_equals_the_reference(
+        acc in prop_oneof![any::<i32>(), Just(i32::MIN), Just(i32::MAX), -4096i32..=4096],
+        m in multiplier(),
+        s in -31i32..=31,
+        q in quant(),
+    ) {
+        let want = crate::fixed::multiply_by_quantized_multiplier(acc, m, s)
+            .wrapping_add(q.output_offset)
+            .max(q.act_min)
+            .min(q.act_max)
+            .clamp(-128, 127) as i8;
+        let k = mac::Clamp::new(&q);
+        prop_assert_eq!(crate::isa_mve::requant_lane(acc, m, s, &k), want);
+    }
+
     #[test]
     fn depthwise_equals_the_reference(c in case(1..=5, true)) {
         let mut want = vec![0i8; c.out_len()];
@@ -281,7 +300,7 @@ proptest! {
         let n = d.out_h * d.out_w * d.channels;
         let mut want = vec![0i8; n];
         crate::max_pool2d(&c.input, &mut want, &d);
-        for run in [max_pool::<Portable>, max_pool::<Dsp>] {
+        for run in [max_pool::<Portable>, max_pool::<Dsp>, max_pool::<Mve>, max_pool::<V6m>] {
             let mut got = vec![0i8; n];
             run(&c.input, &mut got, &d);
             prop_assert_eq!(&got, &want);
