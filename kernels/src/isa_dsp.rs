@@ -190,6 +190,151 @@ mod imp {
         r
     }
 
+    /// The short requantisation's rounding for a right shift of at least 1 (see
+    /// `Mac::round_short`): LSL, SMMULR, the nudge as one add of a shifted register, ADD, ASR.
+    #[inline(always)]
+    pub fn round_short(acc: i32, m: i32, half: i32, right: u32) -> i32 {
+        let v: i32;
+        // SAFETY: register-only; no memory, stack or flags (ASR by a register uses its low
+        // byte: `right` is at most 31 here, as the portable form's `& 31`).
+        unsafe {
+            asm!(
+                "lsl {v}, {a}, #1",
+                "smmulr {v}, {v}, {m}",
+                "add {t}, {half}, {v}, asr #31",
+                "add {v}, {v}, {t}",
+                "asr {v}, {v}, {r}",
+                a = in(reg) acc,
+                m = in(reg) m,
+                half = in(reg) half,
+                r = in(reg) right & 31,
+                v = out(reg) v,
+                t = out(reg) _,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        v
+    }
+
+    /// Widens `groups` groups of four int8 (each a word at `x`, read as `x ^ xor`: `xor` is
+    /// `0x80808080` for `u8` pixels, else 0) into the block layout of `fast::mac::Dsp`: per
+    /// group the words `(k0, k2)` and `(k1, k3)` of int16 at `blk`, groups 32 bytes apart.
+    /// `rows` rows of `groups` groups each, `x` advancing by `stride` bytes from row to row.
+    ///
+    /// # Safety
+    /// `rows >= 1` and `groups >= 1`; the `rows * groups` words read (row `r`'s at
+    /// `x + r * stride + 4 g`) are readable, and the `rows * groups` 8-byte pairs written (at
+    /// `blk + 32 j`) are writable and word-aligned.
+    #[inline(always)]
+    unsafe fn widen(
+        x: *const u8,
+        stride: usize,
+        rows: usize,
+        groups: usize,
+        xor: u32,
+        blk: *mut i8,
+    ) {
+        // SAFETY: by the caller's contract (unaligned LDR is allowed; STRD gets an aligned
+        // address). No stack; the pointers, counters, temporaries and flags are clobbered.
+        unsafe {
+            asm!(
+                "2:",
+                "mov {xp}, {x}",
+                "mov {g}, {groups}",
+                "3:",
+                "ldr {v}, [{xp}], #4",
+                "eor {v}, {v}, {xor}",
+                "sxtb16 {e}, {v}",
+                "sxtb16 {v}, {v}, ror #8",
+                "strd {e}, {v}, [{b}], #32",
+                "subs {g}, {g}, #1",
+                "bne 3b",
+                "add {x}, {x}, {stride}",
+                "subs {rows}, {rows}, #1",
+                "bne 2b",
+                x = inout(reg) x => _,
+                stride = in(reg) stride,
+                rows = inout(reg) rows => _,
+                groups = in(reg) groups,
+                xor = in(reg) xor,
+                b = inout(reg) blk => _,
+                xp = out(reg) _,
+                g = out(reg) _,
+                v = out(reg) _,
+                e = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+
+    /// Column `p` (0 to 3) of a DSP block from `col` (int8, a multiple of 4 values): see
+    /// `fast::mac::Dsp`. False (nothing written) where the block is too short or misaligned.
+    #[inline(always)]
+    pub fn store_column(block: &mut [i8], p: usize, col: &[i8]) -> bool {
+        let groups = col.len() / 4;
+        if !super::fits(block, p, groups) {
+            return false;
+        }
+        if groups > 0 {
+            // SAFETY: one row of `groups >= 1` words of `col`; the pairs at `block + 8 p + 32 g`
+            // are inside `block` and aligned (`fits`).
+            unsafe {
+                widen(
+                    col.as_ptr().cast(),
+                    0,
+                    1,
+                    groups,
+                    0,
+                    block.as_mut_ptr().wrapping_add(8 * p),
+                );
+            }
+        }
+        true
+    }
+
+    /// The block's column `p` straight from `rows` input rows of `4 * groups` pixels each
+    /// (`stride` apart from row `x[0..]`), converted as `T` is (`Pixel::XOR`): the im2col column
+    /// of a window inside the input whose rows are whole groups. False where a slice is short,
+    /// the block misaligned, or `T` is not one byte.
+    #[inline(always)]
+    pub fn widen_rows<T: crate::fast::Pixel>(
+        x: &[T],
+        stride: usize,
+        rows: usize,
+        groups: usize,
+        block: &mut [i8],
+        p: usize,
+    ) -> bool {
+        let span = rows
+            .checked_sub(1)
+            .and_then(|r| r.checked_mul(stride))
+            .and_then(|v| groups.checked_mul(4).and_then(|g| v.checked_add(g)));
+        let fit = span.is_some_and(|s| s <= x.len())
+            && rows
+                .checked_mul(groups)
+                .is_some_and(|n| super::fits(block, p, n))
+            && core::mem::size_of::<T>() == 1
+            && groups > 0
+            && stride <= isize::MAX as usize;
+        if !fit {
+            return false;
+        }
+        // SAFETY: `T` is one byte, so row `r`'s words at `x + r * stride + 4 g` (`g < groups`) are
+        // inside `x` (`(rows - 1) * stride + 4 groups <= x.len()`); `rows, groups >= 1`; the
+        // `rows * groups` pairs at `block + 8 p + 32 j` are inside `block` and aligned (`fits`).
+        unsafe {
+            widen(
+                x.as_ptr().cast(),
+                stride,
+                rows,
+                groups,
+                T::XOR,
+                block.as_mut_ptr().wrapping_add(8 * p),
+            );
+        }
+        true
+    }
+
     /// Bytewise signed maximum of four int8 lanes (SSUB8 sets the GE flags, SEL picks by them).
     #[inline(always)]
     pub fn max8x4(a: u32, b: u32) -> u32 {
@@ -213,31 +358,47 @@ mod imp {
             return crate::fast::mac::dot_4x1_i16(cols, w, acc);
         }
         let [mut a0, mut a1, mut a2, mut a3] = acc;
-        // SAFETY: the loop runs `n >= 1` times and reads 32 bytes of `cols` and 4 of `w` per
-        // iteration, so it stays inside both slices (`n` is bounded by both lengths above). LDRD
-        // needs a word-aligned address: `cols` was checked to be aligned, and advances by 8. LDR
-        // on `w` may be unaligned (allowed on Armv7E-M/Armv8-M Mainline). It writes no memory and
-        // no stack; the pointers, the counter and the flags are declared clobbered.
+        // One group: a weight word split by SXTB16, then each column's two words.
+        macro_rules! group {
+            () => {
+                concat!(
+                    "ldr    {w}, [{wp}], #4\n",
+                    "sxtb16 {we}, {w}\n",
+                    "sxtb16 {w}, {w}, ror #8\n",
+                    "ldrd   {x}, {y}, [{cp}], #8\n",
+                    "smlad  {a0}, {x}, {we}, {a0}\n",
+                    "smlad  {a0}, {y}, {w}, {a0}\n",
+                    "ldrd   {x}, {y}, [{cp}], #8\n",
+                    "smlad  {a1}, {x}, {we}, {a1}\n",
+                    "smlad  {a1}, {y}, {w}, {a1}\n",
+                    "ldrd   {x}, {y}, [{cp}], #8\n",
+                    "smlad  {a2}, {x}, {we}, {a2}\n",
+                    "smlad  {a2}, {y}, {w}, {a2}\n",
+                    "ldrd   {x}, {y}, [{cp}], #8\n",
+                    "smlad  {a3}, {x}, {we}, {a3}\n",
+                    "smlad  {a3}, {y}, {w}, {a3}\n",
+                )
+            };
+        }
+        // SAFETY: `n >= 1` groups run (one first if `n` is odd, then two per iteration, `n / 2`
+        // iterations, none for 0), each reading 32 bytes of `cols` and 4 of `w`, so they stay
+        // inside both slices (`n` is bounded by both lengths above). LDRD needs a word-aligned
+        // address: `cols` was checked to be aligned, and advances by 8. LDR on `w` may be
+        // unaligned (allowed on Armv7E-M/Armv8-M Mainline). It writes no memory and no stack; the
+        // pointers, the counter and the flags are declared clobbered.
         unsafe {
             core::arch::asm!(
-                "2:",
-                "ldr    {w}, [{wp}], #4",
-                "sxtb16 {we}, {w}",
-                "sxtb16 {w}, {w}, ror #8",
-                "ldrd   {x}, {y}, [{cp}], #8",
-                "smlad  {a0}, {x}, {we}, {a0}",
-                "smlad  {a0}, {y}, {w}, {a0}",
-                "ldrd   {x}, {y}, [{cp}], #8",
-                "smlad  {a1}, {x}, {we}, {a1}",
-                "smlad  {a1}, {y}, {w}, {a1}",
-                "ldrd   {x}, {y}, [{cp}], #8",
-                "smlad  {a2}, {x}, {we}, {a2}",
-                "smlad  {a2}, {y}, {w}, {a2}",
-                "ldrd   {x}, {y}, [{cp}], #8",
-                "smlad  {a3}, {x}, {we}, {a3}",
-                "smlad  {a3}, {y}, {w}, {a3}",
+                "lsrs   {n}, {n}, #1",
+                "bcc    3f",
+                group!(),
+                "cmp    {n}, #0",
+                "beq    4f",
+                "3:",
+                group!(),
+                group!(),
                 "subs   {n}, {n}, #1",
-                "bne    2b",
+                "bne    3b",
+                "4:",
                 wp = inout(reg) w.as_ptr() => _,
                 cp = inout(reg) cols.as_ptr() => _,
                 n = inout(reg) n => _,
@@ -310,6 +471,50 @@ mod imp {
         acc
     }
 
+    pub fn round_short(acc: i32, m: i32, half: i32, right: u32) -> i32 {
+        let high = smmulr(acc.wrapping_shl(1), m);
+        high.wrapping_add(half.wrapping_add(high >> 31)) >> (right & 31)
+    }
+
+    /// The DSP block layout in plain Rust (see the assembly).
+    fn widen_into(words: impl Iterator<Item = u32>, block: &mut [i8], p: usize) {
+        for (j, v) in words.enumerate() {
+            let at = 32 * j + 8 * p;
+            if let Some(dst) = block.get_mut(at..at + 8) {
+                let (e, o) = (sxtb16(v).to_le_bytes(), sxtb16_ror8(v).to_le_bytes());
+                for (d, b) in dst.iter_mut().zip(e.iter().chain(&o)) {
+                    *d = *b as i8;
+                }
+            }
+        }
+    }
+
+    pub fn store_column(block: &mut [i8], p: usize, col: &[i8]) -> bool {
+        let words = col
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8]));
+        widen_into(words, block, p);
+        true
+    }
+
+    pub fn widen_rows<T: crate::fast::Pixel>(
+        x: &[T],
+        stride: usize,
+        rows: usize,
+        groups: usize,
+        block: &mut [i8],
+        p: usize,
+    ) -> bool {
+        let words = (0..rows).flat_map(|r| {
+            (0..groups).map(move |g| {
+                let b = |i: usize| x.get(r * stride + 4 * g + i).map_or(0, |v| v.to_i8() as u8);
+                u32::from_le_bytes([b(0), b(1), b(2), b(3)])
+            })
+        });
+        widen_into(words, block, p);
+        true
+    }
+
     pub fn smmulr(a: i32, b: i32) -> i32 {
         ((i64::from(a) * i64::from(b) + (1 << 31)) >> 32) as i32
     }
@@ -325,3 +530,13 @@ mod imp {
 }
 
 pub use imp::*;
+
+/// Whether `n` int16 pairs of column `p` (at `8 p + 32 j`, `j < n`) fit `block`, word-aligned.
+#[allow(dead_code)]
+#[inline(always)]
+fn fits(block: &[i8], p: usize, n: usize) -> bool {
+    let end = n.checked_mul(32).map(|b| b + 8 * p);
+    p < 4
+        && block.as_ptr() as usize % 4 == 0
+        && end.is_some_and(|e| n == 0 || e + 8 <= block.len() + 32)
+}

@@ -124,6 +124,21 @@ pub trait Mac {
     fn column_mut(_block: &mut [i8], _p: usize, _kp: usize) -> Option<&mut [i8]> {
         None
     }
+    /// Whether [`Mac::widen_rows`] writes block columns straight from the input (DSP).
+    const WIDEN_ROWS: bool = false;
+    /// Column `p` of the block from `rows` input rows of `4 * groups` pixels, `stride` apart
+    /// (the im2col column of a window inside the input, `kp = rows * 4 * groups`); false where
+    /// it cannot (nothing written: the caller gathers and stores the column).
+    fn widen_rows<T: super::Pixel>(
+        _x: &[T],
+        _stride: usize,
+        _rows: usize,
+        _groups: usize,
+        _block: &mut [i8],
+        _p: usize,
+    ) -> bool {
+        false
+    }
     /// The block's four columns times one weight row of `kp` int8: `acc[p] += col_p . w`.
     fn dot_block(block: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4];
     /// `[x.w0, x.w1]` added to `acc`.
@@ -160,6 +175,18 @@ pub trait Mac {
         _ystride: usize,
     ) -> bool {
         false
+    }
+    /// Whether the convolution requantises each channel's four accumulators right after their
+    /// dot products (measured faster on DSP, where [`Mac::round_short`] is five instructions,
+    /// and on Armv6-M) instead of in a second pass over a block of channels.
+    const FUSED: bool = false;
+    /// The short requantisation's rounded value for a right shift of at least 1: with `high =
+    /// mul_high_round(acc << 1, m)`, `(high + half + (high >> 31)) >> right`, `half =
+    /// 2^(right - 1)`: the nudge of [`super::Requant`]'s short form (`2^(right - 1)`, less one
+    /// for a negative `high`).
+    fn round_short(acc: i32, m: i32, half: i32, right: u32) -> i32 {
+        let high = Self::mul_high_round(acc.wrapping_shl(1), m);
+        high.wrapping_add(half.wrapping_add(high >> 31)) >> (right & 31)
     }
     /// Whether [`Mac::requant4`] and [`Mac::dw_pixel`] are vector kernels (MVE).
     const VECTOR: bool = false;
@@ -334,6 +361,12 @@ fn word(c: &[i8]) -> u32 {
 #[cfg(any(tinynas_dsp, test))]
 impl Mac for Dsp {
     const DW_ROWS: bool = true;
+    const FUSED: bool = true;
+
+    #[inline(always)]
+    fn round_short(acc: i32, m: i32, half: i32, right: u32) -> i32 {
+        crate::isa_dsp::round_short(acc, m, half, right)
+    }
 
     #[inline(always)]
     fn mul_high_round(a: i32, b: i32) -> i32 {
@@ -356,9 +389,26 @@ impl Mac for Dsp {
         [tail(w[0], acc[0]), tail(w[1], acc[1]), tail(w[2], acc[2])]
     }
 
+    const WIDEN_ROWS: bool = true;
+
+    #[inline(always)]
+    fn widen_rows<T: super::Pixel>(
+        x: &[T],
+        stride: usize,
+        rows: usize,
+        groups: usize,
+        block: &mut [i8],
+        p: usize,
+    ) -> bool {
+        crate::isa_dsp::widen_rows(x, stride, rows, groups, block, p)
+    }
+
     #[inline(always)]
     fn store_column(block: &mut [i8], p: usize, col: &[i8]) {
         use crate::isa_dsp::{sxtb16, sxtb16_ror8};
+        if crate::isa_dsp::store_column(block, p, col) {
+            return;
+        }
         for (g, c) in rows_mut(block, 32).zip(rows(col, 4)) {
             let v = word(c);
             if let Some(dst) = g.get_mut(p * 8..p * 8 + 8) {
@@ -477,6 +527,9 @@ pub struct V6m;
 
 #[cfg(any(tinynas_v6m, test))]
 impl Mac for V6m {
+    // Measured faster on Armv6-M than the two passes (its requantisation needs few registers).
+    const FUSED: bool = true;
+
     #[inline(always)]
     fn store_column(block: &mut [i8], p: usize, col: &[i8]) {
         for (x, &c) in rows_mut(block, 4).zip(col) {

@@ -199,10 +199,13 @@ fn gemm_1<M: Mac, const SHORT: bool>(
 /// An input element the im2col gather can read: int8 as it is, or a raw `u8` pixel converted as
 /// TF Lite's QUANTIZE from uint8 does (`x - 128`).
 pub trait Pixel: Copy {
+    /// What a word of four pixels is XORed with to give four int8 (`u8`: `0x80808080`).
+    const XOR: u32;
     fn to_i8(self) -> i8;
 }
 
 impl Pixel for i8 {
+    const XOR: u32 = 0;
     #[inline(always)]
     fn to_i8(self) -> i8 {
         self
@@ -210,6 +213,7 @@ impl Pixel for i8 {
 }
 
 impl Pixel for u8 {
+    const XOR: u32 = 0x8080_8080;
     #[inline(always)]
     fn to_i8(self) -> i8 {
         (self ^ 0x80) as i8
@@ -321,6 +325,7 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
         tail.fill(0);
     }
     let pad = pad_value(&p.quant);
+    let row_len = d.k_w * d.in_c;
     let (w, oc) = (d.out_w.max(1), d.out_c);
     let pixels = d.out_h * d.out_w;
     let vector = M::VECTOR && mac::shifts_in_range(p.shift);
@@ -329,6 +334,23 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
         let n = 4.min(pixels - base);
         for q in 0..n {
             let i = base + q;
+            // A window inside the input whose rows are whole groups of four: widened straight
+            // from the input rows where the instruction set can (DSP).
+            if M::WIDEN_ROWS && row_len % 4 == 0 {
+                let (y0, x0) = ((i / w) * d.stride, (i % w) * d.stride);
+                let inside = x0 >= d.pad_left
+                    && x0 + d.k_w <= d.in_w + d.pad_left
+                    && y0 >= d.pad_top
+                    && y0 + d.k_h <= d.in_h + d.pad_top;
+                if inside {
+                    let stride = d.in_w * d.in_c;
+                    let at = (y0 - d.pad_top) * stride + (x0 - d.pad_left) * d.in_c;
+                    let x = input.get(at..).unwrap_or(&[]);
+                    if M::widen_rows(x, stride, d.k_h, row_len / 4, block, q) {
+                        continue;
+                    }
+                }
+            }
             if let Some(dst) = M::column_mut(block, q, kp) {
                 if let Some((taps, tail)) = dst.split_at_mut_checked(k) {
                     gather(input, &d, i / w, i % w, pad, taps);
@@ -344,6 +366,33 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
         let Some(y) = output.get_mut(base * oc..(base + n) * oc) else {
             return;
         };
+        // The short form where the instruction set has a requantisation that leaves the four
+        // accumulators in registers (DSP): channel by channel, the dot products of the four
+        // pixels and at once their requantisation. (For one block of channels or fewer, the two
+        // passes below measure faster.)
+        if SHORT && M::FUSED && n == 4 && oc > OC_BLOCK {
+            let k = clamp;
+            let channels = channels(p.weights, kp, p.bias, p.multiplier, p.shift).take(oc);
+            for (c, ((row, &b), (&m, &s))) in channels.enumerate() {
+                let acc = M::dot_block(block, row, [b; 4]);
+                let rq = Requant::new::<true>(m, s);
+                let Some(yc) = y.get_mut(c..) else {
+                    return;
+                };
+                let v = if rq.right >= 1 {
+                    let half = (rq.pow >> 1) as i32;
+                    acc.map(|a| M::round_short(a, m, half, rq.right))
+                } else {
+                    acc.map(|a| M::mul_high_round(a.wrapping_shl(rq.left), m))
+                };
+                for (q, v) in v.into_iter().enumerate() {
+                    if let Some(d) = yc.get_mut(q * oc) {
+                        *d = v.wrapping_add(k.offset).max(k.lo).min(k.hi) as i8;
+                    }
+                }
+            }
+            continue;
+        }
         // Channels in blocks: first every dot product of the block (nothing else live around the
         // inner loop), then their requantisation, output pixel by output pixel.
         let mut acc = [[0i32; OC_BLOCK]; 4];
