@@ -182,7 +182,7 @@ pub trait Mac {
     const FUSED: bool = false;
     /// The short requantisation's rounded value for a right shift of at least 1: with `high =
     /// mul_high_round(acc << 1, m)`, `(high + half + (high >> 31)) >> right`, `half =
-    /// 2^(right - 1)`: the nudge of [`super::Requant`]'s short form (`2^(right - 1)`, less one
+    /// 2^(right - 1)`: the nudge of the short form of `Requant::apply` (`2^(right - 1)`, less one
     /// for a negative `high`).
     fn round_short(acc: i32, m: i32, half: i32, right: u32) -> i32 {
         let high = Self::mul_high_round(acc.wrapping_shl(1), m);
