@@ -725,6 +725,7 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
                 "reason": "search-finished", "winner": outcome.winner.arch, "final": f, "candidates": outcome.candidates.len(),
                 "resumed": outcome.resumed, "pareto": outcome.pareto.iter().map(|e| e.arch.clone()).collect::<Vec<_>>(),
                 "pareto_svg": svg, "generated": generated.as_ref().map(|g| g.dir.clone()), "journal": outcome.journal,
+                "hint": generated.as_ref().and_then(|_| p.kernel_hint()),
                 "peak_rss_bytes": cargo_tinynas::train::bench::peak_rss_bytes(),
                 "predictor": outcome.predictor_error().map(|(mean, max)| serde_json::json!({
                     "mean_relative_error": mean, "max_relative_error": max,
@@ -774,6 +775,9 @@ fn search(a: SearchArgs) -> anyhow::Result<i32> {
         }
         if let Some(g) = &generated {
             eprintln!("wrote {}", g.dir.display());
+            if let Some(h) = p.kernel_hint() {
+                eprintln!("note: {h}");
+            }
         }
     }
     Ok(if matches!(f.status, Status::Fits) {
@@ -947,12 +951,16 @@ fn generate(a: GenerateArgs) -> anyhow::Result<i32> {
         Some(&p.manifest_path),
         a.force,
     )?;
+    let hint = p.kernel_hint();
     if a.message_format == MessageFormat::Json {
         println!(
             "{}",
-            serde_json::json!({"reason": "generated", "crate": name, "dir": g.dir, "files": g.files, "dependency_added": g.dependency_added})
+            serde_json::json!({"reason": "generated", "crate": name, "dir": g.dir, "files": g.files, "dependency_added": g.dependency_added, "hint": hint})
         );
     } else {
+        if let Some(h) = &hint {
+            eprintln!("note: {h}");
+        }
         eprintln!("wrote {} ({})", g.dir.display(), g.files.join(", "));
         if g.dependency_added {
             eprintln!(
@@ -983,6 +991,9 @@ fn init(a: InitArgs) -> anyhow::Result<i32> {
             "memory.x: RAM {} bytes at {:#x}, flash {} bytes at {:#x}",
             m.ram_length, m.ram_origin, m.flash_length, m.flash_origin
         );
+    }
+    if let Some(h) = p.kernel_hint() {
+        eprintln!("note: {h}");
     }
     eprintln!(
         "next: put a folder per class under {}, then run `cargo tinynas search`",

@@ -116,6 +116,9 @@ pub struct CargoConfig {
     pub target: Option<String>,
     pub runner_chip: Option<String>,
     pub path: Option<PathBuf>,
+    /// The words of every `rustflags` that applies to the built target: `[build]`'s, the
+    /// target's own table's and any `[target.'cfg(...)']`'s (cfg expressions are not evaluated).
+    pub rustflags: Vec<String>,
 }
 
 pub fn cargo_config(dir: &Path) -> Result<CargoConfig, ConfigError> {
@@ -138,28 +141,94 @@ pub fn cargo_config(dir: &Path) -> Result<CargoConfig, ConfigError> {
                 .and_then(|b| b.get("target"))
                 .and_then(|t| t.as_str())
                 .map(str::to_string);
-            let mut runner_chip = None;
-            if let Some(targets) = v.get("target").and_then(|t| t.as_table()) {
-                // The built target's runner first, then any `cfg(...)` runner.
-                let mut keys: Vec<&String> = targets.keys().collect();
-                keys.sort_by_key(|k| Some(k.as_str()) != target.as_deref());
-                for k in keys {
-                    if let Some(r) = targets[k].get("runner") {
-                        runner_chip = chip_of_runner(r);
-                        if runner_chip.is_some() {
-                            break;
-                        }
-                    }
-                }
+            // The tables that apply: the built target's (written `[target.'a.b-c']`, or
+            // `[target.a.b-c]`, which TOML nests at each dot), then `[target.'cfg(...)']` ones.
+            let targets = v.get("target").and_then(|t| t.as_table());
+            let own = target.as_deref().and_then(|t| {
+                let targets = targets?;
+                targets.get(t).or_else(|| {
+                    let mut parts = t.split('.');
+                    let first = targets.get(parts.next()?)?;
+                    parts.try_fold(first, |table, part| table.get(part))
+                })
+            });
+            let cfgs = targets
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.starts_with("cfg("))
+                .map(|(_, t)| t);
+            let applying: Vec<&toml::Value> = own.into_iter().chain(cfgs).collect();
+            // The runner: the applying tables', else any target's.
+            let any = targets.into_iter().flatten().map(|(_, t)| t);
+            let runner_chip = applying
+                .iter()
+                .copied()
+                .chain(any)
+                .filter_map(|t| t.get("runner"))
+                .find_map(chip_of_runner);
+            let mut rustflags = words(v.get("build").and_then(|b| b.get("rustflags")));
+            for t in &applying {
+                rustflags.extend(words(t.get("rustflags")));
             }
             return Ok(CargoConfig {
                 target,
                 runner_chip,
                 path: Some(path),
+                rustflags,
             });
         }
     }
     Ok(CargoConfig::default())
+}
+
+/// The words of a cargo string-or-array setting.
+fn words(v: Option<&toml::Value>) -> Vec<String> {
+    match v {
+        Some(toml::Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// What a firmware built for `target` with `rustflags` (and the `RUSTFLAGS`-style `env_flags`)
+/// should be told about the kernels' instruction sets: on `thumbv8m.main` (Cortex-M33, M35P,
+/// M55, M85) the DSP and Helium (MVE) paths are compiled only for a named core, which the Rust
+/// target alone does not give, so without `-C target-cpu` (or `+dsp` / `+mve`) the generated
+/// crate runs the portable path (correct, slower). `None` when there is nothing to say.
+pub fn kernel_hint(target: Option<&str>, rustflags: &[String], env_flags: &str) -> Option<String> {
+    let target = target?;
+    if !target.starts_with("thumbv8m.main") {
+        return None;
+    }
+    let flags: Vec<&str> = rustflags
+        .iter()
+        .map(String::as_str)
+        .chain(env_flags.split_whitespace())
+        .collect();
+    let names_core = flags.iter().enumerate().any(|(i, f)| {
+        let f = f.strip_prefix("-C").unwrap_or(f);
+        let f = if f.is_empty() {
+            flags.get(i + 1).copied().unwrap_or("")
+        } else {
+            f
+        };
+        f.starts_with("target-cpu=")
+            || (f.starts_with("target-feature=") && (f.contains("+dsp") || f.contains("+mve")))
+    });
+    if names_core {
+        return None;
+    }
+    Some(format!(
+        "this firmware builds {target} without naming its core, so the generated crate runs the \
+         kernels' portable path (correct, but on the NanoNAS sample twice the instructions of \
+         the DSP path and five times those of the Helium one). \
+         Name the core in .cargo/config.toml:\n\n  [target.{target}]\n  rustflags = [\"-C\", \
+         \"target-cpu=cortex-m33\"]   # or cortex-m35p; cortex-m55 or cortex-m85 for Helium (MVE)\n\n\
+         (keep the flags already there, such as \"-C\", \"link-arg=-Tlink.x\")"
+    ))
 }
 
 /// `--chip X` or `--chip=X` of a runner given as a string or an array of words.
@@ -227,6 +296,50 @@ final-epochs = 30         # training epochs of the winner
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn armv8m_mainline_without_a_core_is_told_to_name_it() {
+        let w = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let t = Some("thumbv8m.main-none-eabihf");
+        let hint = kernel_hint(t, &w("-C link-arg=-Tlink.x"), "").expect("a hint");
+        assert!(hint.contains("target-cpu=cortex-m33"), "{hint}");
+        assert!(
+            hint.contains("[target.thumbv8m.main-none-eabihf]"),
+            "{hint}"
+        );
+        for named in [
+            "-C target-cpu=cortex-m55",
+            "-Ctarget-cpu=cortex-m33",
+            "-C target-feature=+mve",
+        ] {
+            assert_eq!(kernel_hint(t, &w(named), ""), None, "{named}");
+        }
+        assert_eq!(kernel_hint(t, &[], "-C target-cpu=cortex-m85"), None);
+        // Targets whose kernels need no flag, and no target at all.
+        assert_eq!(kernel_hint(Some("thumbv7em-none-eabihf"), &[], ""), None);
+        assert_eq!(kernel_hint(Some("thumbv6m-none-eabi"), &[], ""), None);
+        assert_eq!(kernel_hint(None, &[], ""), None);
+    }
+
+    #[test]
+    fn rustflags_of_the_built_target_are_read() {
+        let dir = std::env::temp_dir().join(format!("tinynas-rustflags-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join(".cargo")).unwrap();
+        std::fs::write(
+            dir.join(".cargo/config.toml"),
+            "[build]\ntarget = \"thumbv8m.main-none-eabihf\"\nrustflags = \"-C opt-level=s\"\n\n\
+             [target.thumbv8m.main-none-eabihf]\nrustflags = [\"-C\", \"target-cpu=cortex-m55\"]\n\n\
+             [target.thumbv7em-none-eabihf]\nrustflags = [\"-C\", \"not-this\"]\n",
+        )
+        .unwrap();
+        let c = cargo_config(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            c.rustflags,
+            ["-C", "opt-level=s", "-C", "target-cpu=cortex-m55"]
+        );
+        assert_eq!(kernel_hint(c.target.as_deref(), &c.rustflags, ""), None);
+    }
 
     #[test]
     fn unknown_keys_and_wrong_types_point_at_the_key() {

@@ -185,6 +185,23 @@ impl Project {
     }
 
     /// The chip: `chip` in the table, else the runner line's `--chip`.
+    /// What to tell this firmware about the kernels' instruction sets (see
+    /// [`config::kernel_hint`]), from its target, its `.cargo/config.toml` rustflags and the
+    /// `RUSTFLAGS` / `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` environment.
+    pub fn kernel_hint(&self) -> Option<String> {
+        let target = self.cargo.target.as_deref()?;
+        let key = format!(
+            "CARGO_TARGET_{}_RUSTFLAGS",
+            target.to_uppercase().replace(['-', '.'], "_")
+        );
+        let env = [std::env::var("RUSTFLAGS"), std::env::var(key)]
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+            .join(" ");
+        config::kernel_hint(Some(target), &self.cargo.rustflags, &env)
+    }
+
     pub fn chip(&self) -> Option<String> {
         self.config
             .chip
