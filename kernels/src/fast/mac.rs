@@ -406,7 +406,9 @@ impl Mac for Dsp {
     #[inline(always)]
     fn store_column(block: &mut [i8], p: usize, col: &[i8]) {
         use crate::isa_dsp::{sxtb16, sxtb16_ror8};
-        if crate::isa_dsp::store_column(block, p, col) {
+        // The loop in assembly for long columns; short ones (a first layer's 27 values) measure
+        // faster as the compiler unrolls them.
+        if col.len() > 32 && crate::isa_dsp::store_column(block, p, col) {
             return;
         }
         for (g, c) in rows_mut(block, 32).zip(rows(col, 4)) {

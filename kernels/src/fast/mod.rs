@@ -623,7 +623,7 @@ impl DwBlocks {
 
     /// Channels `from..` of output pixel `(oy, ox)`, lane-wise by [`Mac::mac_lanes`], one tap at a
     /// time (padded taps multiply the zero point). False where a slice is too short.
-    #[inline]
+    #[inline(always)]
     fn pixel<M: Mac, const SHORT: bool>(
         &mut self,
         input: &[i8],
