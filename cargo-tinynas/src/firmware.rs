@@ -31,7 +31,7 @@ pub struct Spec<'a> {
     pub inputs: &'a [Vec<u8>],
     pub target: &'static str,
     /// `-C target-cpu`, if the board names its core.
-    pub target_cpu: Option<&'static str>,
+    pub target_cpu: Option<&'a str>,
     pub memory: MemoryLayout,
     pub timer: Timer,
     pub unlock_dwt: bool,

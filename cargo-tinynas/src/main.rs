@@ -105,7 +105,14 @@ impl ProjectBoardArgs {
                     "no debug probe connected: measuring on {emulated} with {}'s flash and RAM sizes (connect the board, or pass --board, to choose)",
                     facts.name
                 );
-                return open_board(Some(emulated), Some(c), None, false, timeout);
+                return open_board(
+                    Some(emulated),
+                    Some(c),
+                    None,
+                    false,
+                    timeout,
+                    p.target_cpu(),
+                );
             }
         }
         open_board(
@@ -114,8 +121,15 @@ impl ProjectBoardArgs {
             self.probe.clone(),
             self.connect_under_reset,
             timeout,
+            p.target_cpu(),
         )
     }
+}
+
+/// A `--target-cpu` value: a plain core name.
+fn parse_target_cpu(s: &str) -> Result<String, String> {
+    cargo_tinynas::project::config::target_cpu(&[format!("target-cpu={s}")], "")
+        .ok_or_else(|| format!("{s:?} is not a core name such as cortex-m33"))
 }
 
 #[derive(Args, Debug)]
@@ -323,6 +337,11 @@ struct BenchArgs {
     /// Attach while holding the chip in reset.
     #[arg(long)]
     connect_under_reset: bool,
+    /// With --chip: the `-C target-cpu` your firmware is built with (e.g. cortex-m33), so the
+    /// bench runs the kernels your firmware will (on thumbv8m.main the DSP and Helium paths
+    /// depend on it). Default: none, as a firmware that names no core.
+    #[arg(long, requires = "chip", value_parser = parse_target_cpu)]
+    target_cpu: Option<String>,
     /// Time every layer.
     #[arg(long)]
     per_layer: bool,
@@ -1127,12 +1146,15 @@ fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
 }
 
 /// An emulated board (`qemu-*`, optionally with a chip's memory sizes), or a chip through probe-rs.
+/// With a chip, the bench firmware is built with `firmware_cpu` (the firmware's own `-C
+/// target-cpu`, if it names one) instead of the emulated machine's core.
 fn open_board(
     board_name: Option<&str>,
     chip: Option<&str>,
     probe: Option<String>,
     connect_under_reset: bool,
     timeout: u64,
+    firmware_cpu: Option<String>,
 ) -> anyhow::Result<Box<dyn board::Board>> {
     Ok(match (board_name, chip) {
         (Some(b), chip) if b.starts_with("qemu-") => {
@@ -1145,6 +1167,7 @@ fn open_board(
             if let Some(c) = chip {
                 let f = board::probe::chip_facts(c)?;
                 q = q.with_chip_sizes(&f.name, f.memory.flash_length, f.memory.ram_length);
+                q.firmware_cpu = Some(firmware_cpu);
             }
             Box::new(q)
         }
@@ -1154,6 +1177,7 @@ fn open_board(
             p.probe = probe;
             p.connect_under_reset = connect_under_reset;
             p.timeout = std::time::Duration::from_secs(timeout);
+            p.target_cpu = firmware_cpu;
             Box::new(p)
         }
         (None, None) => {
@@ -1172,7 +1196,7 @@ fn kernel_bench(a: &BenchArgs) -> anyhow::Result<i32> {
     let (mut rows, mut models) = (Vec::new(), Vec::new());
     let mut all_match = true;
     for name in &a.boards {
-        let mut board = open_board(Some(name), None, None, false, a.timeout)?;
+        let mut board = open_board(Some(name), None, None, false, a.timeout, None)?;
         for l in &layers {
             if human {
                 eprintln!("  {name}: layer {}) {}", l.id, l.what);
@@ -1228,6 +1252,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<i32> {
         a.probe.clone(),
         a.connect_under_reset,
         a.timeout,
+        a.target_cpu.clone(),
     )?;
     let opts = cargo_tinynas::bench::Options {
         inputs: a.inputs,

@@ -148,7 +148,7 @@ pub trait Board {
     /// The `-C target-cpu` the firmware is built with, where the Rust target alone does not say
     /// which core it is (the kernels' instruction-set paths follow it: Cortex-M55's DSP and MVE
     /// are only enabled with `cortex-m55` on `thumbv8m.main`).
-    fn target_cpu(&self) -> Option<&'static str> {
+    fn target_cpu(&self) -> Option<&str> {
         None
     }
     /// True on cores whose DWT must be unlocked first (Cortex-M7).

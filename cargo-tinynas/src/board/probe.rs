@@ -305,6 +305,10 @@ pub struct ProbeBoard {
     pub probe: Option<String>,
     pub connect_under_reset: bool,
     pub timeout: Duration,
+    /// The `-C target-cpu` the firmware project builds with (its `.cargo/config.toml` or
+    /// `RUSTFLAGS`): the bench firmware is built the same way, so it runs the kernels the
+    /// firmware will (on `thumbv8m.main` the DSP and Helium paths depend on it).
+    pub target_cpu: Option<String>,
 }
 
 impl ProbeBoard {
@@ -315,6 +319,7 @@ impl ProbeBoard {
             probe: None,
             connect_under_reset: false,
             timeout: Duration::from_secs(60),
+            target_cpu: None,
         })
     }
 
@@ -401,6 +406,9 @@ impl Board for ProbeBoard {
     }
     fn target(&self) -> &'static str {
         self.chip.target
+    }
+    fn target_cpu(&self) -> Option<&str> {
+        self.target_cpu.as_deref()
     }
     fn memory(&self) -> MemoryLayout {
         self.chip.memory.clone()

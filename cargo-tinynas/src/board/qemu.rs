@@ -114,6 +114,10 @@ pub struct QemuBoard {
     /// Flash and RAM to link for, when emulating a specific chip's limits (defaults to the
     /// machine's memory).
     pub memory: Option<MemoryLayout>,
+    /// When emulating a firmware's chip: the `-C target-cpu` that firmware is built with (`None`
+    /// inside: it names none), so the bench runs the kernels the firmware will; unset, the
+    /// machine's own core.
+    pub firmware_cpu: Option<Option<String>>,
 }
 
 impl QemuBoard {
@@ -122,6 +126,7 @@ impl QemuBoard {
             machine,
             timeout: Duration::from_secs(120),
             memory: None,
+            firmware_cpu: None,
         }
     }
 
@@ -179,8 +184,11 @@ impl Board for QemuBoard {
         self.machine.target
     }
 
-    fn target_cpu(&self) -> Option<&'static str> {
-        Some(self.machine.cpu)
+    fn target_cpu(&self) -> Option<&str> {
+        match &self.firmware_cpu {
+            Some(cpu) => cpu.as_deref(),
+            None => Some(self.machine.cpu),
+        }
     }
 
     fn memory(&self) -> MemoryLayout {
@@ -271,4 +279,21 @@ impl Board for QemuBoard {
 fn tail(s: &str) -> String {
     let n = s.chars().count();
     s.chars().skip(n.saturating_sub(400)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_firmware_chip_is_benched_with_the_firmware_core() {
+        let m55 = machine("qemu-m55").unwrap();
+        let mut q = QemuBoard::new(m55);
+        assert_eq!(q.target_cpu(), Some("cortex-m55"), "the machine's own core");
+        // Emulating a firmware's chip: as the firmware is built.
+        q.firmware_cpu = Some(Some("cortex-m33".into()));
+        assert_eq!(q.target_cpu(), Some("cortex-m33"));
+        q.firmware_cpu = Some(None);
+        assert_eq!(q.target_cpu(), None, "a firmware that names no core");
+    }
 }

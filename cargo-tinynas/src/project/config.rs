@@ -193,6 +193,49 @@ fn words(v: Option<&toml::Value>) -> Vec<String> {
     }
 }
 
+/// The flags of `rustflags` then `env_flags` as `-C` values (`-C x`, `-Cx`).
+fn codegen_options<'a>(rustflags: &'a [String], env_flags: &'a str) -> Vec<&'a str> {
+    let flags: Vec<&str> = rustflags
+        .iter()
+        .map(String::as_str)
+        .chain(env_flags.split_whitespace())
+        .collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(f) = flags.get(i) {
+        match f.strip_prefix("-C") {
+            Some("") => {
+                out.extend(flags.get(i + 1).copied());
+                i += 2;
+            }
+            Some(v) => {
+                out.push(v);
+                i += 1;
+            }
+            None => {
+                out.push(f);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The last `target-cpu=X` of the flags, if `X` is a plain core name (letters, digits, `-`,
+/// `_`, `.`, `+`: what goes into a bench firmware's config and a folder name).
+pub fn target_cpu(rustflags: &[String], env_flags: &str) -> Option<String> {
+    let cpu = codegen_options(rustflags, env_flags)
+        .into_iter()
+        .filter_map(|f| f.strip_prefix("target-cpu="))
+        .next_back()?;
+    let plain = !cpu.is_empty()
+        && cpu.len() <= 64
+        && cpu
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c));
+    plain.then(|| cpu.to_string())
+}
+
 /// What a firmware built for `target` with `rustflags` (and the `RUSTFLAGS`-style `env_flags`)
 /// should be told about the kernels' instruction sets: on `thumbv8m.main` (Cortex-M33, M35P,
 /// M55, M85) the DSP and Helium (MVE) paths are compiled only for a named core, which the Rust
@@ -203,18 +246,7 @@ pub fn kernel_hint(target: Option<&str>, rustflags: &[String], env_flags: &str) 
     if !target.starts_with("thumbv8m.main") {
         return None;
     }
-    let flags: Vec<&str> = rustflags
-        .iter()
-        .map(String::as_str)
-        .chain(env_flags.split_whitespace())
-        .collect();
-    let names_core = flags.iter().enumerate().any(|(i, f)| {
-        let f = f.strip_prefix("-C").unwrap_or(f);
-        let f = if f.is_empty() {
-            flags.get(i + 1).copied().unwrap_or("")
-        } else {
-            f
-        };
+    let names_core = codegen_options(rustflags, env_flags).iter().any(|f| {
         f.starts_with("target-cpu=")
             || (f.starts_with("target-feature=") && (f.contains("+dsp") || f.contains("+mve")))
     });
@@ -319,6 +351,13 @@ mod tests {
         assert_eq!(kernel_hint(Some("thumbv7em-none-eabihf"), &[], ""), None);
         assert_eq!(kernel_hint(Some("thumbv6m-none-eabi"), &[], ""), None);
         assert_eq!(kernel_hint(None, &[], ""), None);
+        // The core a bench firmware is then built for: the last one named, plain names only.
+        assert_eq!(
+            target_cpu(&w("-C target-cpu=cortex-m33"), "-Ctarget-cpu=cortex-m55").as_deref(),
+            Some("cortex-m55")
+        );
+        assert_eq!(target_cpu(&w("-C link-arg=-Tlink.x"), ""), None);
+        assert_eq!(target_cpu(&w("-C target-cpu=../../x\""), ""), None);
     }
 
     #[test]

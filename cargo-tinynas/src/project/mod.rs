@@ -190,16 +190,30 @@ impl Project {
     /// `RUSTFLAGS` / `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` environment.
     pub fn kernel_hint(&self) -> Option<String> {
         let target = self.cargo.target.as_deref()?;
+        config::kernel_hint(Some(target), &self.cargo.rustflags, &self.env_rustflags())
+    }
+
+    /// The `-C target-cpu` this firmware is built with: the last one in its `.cargo/config.toml`
+    /// rustflags or the `RUSTFLAGS` / `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` environment (a value that
+    /// is not a plain core name is ignored).
+    pub fn target_cpu(&self) -> Option<String> {
+        let env = self.env_rustflags();
+        config::target_cpu(&self.cargo.rustflags, &env)
+    }
+
+    fn env_rustflags(&self) -> String {
+        let Some(target) = self.cargo.target.as_deref() else {
+            return std::env::var("RUSTFLAGS").unwrap_or_default();
+        };
         let key = format!(
             "CARGO_TARGET_{}_RUSTFLAGS",
             target.to_uppercase().replace(['-', '.'], "_")
         );
-        let env = [std::env::var("RUSTFLAGS"), std::env::var(key)]
+        [std::env::var("RUSTFLAGS"), std::env::var(key)]
             .into_iter()
             .filter_map(Result::ok)
             .collect::<Vec<_>>()
-            .join(" ");
-        config::kernel_hint(Some(target), &self.cargo.rustflags, &env)
+            .join(" ")
     }
 
     pub fn chip(&self) -> Option<String> {
