@@ -169,13 +169,16 @@ fn fnv(h: u64, bytes: &[u8]) -> u64 {
         .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// The fingerprint of a search: the data and every setting that changes its result.
+/// The fingerprint of a search: the data and every setting that changes its result. `board`
+/// names the board and the core its bench firmware is built for; the sources of that firmware
+/// (kernels, runtime, code generation, templates: `build.rs`) are part of it too, so a search
+/// resumed after they change measures again.
 pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
     // The prefix names the search's own version: bump it whenever the same settings would
     // evaluate other candidates (v2: depthwise-separable blocks in the evolve space), so that an
     // older journal is not resumed into a different search.
     let text = format!(
-        "v2|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}",
+        "v2|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
         s.strategy,
         s.input,
         s.budgets.ram_bytes,
@@ -188,6 +191,7 @@ pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
         s.test,
         s.qat,
         env!("CARGO_PKG_VERSION"),
+        env!("TINYNAS_FIRMWARE_SOURCES"),
     );
     fnv(0xcbf2_9ce4_8422_2325, text.as_bytes())
 }
@@ -683,7 +687,8 @@ pub fn run(
     let sp = split::stratified(&data.labels, &data.assigned, s.val, s.test, s.seed);
     let classes = data.classes.clone();
     let data_fingerprint = data.fingerprint;
-    let fp = fingerprint(s, data.fingerprint, &board.name());
+    let board_id = format!("{} {}", board.name(), board.target_cpu().unwrap_or("-"));
+    let fp = fingerprint(s, data.fingerprint, &board_id);
     let dir = s.state_dir.join(format!("{fp:016x}"));
     let jpath = dir.join("journal.jsonl");
     let journal = Journal::open(&jpath).map_err(|source| SearchError::Journal {
@@ -905,6 +910,15 @@ pub fn svg(entries: &[Entry], front: &[Entry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// In the repository, the journal key covers the bench firmware's sources (`build.rs` found
+    /// them), so a search resumed after the kernels change measures again.
+    #[test]
+    fn the_journal_key_covers_the_firmware_sources() {
+        let id = env!("TINYNAS_FIRMWARE_SOURCES");
+        assert_eq!(id.len(), 8, "{id}");
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    }
 
     /// The evolve space: every random or mutated network names itself in a form that parses back,
     /// builds, and both resolutions, kernel sizes, strides and block kinds occur; the stem is
