@@ -1,0 +1,155 @@
+//! `cargo tinynas bench`: a model measured on a board, or the kernel benchmark (`--kernels`).
+
+use std::path::PathBuf;
+
+use super::{open_board, parse_target_cpu, MessageFormat};
+use anyhow::Context;
+use cargo_tinynas::exit_codes;
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub(crate) struct BenchArgs {
+    /// The `.tnas` model file.
+    #[arg(long, required_unless_present = "kernels")]
+    pub(crate) model: Option<PathBuf>,
+    /// The kernel benchmark instead: the six layers CMSIS-NN was measured on, through our
+    /// generated code on each of --boards, in instructions per MAC beside CMSIS-NN's; then the
+    /// committed fixture models.
+    #[arg(long, conflicts_with_all = ["model", "chip", "board"])]
+    pub(crate) kernels: bool,
+    /// Boards of --kernels, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "qemu-m0-an385,qemu-m4,qemu-m7,qemu-m55"
+    )]
+    pub(crate) boards: Vec<String>,
+    /// An emulated board: qemu-m0, qemu-m3, qemu-m4 (default), qemu-m7 or qemu-m55. With --chip,
+    /// the emulator is linked with that chip's flash and RAM.
+    #[arg(long)]
+    pub(crate) board: Option<String>,
+    /// A real chip behind a debug probe, by its probe-rs name (e.g. STM32F746NGHx).
+    #[arg(long)]
+    pub(crate) chip: Option<String>,
+    /// The debug probe, as VID:PID[:SERIAL], when several are connected.
+    #[arg(long)]
+    pub(crate) probe: Option<String>,
+    /// Attach while holding the chip in reset.
+    #[arg(long)]
+    pub(crate) connect_under_reset: bool,
+    /// With --chip: the `-C target-cpu` your firmware is built with (e.g. cortex-m33), so the
+    /// bench runs the kernels your firmware will (on thumbv8m.main the DSP and Helium paths
+    /// depend on it). Default: none, as a firmware that names no core.
+    #[arg(long, requires = "chip", value_parser = parse_target_cpu)]
+    pub(crate) target_cpu: Option<String>,
+    /// Time every layer.
+    #[arg(long)]
+    pub(crate) per_layer: bool,
+    /// Number of random inputs to run.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) inputs: usize,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Seconds a run may take before it counts as hung.
+    #[arg(long, default_value_t = 120)]
+    pub(crate) timeout: u64,
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub(crate) message_format: MessageFormat,
+}
+
+pub(crate) fn kernel_bench(a: &BenchArgs) -> anyhow::Result<i32> {
+    use cargo_tinynas::kernel_bench as kb;
+    let human = a.message_format == MessageFormat::Human;
+    let cache = cargo_tinynas::firmware::cache_dir();
+    let layers = kb::layers()?;
+    let (mut rows, mut models) = (Vec::new(), Vec::new());
+    let mut all_match = true;
+    for name in &a.boards {
+        let mut board = open_board(Some(name), None, None, false, a.timeout, None)?;
+        for l in &layers {
+            if human {
+                eprintln!("  {name}: layer {}) {}", l.id, l.what);
+            }
+            let r = kb::bench_layer(l, board.as_mut(), &cache)
+                .with_context(|| format!("layer {} on {name}", l.id))?;
+            all_match &= r.outputs_match;
+            if !human {
+                println!("{}", r.json("layer"));
+            }
+            rows.push(r);
+        }
+        for f in kb::FIXTURES {
+            let path = kb::fixtures_dir().join(f);
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "cannot read {}: --kernels runs in a cargo-tinynas checkout",
+                    path.display()
+                )
+            })?;
+            if human {
+                eprintln!("  {name}: {f}");
+            }
+            let r = kb::bench_model(f, &bytes, board.as_mut(), &cache)
+                .with_context(|| format!("{f} on {name}"))?;
+            all_match &= r.outputs_match;
+            if !human {
+                println!("{}", r.json("model"));
+            }
+            models.push(r);
+        }
+    }
+    if human {
+        eprint!("{}", kb::table(&layers, &rows, &models, &a.boards));
+    }
+    Ok(if all_match {
+        exit_codes::OK
+    } else {
+        exit_codes::MISMATCH
+    })
+}
+
+pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
+    if a.kernels {
+        return kernel_bench(&a);
+    }
+    let model = a.model.clone().unwrap_or_default();
+    let bytes =
+        std::fs::read(&model).with_context(|| format!("cannot read {}", model.display()))?;
+    let mut board = open_board(
+        a.board.as_deref(),
+        a.chip.as_deref(),
+        a.probe.clone(),
+        a.connect_under_reset,
+        a.timeout,
+        a.target_cpu.clone(),
+    )?;
+    let opts = cargo_tinynas::bench::Options {
+        inputs: a.inputs,
+        seed: a.seed,
+        per_layer: a.per_layer,
+        extra_stack_bytes: 0,
+    };
+    let human = a.message_format == MessageFormat::Human;
+    let outcome = cargo_tinynas::bench::run(
+        &bytes,
+        board.as_mut(),
+        &opts,
+        &cargo_tinynas::firmware::cache_dir(),
+        |msg| {
+            if human {
+                eprintln!("  {msg}");
+            }
+        },
+    )
+    .with_context(|| format!("benching {}", model.display()))?;
+    match a.message_format {
+        MessageFormat::Json => println!("{}", cargo_tinynas::bench::json(&outcome)),
+        MessageFormat::Human => eprint!("{}", cargo_tinynas::bench::table(&outcome)),
+    }
+    Ok(if outcome.outputs_match() {
+        exit_codes::OK
+    } else {
+        exit_codes::MISMATCH
+    })
+}

@@ -1,0 +1,68 @@
+//! `cargo tinynas generate`: the model crate the firmware depends on.
+
+use std::path::PathBuf;
+
+use super::MessageFormat;
+use anyhow::Context;
+use cargo_tinynas::exit_codes;
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub(crate) struct GenerateArgs {
+    /// The .tnas model file.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    #[command(flatten)]
+    pub(crate) project: super::ProjectArgs,
+    /// Architecture named on the model card.
+    #[arg(long)]
+    pub(crate) arch: Option<String>,
+    /// Overwrite files edited since they were generated.
+    #[arg(long)]
+    pub(crate) force: bool,
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub(crate) message_format: MessageFormat,
+}
+
+pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
+    use cargo_tinynas::generate::{self, Card};
+    let p = a.project.project()?;
+    let bytes =
+        std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
+    let name = p
+        .config
+        .crate_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-model", p.name));
+    let card = Card {
+        arch: a.arch.clone(),
+        ..Card::default()
+    };
+    let g = generate::generate(
+        &p.dir.join(&name),
+        &name,
+        &bytes,
+        &card,
+        Some(&p.manifest_path),
+        a.force,
+    )?;
+    let hint = p.kernel_hint();
+    if a.message_format == MessageFormat::Json {
+        println!(
+            "{}",
+            serde_json::json!({"reason": "generated", "crate": name, "dir": g.dir, "files": g.files, "dependency_added": g.dependency_added, "hint": hint})
+        );
+    } else {
+        if let Some(h) = &hint {
+            eprintln!("note: {h}");
+        }
+        eprintln!("wrote {} ({})", g.dir.display(), g.files.join(", "));
+        if g.dependency_added {
+            eprintln!(
+                "added {name} to [dependencies] of {}",
+                p.manifest_path.display()
+            );
+        }
+    }
+    Ok(exit_codes::OK)
+}

@@ -1,0 +1,40 @@
+//! `cargo tinynas init`: the default `[package.metadata.tinynas]` section.
+
+use cargo_tinynas::exit_codes;
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub(crate) struct InitArgs {
+    #[command(flatten)]
+    pub(crate) project: super::ProjectArgs,
+}
+
+pub(crate) fn run(a: InitArgs) -> anyhow::Result<i32> {
+    use cargo_tinynas::project;
+    let p = a.project.project()?;
+    let section = project::init(&p.manifest_path, &p.name, p.chip().as_deref())?;
+    eprintln!("added to {}:{section}", p.manifest_path.display());
+    if let Some(chip) = p.chip() {
+        eprintln!(
+            "chip {chip} (from {})",
+            p.cargo
+                .path
+                .as_ref()
+                .map_or("the manifest".into(), |x| x.display().to_string())
+        );
+    }
+    if let Some(m) = &p.memory_x {
+        eprintln!(
+            "memory.x: RAM {} bytes at {:#x}, flash {} bytes at {:#x}",
+            m.ram_length, m.ram_origin, m.flash_length, m.flash_origin
+        );
+    }
+    if let Some(h) = p.kernel_hint() {
+        eprintln!("note: {h}");
+    }
+    eprintln!(
+        "next: put a folder per class under {}, then run `cargo tinynas search`",
+        p.data_dir().display()
+    );
+    Ok(exit_codes::OK)
+}

@@ -1,0 +1,351 @@
+//! `cargo tinynas search`: the architecture search, then the winner retrained and generated.
+
+use std::path::PathBuf;
+
+use super::{train::epoch_bar, MessageFormat, ProjectBoardArgs};
+use anyhow::Context;
+use cargo_tinynas::exit_codes;
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub(crate) struct SearchArgs {
+    #[command(flatten)]
+    pub(crate) target: ProjectBoardArgs,
+    /// nanonas (the published climb, every candidate measured) or evolve (wider space, candidates
+    /// predicted to fit are trained and measured).
+    #[arg(long)]
+    pub(crate) strategy: Option<String>,
+    /// evolve: candidates per generation.
+    #[arg(long, default_value_t = 6)]
+    pub(crate) population: usize,
+    /// evolve: generations after the first.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) generations: usize,
+    /// Epochs of each candidate's training (default: proxy-epochs of the config, else 3).
+    #[arg(long)]
+    pub(crate) proxy_epochs: Option<usize>,
+    /// Epochs of the winner's retraining (default: final-epochs of the config, else 30).
+    #[arg(long)]
+    pub(crate) final_epochs: Option<usize>,
+    /// Largest k tried.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) max_k: usize,
+    /// Do not write the model crate at the end.
+    #[arg(long)]
+    pub(crate) no_generate: bool,
+    /// Overwrite generated files edited by hand.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Worker threads for training (default: all cores).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// Seconds a board run may take.
+    #[arg(long, default_value_t = 120)]
+    pub(crate) timeout: u64,
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub(crate) message_format: MessageFormat,
+}
+
+/// The search on a pool of `--threads` workers.
+pub(crate) fn run(a: SearchArgs) -> anyhow::Result<i32> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads.unwrap_or(0))
+        .build()
+        .context("cannot start the worker threads")?;
+    pool.install(|| search_on_pool(a))
+}
+
+fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
+    use cargo_tinynas::search::{self, journal::Status, Event};
+    use cargo_tinynas::train::fit::Progress;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let json = a.message_format == MessageFormat::Json;
+    let p = a.target.project()?;
+    let strategy = a
+        .strategy
+        .clone()
+        .or_else(|| p.config.strategy.clone())
+        .unwrap_or_else(|| "nanonas".into());
+    let strategy_kind = match strategy.as_str() {
+        "nanonas" => search::Strategy::NanoNas,
+        "evolve" => search::Strategy::Evolve { population: a.population.max(2), generations: a.generations },
+        other => anyhow::bail!("unknown strategy {other:?}: use nanonas or evolve ([package.metadata.tinynas] strategy, or --strategy)"),
+    };
+    let mut board = a.target.open_board(&p, a.timeout, true)?;
+    let budgets = p.budgets(&board.memory())?;
+    let settings = search::Settings {
+        strategy: strategy_kind,
+        data: p.data_dir(),
+        input: p.input()?,
+        budgets: budgets.clone(),
+        seed: p.config.seed.unwrap_or(1),
+        proxy_epochs: a.proxy_epochs.or(p.config.proxy_epochs).unwrap_or(3),
+        final_epochs: a.final_epochs.or(p.config.final_epochs).unwrap_or(30),
+        max_k: a.max_k,
+        val: 0.1,
+        test: 0.1,
+        qat: cargo_tinynas::train::command::QatPolicy::Auto,
+        state_dir: p.dir.join(".tinynas").join("search"),
+        firmware_cache: cargo_tinynas::firmware::cache_dir(),
+    };
+    if !json {
+        let how = match strategy_kind {
+            search::Strategy::NanoNas => "strategy nanonas".to_string(),
+            search::Strategy::Evolve {
+                population,
+                generations,
+            } => format!(
+                "strategy evolve: population {population}, {generations} generation(s) after the first"
+            ),
+        };
+        eprintln!("searching for {} on {} ({how})", p.name, board.name());
+        for line in &budgets.explain {
+            eprintln!("  budget: {line}");
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(exit_codes::INTERRUPTED);
+        }
+        eprintln!("\nstopping after this batch; run the same command again to resume");
+    });
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    // The candidate's name comes last: names of the evolve space are long and vary in length.
+    let header = format!(
+        "{:>7} {:>7} {:>12} {:>11} {:>9} {:>8}  {:<6}  candidate",
+        "float", "int8", "latency", "peak SRAM", "flash", "seconds", "status"
+    );
+    let outcome = search::run(&settings, board.as_mut(), &stop, |e| match e {
+        Event::Started {
+            journal,
+            resumed,
+            samples,
+            classes,
+        } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"reason": "search-started", "journal": journal, "resumed": resumed, "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes})
+                );
+            } else {
+                eprintln!(
+                    "data: {classes} classes; {} train, {} validation, {} test images",
+                    samples.0, samples.1, samples.2
+                );
+                eprintln!(
+                    "journal: {}{}",
+                    journal.display(),
+                    if resumed > 0 {
+                        format!(" (resuming: {resumed} candidate(s) already evaluated)")
+                    } else {
+                        String::new()
+                    }
+                );
+                eprintln!("{header}");
+            }
+        }
+        Event::Training { .. } | Event::Measuring { .. } => {}
+        Event::Progress(Progress::Batch {
+            epoch, done, total, ..
+        }) => {
+            if json {
+                return;
+            }
+            let b = bar.get_or_insert_with(|| {
+                epoch_bar(
+                    total,
+                    "  training epoch {prefix} [{bar:30}] {pos}/{len}",
+                    format!("{}", epoch + 1),
+                )
+            });
+            b.set_position(done as u64);
+        }
+        Event::Progress(Progress::Epoch(_)) => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+        }
+        Event::Evaluated { entry, resumed } => {
+            if json {
+                let mut v = serde_json::to_value(entry).unwrap_or_default();
+                v["reason"] = "candidate".into();
+                v["resumed"] = resumed.into();
+                println!("{v}");
+                return;
+            }
+            let pct = |v: Option<f32>| v.map_or("-".to_string(), |a| format!("{:.1}%", 100.0 * a));
+            let (lat, sram, flash) =
+                entry
+                    .measured
+                    .as_ref()
+                    .map_or(("-".into(), "-".into(), "-".into()), |m| {
+                        (
+                            format!(
+                                "{} {}",
+                                m.latency,
+                                if m.unit == "cycles" { "cyc" } else { "ins" }
+                            ),
+                            m.peak_sram_bytes.to_string(),
+                            m.flash_bytes.to_string(),
+                        )
+                    });
+            let (status, why) = match &entry.status {
+                Status::Fits => ("fits", None),
+                Status::OverBudgetAnalytic(w) => {
+                    ("over", Some(format!("over budget (analytic): {w}")))
+                }
+                Status::OverBudgetMeasured(w) => {
+                    ("over", Some(format!("over budget (measured): {w}")))
+                }
+                Status::Invalid(w) => ("invalid", Some(format!("invalid: {w}"))),
+            };
+            let name = if entry.kind == "final" {
+                format!("{} (final)", entry.arch)
+            } else {
+                entry.arch.clone()
+            };
+            eprintln!(
+                "{:>7} {:>7} {lat:>12} {sram:>11} {flash:>9} {:>8.1}  {status:<6}  {name}{}",
+                pct(entry.float_val),
+                pct(entry.int8_val),
+                entry.seconds,
+                if resumed { " (from journal)" } else { "" }
+            );
+            if let (Some(p), Some(m)) = (entry.predicted_latency, &entry.measured) {
+                let err = 100.0 * (p as f64 - m.latency as f64) / (m.latency as f64).max(1.0);
+                eprintln!("{:>28}  predicted {p} ({err:+.1} %)", "");
+            }
+            if let Some(why) = why {
+                eprintln!("{:>28}  {why}", "");
+            }
+        }
+    })?;
+    let dir = outcome
+        .journal
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let svg = dir.join("pareto.svg");
+    cargo_tinynas::fsutil::write_atomic(
+        &svg,
+        search::svg(&outcome.candidates, &outcome.pareto).as_bytes(),
+    )
+    .with_context(|| format!("cannot write {}", svg.display()))?;
+    let f = &outcome.final_entry;
+    let generated = if a.no_generate {
+        None
+    } else {
+        let name = p
+            .config
+            .crate_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-model", p.name));
+        let card = cargo_tinynas::generate::Card {
+            arch: Some(f.arch.clone()),
+            float_val_accuracy: f.float_val,
+            int8_test_accuracy: f.int8_test,
+            dataset: Some(format!(
+                "{} ({} classes: {}; fingerprint {:016x})",
+                // As the project names it (not this machine's absolute path).
+                p.config
+                    .data
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("data"))
+                    .display(),
+                outcome.classes.len(),
+                outcome.classes.join(", "),
+                outcome.data_fingerprint
+            )),
+            measured: f
+                .measured
+                .as_ref()
+                .map(|m| cargo_tinynas::generate::Measured {
+                    board: m.board.clone(),
+                    date: cargo_tinynas::generate::today(),
+                    latency: m.latency,
+                    unit: m.unit.clone(),
+                    peak_sram: m.peak_sram_bytes,
+                    flash: m.flash_bytes,
+                    outputs: "device == host, bit for bit".into(),
+                }),
+        };
+        Some(cargo_tinynas::generate::generate(
+            &p.dir.join(&name),
+            &name,
+            &outcome.model_bytes,
+            &card,
+            Some(&p.manifest_path),
+            a.force,
+        )?)
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "reason": "search-finished", "winner": outcome.winner.arch, "final": f, "candidates": outcome.candidates.len(),
+                "resumed": outcome.resumed, "pareto": outcome.pareto.iter().map(|e| e.arch.clone()).collect::<Vec<_>>(),
+                "pareto_svg": svg, "generated": generated.as_ref().map(|g| g.dir.clone()), "journal": outcome.journal,
+                "hint": generated.as_ref().and_then(|_| p.kernel_hint()),
+                "peak_rss_bytes": cargo_tinynas::train::bench::peak_rss_bytes(),
+                "predictor": outcome.predictor_error().map(|(mean, max)| serde_json::json!({
+                    "mean_relative_error": mean, "max_relative_error": max,
+                    "candidates": outcome.predictions.len(),
+                })),
+            })
+        );
+    } else {
+        if let Some((mean, max)) = outcome.predictor_error() {
+            eprintln!(
+                "\nlatency predictor against the board, {} candidates: mean error {:.1} %, largest {:.1} %",
+                outcome.predictions.len(),
+                100.0 * mean,
+                100.0 * max
+            );
+        }
+        eprintln!(
+            "\nPareto front (accuracy vs latency vs peak SRAM), plotted in {}:",
+            svg.display()
+        );
+        eprintln!(
+            "  {:>7} {:>12} {:>11}  candidate",
+            "float", "latency", "peak SRAM"
+        );
+        for e in &outcome.pareto {
+            let m = e.measured.as_ref();
+            eprintln!(
+                "  {:>6.1}% {:>12} {:>11}  {}",
+                100.0 * e.float_val.unwrap_or(0.0),
+                m.map_or(0, |m| m.latency),
+                m.map_or(0, |m| m.peak_sram_bytes),
+                e.arch,
+            );
+        }
+        eprintln!("winner: {} (best proxy validation accuracy {:.1} % among {} candidates), retrained for {} epochs:", outcome.winner.arch, 100.0 * outcome.winner.float_val.unwrap_or(0.0), outcome.candidates.len(), f.epochs);
+        eprintln!(
+            "  float validation {:.1} %, int8 validation {:.1} %, int8 test {:.1} %",
+            100.0 * f.float_val.unwrap_or(0.0),
+            100.0 * f.int8_val.unwrap_or(0.0),
+            100.0 * f.int8_test.unwrap_or(0.0)
+        );
+        if let Some(m) = &f.measured {
+            eprintln!(
+                "  measured on {}: {} {} per inference, peak SRAM {} bytes, flash {} bytes",
+                m.board, m.latency, m.unit, m.peak_sram_bytes, m.flash_bytes
+            );
+        }
+        if let Some(g) = &generated {
+            eprintln!("wrote {}", g.dir.display());
+            if let Some(h) = p.kernel_hint() {
+                eprintln!("note: {h}");
+            }
+        }
+    }
+    Ok(if matches!(f.status, Status::Fits) {
+        exit_codes::OK
+    } else {
+        exit_codes::OVER_BUDGET
+    })
+}

@@ -1,0 +1,161 @@
+//! `cargo tinynas verify`: the generated crate on the board against the host, and the budgets.
+
+use super::{MessageFormat, ProjectBoardArgs};
+use anyhow::Context;
+use cargo_tinynas::{board, exit_codes};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub(crate) struct VerifyArgs {
+    #[command(flatten)]
+    pub(crate) target: ProjectBoardArgs,
+    /// Test images to run (from the data set's test split; random images if it has none).
+    #[arg(long, default_value_t = 8)]
+    pub(crate) images: usize,
+    /// Seconds a board run may take.
+    #[arg(long, default_value_t = 120)]
+    pub(crate) timeout: u64,
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub(crate) message_format: MessageFormat,
+}
+
+pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
+    let json = a.message_format == MessageFormat::Json;
+    if a.images == 0 {
+        anyhow::bail!("--images must be at least 1");
+    }
+    let p = a.target.project()?;
+    let name = p
+        .config
+        .crate_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-model", p.name));
+    let model_path = p.dir.join(&name).join("src").join("model.tnas");
+    let bytes = std::fs::read(&model_path).with_context(|| {
+        format!(
+            "cannot read {}: run `cargo tinynas search` or `cargo tinynas generate` first",
+            model_path.display()
+        )
+    })?;
+    let model =
+        tinynas_model::format::read(&bytes).with_context(|| format!("{}", model_path.display()))?;
+    let mut board = a.target.open_board(&p, a.timeout, false)?;
+    let budgets = p.budgets(&board.memory())?;
+    // Test images from the project's data set, at the model's input size.
+    let s = model.input_shape;
+    let shape = cargo_tinynas::data::ImageShape {
+        h: s.h,
+        w: s.w,
+        c: s.c,
+    };
+    let mut source = "random images".to_string();
+    let mut inputs = cargo_tinynas::bench::random_inputs(&model, a.images, 1);
+    if p.data_dir().is_dir() && model.input_type == tinynas_model::InputType::U8 {
+        let (mut data, _) = cargo_tinynas::train::command::load(&p.data_dir(), Some(shape), false)?;
+        let sp = cargo_tinynas::data::split::stratified(
+            &data.labels,
+            &data.assigned,
+            0.1,
+            0.1,
+            p.config.seed.unwrap_or(1),
+        );
+        let pick: Vec<usize> = sp.test.iter().copied().take(a.images).collect();
+        if !pick.is_empty() {
+            let mut buf = Vec::new();
+            data.read_batch(&pick, &mut buf)?;
+            inputs = buf.chunks(shape.len()).map(<[u8]>::to_vec).collect();
+            source = format!("{} test images of {}", pick.len(), p.data_dir().display());
+        }
+    }
+    let opts = cargo_tinynas::bench::Options {
+        inputs: inputs.len(),
+        seed: 1,
+        per_layer: false,
+        extra_stack_bytes: 0,
+    };
+    let input_bytes: u64 = inputs.iter().map(|i| i.len() as u64).sum();
+    let outcome = match cargo_tinynas::bench::run_with_inputs(
+        &bytes,
+        inputs,
+        board.as_mut(),
+        &opts,
+        &cargo_tinynas::firmware::cache_dir(),
+        |m| {
+            if !json {
+                eprintln!("  {m}")
+            }
+        },
+    ) {
+        Ok(o) => o,
+        Err(cargo_tinynas::bench::BenchError::Board(
+            e @ (board::BoardError::QemuMissing
+            | board::BoardError::Probe(board::probe::ProbeError::NoProbe)),
+        )) => {
+            eprintln!("error: {e}");
+            return Ok(exit_codes::NO_BOARD);
+        }
+        Err(e) => return Err(e).context(format!("verifying {}", model_path.display())),
+    };
+    let m = &outcome.measurement;
+    let latency = m.latency.iter().copied().max().unwrap_or(0);
+    let flash = m.sizes.flash().saturating_sub(input_bytes);
+    let mut over = Vec::new();
+    if m.peak_sram_bytes() > budgets.ram_bytes {
+        over.push(format!(
+            "peak SRAM {} > {} bytes",
+            m.peak_sram_bytes(),
+            budgets.ram_bytes
+        ));
+    }
+    if flash > budgets.flash_bytes {
+        over.push(format!("flash {flash} > {} bytes", budgets.flash_bytes));
+    }
+    if let Some(l) = budgets.latency_cycles {
+        if latency > l {
+            over.push(format!("latency {latency} > {l} {}", m.unit.name()));
+        }
+    }
+    let code = if !outcome.outputs_match() {
+        exit_codes::MISMATCH
+    } else if !over.is_empty() {
+        exit_codes::OVER_BUDGET
+    } else {
+        exit_codes::OK
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "reason": "verify", "crate": name, "board": m.board, "inputs": source,
+                "outputs_match_host": outcome.outputs_match(), "mismatches": outcome.mismatches.len(),
+                "latency": latency, "unit": m.unit.name(), "peak_sram_bytes": m.peak_sram_bytes(), "flash_bytes": flash,
+                "budgets": {"ram_bytes": budgets.ram_bytes, "flash_bytes": budgets.flash_bytes, "latency": budgets.latency_cycles},
+                "over_budget": over, "exit_code": code,
+            })
+        );
+    } else {
+        eprintln!("{name} on {}: {source}", m.board);
+        eprintln!(
+            "  outputs: {}",
+            if outcome.outputs_match() {
+                "device == host, bit for bit".to_string()
+            } else {
+                format!("{} values differ from the host", outcome.mismatches.len())
+            }
+        );
+        eprintln!("  latency {latency} {} (budget {}), peak SRAM {} bytes (budget {}), flash {flash} bytes (budget {})",
+            m.unit.name(), budgets.latency_cycles.map_or("none".into(), |l| l.to_string()), m.peak_sram_bytes(), budgets.ram_bytes, budgets.flash_bytes);
+        for o in &over {
+            eprintln!("  over budget: {o}");
+        }
+        eprintln!(
+            "{}",
+            match code {
+                0 => "verify: ok",
+                3 => "verify: FAILED (outputs differ)",
+                _ => "verify: FAILED (over budget)",
+            }
+        );
+    }
+    Ok(code)
+}
