@@ -13,6 +13,7 @@ pub mod exit_codes;
 pub mod firmware;
 pub mod fsutil;
 pub mod generate;
+pub mod hash;
 pub mod host;
 pub mod inspect;
 pub mod kernel_bench;

@@ -97,8 +97,8 @@ pub fn load(root: &Path, opts: Options) -> Result<Loaded, DataError> {
     // Every file, and the fingerprint of the whole source.
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
-    let mut fp = Fnv::new();
-    fp.add(format!("v1 {}x{}x{}", opts.shape.h, opts.shape.w, opts.shape.c).as_bytes());
+    let mut fp = crate::hash::Fingerprint::new();
+    fp.field(format!("v1 {}x{}x{}", opts.shape.h, opts.shape.w, opts.shape.c).as_bytes());
     for (g, assigned) in &groups {
         for d in sorted_dirs(g)? {
             let class = classes.binary_search(&name(&d)).unwrap_or(0);
@@ -132,14 +132,14 @@ pub fn load(root: &Path, opts: Options) -> Result<Loaded, DataError> {
                     .ok()
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .map_or(0, |d| d.as_nanos());
-                fp.add(
+                fp.field(
                     path.strip_prefix(root)
                         .unwrap_or(&path)
                         .to_string_lossy()
                         .as_bytes(),
                 );
-                fp.add(&meta.len().to_le_bytes());
-                fp.add(&mtime.to_le_bytes());
+                fp.field(&meta.len().to_le_bytes());
+                fp.field(&mtime.to_le_bytes());
                 entries.push(Entry {
                     class,
                     path,
@@ -148,7 +148,7 @@ pub fn load(root: &Path, opts: Options) -> Result<Loaded, DataError> {
             }
         }
     }
-    let fingerprint = fp.0;
+    let fingerprint = fp.finish();
     let file_name = format!(
         "cache-{}x{}x{}.tnds",
         opts.shape.h, opts.shape.w, opts.shape.c
@@ -292,20 +292,4 @@ pub fn decode(path: &Path, shape: ImageShape) -> Result<Vec<u8>, String> {
             ))
         }
     })
-}
-
-/// 64-bit FNV-1a.
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-    fn add(&mut self, b: &[u8]) {
-        for &x in b {
-            self.0 = (self.0 ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
-        }
-        // Separate fields so that ("ab","c") and ("a","bc") differ.
-        self.0 = (self.0 ^ 0xff).wrapping_mul(0x0100_0000_01b3);
-    }
 }

@@ -163,12 +163,6 @@ impl Outcome {
     }
 }
 
-fn fnv(h: u64, bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
 /// The fingerprint of a search: the data and every setting that changes its result. `board`
 /// names the board and the core its bench firmware is built for; the sources of that firmware
 /// (kernels, runtime, code generation, templates: `build.rs`) are part of it too, so a search
@@ -193,7 +187,7 @@ pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
         env!("CARGO_PKG_VERSION"),
         env!("TINYNAS_FIRMWARE_SOURCES"),
     );
-    fnv(0xcbf2_9ce4_8422_2325, text.as_bytes())
+    crate::hash::fnv1a(text.as_bytes())
 }
 
 fn over_budget(s: &Settings, m: &Measured) -> Option<String> {

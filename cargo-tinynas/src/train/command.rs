@@ -87,10 +87,7 @@ pub fn load(
 ) -> Result<(Cache, Vec<Skipped>), TrainError> {
     if is_idx(data) {
         let shape = input.unwrap_or(ImageShape { h: 28, w: 28, c: 1 });
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        for b in data.to_string_lossy().bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
+        let h = crate::hash::fnv1a(data.to_string_lossy().as_bytes());
         let out = crate::firmware::cache_dir().join("datasets").join(format!(
             "idx-{h:016x}-{}x{}x{}.tnds",
             shape.h, shape.w, shape.c
