@@ -233,102 +233,53 @@ mod imp {
     /// The requantisation of accumulator `q$q` (see `requant4`), shifts from `r2` and multipliers
     /// from `r4` (both post-incremented), the output offset in `r1`, `lo` in `q7`; `hi` in `r0`
     /// (`any`: shifts of either sign) or in `q6` (`right`: every shift `<= 0`, no left shift),
-    /// the four bytes stored at `r3` (post-incremented).
-    macro_rules! requant_lines {
+    /// the four bytes stored at `r3` (post-incremented): its head (the left shift, if any, and
+    /// the doubling high multiply), the shared middle, its end (the upper clamp and the store).
+    #[rustfmt::skip]
+    macro_rules! requant_head {
         (any, $q:literal) => {
             concat!(
-                "vldrw.u32 q4, [r2], #16\n",
-                "vmov.i32 q5, #0\n",
-                "vmax.s32 q6, q4, q5\n",
-                "vmin.s32 q4, q4, q5\n",
-                "vshl.s32 q",
-                $q,
-                ", q",
-                $q,
-                ", q6\n",
+                "vldrw.u32 q4, [r2], #16\n", "vmov.i32 q5, #0\n",
+                "vmax.s32 q6, q4, q5\n", "vmin.s32 q4, q4, q5\n",
+                "vshl.s32 q", $q, ", q", $q, ", q6\n",
                 "vldrw.u32 q6, [r4], #16\n",
-                "vqrdmulh.s32 q",
-                $q,
-                ", q",
-                $q,
-                ", q6\n",
-                "vand q5, q",
-                $q,
-                ", q4\n",
-                "vshr.s32 q5, q5, #31\n",
-                "vqadd.s32 q",
-                $q,
-                ", q",
-                $q,
-                ", q5\n",
-                "vrshl.s32 q",
-                $q,
-                ", q",
-                $q,
-                ", q4\n",
-                "vadd.i32 q",
-                $q,
-                ", q",
-                $q,
-                ", r1\n",
-                "vmax.s32 q",
-                $q,
-                ", q",
-                $q,
-                ", q7\n",
-                "vdup.32 q5, r0\n",
-                "vmin.s32 q",
-                $q,
-                ", q",
-                $q,
-                ", q5\n",
-                "vstrb.32 q",
-                $q,
-                ", [r3], #4\n",
+                "vqrdmulh.s32 q", $q, ", q", $q, ", q6",
             )
         };
         (right, $q:literal) => {
             concat!(
-                "vldrw.u32 q4, [r2], #16\n",
-                "vldrw.u32 q5, [r4], #16\n",
-                "vqrdmulh.s32 q",
-                $q,
-                ", q",
-                $q,
-                ", q5\n",
-                "vand q5, q",
-                $q,
-                ", q4\n",
-                "vshr.s32 q5, q5, #31\n",
-                "vqadd.s32 q",
-                $q,
-                ", q",
-                $q,
-                ", q5\n",
-                "vrshl.s32 q",
-                $q,
-                ", q",
-                $q,
-                ", q4\n",
-                "vadd.i32 q",
-                $q,
-                ", q",
-                $q,
-                ", r1\n",
-                "vmax.s32 q",
-                $q,
-                ", q",
-                $q,
-                ", q7\n",
-                "vmin.s32 q",
-                $q,
-                ", q",
-                $q,
-                ", q6\n",
-                "vstrb.32 q",
-                $q,
-                ", [r3], #4\n",
+                "vldrw.u32 q4, [r2], #16\n", "vldrw.u32 q5, [r4], #16\n",
+                "vqrdmulh.s32 q", $q, ", q", $q, ", q5",
             )
+        };
+    }
+
+    /// See `requant_head`: the fix-up of negative values, the rounding shift, the offset and the
+    /// lower clamp.
+    #[rustfmt::skip]
+    macro_rules! requant_middle {
+        ($q:literal) => {
+            concat!(
+                "vand q5, q", $q, ", q4\n", "vshr.s32 q5, q5, #31\n",
+                "vqadd.s32 q", $q, ", q", $q, ", q5\n",
+                "vrshl.s32 q", $q, ", q", $q, ", q4\n",
+                "vadd.i32 q", $q, ", q", $q, ", r1\n",
+                "vmax.s32 q", $q, ", q", $q, ", q7",
+            )
+        };
+    }
+
+    /// See `requant_head`.
+    #[rustfmt::skip]
+    macro_rules! requant_end {
+        (any, $q:literal) => {
+            concat!(
+                "vdup.32 q5, r0\n", "vmin.s32 q", $q, ", q", $q, ", q5\n",
+                "vstrb.32 q", $q, ", [r3], #4",
+            )
+        };
+        (right, $q:literal) => {
+            concat!("vmin.s32 q", $q, ", q", $q, ", q6\n", "vstrb.32 q", $q, ", [r3], #4")
         };
     }
 
@@ -427,7 +378,11 @@ mod imp {
                 "vdup.32 q7, r0",
                 requant_hi!($kind),
                 "ldr r1, [{prm}, #36]",
-                $(requant_lines!($kind, $q),)+
+                $(
+                    requant_head!($kind, $q),
+                    requant_middle!($q),
+                    requant_end!($kind, $q),
+                )+
                 "str r2, [{prm}, #8]",
                 "str r4, [{prm}, #4]",
                 "str r3, [{prm}, #32]",

@@ -24,19 +24,8 @@ pub(crate) struct BenchArgs {
         default_value = "qemu-m0-an385,qemu-m4,qemu-m7,qemu-m55"
     )]
     pub(crate) boards: Vec<String>,
-    /// An emulated board: qemu-m0, qemu-m3, qemu-m4 (default), qemu-m7 or qemu-m55. With --chip,
-    /// the emulator is linked with that chip's flash and RAM.
-    #[arg(long)]
-    pub(crate) board: Option<String>,
-    /// A real chip behind a debug probe, by its probe-rs name (e.g. STM32F746NGHx).
-    #[arg(long)]
-    pub(crate) chip: Option<String>,
-    /// The debug probe, as VID:PID[:SERIAL], when several are connected.
-    #[arg(long)]
-    pub(crate) probe: Option<String>,
-    /// Attach while holding the chip in reset.
-    #[arg(long)]
-    pub(crate) connect_under_reset: bool,
+    #[command(flatten)]
+    pub(crate) on: super::BoardArgs,
     /// With --chip: the `-C target-cpu` your firmware is built with (e.g. cortex-m33), so the
     /// bench runs the kernels your firmware will (on thumbv8m.main the DSP and Helium paths
     /// depend on it). Default: none, as a firmware that names no core.
@@ -117,10 +106,10 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let bytes =
         std::fs::read(&model).with_context(|| format!("cannot read {}", model.display()))?;
     let mut board = open_board(
-        a.board.as_deref(),
-        a.chip.as_deref(),
-        a.probe.clone(),
-        a.connect_under_reset,
+        a.on.board.as_deref(),
+        a.on.chip.as_deref(),
+        a.on.probe.clone(),
+        a.on.connect_under_reset,
         a.timeout,
         a.target_cpu.clone(),
     )?;

@@ -40,13 +40,22 @@ impl ProjectArgs {
 pub(crate) struct ProjectBoardArgs {
     #[command(flatten)]
     pub(crate) project: ProjectArgs,
-    /// An emulated board (qemu-m0/m3/m4/m7/m55) instead of the configured one.
+    #[command(flatten)]
+    pub(crate) on: BoardArgs,
+}
+
+/// The board to measure on.
+#[derive(Args, Debug)]
+pub(crate) struct BoardArgs {
+    /// An emulated board: qemu-m0, qemu-m3, qemu-m4 (the default), qemu-m7 or qemu-m55 (in a
+    /// firmware project: instead of the configured one). With --chip, the emulator is linked
+    /// with that chip's flash and RAM.
     #[arg(long)]
     pub(crate) board: Option<String>,
-    /// A chip through probe-rs instead of the configured one.
+    /// A real chip behind a debug probe, by its probe-rs name (e.g. STM32F746NGHx).
     #[arg(long)]
     pub(crate) chip: Option<String>,
-    /// The debug probe, as VID:PID[:SERIAL].
+    /// The debug probe, as VID:PID[:SERIAL], when several are connected.
     #[arg(long)]
     pub(crate) probe: Option<String>,
     /// Attach while holding the chip in reset.
@@ -69,7 +78,7 @@ impl ProjectBoardArgs {
         timeout: u64,
         emulate_without_probe: bool,
     ) -> anyhow::Result<Box<dyn board::Board>> {
-        let (board_name, chip) = match (&self.board, &self.chip) {
+        let (board_name, chip) = match (&self.on.board, &self.on.chip) {
             (None, None) => match p.board(None) {
                 b if b.starts_with("chip:") => {
                     (None, Some(b.trim_start_matches("chip:").to_string()))
@@ -79,7 +88,9 @@ impl ProjectBoardArgs {
             (b, c) => (b.clone(), c.clone()),
         };
         if let (None, Some(c)) = (&board_name, &chip) {
-            if emulate_without_probe && self.probe.is_none() && !board::probe::any_probe_connected()
+            if emulate_without_probe
+                && self.on.probe.is_none()
+                && !board::probe::any_probe_connected()
             {
                 let facts = board::probe::chip_facts(c)?;
                 let emulated = board::probe::emulated_board_for(&facts);
@@ -100,8 +111,8 @@ impl ProjectBoardArgs {
         open_board(
             board_name.as_deref(),
             chip.as_deref(),
-            self.probe.clone(),
-            self.connect_under_reset,
+            self.on.probe.clone(),
+            self.on.connect_under_reset,
             timeout,
             p.target_cpu(),
         )
