@@ -12,7 +12,7 @@ use std::process::Command;
 use minijinja::{context, Environment, UndefinedBehavior};
 use tinynas_model::{InputType, Model};
 
-use crate::board::MemoryLayout;
+use crate::chip::MemoryLayout;
 use crate::report::Timer;
 
 const CARGO_TOML: &str = include_str!("../../templates/bench/Cargo.toml.j2");

@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod board;
+pub mod chip;
 pub mod data;
 pub mod elf;
 pub mod exit_codes;

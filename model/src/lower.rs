@@ -276,7 +276,7 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
             }
             Op::Add { activation } => {
                 let bq = model.quant(node.inputs[1]);
-                let a = quant::add_params(xq, bq, yq);
+                let a = quant::add_scales(xq, bq, yq);
                 let (act_min, act_max) = quant::activation_range(*activation, yq);
                 Kernel::Add(AddParams {
                     input1_offset: -xq.zero_point,

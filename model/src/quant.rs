@@ -83,9 +83,9 @@ pub fn per_channel(input: QParams, weight_scales: &[f32], output: QParams) -> (V
         .unzip()
 }
 
-/// The integer parameters of TF Lite's int8 `ADD`.
+/// The multipliers and shifts of TF Lite's int8 `ADD` (the kernel's `AddParams` adds the zero points).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddParams {
+pub struct AddScales {
     pub left_shift: i32,
     pub input1_multiplier: i32,
     pub input1_shift: i32,
@@ -97,14 +97,14 @@ pub struct AddParams {
 
 /// TF Lite's int8 `ADD` preparation: both inputs rescaled to twice the larger input scale with
 /// 20 bits of headroom, summed, and rescaled to the output.
-pub fn add_params(a: QParams, b: QParams, out: QParams) -> AddParams {
+pub fn add_scales(a: QParams, b: QParams, out: QParams) -> AddScales {
     let left_shift = 20;
     let twice_max = 2.0 * f64::from(a.scale.max(b.scale));
     let (input1_multiplier, input1_shift) = quantize_multiplier(f64::from(a.scale) / twice_max);
     let (input2_multiplier, input2_shift) = quantize_multiplier(f64::from(b.scale) / twice_max);
     let (output_multiplier, output_shift) =
         quantize_multiplier(twice_max / (f64::from(1u32 << left_shift) * f64::from(out.scale)));
-    AddParams {
+    AddScales {
         left_shift,
         input1_multiplier,
         input1_shift,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{CargoConfig, Config, Origin};
 
-use crate::board::MemoryLayout;
+use crate::chip::MemoryLayout;
 use crate::data::ImageShape;
 
 /// Defaults for what the `tinynas` table leaves out.
