@@ -83,7 +83,8 @@ pub fn per_channel(input: QParams, weight_scales: &[f32], output: QParams) -> (V
         .unzip()
 }
 
-/// The multipliers and shifts of TF Lite's int8 `ADD` (the kernel's `AddParams` adds the zero points).
+/// The multipliers and shifts of TF Lite's int8 `ADD` (the kernel's `AddParams` adds the zero
+/// points).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddScales {
     pub left_shift: i32,
