@@ -1,12 +1,13 @@
 //! The firmware-project commands end to end: `init` in a fresh firmware project, `generate` from a
 //! model file, and the generated crate compiled for a Cortex-M target.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn tinynas(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
-        .arg("tinynas")
+    common::tinynas()
         .args(args)
         .current_dir(dir)
         .output()
@@ -138,8 +139,7 @@ fn search_until_journaled(
     args: &[&str],
     stderr: std::process::Stdio,
 ) -> std::process::Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
-        .arg("tinynas")
+    let mut child = common::tinynas()
         .args(args)
         .current_dir(dir)
         .stdout(std::process::Stdio::null())

@@ -1,6 +1,8 @@
 //! The QEMU boards, for real: bench firmware built for each board's target and run under
 //! `qemu-system-arm` (installed by .ci/run). Needs the Rust targets of .ci/run.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -214,8 +216,8 @@ fn a_model_too_big_for_the_ram_fails_to_link_with_a_clear_message() {
 /// match flag.
 #[test]
 fn cli_bench_json_on_the_fixture() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
-        .args(["tinynas", "bench", "--model"])
+    let out = common::tinynas()
+        .args(["bench", "--model"])
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/nanonas-k8-c3.tnas"))
         .args([
             "--board",
@@ -253,8 +255,8 @@ fn cli_unknown_board_says_which_exist() {
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/fixtures/nanonas-k8-c3.tnas"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
-        .args(["tinynas", "bench", "--model", model, "--board", "qemu-m9"])
+    let out = common::tinynas()
+        .args(["bench", "--model", model, "--board", "qemu-m9"])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -268,8 +270,8 @@ fn cli_unknown_board_says_which_exist() {
 /// The emulator linked with a real chip's sizes (at the machine's addresses) runs and reports.
 #[test]
 fn cli_qemu_with_a_chip_uses_its_sizes() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
-        .args(["tinynas", "bench", "--model"])
+    let out = common::tinynas()
+        .args(["bench", "--model"])
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/all-ops.tnas"))
         .args([
             "--board",

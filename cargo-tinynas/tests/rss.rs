@@ -5,6 +5,8 @@
 //! RSS is the kernel's own high-water mark for the training process (`VmHWM` in
 //! `/proc/self/status`), which `train` reports as `peak_rss_bytes` in its JSON report.
 
+mod common;
+
 use std::path::PathBuf;
 
 #[test]
@@ -27,8 +29,8 @@ fn training_on_a_folder_larger_than_256_mib_stays_under_256_mib() {
     }
     let decoded = classes * per_class * side * side * 3;
     assert!(decoded > 256 << 20, "{decoded} bytes decoded");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
-        .args(["tinynas", "train", "--data"])
+    let o = common::tinynas()
+        .args(["train", "--data"])
         .arg(dir.join("data"))
         .args([
             "--arch",

@@ -2,6 +2,8 @@
 //! (installed by .ci/run). A short run on a subset; the full figures are produced by
 //! `cargo tinynas train` (see the README) and reported in the closing notes.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use cargo_tinynas::data::import::{fashion_mnist, FASHION_MNIST_DIR};
@@ -208,8 +210,8 @@ fn cli_train_on_an_image_folder() {
         }
     }
     let out = dir.join("m.tnas");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
-        .args(["tinynas", "train", "--data"])
+    let o = common::tinynas()
+        .args(["train", "--data"])
         .arg(dir.join("data"))
         .args([
             "--arch",
@@ -244,8 +246,8 @@ fn cli_train_on_an_image_folder() {
     let model = tinynas_model::format::read(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(model.labels, vec!["dark", "light"]);
     // A bad architecture says what to write instead.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-tinynas"))
-        .args(["tinynas", "train", "--data", "x", "--arch", "nanonas:k=4"])
+    let o = common::tinynas()
+        .args(["train", "--data", "x", "--arch", "nanonas:k=4"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
