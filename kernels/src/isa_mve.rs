@@ -80,10 +80,8 @@ pub fn dw_pixel(p: &DwPixel<'_>, y: &mut [i8]) -> usize {
         r1.checked_mul(row)
             .and_then(|v| c1.checked_mul(p.c).and_then(|u| v.checked_add(u)))
     };
-    let skips = (
-        p.in_row.checked_sub(p.cols * p.c),
-        p.w_row.checked_sub(p.cols * p.c),
-    );
+    let span = p.cols.checked_mul(p.c).unwrap_or(usize::MAX);
+    let skips = (p.in_row.checked_sub(span), p.w_row.checked_sub(span));
     let (Some(xe), Some(we), (Some(xskip), Some(wskip))) =
         (extent(p.in_row), extent(p.w_row), skips)
     else {
