@@ -80,7 +80,7 @@ pub fn dw_pixel(p: &DwPixel<'_>, y: &mut [i8]) -> usize {
         r1.checked_mul(row)
             .and_then(|v| c1.checked_mul(p.c).and_then(|u| v.checked_add(u)))
     };
-    let span = p.cols.checked_mul(p.c).unwrap_or(usize::MAX);
+    let span = p.cols.saturating_mul(p.c);
     let skips = (p.in_row.checked_sub(span), p.w_row.checked_sub(span));
     let (Some(xe), Some(we), (Some(xskip), Some(wskip))) =
         (extent(p.in_row), extent(p.w_row), skips)
