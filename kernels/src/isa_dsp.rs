@@ -10,6 +10,7 @@
 
 #[cfg(tinynas_dsp)]
 mod imp {
+    use crate::fast::dw_groups::{runs, DwRow, DwTap, DwTaps, Requant4, Win};
     use core::arch::asm;
 
     /// SXTB16: bytes 0 and 2 of `x`, sign-extended to two halfwords.
@@ -188,6 +189,352 @@ mod imp {
                  options(pure, nomem, nostack, preserves_flags))
         };
         r
+    }
+
+    /// The multiply-accumulates of one group of four depthwise channels over window `win` of
+    /// `taps`: `acc[j] += x[base + t.off + j] * w_j`. A run of the window one of whose taps would
+    /// read outside `x` adds nothing.
+    #[inline(always)]
+    pub fn dw_taps(acc: [i32; 4], x: &[i8], base: isize, taps: &DwTaps, win: Win) -> [i32; 4] {
+        runs(taps, win).fold(acc, |acc, r| taps_run(acc, x, base, r))
+    }
+
+    /// One run of [`dw_taps`] (a slice of a `DwTaps`, so its offsets increase).
+    #[inline(always)]
+    fn taps_run(acc: [i32; 4], x: &[i8], base: isize, r: &[DwTap]) -> [i32; 4] {
+        if !super::run_inside(x, base, r) {
+            return acc;
+        }
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        // SAFETY: the loop runs `r.len() >= 1` times (`run_inside` is false for an empty run),
+        // reading the 12-byte taps of `r` in order (`repr(C)`: offset, then the two weight words at -8 after
+        // the post-increment) and the input word at `px + off`, which `run_inside` proved inside
+        // `x` for the first and the last tap; `r` is a slice of a `DwTaps` (`runs`), whose
+        // offsets increase strictly (`DwTaps::fill`, the only way to set them), so every tap's
+        // word lies between those two. Unaligned LDR is allowed; LDRD reads the word-aligned taps. Nothing
+        // is written; no stack is used; pointers, counter and flags (and the sticky Q flag) are
+        // clobbered.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr    {o}, [{g}], #12",
+                "ldr    {x}, [{px}, {o}]",
+                "ldrd   {wa}, {wb}, [{g}, #-8]",
+                "sxtb16 {o}, {x}",
+                "sxtb16 {x}, {x}, ror #8",
+                "smlabb {a0}, {o}, {wa}, {a0}",
+                "smlatt {a2}, {o}, {wa}, {a2}",
+                "smlabb {a1}, {x}, {wb}, {a1}",
+                "smlatt {a3}, {x}, {wb}, {a3}",
+                "subs   {n}, {n}, #1",
+                "bne    2b",
+                px = in(reg) x.as_ptr().wrapping_offset(base),
+                g = inout(reg) r.as_ptr() => _,
+                n = inout(reg) r.len() => _,
+                o = out(reg) _,
+                x = out(reg) _,
+                wa = out(reg) _,
+                wb = out(reg) _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                options(nostack, readonly),
+            );
+        }
+        [a0, a1, a2, a3]
+    }
+
+    /// Four accumulators requantised by `k` (the short form of `Requant::apply`: LSL, SMMULR,
+    /// the nudge, ASR, the offset, SSAT) and clamped lane-wise (SSUB8, SEL) into `y[..4]`;
+    /// nothing written where `y` is shorter.
+    #[inline(always)]
+    pub fn dw_requant4(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
+        let Some(y) = y.get_mut(..4) else {
+            return;
+        };
+        let [a0, a1, a2, a3] = acc;
+        macro_rules! channel {
+            ($a:literal, $m:literal, $p:literal) => {
+                concat!(
+                    "ldrd   {m}, {l}, [{k}, #",
+                    $m,
+                    "]\n",
+                    "ldrd   {pw}, {r}, [{k}, #",
+                    $p,
+                    "]\n",
+                    "lsl    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {l}\n",
+                    "smmulr {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {m}\n",
+                    "add    {t}, {pw}, {",
+                    $a,
+                    "}, asr #31\n",
+                    "add    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {t}, lsr #1\n",
+                    "asr    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {r}\n",
+                    "add    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {off}\n",
+                    "ssat   {",
+                    $a,
+                    "}, #8, {",
+                    $a,
+                    "}",
+                )
+            };
+        }
+        // SAFETY: reads the 76 bytes of `*k` (`repr(C)`: four `Requant`s of four words each,
+        // then the offset and the two clamp words, all word-aligned for LDRD) and writes the four
+        // bytes of `y` (checked above; unaligned STR is allowed). No stack; flags (GE) clobbered.
+        unsafe {
+            asm!(
+                "ldr    {off}, [{k}, #64]",
+                channel!("a0", "0", "8"),
+                channel!("a1", "16", "24"),
+                channel!("a2", "32", "40"),
+                channel!("a3", "48", "56"),
+                "bfi    {a0}, {a1}, #8, #8",
+                "bfi    {a0}, {a2}, #16, #8",
+                "bfi    {a0}, {a3}, #24, #8",
+                "ldrd   {m}, {pw}, [{k}, #68]",
+                "ssub8  {t}, {a0}, {m}",
+                "sel    {a0}, {a0}, {m}",
+                "ssub8  {t}, {pw}, {a0}",
+                "sel    {a0}, {a0}, {pw}",
+                "str    {a0}, [{y}]",
+                k = in(reg) k as *const Requant4,
+                y = in(reg) y.as_mut_ptr(),
+                a0 = inout(reg) a0 => _,
+                a1 = inout(reg) a1 => _,
+                a2 = inout(reg) a2 => _,
+                a3 = inout(reg) a3 => _,
+                off = out(reg) _,
+                m = out(reg) _,
+                l = out(reg) _,
+                pw = out(reg) _,
+                r = out(reg) _,
+                t = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+
+    /// `count >= 1` output pixels of one group, each from window `win` of `taps`: see
+    /// `Mac::dw_row`. Nothing written where the window is empty or a window or an output would
+    /// leave its slice.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub fn dw_row(
+        taps: &DwTaps,
+        win: Win,
+        bias: [i32; 4],
+        rq: &Requant4,
+        x: &[i8],
+        (base, px_step): (isize, usize),
+        count: usize,
+        y: &mut [i8],
+        (y_at, y_step): (usize, usize),
+    ) {
+        let Some(r) = taps.rect(win) else {
+            return;
+        };
+        let last = count
+            .checked_sub(1)
+            .and_then(|c| c.checked_mul(px_step))
+            .and_then(|l| isize::try_from(l).ok())
+            .and_then(|l| base.checked_add(l));
+        let y_end = count
+            .checked_sub(1)
+            .and_then(|c| c.checked_mul(y_step))
+            .and_then(|l| l.checked_add(y_at)?.checked_add(4));
+        let (Some(last), Some(y_end)) = (last, y_end) else {
+            return;
+        };
+        let inside = super::run_inside(x, base, r.span) && super::run_inside(x, last, r.span);
+        if !inside || y_end > y.len() || r.rows == 0 || r.cols == 0 {
+            return;
+        }
+        let mut row = DwRow {
+            bias,
+            rq,
+            taps: r.span.as_ptr(),
+            cols: r.cols,
+            skip: 12 * r.skip,
+            rows: r.rows,
+            left: 0,
+            px: x.as_ptr().wrapping_offset(base),
+            px_step,
+            y: y.as_mut_ptr().wrapping_add(y_at),
+            y_step,
+            count,
+        };
+        macro_rules! channel {
+            ($a:literal, $m:literal, $p:literal) => {
+                concat!(
+                    "ldrd   {g}, {n}, [{px}, #",
+                    $m,
+                    "]\n",
+                    "ldrd   {o}, {x}, [{px}, #",
+                    $p,
+                    "]\n",
+                    "lsl    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {n}\n",
+                    "smmulr {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {g}\n",
+                    "add    {wa}, {o}, {",
+                    $a,
+                    "}, asr #31\n",
+                    "add    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {wa}, lsr #1\n",
+                    "asr    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {x}\n",
+                    "add    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {wb}\n",
+                    "ssat   {",
+                    $a,
+                    "}, #8, {",
+                    $a,
+                    "}",
+                )
+            };
+        }
+        macro_rules! row_asm {
+            ($($rows_head:literal,)* ; $($rows_tail:literal,)*) => {
+                asm!(
+                        "1:",
+                        "ldrd   {a0}, {a1}, [{st}, #{obias}]",
+                        "ldrd   {a2}, {a3}, [{st}, #{obias8}]",
+                        "ldrd   {g}, {n}, [{st}, #{otaps}]",
+                        $($rows_head,)*
+                        "ldr    {px}, [{st}, #{opx}]",
+                        "2:",
+                        "ldr    {o}, [{g}], #12",
+                        "ldr    {x}, [{px}, {o}]",
+                        "ldrd   {wa}, {wb}, [{g}, #-8]",
+                        "sxtb16 {o}, {x}",
+                        "sxtb16 {x}, {x}, ror #8",
+                        "smlabb {a0}, {o}, {wa}, {a0}",
+                        "smlatt {a2}, {o}, {wa}, {a2}",
+                        "smlabb {a1}, {x}, {wb}, {a1}",
+                        "smlatt {a3}, {x}, {wb}, {a3}",
+                        "subs   {n}, {n}, #1",
+                        "bne    2b",
+                        $($rows_tail,)*
+                        "ldr    {px}, [{st}, #{orq}]",
+                        "ldr    {wb}, [{px}, #64]",
+                        channel!("a0", "0", "8"),
+                        channel!("a1", "16", "24"),
+                        channel!("a2", "32", "40"),
+                        channel!("a3", "48", "56"),
+                        "bfi    {a0}, {a1}, #8, #8",
+                        "bfi    {a0}, {a2}, #16, #8",
+                        "bfi    {a0}, {a3}, #24, #8",
+                        "ldrd   {g}, {n}, [{px}, #68]",
+                        "ssub8  {wa}, {a0}, {g}",
+                        "sel    {a0}, {a0}, {g}",
+                        "ssub8  {wa}, {n}, {a0}",
+                        "sel    {a0}, {a0}, {n}",
+                        "ldrd   {g}, {n}, [{st}, #{oy}]",
+                        "str    {a0}, [{g}]",
+                        "add    {g}, {g}, {n}",
+                        "str    {g}, [{st}, #{oy}]",
+                        "ldrd   {g}, {n}, [{st}, #{opx}]",
+                        "add    {g}, {g}, {n}",
+                        "str    {g}, [{st}, #{opx}]",
+                        "ldr    {g}, [{st}, #{ocount}]",
+                        "subs   {g}, {g}, #1",
+                        "str    {g}, [{st}, #{ocount}]",
+                        "bne    1b",
+                        st = in(reg) &mut row as *mut DwRow,
+                        obias = const core::mem::offset_of!(DwRow, bias),
+                        obias8 = const core::mem::offset_of!(DwRow, bias) + 8,
+                        orq = const core::mem::offset_of!(DwRow, rq),
+                        ocols = const core::mem::offset_of!(DwRow, cols),
+                        orows = const core::mem::offset_of!(DwRow, rows),
+                        oleft = const core::mem::offset_of!(DwRow, left),
+                        otaps = const core::mem::offset_of!(DwRow, taps),
+                        opx = const core::mem::offset_of!(DwRow, px),
+                        oy = const core::mem::offset_of!(DwRow, y),
+                        ocount = const core::mem::offset_of!(DwRow, count),
+                        px = out(reg) _,
+                        g = out(reg) _,
+                        n = out(reg) _,
+                        o = out(reg) _,
+                        x = out(reg) _,
+                        wa = out(reg) _,
+                        wb = out(reg) _,
+                        a0 = out(reg) _,
+                        a1 = out(reg) _,
+                        a2 = out(reg) _,
+                        a3 = out(reg) _,
+                        options(nostack),
+                    );
+            };
+        }
+        // SAFETY: `st` points to `row`, a `repr(C)` value on this stack frame that the assembly
+        // reads and updates (its own `left`, `px`, `y` and `count`) and that lives until the
+        // block ends; `row.rq` points to `*rq` (`repr(C)`: four `Requant`s of four words each,
+        // then the offset and the two clamp words, all word-aligned for LDRD). The loop runs
+        // `count >= 1` pixels (`count - 1` did not underflow); pixel `i` reads `rows >= 1` runs
+        // of `cols >= 1` taps (one run where `rows` is 1), each run `skip` taps after the
+        // previous one's end, all inside `r.span` (`DwTaps::rect`: the window's first to last
+        // tap), and the input words at `base + i * px_step + off`: the first and last pixel's
+        // first and last tap were proved inside `x`, and the offsets increase (`DwTaps::fill`)
+        // as do the pixels' bases, so every word lies between. It writes the four bytes at
+        // `y_at + i * y_step`, the last ending at `y_end <= y.len()`. Unaligned LDR/STR are
+        // allowed; LDRD reads word-aligned fields. The assembly uses no stack; flags (GE, Q)
+        // are clobbered.
+        unsafe {
+            if r.rows > 1 {
+                row_asm!(
+                    "ldr    {px}, [{st}, #{orows}]",
+                    "str    {px}, [{st}, #{oleft}]",
+                    "3:",
+                    ;
+                    "ldrd   {n}, {o}, [{st}, #{ocols}]",
+                    "add    {g}, {g}, {o}",
+                    "ldr    {o}, [{st}, #{oleft}]",
+                    "subs   {o}, {o}, #1",
+                    "str    {o}, [{st}, #{oleft}]",
+                    "bne    3b",
+                );
+            } else {
+                // (The loop's field offsets, unused here, named in a comment.)
+                row_asm!("@ {orows} {oleft} {ocols}", ;);
+            }
+        }
+        let _ = &row;
     }
 
     /// The short requantisation's rounding for a right shift of at least 1 (see
@@ -420,6 +767,40 @@ mod imp {
 #[cfg(not(tinynas_dsp))]
 #[allow(dead_code)]
 mod imp {
+    use crate::fast::dw_groups::{DwTaps, Requant4, Win};
+
+    pub fn dw_taps(acc: [i32; 4], x: &[i8], base: isize, taps: &DwTaps, win: Win) -> [i32; 4] {
+        crate::fast::dw_groups::runs(taps, win).fold(acc, |a, r| {
+            if super::run_inside(x, base, r) {
+                crate::fast::dw_groups::taps_portable(a, x, base, r)
+            } else {
+                a
+            }
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn dw_row(
+        taps: &DwTaps,
+        win: Win,
+        bias: [i32; 4],
+        rq: &Requant4,
+        x: &[i8],
+        px: (isize, usize),
+        count: usize,
+        y: &mut [i8],
+        ys: (usize, usize),
+    ) {
+        crate::fast::dw_groups::row_portable::<crate::fast::mac::Dsp>(
+            taps, win, bias, rq, x, px, count, y, ys,
+        );
+    }
+
+    pub fn dw_requant4(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
+        if let Some(y) = y.get_mut(..4) {
+            crate::fast::dw_groups::requant4_portable::<crate::fast::mac::Dsp>(acc, k, y);
+        }
+    }
     fn lo(x: u32) -> i32 {
         i32::from(x as u16 as i16)
     }
@@ -539,4 +920,19 @@ fn fits(block: &[i8], p: usize, n: usize) -> bool {
     p < 4
         && block.as_ptr() as usize % 4 == 0
         && end.is_some_and(|e| n == 0 || e + 8 <= block.len() + 32)
+}
+
+/// Whether every tap of `run` reads a whole word of `x` at `base + off`: the first and the last
+/// do (the offsets of a run increase, see `DwTaps`).
+#[allow(dead_code)]
+#[inline(always)]
+fn run_inside(x: &[i8], base: isize, run: &[crate::fast::dw_groups::DwTap]) -> bool {
+    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+        return false;
+    };
+    let lo = base.checked_add(first.off as isize);
+    let hi = base
+        .checked_add(last.off as isize)
+        .and_then(|v| v.checked_add(4));
+    matches!((lo, hi), (Some(lo), Some(hi)) if lo >= 0 && hi as usize <= x.len())
 }

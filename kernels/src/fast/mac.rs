@@ -9,6 +9,8 @@
 //! fault. Every sum wraps like the reference kernels' (`i32` arithmetic is exact modulo 2^32 in any
 //! order).
 
+use super::dw_groups::{DwTaps, Requant4, Win};
+
 /// `s` in consecutive pieces of `n` (a shorter tail left out), like `chunks_exact`; unlike a
 /// `Zip` of `ChunksExact`, a `zip` of these never divides by `n` to size itself, so no
 /// division-by-zero panic path is left in the binary (the panic-never link check).
@@ -26,7 +28,6 @@ pub(crate) fn rows<T>(s: &[T], n: usize) -> impl Iterator<Item = &[T]> {
 }
 
 /// [`rows`] of a mutable slice.
-#[cfg(any(tinynas_dsp, tinynas_v6m, test))]
 #[inline(always)]
 pub(crate) fn rows_mut<T>(s: &mut [T], n: usize) -> impl Iterator<Item = &mut [T]> {
     let mut rest = s;
@@ -187,6 +188,36 @@ pub trait Mac {
     fn round_short(acc: i32, m: i32, half: i32, right: u32) -> i32 {
         let high = Self::mul_high_round(acc.wrapping_shl(1), m);
         high.wrapping_add(half.wrapping_add(high >> 31)) >> (right & 31)
+    }
+    /// Whether depthwise layers run group by group of four channels
+    /// ([`super::dw_groups`]: [`Mac::dw_taps`] and [`Mac::dw_requant4`] per output pixel).
+    const DW_GROUPS: bool = false;
+    /// `acc[j] += x[base + t.off + j] * w_j` over the taps of window `win` of `taps`. A run
+    /// that reaches outside `x` adds nothing (the kernels never pass one).
+    fn dw_taps(acc: [i32; 4], x: &[i8], base: isize, taps: &DwTaps, win: Win) -> [i32; 4] {
+        super::dw_groups::runs(taps, win)
+            .fold(acc, |a, r| super::dw_groups::taps_portable(a, x, base, r))
+    }
+    /// Four channels' accumulators requantised (short form) into `y[..4]`.
+    fn dw_requant4(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
+        super::dw_groups::requant4_portable::<Self>(acc, k, y);
+    }
+    /// `count` output pixels of one group: pixel `i` from `bias` and window `win` of `taps` at
+    /// `base + i * px_step`, requantised into `y[y_at + i * y_step..][..4]`. Nothing written
+    /// where the window is empty or a window or an output would leave its slice.
+    #[allow(clippy::too_many_arguments)]
+    fn dw_row(
+        taps: &DwTaps,
+        win: Win,
+        bias: [i32; 4],
+        rq: &Requant4,
+        x: &[i8],
+        px: (isize, usize),
+        count: usize,
+        y: &mut [i8],
+        ys: (usize, usize),
+    ) {
+        super::dw_groups::row_portable::<Self>(taps, win, bias, rq, x, px, count, y, ys);
     }
     /// Whether [`Mac::requant4`] and [`Mac::dw_pixel`] are vector kernels (MVE).
     const VECTOR: bool = false;
@@ -362,6 +393,32 @@ fn word(c: &[i8]) -> u32 {
 impl Mac for Dsp {
     const DW_ROWS: bool = true;
     const FUSED: bool = true;
+    const DW_GROUPS: bool = true;
+
+    #[inline(always)]
+    fn dw_taps(acc: [i32; 4], x: &[i8], base: isize, taps: &DwTaps, win: Win) -> [i32; 4] {
+        crate::isa_dsp::dw_taps(acc, x, base, taps, win)
+    }
+
+    #[inline(always)]
+    fn dw_requant4(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
+        crate::isa_dsp::dw_requant4(acc, k, y);
+    }
+
+    #[inline(always)]
+    fn dw_row(
+        taps: &DwTaps,
+        win: Win,
+        bias: [i32; 4],
+        rq: &Requant4,
+        x: &[i8],
+        px: (isize, usize),
+        count: usize,
+        y: &mut [i8],
+        ys: (usize, usize),
+    ) {
+        crate::isa_dsp::dw_row(taps, win, bias, rq, x, px, count, y, ys);
+    }
 
     #[inline(always)]
     fn round_short(acc: i32, m: i32, half: i32, right: u32) -> i32 {

@@ -7,13 +7,14 @@
 //!   whose product cancels the folded term exactly as the reference skips the tap;
 //! * weights are stored as the kernel reads them (convolution rows zero-padded to a multiple of 4);
 //! * a layer is run by the kernel its shape calls for ([`conv2d`] with a block of four im2col
-//!   columns in planned scratch, [`depthwise_conv2d`] over channel lanes), chosen by the
-//!   generator, never at run time;
+//!   columns in planned scratch, [`depthwise_conv2d`] over channel lanes, or on DSP group by
+//!   group of four channels, [`dw_groups`]), chosen by the generator, never at run time;
 //! * the first convolution of a `u8` model reads the pixels directly ([`conv2d_u8`]): the
 //!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered.
 //!
 //! The instruction-set paths are in [`mac`]: the inner loops are the only difference between them.
 
+pub mod dw_groups;
 pub mod mac;
 
 use crate::conv::ConvDims;
@@ -75,7 +76,8 @@ pub const fn im2col_scratch_bytes(d: &ConvDims) -> usize {
 /// followed by the output offset and the clamp, for every multiplier except `i32::MIN` (which
 /// `quantize_multiplier` never gives). The per-channel constants are worked out once per channel;
 /// [`Requant::apply`] then costs a few instructions per output.
-#[derive(Clone, Copy)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
 struct Requant {
     multiplier: i32,
     /// The left shift (plus one in the short form).
@@ -476,6 +478,18 @@ fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &F
     let d = p.dims;
     let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
     let mut blocks = DwBlocks::new(pad_value(&p.quant), mult);
+    if M::DW_GROUPS
+        && mult == 1
+        && dw_groups::depthwise_groups::<M, SHORT>(
+            input,
+            output,
+            p,
+            blocks.pad,
+            |x, y, at, from| blocks.pixel::<M, SHORT>(x, y, p, at, from),
+        )
+    {
+        return;
+    }
     if M::VECTOR && mult == 1 && d.in_c % 4 == 0 && mac::shifts_in_range(p.shift) {
         depthwise_vector::<M, SHORT>(input, output, p, &mut blocks);
         return;

@@ -1,0 +1,429 @@
+//! Depthwise convolution group by group of four channels (DSP): for each group the kernel's taps
+//! are prepared once as [`DwTaps`] (each tap's input offset from the window's first byte and its
+//! four weights widened to int16 pairs), with the group's requantisation constants; then each row
+//! of output pixels is one call of [`Mac::dw_row`] (taps and requantisation in assembly).
+//!
+//! The folded bias makes a padded tap contribute `pad * w` (see [`super`]). The output pixels fall
+//! into rectangles whose windows have the same taps inside the input (the interior, each border,
+//! each corner); in each, the padded taps' products are one constant per channel, `pad *
+//! sum(w outside)`, added to the folded bias once, and only the inside taps (a [`Win`] of the
+//! kernel) are run. The sums are the reference's integers, so the output is bit for bit its own.
+
+use super::mac::{Clamp, Mac};
+use super::{FastConv, Requant};
+
+/// The largest kernel (`k_h * k_w` taps) of the group path: 5x5. Larger kernels take the
+/// per-pixel path (the runs live on the stack, 12 bytes a tap).
+pub const MAX_TAPS: usize = 25;
+
+/// One kernel tap of a group of four channels: the input byte offset from the window's first byte
+/// (`ky * in_w * c + kx * c`), and the weights of channels 0 and 2 (`w02`: low, high halfword) and
+/// 1 and 3 (`w13`), as SMLABB/SMLATT read them next to SXTB16 of an input word.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DwTap {
+    pub off: i32,
+    pub w02: u32,
+    pub w13: u32,
+}
+
+/// Taps of one group in `[k_h][k_w]` order, their offsets strictly increasing (which
+/// [`DwTaps::fill`] ensures, and which the assembly's bounds proof rests on: a run's taps all lie
+/// between its first and its last).
+/// (The default has no taps: see [`DwTaps::fill`].)
+#[derive(Debug, Clone, Default)]
+pub struct DwTaps {
+    taps: [DwTap; MAX_TAPS],
+    n: usize,
+    k_w: usize,
+}
+
+/// The taps `rows.0..rows.1` x `cols.0..cols.1` of a kernel.
+pub type Win = ((usize, usize), (usize, usize));
+
+/// Where a [`Win`] lies in a [`DwTaps`]: `rows` runs of `cols` taps, the first at index
+/// `first`, each `k_w` taps after the previous; `span` holds the window's first to last tap.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rect<'a> {
+    pub span: &'a [DwTap],
+    pub rows: usize,
+    pub cols: usize,
+    /// Taps between the end of one run and the start of the next.
+    pub skip: usize,
+}
+
+/// Two int16 values as one word (`lo` in the low halfword).
+#[inline(always)]
+fn halves(lo: i32, hi: i32) -> u32 {
+    u32::from(lo as u16) | (u32::from(hi as u16) << 16)
+}
+
+impl DwTaps {
+    /// Whether [`DwTaps::fill`] takes the layer: depth multiplier 1, at least 4 channels, at
+    /// most [`MAX_TAPS`] taps, a kernel no wider than the input (so that the offsets increase)
+    /// and offsets that fit an `i32`.
+    pub fn fits(d: &crate::ConvDims) -> bool {
+        let n = d.k_h.checked_mul(d.k_w);
+        let end = d
+            .in_w
+            .checked_mul(d.in_c)
+            .and_then(|r| r.checked_mul(d.k_h));
+        d.in_c >= 4
+            && d.out_c == d.in_c
+            && n.is_some_and(|n| (1..=MAX_TAPS).contains(&n))
+            && d.k_w <= d.in_w
+            && end.is_some_and(|e| i32::try_from(e).is_ok())
+    }
+
+    /// The taps of channels `c0..c0 + 4` of a layer that [`DwTaps::fits`] (weights
+    /// `[k_h][k_w][c]`), and returns the sums of the four channels' weights. `None` (and no taps)
+    /// where the layer does not fit or the weights are short.
+    pub fn fill(&mut self, weights: &[i8], d: &crate::ConvDims, c0: usize) -> Option<[i32; 4]> {
+        self.n = 0;
+        if !Self::fits(d) {
+            return None;
+        }
+        let (c, in_row) = (d.in_c, d.in_w * d.in_c);
+        let mut sums = [0i32; 4];
+        let mut dst = super::mac::rows_mut(&mut self.taps, d.k_w);
+        let w = weights.get(c0..)?;
+        for ky in 0..d.k_h {
+            let row = dst.next()?;
+            // In row-major order, so increasing (`fits`: the kernel is no wider than the input,
+            // and the last offset fits an i32).
+            let mut off = (ky * in_row) as i32;
+            for (kx, t) in row.iter_mut().enumerate() {
+                let at = (ky * d.k_w + kx) * c;
+                let Some(&[w0, w1, w2, w3]) = w.get(at..at + 4) else {
+                    return None;
+                };
+                let w = [i32::from(w0), i32::from(w1), i32::from(w2), i32::from(w3)];
+                for (s, w) in sums.iter_mut().zip(w) {
+                    *s += w;
+                }
+                *t = DwTap {
+                    off,
+                    w02: halves(w[0], w[2]),
+                    w13: halves(w[1], w[3]),
+                };
+                off += c as i32;
+            }
+        }
+        self.n = d.k_h * d.k_w;
+        self.k_w = d.k_w;
+        Some(sums)
+    }
+
+    /// Where window `win` of the kernel lies, or `None` for an empty window or one outside the
+    /// kernel. A window of whole kernel rows is one run.
+    #[inline(always)]
+    pub(crate) fn rect(&self, ((y0, y1), (x0, x1)): Win) -> Option<Rect<'_>> {
+        let k_w = self.k_w;
+        if y0 >= y1 || x0 >= x1 || x1 > k_w {
+            return None;
+        }
+        let (first, last) = (y0 * k_w + x0, (y1 - 1) * k_w + x1 - 1);
+        let span = self.taps.get(first..=last).filter(|_| last < self.n)?;
+        let (rows, cols) = (y1 - y0, x1 - x0);
+        Some(if cols == k_w {
+            Rect {
+                span,
+                rows: 1,
+                cols: rows * cols,
+                skip: 0,
+            }
+        } else {
+            Rect {
+                span,
+                rows,
+                cols,
+                skip: k_w - cols,
+            }
+        })
+    }
+
+    /// The sums of the four channels' weights over window `win` (0 for an empty one).
+    #[inline(always)]
+    pub fn sums(&self, win: Win) -> [i32; 4] {
+        let [mut s0, mut s1, mut s2, mut s3] = [0i32; 4];
+        for run in runs(self, win) {
+            for t in run {
+                s0 += i32::from(t.w02 as u16 as i16);
+                s2 += (t.w02 as i32) >> 16;
+                s1 += i32::from(t.w13 as u16 as i16);
+                s3 += (t.w13 as i32) >> 16;
+            }
+        }
+        [s0, s1, s2, s3]
+    }
+}
+
+/// The requantisation of four channels as [`Mac::dw_requant4`] reads it: each channel's short
+/// form (multiplier, left shift plus one, `2^right`, right shift), the output offset, and the
+/// clamp's bounds as four int8 lanes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Requant4 {
+    rq: [Requant; 4],
+    pub offset: i32,
+    pub lo: u32,
+    pub hi: u32,
+}
+
+impl Requant4 {
+    /// The short form of channels `c0..c0 + 4` (only for layers the generator proved narrow).
+    pub fn new(p: &FastConv<'_>, c0: usize) -> Option<Self> {
+        let (m, s) = (p.multiplier.get(c0..c0 + 4)?, p.shift.get(c0..c0 + 4)?);
+        let k = Clamp::new(&p.quant);
+        let lanes = |v: i32| u32::from_le_bytes([v as u8; 4]);
+        let mut rq = [Requant::ZERO; 4];
+        for ((r, &m), &s) in rq.iter_mut().zip(m).zip(s) {
+            *r = Requant::new::<true>(m, s);
+        }
+        Some(Requant4 {
+            rq,
+            offset: k.offset,
+            lo: lanes(k.lo),
+            hi: lanes(k.hi),
+        })
+    }
+}
+
+/// A row of output pixels of one group with the same window inside the input, as the DSP assembly
+/// walks it (`repr(C)`: the assembly reads the fields at their offsets): per pixel the bias, the
+/// window's taps from `px`, the requantisation into `y`, then `px += px_step`, `y += y_step`.
+#[repr(C)]
+#[derive(Debug)]
+#[cfg_attr(not(tinynas_dsp), allow(dead_code))]
+pub(crate) struct DwRow {
+    pub bias: [i32; 4],
+    pub rq: *const Requant4,
+    /// The window's first tap, its runs' length, the bytes from a run's end to the next run, the
+    /// number of runs, and the runs left (the assembly's counter).
+    pub taps: *const DwTap,
+    pub cols: usize,
+    pub skip: usize,
+    pub rows: usize,
+    pub left: usize,
+    pub px: *const i8,
+    pub px_step: usize,
+    pub y: *mut i8,
+    pub y_step: usize,
+    pub count: usize,
+}
+
+/// [`Mac::dw_row`] in plain Rust: per pixel [`Mac::dw_taps`] and [`Mac::dw_requant4`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn row_portable<M: Mac + ?Sized>(
+    taps: &DwTaps,
+    win: Win,
+    bias: [i32; 4],
+    rq: &Requant4,
+    x: &[i8],
+    (base, px_step): (isize, usize),
+    count: usize,
+    y: &mut [i8],
+    (y_at, y_step): (usize, usize),
+) {
+    for i in 0..count {
+        let at = base.wrapping_add((i * px_step) as isize);
+        let acc = M::dw_taps(bias, x, at, taps, win);
+        if let Some(y) = y.get_mut(y_at + i * y_step..) {
+            M::dw_requant4(acc, rq, y);
+        }
+    }
+}
+
+/// [`Mac::dw_taps`] in plain Rust: `acc[j] += x[base + t.off + j] * w_j` over the taps of one
+/// run. Taps outside `x` are skipped (the kernels never pass one).
+#[inline(always)]
+pub(crate) fn taps_portable(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
+    let mut acc = acc;
+    let half = |v: u32, hi: bool| i32::from((if hi { v >> 16 } else { v }) as u16 as i16);
+    for t in run {
+        let at = base.wrapping_add(t.off as isize);
+        let Some(v) = usize::try_from(at)
+            .ok()
+            .and_then(|at| x.get(at..at.checked_add(4)?))
+        else {
+            continue;
+        };
+        let w = [
+            half(t.w02, false),
+            half(t.w13, false),
+            half(t.w02, true),
+            half(t.w13, true),
+        ];
+        for ((a, &x), w) in acc.iter_mut().zip(v).zip(w) {
+            *a = a.wrapping_add(i32::from(x) * w);
+        }
+    }
+    acc
+}
+
+/// The runs of a window in a [`DwTaps`], one slice each.
+#[inline(always)]
+pub(crate) fn runs(taps: &DwTaps, win: Win) -> impl Iterator<Item = &[DwTap]> {
+    let r = taps.rect(win);
+    let (span, rows, cols, step) = r.map_or((&[][..], 0, 0, 1), |r| {
+        (r.span, r.rows, r.cols, r.cols + r.skip)
+    });
+    (0..rows).filter_map(move |i| span.get(i * step..i * step + cols))
+}
+
+/// [`Mac::dw_requant4`] in plain Rust: the short form of `Requant::apply`, the offset, int8
+/// saturation and the clamp.
+#[inline(always)]
+pub(crate) fn requant4_portable<M: Mac + ?Sized>(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
+    for ((y, a), rq) in y.iter_mut().zip(acc).zip(&k.rq) {
+        let high = M::mul_high_round(a.wrapping_shl(rq.left), rq.multiplier);
+        let nudge = rq.pow.wrapping_sub((high as u32) >> 31) >> 1;
+        let v = high.wrapping_add(nudge as i32) >> (rq.right & 31);
+        let v = v.wrapping_add(k.offset).clamp(-128, 127);
+        *y = v
+            .max(i32::from(k.lo as u8 as i8))
+            .min(i32::from(k.hi as u8 as i8)) as i8;
+    }
+}
+
+/// Runs of output rows (or columns) whose windows have the same taps inside the input:
+/// `(from, to, k_lo, k_hi)` for outputs `from..to`, taps `k_lo..k_hi` along that side. At most
+/// [`MAX_SPANS`] (the taps inside change at most `k` times at each edge); `None` for more.
+fn spans(out: usize, k: usize, stride: usize, pad: usize, len: usize) -> Option<Spans> {
+    let mut v = Spans {
+        s: [[0; 4]; MAX_SPANS],
+        n: 0,
+    };
+    for o in 0..out {
+        let at = o * stride;
+        let lo = pad.saturating_sub(at).min(k);
+        let hi = (len + pad).saturating_sub(at).clamp(lo, k);
+        let (o16, lo, hi) = (u16::try_from(o).ok()?, lo as u16, hi as u16);
+        match v.n.checked_sub(1).and_then(|i| v.s.get_mut(i)) {
+            Some(last) if (last[2], last[3]) == (lo, hi) => last[1] = o16 + 1,
+            _ => {
+                *v.s.get_mut(v.n)? = [o16, o16 + 1, lo, hi];
+                v.n += 1;
+            }
+        }
+    }
+    Some(v)
+}
+
+const MAX_SPANS: usize = 12;
+
+/// [`spans`], 16 bits a field (to keep the stack small).
+struct Spans {
+    s: [[u16; 4]; MAX_SPANS],
+    n: usize,
+}
+
+impl Spans {
+    fn iter(&self) -> impl Iterator<Item = (usize, usize, usize, usize)> + Clone + '_ {
+        let s = self.s.get(..self.n).unwrap_or(&[]);
+        s.iter()
+            .map(|&[a, b, c, d]| (a.into(), b.into(), c.into(), d.into()))
+    }
+}
+
+/// The group path of a depthwise layer that [`DwTaps::fits`]: channel groups `0..4 * (c / 4)`,
+/// then the last `c % 4` channels of each pixel by `tail`. False (nothing written) where the
+/// layer does not fit.
+///
+/// Each rectangle of output pixels with the same window runs along its rows (or columns, where
+/// it is taller than wide), a row per [`Mac::dw_row`]. A window wholly in the padding has no
+/// taps: its pixels are the requantised bias.
+#[inline(always)]
+pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
+    input: &[i8],
+    output: &mut [i8],
+    p: &FastConv<'_>,
+    pad: i8,
+    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize), usize) -> bool,
+) -> bool {
+    let d = p.dims;
+    let c = d.in_c;
+    let (Some(ys), Some(xs), true) = (
+        spans(d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
+        spans(d.out_w, d.k_w, d.stride, d.pad_left, d.in_w),
+        DwTaps::fits(&d),
+    ) else {
+        return false;
+    };
+    let full = ((0, d.k_h), (0, d.k_w));
+    let pad = i32::from(pad);
+    let (ci, in_w, in_row) = (c as isize, d.in_w as isize, d.in_w * c);
+    // The window's first byte and the output of pixel (oy, ox), channel c0.
+    let base = |oy: usize, ox: usize, c0: usize| {
+        let y0 = (oy * d.stride) as isize - d.pad_top as isize;
+        let x0 = (ox * d.stride) as isize - d.pad_left as isize;
+        (y0 * in_w + x0) * ci + c0 as isize
+    };
+    let y_at = |oy: usize, ox: usize, c0: usize| (oy * d.out_w + ox) * c + c0;
+    let mut taps = DwTaps::default();
+    for c0 in (0..c.saturating_sub(3)).step_by(4) {
+        let (Some(bias), Some(m), Some(s), Some(total)) = (
+            p.bias.get(c0..c0 + 4),
+            p.multiplier.get(c0..c0 + 4),
+            p.shift.get(c0..c0 + 4),
+            taps.fill(p.weights, &d, c0),
+        ) else {
+            return true;
+        };
+        let rq = if SHORT { Requant4::new(p, c0) } else { None };
+        for (oy0, oy1, ky_lo, ky_hi) in ys.iter() {
+            for (ox0, ox1, kx_lo, kx_hi) in xs.iter() {
+                let win = ((ky_lo, ky_hi), (kx_lo, kx_hi));
+                let inside = if win == full { total } else { taps.sums(win) };
+                // The folded bias plus the padded taps' products.
+                let mut b = [0i32; 4];
+                for (((b, &bias), &t), &i) in b.iter_mut().zip(bias).zip(&total).zip(&inside) {
+                    *b = bias.wrapping_add(pad.wrapping_mul(t.wrapping_sub(i)));
+                }
+                match &rq {
+                    _ if taps.rect(win).is_none() => {}
+                    Some(k) if ox1 - ox0 >= oy1 - oy0 => {
+                        for oy in oy0..oy1 {
+                            let at = (base(oy, ox0, c0), d.stride * c);
+                            let ys = (y_at(oy, ox0, c0), c);
+                            M::dw_row(&taps, win, b, k, input, at, ox1 - ox0, output, ys);
+                        }
+                    }
+                    Some(k) => {
+                        for ox in ox0..ox1 {
+                            let at = (base(oy0, ox, c0), d.stride * in_row);
+                            let ys = (y_at(oy0, ox, c0), d.out_w * c);
+                            M::dw_row(&taps, win, b, k, input, at, oy1 - oy0, output, ys);
+                        }
+                    }
+                    None => {}
+                }
+                // A window wholly in the padding (no taps), and every window without the short
+                // requantisation: pixel by pixel.
+                if rq.is_none() || taps.rect(win).is_none() {
+                    for (oy, ox) in (oy0..oy1).flat_map(|y| (ox0..ox1).map(move |x| (y, x))) {
+                        let acc = M::dw_taps(b, input, base(oy, ox, c0), &taps, win);
+                        let at = y_at(oy, ox, c0);
+                        let Some(y) = output.get_mut(at..at + 4) else {
+                            return true;
+                        };
+                        for ((y, a), (&m, &s)) in y.iter_mut().zip(acc).zip(m.iter().zip(s)) {
+                            *y = Requant::new::<SHORT>(m, s).apply::<M, SHORT>(a, &p.quant);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if c % 4 != 0 {
+        let from = c - c % 4;
+        for (i, y) in output.chunks_exact_mut(c).enumerate() {
+            let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
+            if oy >= d.out_h || !tail(input, y, (oy, ox), from) {
+                return true;
+            }
+        }
+    }
+    true
+}
