@@ -10,7 +10,7 @@
 
 #[cfg(tinynas_dsp)]
 mod imp {
-    use crate::fast::dw_groups::{runs, DwRow, DwTap, DwTaps, Requant4, Win};
+    use crate::fast::dw_groups::{runs, DwRow, DwTap, DwTaps, Requant4, RequantCol, Win};
     use core::arch::asm;
 
     /// SXTB16: bytes 0 and 2 of `x`, sign-extended to two halfwords.
@@ -249,7 +249,7 @@ mod imp {
     /// the nudge, ASR, the offset, SSAT) and clamped lane-wise (SSUB8, SEL) into `y[..4]`;
     /// nothing written where `y` is shorter.
     #[inline(always)]
-    pub fn dw_requant4(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
+    pub fn requant_quad(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
         let Some(y) = y.get_mut(..4) else {
             return;
         };
@@ -325,6 +325,101 @@ mod imp {
                 a2 = inout(reg) a2 => _,
                 a3 = inout(reg) a3 => _,
                 off = out(reg) _,
+                m = out(reg) _,
+                l = out(reg) _,
+                pw = out(reg) _,
+                r = out(reg) _,
+                t = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+
+    /// One channel's four accumulators requantised by `k` (the short form of `Requant::apply`,
+    /// the offset, SSAT, the clamp by SSUB8/SEL) into `y[q * stride]`, `q < 4`; nothing written
+    /// where `y` is shorter.
+    #[inline(always)]
+    pub fn requant_col(acc: [i32; 4], k: &RequantCol, y: &mut [i8], stride: usize) {
+        let end = stride.checked_mul(3).and_then(|e| e.checked_add(1));
+        if !end.is_some_and(|e| e <= y.len()) {
+            return;
+        }
+        let [a0, a1, a2, a3] = acc;
+        macro_rules! value {
+            ($a:literal) => {
+                concat!(
+                    "lsl    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {l}\n",
+                    "smmulr {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {m}\n",
+                    "add    {t}, {pw}, {",
+                    $a,
+                    "}, asr #31\n",
+                    "add    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {t}, lsr #1\n",
+                    "asr    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {r}\n",
+                    "ldr    {t}, [{k}, #16]\n",
+                    "add    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {t}\n",
+                    "ssat   {",
+                    $a,
+                    "}, #8, {",
+                    $a,
+                    "}",
+                )
+            };
+        }
+        // SAFETY: reads the 28 bytes of `*k` (`repr(C)`: a `Requant` of four words, then the
+        // offset and the two clamp words, word-aligned for LDRD) and writes the bytes at `y`,
+        // `y + stride`, `y + 2 stride` and `y + 3 stride`, inside `y` (`3 stride + 1 <= len`,
+        // checked). No stack; flags (GE) clobbered.
+        unsafe {
+            asm!(
+                "ldrd   {m}, {l}, [{k}]",
+                "ldrd   {pw}, {r}, [{k}, #8]",
+                value!("a0"),
+                value!("a1"),
+                value!("a2"),
+                value!("a3"),
+                "bfi    {a0}, {a1}, #8, #8",
+                "bfi    {a0}, {a2}, #16, #8",
+                "bfi    {a0}, {a3}, #24, #8",
+                "ldrd   {m}, {pw}, [{k}, #20]",
+                "ssub8  {t}, {a0}, {m}",
+                "sel    {a0}, {a0}, {m}",
+                "ssub8  {t}, {pw}, {a0}",
+                "sel    {a0}, {a0}, {pw}",
+                "strb   {a0}, [{y}]",
+                "lsr    {a0}, {a0}, #8",
+                "strb   {a0}, [{y}, {st}]",
+                "add    {y}, {y}, {st}, lsl #1",
+                "lsr    {a0}, {a0}, #8",
+                "strb   {a0}, [{y}]",
+                "lsr    {a0}, {a0}, #8",
+                "strb   {a0}, [{y}, {st}]",
+                k = in(reg) k as *const RequantCol,
+                y = inout(reg) y.as_mut_ptr() => _,
+                st = in(reg) stride,
+                a0 = inout(reg) a0 => _,
+                a1 = inout(reg) a1 => _,
+                a2 = inout(reg) a2 => _,
+                a3 = inout(reg) a3 => _,
                 m = out(reg) _,
                 l = out(reg) _,
                 pw = out(reg) _,
@@ -767,7 +862,7 @@ mod imp {
 #[cfg(not(tinynas_dsp))]
 #[allow(dead_code)]
 mod imp {
-    use crate::fast::dw_groups::{DwTaps, Requant4, Win};
+    use crate::fast::dw_groups::{DwTaps, Requant4, RequantCol, Win};
 
     pub fn dw_taps(acc: [i32; 4], x: &[i8], base: isize, taps: &DwTaps, win: Win) -> [i32; 4] {
         crate::fast::dw_groups::runs(taps, win).fold(acc, |a, r| {
@@ -796,9 +891,18 @@ mod imp {
         );
     }
 
-    pub fn dw_requant4(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
+    pub fn requant_col(acc: [i32; 4], k: &RequantCol, y: &mut [i8], stride: usize) {
+        let end = stride.checked_mul(3).and_then(|e| e.checked_add(1));
+        if end.is_some_and(|e| e <= y.len()) {
+            crate::fast::dw_groups::requant_col_portable::<crate::fast::mac::Dsp>(
+                acc, k, y, stride,
+            );
+        }
+    }
+
+    pub fn requant_quad(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
         if let Some(y) = y.get_mut(..4) {
-            crate::fast::dw_groups::requant4_portable::<crate::fast::mac::Dsp>(acc, k, y);
+            crate::fast::dw_groups::requant_quad_portable::<crate::fast::mac::Dsp>(acc, k, y);
         }
     }
     fn lo(x: u32) -> i32 {

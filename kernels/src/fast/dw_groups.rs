@@ -158,7 +158,7 @@ impl DwTaps {
     }
 }
 
-/// The requantisation of four channels as [`Mac::dw_requant4`] reads it: each channel's short
+/// The requantisation of four channels as [`Mac::requant_quad`] reads it: each channel's short
 /// form (multiplier, left shift plus one, `2^right`, right shift), the output offset, and the
 /// clamp's bounds as four int8 lanes.
 #[repr(C)]
@@ -189,6 +189,54 @@ impl Requant4 {
     }
 }
 
+/// The requantisation of one channel as [`Mac::requant_col`] reads it: the channel's short form,
+/// then the output offset and the clamp's bounds as four int8 lanes (as in [`Requant4`]).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct RequantCol {
+    rq: Requant,
+    pub offset: i32,
+    pub lo: u32,
+    pub hi: u32,
+}
+
+impl RequantCol {
+    /// The short form of a channel with multiplier `m` and shift `s` (layers proved narrow).
+    #[inline(always)]
+    pub fn new(m: i32, s: i32, k: &Clamp) -> Self {
+        let lanes = |v: i32| u32::from_le_bytes([v as u8; 4]);
+        RequantCol {
+            rq: Requant::new::<true>(m, s),
+            offset: k.offset,
+            lo: lanes(k.lo),
+            hi: lanes(k.hi),
+        }
+    }
+}
+
+/// [`Mac::requant_col`] in plain Rust: the short form of `Requant::apply` of one channel, the
+/// offset, int8 saturation and the clamp, into `y[q * stride]` for `q < 4`.
+#[inline(always)]
+pub(crate) fn requant_col_portable<M: Mac + ?Sized>(
+    acc: [i32; 4],
+    k: &RequantCol,
+    y: &mut [i8],
+    stride: usize,
+) {
+    let rq = &k.rq;
+    for (q, a) in acc.into_iter().enumerate() {
+        let high = M::mul_high_round(a.wrapping_shl(rq.left), rq.multiplier);
+        let nudge = rq.pow.wrapping_sub((high as u32) >> 31) >> 1;
+        let v = high.wrapping_add(nudge as i32) >> (rq.right & 31);
+        let v = v.wrapping_add(k.offset).clamp(-128, 127);
+        if let Some(y) = y.get_mut(q * stride) {
+            *y = v
+                .max(i32::from(k.lo as u8 as i8))
+                .min(i32::from(k.hi as u8 as i8)) as i8;
+        }
+    }
+}
+
 /// A row of output pixels of one group with the same window inside the input, as the DSP assembly
 /// walks it (`repr(C)`: the assembly reads the fields at their offsets): per pixel the bias, the
 /// window's taps from `px`, the requantisation into `y`, then `px += px_step`, `y += y_step`.
@@ -212,7 +260,7 @@ pub(crate) struct DwRow {
     pub count: usize,
 }
 
-/// [`Mac::dw_row`] in plain Rust: per pixel [`Mac::dw_taps`] and [`Mac::dw_requant4`].
+/// [`Mac::dw_row`] in plain Rust: per pixel [`Mac::dw_taps`] and [`Mac::requant_quad`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn row_portable<M: Mac + ?Sized>(
@@ -230,7 +278,7 @@ pub(crate) fn row_portable<M: Mac + ?Sized>(
         let at = base.wrapping_add((i * px_step) as isize);
         let acc = M::dw_taps(bias, x, at, taps, win);
         if let Some(y) = y.get_mut(y_at + i * y_step..) {
-            M::dw_requant4(acc, rq, y);
+            M::requant_quad(acc, rq, y);
         }
     }
 }
@@ -272,10 +320,10 @@ pub(crate) fn runs(taps: &DwTaps, win: Win) -> impl Iterator<Item = &[DwTap]> {
     (0..rows).filter_map(move |i| span.get(i * step..i * step + cols))
 }
 
-/// [`Mac::dw_requant4`] in plain Rust: the short form of `Requant::apply`, the offset, int8
+/// [`Mac::requant_quad`] in plain Rust: the short form of `Requant::apply`, the offset, int8
 /// saturation and the clamp.
 #[inline(always)]
-pub(crate) fn requant4_portable<M: Mac + ?Sized>(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
+pub(crate) fn requant_quad_portable<M: Mac + ?Sized>(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
     for ((y, a), rq) in y.iter_mut().zip(acc).zip(&k.rq) {
         let high = M::mul_high_round(a.wrapping_shl(rq.left), rq.multiplier);
         let nudge = rq.pow.wrapping_sub((high as u32) >> 31) >> 1;

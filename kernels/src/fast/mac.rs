@@ -9,7 +9,7 @@
 //! fault. Every sum wraps like the reference kernels' (`i32` arithmetic is exact modulo 2^32 in any
 //! order).
 
-use super::dw_groups::{DwTaps, Requant4, Win};
+use super::dw_groups::{DwTaps, Requant4, RequantCol, Win};
 
 /// `s` in consecutive pieces of `n` (a shorter tail left out), like `chunks_exact`; unlike a
 /// `Zip` of `ChunksExact`, a `zip` of these never divides by `n` to size itself, so no
@@ -190,7 +190,7 @@ pub trait Mac {
         high.wrapping_add(half.wrapping_add(high >> 31)) >> (right & 31)
     }
     /// Whether depthwise layers run group by group of four channels
-    /// ([`super::dw_groups`]: [`Mac::dw_taps`] and [`Mac::dw_requant4`] per output pixel).
+    /// ([`super::dw_groups`]: [`Mac::dw_taps`] and [`Mac::requant_quad`] per output pixel).
     const DW_GROUPS: bool = false;
     /// `acc[j] += x[base + t.off + j] * w_j` over the taps of window `win` of `taps`. A run
     /// that reaches outside `x` adds nothing (the kernels never pass one).
@@ -198,9 +198,17 @@ pub trait Mac {
         super::dw_groups::runs(taps, win)
             .fold(acc, |a, r| super::dw_groups::taps_portable(a, x, base, r))
     }
+    /// Whether [`Mac::requant_quad`] and [`Mac::requant_col`] are the instruction set's own
+    /// (DSP: SMMULR, SSAT, SSUB8/SEL), which the convolutions then use for the short form.
+    const QUAD_REQUANT: bool = false;
     /// Four channels' accumulators requantised (short form) into `y[..4]`.
-    fn dw_requant4(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
-        super::dw_groups::requant4_portable::<Self>(acc, k, y);
+    fn requant_quad(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
+        super::dw_groups::requant_quad_portable::<Self>(acc, k, y);
+    }
+    /// One channel's accumulators of four output pixels requantised (short form) into
+    /// `y[q * stride]`, `q < 4`.
+    fn requant_col(acc: [i32; 4], k: &RequantCol, y: &mut [i8], stride: usize) {
+        super::dw_groups::requant_col_portable::<Self>(acc, k, y, stride);
     }
     /// `count` output pixels of one group: pixel `i` from `bias` and window `win` of `taps` at
     /// `base + i * px_step`, requantised into `y[y_at + i * y_step..][..4]`. Nothing written
@@ -400,9 +408,16 @@ impl Mac for Dsp {
         crate::isa_dsp::dw_taps(acc, x, base, taps, win)
     }
 
+    const QUAD_REQUANT: bool = true;
+
     #[inline(always)]
-    fn dw_requant4(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
-        crate::isa_dsp::dw_requant4(acc, k, y);
+    fn requant_quad(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
+        crate::isa_dsp::requant_quad(acc, k, y);
+    }
+
+    #[inline(always)]
+    fn requant_col(acc: [i32; 4], k: &RequantCol, y: &mut [i8], stride: usize) {
+        crate::isa_dsp::requant_col(acc, k, y, stride);
     }
 
     #[inline(always)]

@@ -377,10 +377,14 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
             let channels = channels(p.weights, kp, p.bias, p.multiplier, p.shift).take(oc);
             for (c, ((row, &b), (&m, &s))) in channels.enumerate() {
                 let acc = M::dot_block(block, row, [b; 4]);
-                let rq = Requant::new::<true>(m, s);
                 let Some(yc) = y.get_mut(c..) else {
                     return;
                 };
+                if M::QUAD_REQUANT {
+                    M::requant_col(acc, &dw_groups::RequantCol::new(m, s, &k), yc, oc);
+                    continue;
+                }
+                let rq = Requant::new::<true>(m, s);
                 let v = if rq.right >= 1 {
                     let half = (rq.pow >> 1) as i32;
                     acc.map(|a| M::round_short(a, m, half, rq.right))
