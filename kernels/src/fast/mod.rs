@@ -204,6 +204,8 @@ pub trait Pixel: Copy {
     /// What a word of four pixels is XORed with to give four int8 (`u8`: `0x80808080`).
     const XOR: u32;
     fn to_i8(self) -> i8;
+    /// The byte as it is stored.
+    fn to_u8(self) -> u8;
 }
 
 impl Pixel for i8 {
@@ -212,6 +214,10 @@ impl Pixel for i8 {
     fn to_i8(self) -> i8 {
         self
     }
+    #[inline(always)]
+    fn to_u8(self) -> u8 {
+        self as u8
+    }
 }
 
 impl Pixel for u8 {
@@ -219,6 +225,10 @@ impl Pixel for u8 {
     #[inline(always)]
     fn to_i8(self) -> i8 {
         (self ^ 0x80) as i8
+    }
+    #[inline(always)]
+    fn to_u8(self) -> u8 {
+        self
     }
 }
 
@@ -269,9 +279,25 @@ fn gather<T: Pixel>(input: &[T], d: &ConvDims, oy: usize, ox: usize, pad: i8, co
     }
 }
 
+/// `dst[i] = src[i].to_i8()`, a word of four at a time (one load, XOR and store where the target
+/// allows unaligned words; Armv6-M does not, and copies byte by byte).
 #[inline(always)]
 fn copy<T: Pixel>(dst: &mut [i8], src: &[T]) {
-    for (d, &s) in dst.iter_mut().zip(src) {
+    if cfg!(tinynas_v6m) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s.to_i8();
+        }
+        return;
+    }
+    let (mut d4, mut s4) = (dst.chunks_exact_mut(4), src.chunks_exact(4));
+    for (d, s) in d4.by_ref().zip(s4.by_ref()) {
+        if let ([d0, d1, d2, d3], [s0, s1, s2, s3]) = (d, s) {
+            let w = u32::from_le_bytes([s0.to_u8(), s1.to_u8(), s2.to_u8(), s3.to_u8()]) ^ T::XOR;
+            let [b0, b1, b2, b3] = w.to_le_bytes();
+            (*d0, *d1, *d2, *d3) = (b0 as i8, b1 as i8, b2 as i8, b3 as i8);
+        }
+    }
+    for (d, &s) in d4.into_remainder().iter_mut().zip(s4.remainder()) {
         *d = s.to_i8();
     }
 }
