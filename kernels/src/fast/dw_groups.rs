@@ -212,6 +212,12 @@ impl RequantCol {
             hi: lanes(k.hi),
         }
     }
+
+    /// The same clamp for a channel with multiplier `m` and shift `s`.
+    #[inline(always)]
+    pub fn set(&mut self, m: i32, s: i32) {
+        self.rq = Requant::new::<true>(m, s);
+    }
 }
 
 /// [`Mac::requant_col`] in plain Rust: the short form of `Requant::apply` of one channel, the

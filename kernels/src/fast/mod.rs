@@ -401,13 +401,15 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
         if SHORT && M::FUSED && n == 4 && oc > OC_BLOCK {
             let k = clamp;
             let channels = channels(p.weights, kp, p.bias, p.multiplier, p.shift).take(oc);
+            let mut rc = dw_groups::RequantCol::new(0, 0, &k);
             for (c, ((row, &b), (&m, &s))) in channels.enumerate() {
                 let acc = M::dot_block(block, row, [b; 4]);
                 let Some(yc) = y.get_mut(c..) else {
                     return;
                 };
                 if M::QUAD_REQUANT {
-                    M::requant_col(acc, &dw_groups::RequantCol::new(m, s, &k), yc, oc);
+                    rc.set(m, s);
+                    M::requant_col(acc, &rc, yc, oc);
                     continue;
                 }
                 let rq = Requant::new::<true>(m, s);
@@ -761,6 +763,30 @@ pub fn max_pool2d(input: &[i8], output: &mut [i8], d: &PoolDims) {
 
 fn max_pool<M: Mac>(input: &[i8], output: &mut [i8], d: &PoolDims) {
     let c = d.channels.max(1);
+    // The usual 2x2 stride-2 pool without padding, where the instruction set has no vector
+    // window: the output pixels whose windows are inside the input row by row, two input rows
+    // walked side by side ([`Mac::max4`] per pixel, no window arithmetic).
+    let (mut inner_h, mut inner_w) = (0, 0);
+    if !M::VECTOR && (d.k_h, d.k_w, d.stride, d.pad_top, d.pad_left) == (2, 2, 2, 0, 0) {
+        (inner_h, inner_w) = (d.out_h.min(d.in_h / 2), d.out_w.min(d.in_w / 2));
+        let row = d.in_w * c;
+        let rows_in = mac::rows(input, 2 * row);
+        for (yrow, x) in mac::rows_mut(output, d.out_w * c)
+            .zip(rows_in)
+            .take(inner_h)
+        {
+            let Some((r0, r1)) = x.split_at_checked(row) else {
+                return;
+            };
+            let pixels = mac::rows(r0, 2 * c).zip(mac::rows(r1, 2 * c));
+            for (y, (a, b)) in mac::rows_mut(yrow, c).zip(pixels).take(inner_w) {
+                let halves = (a.split_at_checked(c), b.split_at_checked(c));
+                if let (Some((a0, a1)), Some((b0, b1))) = halves {
+                    M::max4(y, [a0, a1, b0, b1]);
+                }
+            }
+        }
+    }
     let mut ys = output.chunks_exact_mut(c);
     for oy in 0..d.out_h {
         let y0 = oy * d.stride;
@@ -769,6 +795,9 @@ fn max_pool<M: Mac>(input: &[i8], output: &mut [i8], d: &PoolDims) {
         let ky_hi = (d.in_h + d.pad_top).saturating_sub(y0).clamp(ky_lo, d.k_h);
         for ox in 0..d.out_w {
             let Some(y) = ys.next() else { return };
+            if oy < inner_h && ox < inner_w {
+                continue;
+            }
             let x0 = ox * d.stride;
             let kx_lo = d.pad_left.saturating_sub(x0).min(d.k_w);
             let kx_hi = (d.in_w + d.pad_left).saturating_sub(x0).clamp(kx_lo, d.k_w);

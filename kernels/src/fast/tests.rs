@@ -318,6 +318,31 @@ proptest! {
     }
 
     #[test]
+    fn max_pool_2x2_rows_equal_the_reference(
+        (ih, iw, c, oh, ow, input) in (1usize..=9, 1usize..=9, 1usize..=11).prop_flat_map(
+            |(ih, iw, c)| (
+                Just(ih), Just(iw), Just(c),
+                1..=ih.div_ceil(2) + 1, 1..=iw.div_ceil(2) + 1,
+                prop::collection::vec(any::<i8>(), ih * iw * c),
+            ),
+        ),
+    ) {
+        // The row-by-row path of the 2x2 stride-2 pool without padding, and the pixels around it
+        // (odd sizes, and outputs past the input's half) by the general one.
+        let d = PoolDims {
+            in_h: ih, in_w: iw, channels: c, out_h: oh, out_w: ow, k_h: 2, k_w: 2,
+            stride: 2, pad_top: 0, pad_left: 0,
+        };
+        let mut want = vec![0i8; oh * ow * c];
+        crate::max_pool2d(&input, &mut want, &d);
+        for run in [max_pool::<Portable>, max_pool::<Dsp>, max_pool::<Mve>, max_pool::<V6m>] {
+            let mut got = vec![0i8; oh * ow * c];
+            run(&input, &mut got, &d);
+            prop_assert_eq!(&got, &want);
+        }
+    }
+
+    #[test]
     fn requantize_equals_the_reference(
         acc in prop_oneof![any::<i32>(), -(1i32 << 30) + 1..(1i32 << 30)],
         m in multiplier(),
