@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::{train::epoch_bar, MessageFormat, ProjectBoardArgs};
 use anyhow::Context;
 use cargo_tinynas::exit_codes;
+use cargo_tinynas::search::journal::EntryKind;
 use clap::Args;
 
 #[derive(Args, Debug)]
@@ -202,7 +203,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                 }
                 Status::Invalid(w) => ("invalid", Some(format!("invalid: {w}"))),
             };
-            let name = if entry.kind == "final" {
+            let name = if entry.kind == EntryKind::Final {
                 format!("{} (final)", entry.arch)
             } else {
                 entry.arch.clone()

@@ -99,22 +99,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
     let m = &outcome.measurement;
     let latency = m.latency.iter().copied().max().unwrap_or(0);
     let flash = m.sizes.flash().saturating_sub(input_bytes);
-    let mut over = Vec::new();
-    if m.peak_sram_bytes() > budgets.ram_bytes {
-        over.push(format!(
-            "peak SRAM {} > {} bytes",
-            m.peak_sram_bytes(),
-            budgets.ram_bytes
-        ));
-    }
-    if flash > budgets.flash_bytes {
-        over.push(format!("flash {flash} > {} bytes", budgets.flash_bytes));
-    }
-    if let Some(l) = budgets.latency_cycles {
-        if latency > l {
-            over.push(format!("latency {latency} > {l} {}", m.unit.name()));
-        }
-    }
+    let over = budgets.check(m.peak_sram_bytes(), flash, latency, m.unit.name());
     let code = if !outcome.outputs_match() {
         exit_codes::MISMATCH
     } else if !over.is_empty() {

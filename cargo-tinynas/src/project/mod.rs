@@ -48,6 +48,33 @@ pub struct Budgets {
     pub explain: Vec<String>,
 }
 
+impl Budgets {
+    /// What a measurement exceeds, one phrase per budget (`peak SRAM 9000 > 8192 bytes`), empty
+    /// when it fits; `unit` names the latency's unit ("cycles" or "instructions").
+    pub fn check(
+        &self,
+        peak_sram_bytes: u64,
+        flash_bytes: u64,
+        latency: u64,
+        unit: &str,
+    ) -> Vec<String> {
+        let mut over = Vec::new();
+        if peak_sram_bytes > self.ram_bytes {
+            over.push(format!(
+                "peak SRAM {peak_sram_bytes} > {} bytes",
+                self.ram_bytes
+            ));
+        }
+        if flash_bytes > self.flash_bytes {
+            over.push(format!("flash {flash_bytes} > {} bytes", self.flash_bytes));
+        }
+        if let Some(l) = self.latency_cycles.filter(|&l| latency > l) {
+            over.push(format!("latency {latency} > {l} {unit}"));
+        }
+        over
+    }
+}
+
 /// A firmware project, resolved.
 #[derive(Debug, Clone)]
 pub struct Project {

@@ -38,11 +38,28 @@ pub enum Status {
     Invalid(String),
 }
 
+/// What an entry records: a candidate of the search, or the retrained winner (written
+/// `"candidate"` and `"final"`, as journals have always been).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    Candidate,
+    Final,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Candidate => "candidate",
+            EntryKind::Final => "final",
+        }
+    }
+}
+
 /// One evaluated candidate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
-    /// `candidate` for the climb, `final` for the retrained winner.
-    pub kind: String,
+    pub kind: EntryKind,
     pub arch: String,
     pub seed: u64,
     pub epochs: usize,
@@ -77,8 +94,8 @@ pub struct Journal {
     pub skipped_lines: usize,
 }
 
-fn key(kind: &str, arch: &str) -> String {
-    format!("{kind}/{arch}")
+fn key(kind: EntryKind, arch: &str) -> String {
+    format!("{}/{arch}", kind.as_str())
 }
 
 impl Journal {
@@ -90,7 +107,7 @@ impl Journal {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 match serde_json::from_str::<Entry>(line) {
                     Ok(e) => {
-                        done.insert(key(&e.kind, &e.arch), e);
+                        done.insert(key(e.kind, &e.arch), e);
                     }
                     Err(_) => skipped_lines += 1,
                 }
@@ -106,7 +123,7 @@ impl Journal {
         })
     }
 
-    pub fn get(&self, kind: &str, arch: &str) -> Option<&Entry> {
+    pub fn get(&self, kind: EntryKind, arch: &str) -> Option<&Entry> {
         self.done.get(&key(kind, arch))
     }
 
@@ -134,7 +151,7 @@ impl Journal {
         }
         f.write_all(line.as_bytes())?;
         f.sync_data()?;
-        self.done.insert(key(&e.kind, &e.arch), e.clone());
+        self.done.insert(key(e.kind, &e.arch), e.clone());
         Ok(())
     }
 }
@@ -145,7 +162,7 @@ mod tests {
 
     fn entry(arch: &str, status: Status) -> Entry {
         Entry {
-            kind: "candidate".into(),
+            kind: EntryKind::Candidate,
             arch: arch.into(),
             seed: 1,
             epochs: 3,
@@ -188,12 +205,38 @@ mod tests {
         assert_eq!(j.done.len(), 2);
         assert_eq!(j.skipped_lines, 1);
         assert_eq!(
-            j.get("candidate", "nanonas:k=1,c=1").unwrap().status,
+            j.get(EntryKind::Candidate, "nanonas:k=1,c=1")
+                .unwrap()
+                .status,
             Status::OverBudgetMeasured("SRAM 9000 > 8000".into())
         );
         j.append(&entry("nanonas:k=2,c=0", Status::Fits)).unwrap();
         let j = Journal::open(&path).unwrap();
         assert_eq!(j.done.len(), 3, "the entry after the cut line reads back");
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// Two lines of a journal written before entry kinds were typed (the example project's
+    /// search, commit 0f218cd): they read back, and write back, unchanged.
+    #[test]
+    fn journals_written_before_typed_kinds_read_back() {
+        let lines = [
+            r#"{"kind":"candidate","arch":"nanonas:k=1,c=0","seed":1,"epochs":3,"float_val":0.3,"int8_val":0.3,"int8_test":null,"params":18,"macs":6728,"arena_bytes":895,"measured":{"board":"qemu-m4","latency":133480,"unit":"instructions","peak_sram_bytes":1216,"flash_bytes":8844,"outputs_match_host":true},"predicted_latency":null,"status":"fits","seconds":1.61459865,"model_crc":1329948919}"#,
+            r#"{"kind":"final","arch":"nanonas:k=3,c=4","seed":1,"epochs":30,"float_val":0.975,"int8_val":0.975,"int8_test":0.96666664,"params":3263,"macs":73982,"arena_bytes":2940,"measured":{"board":"qemu-m4","latency":505760,"unit":"instructions","peak_sram_bytes":3996,"flash_bytes":22544,"outputs_match_host":true},"predicted_latency":null,"status":"fits","seconds":4.472622799,"model_crc":1785238431}"#,
+        ];
+        let path =
+            std::env::temp_dir().join(format!("tinynas-journal-old-{}.jsonl", std::process::id()));
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let j = Journal::open(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!((j.done.len(), j.skipped_lines), (2, 0));
+        let fin = j.get(EntryKind::Final, "nanonas:k=3,c=4").unwrap();
+        assert_eq!((fin.epochs, fin.model_crc), (30, Some(1785238431)));
+        assert!(j.get(EntryKind::Candidate, "nanonas:k=1,c=0").is_some());
+        assert!(j.get(EntryKind::Final, "nanonas:k=1,c=0").is_none());
+        for line in lines {
+            let e: Entry = serde_json::from_str(line).unwrap();
+            assert_eq!(serde_json::to_string(&e).unwrap(), line);
+        }
     }
 }

@@ -1,0 +1,224 @@
+//! The evaluation of one candidate: trained for its epochs, quantised, checked against the
+//! budgets from the model alone, then measured on the board (or read back from the journal).
+
+use super::*;
+
+impl Searcher<'_> {
+    /// Trains, quantises, checks and measures one architecture (or reads it from the journal).
+    pub(super) fn evaluate(
+        &mut self,
+        arch: Arch,
+        kind: EntryKind,
+        epochs: usize,
+        on: &mut dyn FnMut(Event<'_>),
+    ) -> Result<Option<(Entry, Vec<u8>)>, SearchError> {
+        let s = self.s;
+        let name = arch.to_string();
+        let final_run = kind == EntryKind::Final;
+        if let Some(e) = self.journal.get(kind, &name).cloned() {
+            // The final model is kept next to the journal; a candidate needs no file.
+            let bytes = if final_run {
+                match std::fs::read(self.dir.join("winner.tnas")) {
+                    Ok(b) if Some(crc32fast::hash(&b)) == e.model_crc => b,
+                    _ => Vec::new(),
+                }
+            } else {
+                Vec::new()
+            };
+            if !final_run || !bytes.is_empty() {
+                if let (Some(p), Some(m)) = (e.predicted_latency, &e.measured) {
+                    self.predictions.push((name.clone(), p, m.latency));
+                }
+                if let (Some(t), Some(rows)) = (self.table.as_mut(), &e.layers) {
+                    t.extend(rows);
+                }
+                on(Event::Evaluated {
+                    entry: &e,
+                    resumed: true,
+                });
+                return Ok(Some((e, bytes)));
+            }
+        }
+        let start = Instant::now();
+        let mut entry = Entry {
+            kind,
+            arch: name.clone(),
+            seed: s.seed,
+            epochs,
+            float_val: None,
+            int8_val: None,
+            int8_test: None,
+            params: None,
+            macs: None,
+            arena_bytes: None,
+            measured: None,
+            predicted_latency: None,
+            layers: None,
+            status: Status::Fits,
+            seconds: 0.0,
+            model_crc: None,
+        };
+        let input = Net::input_of(arch, self.base);
+        let mut net = match Net::new(arch, input, self.classes.len(), s.seed) {
+            Ok(n) => n,
+            Err(e) => {
+                entry.status = Status::Invalid(e);
+                self.journal.append(&entry).map_err(self.jerr())?;
+                on(Event::Evaluated {
+                    entry: &entry,
+                    resumed: false,
+                });
+                return Ok(Some((entry, Vec::new())));
+            }
+        };
+        self.cache(input)?;
+        let data = self
+            .data
+            .get_mut(&(input.h, input.w, input.c))
+            .expect("loaded above");
+        let (train, val, test, calib) = (
+            &self.split.train,
+            &self.split.val,
+            &self.split.test,
+            &self.calib,
+        );
+        on(Event::Training {
+            arch: &name,
+            final_run,
+        });
+        let opts = Options {
+            epochs,
+            batch: if final_run { 128 } else { 16 },
+            lr: if final_run { 0.01 } else { 1e-3 },
+            optimizer: OptimizerKind::Adam,
+            schedule: Schedule::Constant,
+            seed: s.seed,
+            augment: false,
+        };
+        let stop = self.stop;
+        let (history, best) = fit_until(
+            &mut net,
+            data,
+            train,
+            val,
+            &opts,
+            |p| on(Event::Progress(p)),
+            stop,
+        )
+        .map_err(TrainError::from)?;
+        let Some(mut best) = best.filter(|_| history.len() == epochs) else {
+            return Ok(None); // stopped: nothing is journaled
+        };
+        entry.float_val = history.iter().map(|e| e.val_accuracy).reduce(f32::max);
+        let ptq = export(&mut best, data, calib, self.classes.clone())?;
+        let (model, int8_val) = if final_run {
+            // The winner gets the quantisation-aware fine-tune when it needs one.
+            let qopts = Options {
+                epochs: 2,
+                lr: 1e-3,
+                schedule: Schedule::Cosine,
+                ..opts
+            };
+            let q = crate::train::qat::quantise(
+                &mut best,
+                data,
+                (train, val),
+                calib,
+                ptq,
+                entry.float_val.unwrap_or(0.0),
+                s.qat,
+                &qopts,
+                stop,
+                |e| {
+                    if let crate::train::qat::Quantising::Progress(p) = e {
+                        on(Event::Progress(p))
+                    }
+                },
+            )?;
+            if stop.load(Ordering::Relaxed) {
+                // Stopped before or during the fine-tune: journaling this model would make a
+                // resumed search end differently from an uninterrupted one.
+                return Ok(None);
+            }
+            entry.int8_test = Some(int8_accuracy(&q.model, data, test)?);
+            (q.model, q.int8_val)
+        } else {
+            let v = int8_accuracy(&ptq, data, val)?;
+            (ptq, v)
+        };
+        entry.int8_val = Some(int8_val);
+        let plan = tinynas_model::plan::plan(&model);
+        let param_bytes: usize = model.nodes.iter().map(|n| n.param_bytes()).sum();
+        entry.params = Some(model.params());
+        entry.macs = Some(model.macs());
+        entry.arena_bytes = Some(plan.arena_bytes);
+        let bytes = tinynas_model::format::to_bytes(&model);
+        entry.model_crc = Some(crc32fast::hash(&bytes));
+        let b = &s.budgets;
+        if plan.arena_bytes as u64 > b.ram_bytes || param_bytes as u64 > b.flash_bytes {
+            entry.status = Status::OverBudgetAnalytic(format!(
+                "arena {} bytes (SRAM budget {}), parameters {} bytes (flash budget {})",
+                plan.arena_bytes, b.ram_bytes, param_bytes, b.flash_bytes
+            ));
+        } else {
+            on(Event::Measuring { arch: &name });
+            entry.predicted_latency = self.table.as_ref().and_then(|t| t.predict(&model));
+            let opts = crate::bench::Options {
+                inputs: 2,
+                seed: s.seed,
+                per_layer: self.table.is_some(),
+                extra_stack_bytes: 0,
+            };
+            let o = crate::bench::run(&bytes, self.board, &opts, &s.firmware_cache, |_| {})
+                .map_err(|source| SearchError::Bench {
+                    arch: name.clone(),
+                    source: Box::new(source),
+                })?;
+            if !o.outputs_match() {
+                return Err(SearchError::Mismatch { arch: name });
+            }
+            let m = &o.measurement;
+            let input_bytes: u64 = o.inputs.iter().map(|i| i.len() as u64).sum();
+            let measured = Measured {
+                board: m.board.clone(),
+                latency: m.latency.iter().copied().max().unwrap_or(0),
+                unit: m.unit.name().to_string(),
+                peak_sram_bytes: m.peak_sram_bytes(),
+                flash_bytes: m.sizes.flash().saturating_sub(input_bytes),
+                outputs_match_host: true,
+            };
+            if let Some(t) = self.table.as_mut() {
+                let rows = predict::Table::rows_of(&model, &m.per_step)?;
+                t.extend(&rows);
+                // The board's table in the cache is shared by later searches; a failed write
+                // costs only predictions.
+                let _ = predict::Table::merge_into_cache(&s.firmware_cache, &t.board, &rows);
+                entry.layers = Some(rows);
+            }
+            if let Some(p) = entry.predicted_latency {
+                self.predictions.push((name.clone(), p, measured.latency));
+            }
+            if let Some(why) = over_budget(s, &measured) {
+                entry.status = Status::OverBudgetMeasured(why);
+            }
+            entry.measured = Some(measured);
+        }
+        entry.seconds = start.elapsed().as_secs_f64();
+        if final_run {
+            crate::fsutil::write_atomic(&self.dir.join("winner.tnas"), &bytes)
+                .map_err(self.jerr())?;
+        }
+        self.journal.append(&entry).map_err(self.jerr())?;
+        on(Event::Evaluated {
+            entry: &entry,
+            resumed: false,
+        });
+        Ok(Some((entry, bytes)))
+    }
+}
+
+/// What a measurement exceeds, as one line (`None` when it fits).
+fn over_budget(s: &Settings, m: &Measured) -> Option<String> {
+    let over = (s.budgets).check(m.peak_sram_bytes, m.flash_bytes, m.latency, &m.unit);
+    (!over.is_empty()).then(|| over.join(", "))
+}
