@@ -8,6 +8,29 @@
 //! None of them touches memory; SMLAD and SMLAxy may set the sticky Q flag, which nothing reads.
 #![allow(unsafe_code)]
 
+/// The short requantisation of accumulator `{a}` by the `Requant` at `[{k}, #at]` (multiplier and
+/// left shift plus one, then `2^right` and the right shift: two LDRD), plus the output offset in
+/// `{off}`, saturated to int8 (SSAT): the short form of `Requant::apply` in seven instructions.
+/// The arguments name the template's registers (`m`, `l`, `pw`, `r`, `t` are clobbered).
+#[cfg(tinynas_dsp)]
+#[rustfmt::skip]
+macro_rules! requant_lane {
+    ($a:literal, $k:literal, $at:literal, $at8:literal, $m:literal, $l:literal, $pw:literal,
+     $r:literal, $t:literal, $off:literal) => {
+        concat!(
+            "ldrd   {", $m, "}, {", $l, "}, [{", $k, "}, #", $at, "]\n",
+            "ldrd   {", $pw, "}, {", $r, "}, [{", $k, "}, #", $at8, "]\n",
+            "lsl    {", $a, "}, {", $a, "}, {", $l, "}\n",
+            "smmulr {", $a, "}, {", $a, "}, {", $m, "}\n",
+            "add    {", $t, "}, {", $pw, "}, {", $a, "}, asr #31\n",
+            "add    {", $a, "}, {", $a, "}, {", $t, "}, lsr #1\n",
+            "asr    {", $a, "}, {", $a, "}, {", $r, "}\n",
+            "add    {", $a, "}, {", $a, "}, {", $off, "}\n",
+            "ssat   {", $a, "}, #8, {", $a, "}",
+        )
+    };
+}
+
 #[cfg(tinynas_dsp)]
 mod imp {
     use crate::fast::dw_groups::{runs, DwRow, DwTap, DwTaps, Requant4, RequantCol, Win};
@@ -245,96 +268,6 @@ mod imp {
         [a0, a1, a2, a3]
     }
 
-    /// Four accumulators requantised by `k` (the short form of `Requant::apply`: LSL, SMMULR,
-    /// the nudge, ASR, the offset, SSAT) and clamped lane-wise (SSUB8, SEL) into `y[..4]`;
-    /// nothing written where `y` is shorter.
-    #[inline(always)]
-    pub fn requant_quad(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
-        let Some(y) = y.get_mut(..4) else {
-            return;
-        };
-        let [a0, a1, a2, a3] = acc;
-        macro_rules! channel {
-            ($a:literal, $m:literal, $p:literal) => {
-                concat!(
-                    "ldrd   {m}, {l}, [{k}, #",
-                    $m,
-                    "]\n",
-                    "ldrd   {pw}, {r}, [{k}, #",
-                    $p,
-                    "]\n",
-                    "lsl    {",
-                    $a,
-                    "}, {",
-                    $a,
-                    "}, {l}\n",
-                    "smmulr {",
-                    $a,
-                    "}, {",
-                    $a,
-                    "}, {m}\n",
-                    "add    {t}, {pw}, {",
-                    $a,
-                    "}, asr #31\n",
-                    "add    {",
-                    $a,
-                    "}, {",
-                    $a,
-                    "}, {t}, lsr #1\n",
-                    "asr    {",
-                    $a,
-                    "}, {",
-                    $a,
-                    "}, {r}\n",
-                    "add    {",
-                    $a,
-                    "}, {",
-                    $a,
-                    "}, {off}\n",
-                    "ssat   {",
-                    $a,
-                    "}, #8, {",
-                    $a,
-                    "}",
-                )
-            };
-        }
-        // SAFETY: reads the 76 bytes of `*k` (`repr(C)`: four `Requant`s of four words each,
-        // then the offset and the two clamp words, all word-aligned for LDRD) and writes the four
-        // bytes of `y` (checked above; unaligned STR is allowed). No stack; flags (GE) clobbered.
-        unsafe {
-            asm!(
-                "ldr    {off}, [{k}, #64]",
-                channel!("a0", "0", "8"),
-                channel!("a1", "16", "24"),
-                channel!("a2", "32", "40"),
-                channel!("a3", "48", "56"),
-                "bfi    {a0}, {a1}, #8, #8",
-                "bfi    {a0}, {a2}, #16, #8",
-                "bfi    {a0}, {a3}, #24, #8",
-                "ldrd   {m}, {pw}, [{k}, #68]",
-                "ssub8  {t}, {a0}, {m}",
-                "sel    {a0}, {a0}, {m}",
-                "ssub8  {t}, {pw}, {a0}",
-                "sel    {a0}, {a0}, {pw}",
-                "str    {a0}, [{y}]",
-                k = in(reg) k as *const Requant4,
-                y = in(reg) y.as_mut_ptr(),
-                a0 = inout(reg) a0 => _,
-                a1 = inout(reg) a1 => _,
-                a2 = inout(reg) a2 => _,
-                a3 = inout(reg) a3 => _,
-                off = out(reg) _,
-                m = out(reg) _,
-                l = out(reg) _,
-                pw = out(reg) _,
-                r = out(reg) _,
-                t = out(reg) _,
-                options(nostack),
-            );
-        }
-    }
-
     /// One channel's four accumulators requantised by `k` (the short form of `Requant::apply`,
     /// the offset, SSAT, the clamp by SSUB8/SEL) into `y[q * stride]`, `q < 4`; nothing written
     /// where `y` is shorter.
@@ -479,51 +412,6 @@ mod imp {
             y_step,
             count,
         };
-        macro_rules! channel {
-            ($a:literal, $m:literal, $p:literal) => {
-                concat!(
-                    "ldrd   {g}, {n}, [{px}, #",
-                    $m,
-                    "]\n",
-                    "ldrd   {o}, {x}, [{px}, #",
-                    $p,
-                    "]\n",
-                    "lsl    {",
-                    $a,
-                    "}, {",
-                    $a,
-                    "}, {n}\n",
-                    "smmulr {",
-                    $a,
-                    "}, {",
-                    $a,
-                    "}, {g}\n",
-                    "add    {wa}, {o}, {",
-                    $a,
-                    "}, asr #31\n",
-                    "add    {",
-                    $a,
-                    "}, {",
-                    $a,
-                    "}, {wa}, lsr #1\n",
-                    "asr    {",
-                    $a,
-                    "}, {",
-                    $a,
-                    "}, {x}\n",
-                    "add    {",
-                    $a,
-                    "}, {",
-                    $a,
-                    "}, {wb}\n",
-                    "ssat   {",
-                    $a,
-                    "}, #8, {",
-                    $a,
-                    "}",
-                )
-            };
-        }
         macro_rules! row_asm {
             ($($rows_head:literal,)* ; $($rows_tail:literal,)*) => {
                 asm!(
@@ -548,10 +436,10 @@ mod imp {
                         $($rows_tail,)*
                         "ldr    {px}, [{st}, #{orq}]",
                         "ldr    {wb}, [{px}, #64]",
-                        channel!("a0", "0", "8"),
-                        channel!("a1", "16", "24"),
-                        channel!("a2", "32", "40"),
-                        channel!("a3", "48", "56"),
+                        requant_lane!("a0", "px", "0", "8", "g", "n", "o", "x", "wa", "wb"),
+                        requant_lane!("a1", "px", "16", "24", "g", "n", "o", "x", "wa", "wb"),
+                        requant_lane!("a2", "px", "32", "40", "g", "n", "o", "x", "wa", "wb"),
+                        requant_lane!("a3", "px", "48", "56", "g", "n", "o", "x", "wa", "wb"),
                         "bfi    {a0}, {a1}, #8, #8",
                         "bfi    {a0}, {a2}, #16, #8",
                         "bfi    {a0}, {a3}, #24, #8",
@@ -900,11 +788,6 @@ mod imp {
         }
     }
 
-    pub fn requant_quad(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
-        if let Some(y) = y.get_mut(..4) {
-            crate::fast::dw_groups::requant_quad_portable::<crate::fast::mac::Dsp>(acc, k, y);
-        }
-    }
     fn lo(x: u32) -> i32 {
         i32::from(x as u16 as i16)
     }

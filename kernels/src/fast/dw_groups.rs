@@ -158,7 +158,7 @@ impl DwTaps {
     }
 }
 
-/// The requantisation of four channels as [`Mac::requant_quad`] reads it: each channel's short
+/// The requantisation of four channels as [`Mac::dw_row`] reads it: each channel's short
 /// form (multiplier, left shift plus one, `2^right`, right shift), the output offset, and the
 /// clamp's bounds as four int8 lanes.
 #[repr(C)]
@@ -266,7 +266,7 @@ pub(crate) struct DwRow {
     pub count: usize,
 }
 
-/// [`Mac::dw_row`] in plain Rust: per pixel [`Mac::dw_taps`] and [`Mac::requant_quad`].
+/// [`Mac::dw_row`] in plain Rust: per pixel [`Mac::dw_taps`] and [`requant_quad_portable`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn row_portable<M: Mac + ?Sized>(
@@ -284,7 +284,7 @@ pub(crate) fn row_portable<M: Mac + ?Sized>(
         let at = base.wrapping_add((i * px_step) as isize);
         let acc = M::dw_taps(bias, x, at, taps, win);
         if let Some(y) = y.get_mut(y_at + i * y_step..) {
-            M::requant_quad(acc, rq, y);
+            requant_quad_portable::<M>(acc, rq, y);
         }
     }
 }
@@ -326,7 +326,8 @@ pub(crate) fn runs(taps: &DwTaps, win: Win) -> impl Iterator<Item = &[DwTap]> {
     (0..rows).filter_map(move |i| span.get(i * step..i * step + cols))
 }
 
-/// [`Mac::requant_quad`] in plain Rust: the short form of `Requant::apply`, the offset, int8
+/// The requantisation of four channels of one pixel in plain Rust: the short form of
+/// `Requant::apply`, the offset, int8
 /// saturation and the clamp.
 #[inline(always)]
 pub(crate) fn requant_quad_portable<M: Mac + ?Sized>(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {

@@ -190,7 +190,7 @@ pub trait Mac {
         high.wrapping_add(half.wrapping_add(high >> 31)) >> (right & 31)
     }
     /// Whether depthwise layers run group by group of four channels
-    /// ([`super::dw_groups`]: [`Mac::dw_taps`] and [`Mac::requant_quad`] per output pixel).
+    /// ([`super::dw_groups`]: [`Mac::dw_row`] per row of output pixels, [`Mac::dw_taps`] per pixel).
     const DW_GROUPS: bool = false;
     /// `acc[j] += x[base + t.off + j] * w_j` over the taps of window `win` of `taps`. A run
     /// that reaches outside `x` adds nothing (the kernels never pass one).
@@ -198,13 +198,9 @@ pub trait Mac {
         super::dw_groups::runs(taps, win)
             .fold(acc, |a, r| super::dw_groups::taps_portable(a, x, base, r))
     }
-    /// Whether [`Mac::requant_quad`] and [`Mac::requant_col`] are the instruction set's own
-    /// (DSP: SMMULR, SSAT, SSUB8/SEL), which the convolutions then use for the short form.
+    /// Whether [`Mac::requant_col`] is the instruction set's own (DSP: SMMULR, SSAT, SSUB8/SEL),
+    /// which the convolutions then use for the short form.
     const QUAD_REQUANT: bool = false;
-    /// Four channels' accumulators requantised (short form) into `y[..4]`.
-    fn requant_quad(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
-        super::dw_groups::requant_quad_portable::<Self>(acc, k, y);
-    }
     /// One channel's accumulators of four output pixels requantised (short form) into
     /// `y[q * stride]`, `q < 4`.
     fn requant_col(acc: [i32; 4], k: &RequantCol, y: &mut [i8], stride: usize) {
@@ -409,11 +405,6 @@ impl Mac for Dsp {
     }
 
     const QUAD_REQUANT: bool = true;
-
-    #[inline(always)]
-    fn requant_quad(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
-        crate::isa_dsp::requant_quad(acc, k, y);
-    }
 
     #[inline(always)]
     fn requant_col(acc: [i32; 4], k: &RequantCol, y: &mut [i8], stride: usize) {
