@@ -8,6 +8,31 @@
 //! None of them touches memory; SMLAD and SMLAxy may set the sticky Q flag, which nothing reads.
 #![allow(unsafe_code)]
 
+/// The depthwise tap loop (label 2): `{n}` taps of 12 bytes from `{g}` (offset, then the weight
+/// words `w02`, `w13`), each the input word at `{px} + off` widened by SXTB16 and multiplied into
+/// the four channel accumulators `{a0}`..`{a3}` by SMLABB/SMLATT (`{o}`, `{x}`, `{wa}`, `{wb}`
+/// clobbered).
+#[cfg(tinynas_dsp)]
+#[rustfmt::skip]
+macro_rules! dw_tap_loop {
+    () => {
+        concat!(
+            "2:\n",
+            "ldr    {o}, [{g}], #12\n",
+            "ldr    {x}, [{px}, {o}]\n",
+            "ldrd   {wa}, {wb}, [{g}, #-8]\n",
+            "sxtb16 {o}, {x}\n",
+            "sxtb16 {x}, {x}, ror #8\n",
+            "smlabb {a0}, {o}, {wa}, {a0}\n",
+            "smlatt {a2}, {o}, {wa}, {a2}\n",
+            "smlabb {a1}, {x}, {wb}, {a1}\n",
+            "smlatt {a3}, {x}, {wb}, {a3}\n",
+            "subs   {n}, {n}, #1\n",
+            "bne    2b",
+        )
+    };
+}
+
 /// The short requantisation of accumulator `{a}` by the `Requant` at `[{k}, #at]` (multiplier and
 /// left shift plus one, then `2^right` and the right shift: two LDRD), plus the output offset in
 /// `{off}`, saturated to int8 (SSAT): the short form of `Requant::apply` in seven instructions.
@@ -230,27 +255,16 @@ mod imp {
         }
         let [mut a0, mut a1, mut a2, mut a3] = acc;
         // SAFETY: the loop runs `r.len() >= 1` times (`run_inside` is false for an empty run),
-        // reading the 12-byte taps of `r` in order (`repr(C)`: offset, then the two weight words at -8 after
-        // the post-increment) and the input word at `px + off`, which `run_inside` proved inside
-        // `x` for the first and the last tap; `r` is a slice of a `DwTaps` (`runs`), whose
-        // offsets increase strictly (`DwTaps::fill`, the only way to set them), so every tap's
-        // word lies between those two. Unaligned LDR is allowed; LDRD reads the word-aligned taps. Nothing
-        // is written; no stack is used; pointers, counter and flags (and the sticky Q flag) are
-        // clobbered.
+        // reading the 12-byte taps of `r` in order (`repr(C)`: offset, then the two weight words
+        // at -8 after the post-increment) and the input word at `px + off`, which `run_inside`
+        // proved inside `x` for the first and the last tap; `r` is a slice of a `DwTaps`
+        // (`runs`), whose offsets increase strictly (`DwTaps::fill`, the only way to set them), so
+        // every tap's word lies between those two. Unaligned LDR is allowed; LDRD reads the
+        // word-aligned taps. Nothing is written; no stack is used; pointers, counter and flags (and
+        // the sticky Q flag) are clobbered.
         unsafe {
             asm!(
-                "2:",
-                "ldr    {o}, [{g}], #12",
-                "ldr    {x}, [{px}, {o}]",
-                "ldrd   {wa}, {wb}, [{g}, #-8]",
-                "sxtb16 {o}, {x}",
-                "sxtb16 {x}, {x}, ror #8",
-                "smlabb {a0}, {o}, {wa}, {a0}",
-                "smlatt {a2}, {o}, {wa}, {a2}",
-                "smlabb {a1}, {x}, {wb}, {a1}",
-                "smlatt {a3}, {x}, {wb}, {a3}",
-                "subs   {n}, {n}, #1",
-                "bne    2b",
+                dw_tap_loop!(),
                 px = in(reg) x.as_ptr().wrapping_offset(base),
                 g = inout(reg) r.as_ptr() => _,
                 n = inout(reg) r.len() => _,
@@ -421,18 +435,7 @@ mod imp {
                         "ldrd   {g}, {n}, [{st}, #{otaps}]",
                         $($rows_head,)*
                         "ldr    {px}, [{st}, #{opx}]",
-                        "2:",
-                        "ldr    {o}, [{g}], #12",
-                        "ldr    {x}, [{px}, {o}]",
-                        "ldrd   {wa}, {wb}, [{g}, #-8]",
-                        "sxtb16 {o}, {x}",
-                        "sxtb16 {x}, {x}, ror #8",
-                        "smlabb {a0}, {o}, {wa}, {a0}",
-                        "smlatt {a2}, {o}, {wa}, {a2}",
-                        "smlabb {a1}, {x}, {wb}, {a1}",
-                        "smlatt {a3}, {x}, {wb}, {a3}",
-                        "subs   {n}, {n}, #1",
-                        "bne    2b",
+                        dw_tap_loop!(),
                         $($rows_tail,)*
                         "ldr    {px}, [{st}, #{orq}]",
                         "ldr    {wb}, [{px}, #64]",

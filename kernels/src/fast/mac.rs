@@ -189,8 +189,8 @@ pub trait Mac {
         let high = Self::mul_high_round(acc.wrapping_shl(1), m);
         high.wrapping_add(half.wrapping_add(high >> 31)) >> (right & 31)
     }
-    /// Whether depthwise layers run group by group of four channels
-    /// ([`super::dw_groups`]: [`Mac::dw_row`] per row of output pixels, [`Mac::dw_taps`] per pixel).
+    /// Whether depthwise layers run group by group of four channels ([`super::dw_groups`]:
+    /// [`Mac::dw_row`] per row of output pixels, [`Mac::dw_taps`] per pixel).
     const DW_GROUPS: bool = false;
     /// `acc[j] += x[base + t.off + j] * w_j` over the taps of window `win` of `taps`. A run
     /// that reaches outside `x` adds nothing (the kernels never pass one).
