@@ -158,58 +158,81 @@ impl DwTaps {
     }
 }
 
+/// The output offset and the clamp's bounds as four int8 lanes, as the DSP assembly reads them
+/// after the `Requant`s of [`Requant4`] and [`RequantCol`] (`repr(C)`: offset, lo, hi).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Lanes {
+    pub offset: i32,
+    pub lo: u32,
+    pub hi: u32,
+}
+
+impl Lanes {
+    #[inline(always)]
+    pub fn new(k: &Clamp) -> Self {
+        let lanes = |v: i32| u32::from_le_bytes([v as u8; 4]);
+        Lanes {
+            offset: k.offset,
+            lo: lanes(k.lo),
+            hi: lanes(k.hi),
+        }
+    }
+
+    /// A requantised value plus the offset, saturated to int8 and clamped (as the assembly:
+    /// SSAT, then SSUB8/SEL against the bounds).
+    #[inline(always)]
+    fn apply(&self, v: i32) -> i8 {
+        let v = v.wrapping_add(self.offset).clamp(-128, 127);
+        v.max(i32::from(self.lo as u8 as i8))
+            .min(i32::from(self.hi as u8 as i8)) as i8
+    }
+}
+
 /// The requantisation of four channels as [`Mac::dw_row`] reads it: each channel's short
-/// form (multiplier, left shift plus one, `2^right`, right shift), the output offset, and the
-/// clamp's bounds as four int8 lanes.
+/// form (multiplier, left shift plus one, `2^right`, right shift), then the [`Lanes`].
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct Requant4 {
     rq: [Requant; 4],
-    pub offset: i32,
-    pub lo: u32,
-    pub hi: u32,
+    k: Lanes,
 }
 
 impl Requant4 {
     /// The short form of channels `c0..c0 + 4` (only for layers the generator proved narrow).
     pub fn new(p: &FastConv<'_>, c0: usize) -> Option<Self> {
         let (m, s) = (p.multiplier.get(c0..c0 + 4)?, p.shift.get(c0..c0 + 4)?);
-        let k = Clamp::new(&p.quant);
-        let lanes = |v: i32| u32::from_le_bytes([v as u8; 4]);
         let mut rq = [Requant::ZERO; 4];
         for ((r, &m), &s) in rq.iter_mut().zip(m).zip(s) {
             *r = Requant::new::<true>(m, s);
         }
         Some(Requant4 {
             rq,
-            offset: k.offset,
-            lo: lanes(k.lo),
-            hi: lanes(k.hi),
+            k: Lanes::new(&Clamp::new(&p.quant)),
         })
     }
 }
 
+// The DSP assembly reads the offset and the bounds at these byte offsets.
+const _: () = assert!(core::mem::offset_of!(Requant4, k) == 64);
+const _: () = assert!(core::mem::offset_of!(RequantCol, k) == 16);
+
 /// The requantisation of one channel as [`Mac::requant_col`] reads it: the channel's short form,
-/// then the output offset and the clamp's bounds as four int8 lanes (as in [`Requant4`]).
+/// then the [`Lanes`].
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct RequantCol {
     rq: Requant,
-    pub offset: i32,
-    pub lo: u32,
-    pub hi: u32,
+    k: Lanes,
 }
 
 impl RequantCol {
     /// The short form of a channel with multiplier `m` and shift `s` (layers proved narrow).
     #[inline(always)]
     pub fn new(m: i32, s: i32, k: &Clamp) -> Self {
-        let lanes = |v: i32| u32::from_le_bytes([v as u8; 4]);
         RequantCol {
             rq: Requant::new::<true>(m, s),
-            offset: k.offset,
-            lo: lanes(k.lo),
-            hi: lanes(k.hi),
+            k: Lanes::new(k),
         }
     }
 
@@ -229,16 +252,9 @@ pub(crate) fn requant_col_portable<M: Mac + ?Sized>(
     y: &mut [i8],
     stride: usize,
 ) {
-    let rq = &k.rq;
     for (q, a) in acc.into_iter().enumerate() {
-        let high = M::mul_high_round(a.wrapping_shl(rq.left), rq.multiplier);
-        let nudge = rq.pow.wrapping_sub((high as u32) >> 31) >> 1;
-        let v = high.wrapping_add(nudge as i32) >> (rq.right & 31);
-        let v = v.wrapping_add(k.offset).clamp(-128, 127);
         if let Some(y) = y.get_mut(q * stride) {
-            *y = v
-                .max(i32::from(k.lo as u8 as i8))
-                .min(i32::from(k.hi as u8 as i8)) as i8;
+            *y = k.k.apply(k.rq.short::<M>(a));
         }
     }
 }
@@ -332,13 +348,7 @@ pub(crate) fn runs(taps: &DwTaps, win: Win) -> impl Iterator<Item = &[DwTap]> {
 #[inline(always)]
 pub(crate) fn requant_quad_portable<M: Mac + ?Sized>(acc: [i32; 4], k: &Requant4, y: &mut [i8]) {
     for ((y, a), rq) in y.iter_mut().zip(acc).zip(&k.rq) {
-        let high = M::mul_high_round(a.wrapping_shl(rq.left), rq.multiplier);
-        let nudge = rq.pow.wrapping_sub((high as u32) >> 31) >> 1;
-        let v = high.wrapping_add(nudge as i32) >> (rq.right & 31);
-        let v = v.wrapping_add(k.offset).clamp(-128, 127);
-        *y = v
-            .max(i32::from(k.lo as u8 as i8))
-            .min(i32::from(k.hi as u8 as i8)) as i8;
+        *y = k.k.apply(rq.short::<M>(a));
     }
 }
 

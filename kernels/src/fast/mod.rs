@@ -116,9 +116,7 @@ impl Requant {
     #[inline(always)]
     fn apply<M: Mac, const SHORT: bool>(&self, acc: i32, q: &OutputQuant) -> i8 {
         let v = if SHORT {
-            let high = M::mul_high_round(acc.wrapping_shl(self.left), self.multiplier);
-            let nudge = self.pow.wrapping_sub((high as u32) >> 31) >> 1;
-            high.wrapping_add(nudge as i32) >> self.right
+            self.short::<M>(acc)
         } else {
             let x = acc.wrapping_shl(self.left);
             let high = ((i64::from(x) * i64::from(self.multiplier) + (1 << 30)) >> 31) as i32;
@@ -128,6 +126,14 @@ impl Requant {
         };
         let v = v.wrapping_add(q.output_offset);
         v.max(q.act_min).min(q.act_max).clamp(-128, 127) as i8
+    }
+
+    /// The short form's rounded value before the offset (see [`Requant::apply`]).
+    #[inline(always)]
+    fn short<M: Mac + ?Sized>(&self, acc: i32) -> i32 {
+        let high = M::mul_high_round(acc.wrapping_shl(self.left), self.multiplier);
+        let nudge = self.pow.wrapping_sub((high as u32) >> 31) >> 1;
+        high.wrapping_add(nudge as i32) >> (self.right & 31)
     }
 }
 
