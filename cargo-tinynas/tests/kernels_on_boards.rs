@@ -5,7 +5,7 @@
 //! per board (`tests/kernel-check`), each printing a CRC-32 of every output.
 //!
 //! Case format (`cases.bin`, little-endian u32/i32 unless said): kind (0 conv int8, 1 conv u8
-//! pixels, 2 depthwise, 3 dense, 4 max pool, 5 mean), narrow (0/1), 11 dims (in_h, in_w, in_c,
+//! pixels, 2 depthwise, 3 dense, 4 max pool, 5 mean, 6 depthwise with the padded rows' scratch), narrow (0/1), 11 dims (in_h, in_w, in_c,
 //! out_h, out_w, out_c, k_h, k_w, stride, pad_top, pad_left), the output quantisation (input
 //! offset, output offset, act min, act max), the byte counts of input and weights, the channel
 //! count, the output length; then input bytes, weight bytes, biases, multipliers, shifts (i32).
@@ -19,13 +19,14 @@ use tinynas_kernels::{ConvDims, MeanParams, OutputQuant, PoolDims};
 use tinynas_model::lower::{abs_sums, fold, pad_rows};
 use tinynas_model::random::{Source, SplitMix};
 
-const KINDS: [&str; 6] = [
+const KINDS: [&str; 7] = [
     "conv2d",
     "conv2d_u8",
     "depthwise_conv2d",
     "fully_connected",
     "max_pool2d",
     "global_average_pool",
+    "depthwise_conv2d_rows",
 ];
 const CASES_PER_KIND: usize = 210;
 /// Flash bytes of cases per firmware image (the micro:bit has 256 KiB of flash).
@@ -76,7 +77,7 @@ fn quant(r: &mut SplitMix) -> OutputQuant {
 
 fn case(r: &mut SplitMix, kind: usize) -> Case {
     let (ih, iw) = (r.int(1, 7) as usize, r.int(1, 7) as usize);
-    let depthwise = kind == 2;
+    let depthwise = kind == 2 || kind == 6;
     // Depthwise and max pool: past 16 channels, the vector kernels' wide step.
     let ic = r.int(1, if depthwise || kind == 4 { 20 } else { 9 }) as usize;
     let (kh, kw, s) = if kind == 4 && r.chance(0.3) {
@@ -89,8 +90,11 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
             r.int(1, 3) as usize,
         )
     };
+    // Convolutions: past 8 channels, the DSP path's one loop over the channels.
     let oc = if depthwise {
         ic * r.int(1, 2) as usize
+    } else if kind <= 1 {
+        r.int(1, 16) as usize
     } else {
         r.int(1, 9) as usize
     };
@@ -137,7 +141,7 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
         (b, f, m, s, nar)
     };
     let (kernel_weights, folded, mult, sh, narrow, want): Prepared = match kind {
-        0..=2 => {
+        0..=2 | 6 => {
             let n = if depthwise {
                 kh * kw * oc
             } else {

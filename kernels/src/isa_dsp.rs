@@ -8,16 +8,15 @@
 //! None of them touches memory; SMLAD and SMLAxy may set the sticky Q flag, which nothing reads.
 #![allow(unsafe_code)]
 
-/// The depthwise tap loop (label 2): `{n}` taps of 12 bytes from `{g}` (offset, then the weight
-/// words `w02`, `w13`), each the input word at `{px} + off` widened by SXTB16 and multiplied into
-/// the four channel accumulators `{a0}`..`{a3}` by SMLABB/SMLATT (`{o}`, `{x}`, `{wa}`, `{wb}`
-/// clobbered).
+/// One depthwise tap: the 12 bytes at `{g}` (offset, then the weight words `w02`, `w13`; `{g}`
+/// advances past them), the input word at `{px} + off` widened by SXTB16 and multiplied into the
+/// four channel accumulators `{a0}`..`{a3}` by SMLABB/SMLATT (`{o}`, `{x}`, `{wa}`, `{wb}`
+/// clobbered; no flag but Q changes).
 #[cfg(tinynas_dsp)]
 #[rustfmt::skip]
-macro_rules! dw_tap_loop {
+macro_rules! dw_tap {
     () => {
         concat!(
-            "2:\n",
             "ldr    {o}, [{g}], #12\n",
             "ldr    {x}, [{px}, {o}]\n",
             "ldrd   {wa}, {wb}, [{g}, #-8]\n",
@@ -27,8 +26,28 @@ macro_rules! dw_tap_loop {
             "smlatt {a2}, {o}, {wa}, {a2}\n",
             "smlabb {a1}, {x}, {wb}, {a1}\n",
             "smlatt {a3}, {x}, {wb}, {a3}\n",
+        )
+    };
+}
+
+/// The depthwise tap loop (labels 5 and 6): `{n} >= 1` taps by [`dw_tap!`], one first if `{n}`
+/// is odd, then two per iteration (LSRS sets C to the odd bit and Z for no pairs; a tap changes
+/// neither); `{n}` ends at 0.
+#[cfg(tinynas_dsp)]
+#[rustfmt::skip]
+macro_rules! dw_tap_loop {
+    () => {
+        concat!(
+            "lsrs   {n}, {n}, #1\n",
+            "bcc    5f\n",
+            dw_tap!(),
+            "beq    6f\n",
+            "5:\n",
+            dw_tap!(),
+            dw_tap!(),
             "subs   {n}, {n}, #1\n",
-            "bne    2b",
+            "bne    5b\n",
+            "6:",
         )
     };
 }
@@ -375,6 +394,271 @@ mod imp {
                 options(nostack),
             );
         }
+    }
+
+    /// `dst`'s word `k` (`k < dst.len() / 4`) from the four bytes at `src[k * step..]`, a word at
+    /// a time (a group of four channels of an input row). False (nothing written) where `src`
+    /// is short.
+    #[inline(always)]
+    pub fn gather_words(dst: &mut [i8], src: &[i8], step: usize) -> bool {
+        let n = dst.len() / 4;
+        let need = n
+            .checked_sub(1)
+            .map(|l| l.checked_mul(step)?.checked_add(4));
+        match need {
+            None => return true,
+            Some(Some(e)) if e <= src.len() => {}
+            Some(_) => return false,
+        }
+        // SAFETY: `n >= 1` words; word `k` reads the 4 bytes at `src + k step`, the last ending
+        // at `(n - 1) step + 4 <= src.len()` (checked), and writes the 4 bytes at `dst + 4 k`,
+        // inside `dst` (`4 n <= dst.len()`). Unaligned LDR/STR are allowed. No stack; flags
+        // clobbered.
+        unsafe {
+            asm!(
+                "1:",
+                "ldr    {v}, [{s}]",
+                "add    {s}, {s}, {st}",
+                "str    {v}, [{d}], #4",
+                "subs   {n}, {n}, #1",
+                "bne    1b",
+                s = inout(reg) src.as_ptr() => _,
+                d = inout(reg) dst.as_mut_ptr() => _,
+                n = inout(reg) n => _,
+                st = in(reg) step,
+                v = out(reg) _,
+                options(nostack),
+            );
+        }
+        true
+    }
+
+    /// Whether [`conv_cols`] is exact for the layer: an output offset within int8 and every right
+    /// shift at most 22 (see there).
+    #[inline(always)]
+    pub fn conv_cols_takes(p: &crate::fast::FastConv<'_>) -> bool {
+        (-128..=127).contains(&p.quant.output_offset) && p.shift.iter().all(|&s| s >= -22)
+    }
+
+    /// What [`conv_cols`]'s assembly reads and walks (`repr(C)`: it loads the fields at their
+    /// offsets): the current channel's multiplier, the byte distances from it to its shift and
+    /// its bias, the block and its groups, the current channel's output pointer, the channel
+    /// stride and the end of the first pixel's outputs, then `1 + 2 * offset` (the output offset
+    /// folded into the rounding, see [`conv_cols`]) and the clamp words.
+    #[repr(C)]
+    struct ConvCols {
+        mult: *const i32,
+        to_shift: usize,
+        to_bias: usize,
+        block: *const i8,
+        groups: usize,
+        y: *mut i8,
+        stride: usize,
+        y_end: *mut i8,
+        odd_offset: i32,
+        lo: u32,
+        hi: u32,
+    }
+
+    /// Every output channel of a block of four im2col columns (DSP layout, `kp = 4 * groups`
+    /// values a column), in one assembly loop: channel `c`'s dot products with weight row `c`
+    /// from its bias, the short requantisation (see `Requant::apply`) with its multiplier and
+    /// shift, the offset, SSAT and the clamp (SSUB8/SEL), written to `y[c + q * oc]` for the
+    /// four pixels `q`. False (nothing written) where a slice is too short or the block is
+    /// misaligned. Only for layers the generator proved narrow and that [`conv_cols_takes`]
+    /// (checked once per layer by the caller; elsewhere the values, not the memory accesses, would
+    /// be wrong).
+    ///
+    /// The offset is added with the rounding: with `sign = high >> 31`, the short form is
+    /// `((high + ((2^right + sign) >> 1)) >> right) + offset`, and since `offset * 2^(right + 1)`
+    /// is even this is `(high + (((1 + 2 offset) 2^right + sign) >> 1)) >> right` (arithmetic
+    /// shifts), exactly, as long as nothing overflows: `|high| < 2^30` (narrow), `|offset| <=
+    /// 128` and `right <= 22` keep every sum below `2^31`.
+    #[inline(always)]
+    pub fn conv_cols(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &mut [i8]) -> bool {
+        let (oc, groups) = (p.dims.out_c, kp / 4);
+        let fits = |len: usize, n: Option<usize>| n.is_some_and(|n| n <= len);
+        if groups == 0
+            || kp % 4 != 0
+            || oc == 0
+            || block.as_ptr() as usize % 4 != 0
+            || !fits(block.len(), groups.checked_mul(32))
+            || !fits(p.weights.len(), oc.checked_mul(kp))
+            || !fits(y.len(), oc.checked_mul(4))
+            || p.bias.len() < oc
+            || p.multiplier.len() < oc
+            || p.shift.len() < oc
+        {
+            return false;
+        }
+        let k = crate::fast::dw_groups::Lanes::new(&crate::fast::mac::Clamp::new(&p.quant));
+        let mult = p.multiplier.as_ptr();
+        let mut job = ConvCols {
+            mult,
+            to_shift: (p.shift.as_ptr() as usize).wrapping_sub(mult as usize),
+            to_bias: (p.bias.as_ptr() as usize).wrapping_sub(mult as usize),
+            block: block.as_ptr(),
+            groups,
+            y: y.as_mut_ptr(),
+            stride: oc,
+            y_end: y.as_mut_ptr().wrapping_add(oc),
+            odd_offset: 1 + 2 * k.offset,
+            lo: k.lo,
+            hi: k.hi,
+        };
+        // One group of four `k`: the weight word split by SXTB16, each column's two words.
+        macro_rules! group {
+            () => {
+                concat!(
+                    "ldr    {w}, [{wp}], #4\n",
+                    "sxtb16 {we}, {w}\n",
+                    "sxtb16 {w}, {w}, ror #8\n",
+                    "ldrd   {x}, {v}, [{cp}], #8\n",
+                    "smlad  {a0}, {x}, {we}, {a0}\n",
+                    "smlad  {a0}, {v}, {w}, {a0}\n",
+                    "ldrd   {x}, {v}, [{cp}], #8\n",
+                    "smlad  {a1}, {x}, {we}, {a1}\n",
+                    "smlad  {a1}, {v}, {w}, {a1}\n",
+                    "ldrd   {x}, {v}, [{cp}], #8\n",
+                    "smlad  {a2}, {x}, {we}, {a2}\n",
+                    "smlad  {a2}, {v}, {w}, {a2}\n",
+                    "ldrd   {x}, {v}, [{cp}], #8\n",
+                    "smlad  {a3}, {x}, {we}, {a3}\n",
+                    "smlad  {a3}, {v}, {w}, {a3}\n",
+                )
+            };
+        }
+        // The short form of one accumulator plus the offset, saturated: `{we}` is the left shift
+        // plus one, `{n}` the multiplier, `{x}` is `(1 + 2 offset) 2^right` and `{v}` the right
+        // shift (`{cp}` clobbered).
+        macro_rules! lane {
+            ($a:literal) => {
+                concat!(
+                    "lsl    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {we}\n",
+                    "smmulr {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {n}\n",
+                    "add    {cp}, {x}, {",
+                    $a,
+                    "}, asr #31\n",
+                    "add    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {cp}, asr #1\n",
+                    "asr    {",
+                    $a,
+                    "}, {",
+                    $a,
+                    "}, {v}\n",
+                    "ssat   {",
+                    $a,
+                    "}, #8, {",
+                    $a,
+                    "}\n",
+                )
+            };
+        }
+        // SAFETY: `j` points to `job`, a `repr(C)` value of word fields on this stack frame that
+        // the assembly reads and updates (`mult`, `y`) and that lives until the block ends; LDRD
+        // reads the pairs (`mult`, `to_shift`), (`block`, `groups`), (`y`, `stride`), (`lo`,
+        // `hi`), each at a word-aligned offset. The loop runs `oc >= 1` channels: it ends when
+        // `y`, one byte further a channel, reaches `y_end = y + oc`. Channel `c` reads
+        // `mult[c]`, `shift[c]` and `bias[c]` (`job.mult = multiplier + 4 c` plus the distances
+        // from the multipliers to the shifts and to the biases; all three at least `oc` long),
+        // weight row `c` (`groups` words from `weights + c kp`, `oc kp <= weights.len()`; `wp`
+        // advances one row a channel), and the `32 groups <= block.len()` bytes of the block
+        // from its start (word-aligned, checked, as LDRD needs); the group loop runs
+        // `groups >= 1` times (one group first if `groups` is odd, then two per iteration: LSRS
+        // sets C to the odd bit and Z for no pairs, and no instruction of a group changes N, Z,
+        // C or V). It writes the bytes `y[c + q oc]`, `q < 4`, all below `4 oc <= y.len()`.
+        // Unaligned LDR on the weights is allowed. No stack; the flags (GE, Q) are clobbered.
+        unsafe {
+            asm!(
+                "0:",
+                "ldrd   {cp}, {x}, [{j}, #{omult}]",
+                "ldr    {x}, [{j}, #{obias}]",
+                "ldr    {a0}, [{cp}, {x}]",
+                "mov    {a1}, {a0}",
+                "mov    {a2}, {a0}",
+                "mov    {a3}, {a0}",
+                "ldrd   {cp}, {n}, [{j}, #{oblock}]",
+                "lsrs   {n}, {n}, #1",
+                "bcc    3f",
+                group!(),
+                "beq    4f",
+                "3:",
+                group!(),
+                group!(),
+                "subs   {n}, {n}, #1",
+                "bne    3b",
+                "4:",
+                "ldrd   {cp}, {x}, [{j}, #{omult}]",
+                "ldr    {v}, [{cp}, {x}]",
+                "ldr    {n}, [{cp}], #4",
+                "str    {cp}, [{j}, #{omult}]",
+                "usat   {we}, #5, {v}",
+                "add    {we}, {we}, #1",
+                "rsb    {v}, {v}, #0",
+                "usat   {v}, #5, {v}",
+                "ldr    {x}, [{j}, #{ooffset}]",
+                "lsl    {x}, {x}, {v}",
+                lane!("a0"),
+                lane!("a1"),
+                lane!("a2"),
+                lane!("a3"),
+                "bfi    {a0}, {a1}, #8, #8",
+                "bfi    {a0}, {a2}, #16, #8",
+                "bfi    {a0}, {a3}, #24, #8",
+                "ldrd   {we}, {x}, [{j}, #{olo}]",
+                "ssub8  {cp}, {a0}, {we}",
+                "sel    {a0}, {a0}, {we}",
+                "ssub8  {cp}, {x}, {a0}",
+                "sel    {a0}, {a0}, {x}",
+                "ldrd   {cp}, {n}, [{j}, #{oy}]",
+                "strb   {a0}, [{cp}]",
+                "lsr    {a0}, {a0}, #8",
+                "strb   {a0}, [{cp}, {n}]",
+                "add    {we}, {cp}, {n}, lsl #1",
+                "lsr    {a0}, {a0}, #8",
+                "strb   {a0}, [{we}]",
+                "lsr    {a0}, {a0}, #8",
+                "strb   {a0}, [{we}, {n}]",
+                "add    {cp}, {cp}, #1",
+                "str    {cp}, [{j}, #{oy}]",
+                "ldr    {n}, [{j}, #{oend}]",
+                "cmp    {cp}, {n}",
+                "bne    0b",
+                j = in(reg) &mut job as *mut ConvCols,
+                omult = const core::mem::offset_of!(ConvCols, mult),
+                obias = const core::mem::offset_of!(ConvCols, to_bias),
+                oblock = const core::mem::offset_of!(ConvCols, block),
+                oy = const core::mem::offset_of!(ConvCols, y),
+                oend = const core::mem::offset_of!(ConvCols, y_end),
+                ooffset = const core::mem::offset_of!(ConvCols, odd_offset),
+                olo = const core::mem::offset_of!(ConvCols, lo),
+                wp = inout(reg) p.weights.as_ptr() => _,
+                cp = out(reg) _,
+                n = out(reg) _,
+                w = out(reg) _,
+                we = out(reg) _,
+                x = out(reg) _,
+                v = out(reg) _,
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+                options(nostack),
+            );
+        }
+        let _ = &job;
+        true
     }
 
     /// `count >= 1` output pixels of one group, each from window `win` of `taps`: see
@@ -780,6 +1064,59 @@ mod imp {
         crate::fast::dw_groups::row_portable::<crate::fast::mac::Dsp>(
             taps, win, bias, rq, x, px, count, y, ys,
         );
+    }
+
+    pub fn conv_cols_takes(p: &crate::fast::FastConv<'_>) -> bool {
+        (-128..=127).contains(&p.quant.output_offset) && p.shift.iter().all(|&s| s >= -22)
+    }
+
+    pub fn gather_words(dst: &mut [i8], src: &[i8], step: usize) -> bool {
+        let n = dst.len() / 4;
+        let need = n
+            .checked_sub(1)
+            .map(|l| l.checked_mul(step)?.checked_add(4));
+        match need {
+            None => return true,
+            Some(Some(e)) if e <= src.len() => {}
+            Some(_) => return false,
+        }
+        for (k, d) in dst.chunks_exact_mut(4).enumerate() {
+            if let Some(s) = src.get(k * step..k * step + 4) {
+                d.copy_from_slice(s);
+            }
+        }
+        true
+    }
+
+    pub fn conv_cols(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &mut [i8]) -> bool {
+        let oc = p.dims.out_c;
+        let fits = |len: usize, n: Option<usize>| n.is_some_and(|n| n <= len);
+        if kp / 4 == 0
+            || kp % 4 != 0
+            || oc == 0
+            || block.as_ptr() as usize % 4 != 0
+            || !fits(block.len(), (kp / 4).checked_mul(32))
+            || !fits(p.weights.len(), oc.checked_mul(kp))
+            || !fits(y.len(), oc.checked_mul(4))
+            || p.bias.len() < oc
+            || p.multiplier.len() < oc
+            || p.shift.len() < oc
+        {
+            return false;
+        }
+        let clamp = crate::fast::mac::Clamp::new(&p.quant);
+        let rows = crate::fast::mac::rows(p.weights, kp).zip(p.bias);
+        let ms = p.multiplier.iter().zip(p.shift);
+        for (c, ((w, &b), (&m, &s))) in rows.zip(ms).take(oc).enumerate() {
+            let acc = dot_4x1_i16(block, w, [b; 4]);
+            let k = RequantCol::new(m, s, &clamp);
+            if let Some(y) = y.get_mut(c..) {
+                crate::fast::dw_groups::requant_col_portable::<crate::fast::mac::Dsp>(
+                    acc, &k, y, oc,
+                );
+            }
+        }
+        true
     }
 
     pub fn requant_col(acc: [i32; 4], k: &RequantCol, y: &mut [i8], stride: usize) {

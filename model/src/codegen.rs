@@ -205,6 +205,9 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                         };
                         quote!(#p::fast::#f(#x, y, scratch, &#layer);)
                     }
+                    _ if step.scratch.is_some() => {
+                        quote!(#p::fast::depthwise_conv2d_rows(#x, y, scratch, &#layer);)
+                    }
                     _ => quote!(#p::fast::depthwise_conv2d(#x, y, &#layer);),
                 }
             }

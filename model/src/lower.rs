@@ -89,7 +89,12 @@ fn output_quant(x: QParams, y: QParams, act: crate::ir::Activation) -> OutputQua
     }
 }
 
-fn pads(x: Shape, k: [usize; 2], stride: usize, padding: crate::ir::Padding) -> (usize, usize) {
+pub(crate) fn pads(
+    x: Shape,
+    k: [usize; 2],
+    stride: usize,
+    padding: crate::ir::Padding,
+) -> (usize, usize) {
     let top = window_output(x.h, k[0], stride, padding).map_or(0, |v| v.1);
     let left = window_output(x.w, k[1], stride, padding).map_or(0, |v| v.1);
     (top, left)

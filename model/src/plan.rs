@@ -7,7 +7,10 @@
 //! slice and takes no arena bytes; so is a `U8` input read only by convolutions, which gather the
 //! raw pixels themselves ([`crate::select::reads_raw_input`]); any other `U8` input is converted
 //! into the arena first. A kernel's scratch (im2col columns) is one more buffer, alive during its
-//! node's step only, placed by the same greedy pass.
+//! node's step only, placed by the same greedy pass. A faster kernel's optional scratch (the
+//! depthwise padded rows, [`crate::select::optional_scratch_bytes`]) is taken only where the
+//! bytes alive at its step stay within the liveness floor without it, and the planned arena does
+//! not grow: it costs no SRAM.
 
 use crate::ir::{InputType, Model, Op, TensorId};
 use crate::select;
@@ -37,8 +40,19 @@ pub struct Plan {
     pub naive_bytes: usize,
 }
 
-/// Plans the arena of a model.
+/// Plans the arena of a model. A faster kernel's optional scratch is taken where it keeps both
+/// the liveness floor and the planned arena (the greedy placement could otherwise grow).
 pub fn plan(model: &Model) -> Plan {
+    let with = plan_with(model, true);
+    let without = plan_with(model, false);
+    if with.arena_bytes <= without.arena_bytes {
+        with
+    } else {
+        without
+    }
+}
+
+fn plan_with(model: &Model, optional: bool) -> Plan {
     let n = model.nodes.len() + 1;
     // The buffer each tensor lives in (reshapes share their input's).
     let mut root: Vec<TensorId> = (0..n).collect();
@@ -63,9 +77,36 @@ pub fn plan(model: &Model) -> Plan {
     }
     last[root[n - 1]] = n; // the output is read after the last node
                            // Buffers `n + i` are node i's scratch, alive at its step (i + 1) only.
-    let scratch: Vec<usize> = (0..n - 1)
+    let mut scratch: Vec<usize> = (0..n - 1)
         .map(|i| select::scratch_bytes(model, i))
         .collect();
+    let input_outside = model.input_type == InputType::I8 || select::reads_raw_input(model);
+    let tensors = root.clone();
+    let in_arena = |r: TensorId| r == tensors[r] && !(r == 0 && input_outside);
+    // Optional scratch (a faster kernel's) only where it keeps the liveness floor: the bytes
+    // alive at its step, with it, stay within the busiest step's without it.
+    let live = |step: usize, scratch: &[usize]| -> usize {
+        let acts: usize = (0..n)
+            .filter(|&r| in_arena(r) && first[r] <= step && step <= last[r])
+            .map(|r| model.shape(r).elements())
+            .sum();
+        acts + step
+            .checked_sub(1)
+            .and_then(|i| scratch.get(i))
+            .copied()
+            .unwrap_or(0)
+    };
+    let floor = (0..=n).map(|s| live(s, &scratch)).max().unwrap_or(0);
+    for i in 0..n - 1 {
+        let extra = if optional {
+            select::optional_scratch_bytes(model, i)
+        } else {
+            0
+        };
+        if extra > 0 && scratch[i] == 0 && live(i + 1, &scratch) + extra <= floor {
+            scratch[i] = extra;
+        }
+    }
     for (i, &bytes) in scratch.iter().enumerate() {
         if bytes > 0 {
             root.push(n + i);
@@ -77,8 +118,6 @@ pub fn plan(model: &Model) -> Plan {
             last.push(0);
         }
     }
-    let input_outside = model.input_type == InputType::I8 || select::reads_raw_input(model);
-    let in_arena = |r: TensorId| r == root[r] && !(r == 0 && input_outside);
     let size = |r: usize| {
         if r < n {
             model.shape(r).elements()

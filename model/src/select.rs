@@ -4,12 +4,17 @@
 //!
 //! * Conv2d (any kernel, 1x1 included): blocks of four im2col columns gathered into scratch, which
 //!   also lets it read `u8` pixels directly (`tinynas_kernels::fast::conv2d`).
-//! * DepthwiseConv2d, FullyConnected, MaxPool2d, GlobalAveragePool: their fast kernels, no scratch.
+//! * DepthwiseConv2d: `tinynas_kernels::fast::depthwise_conv2d_rows` with the padded rows'
+//!   scratch where the planner has room for it without raising the arena (DSP: each group's rows
+//!   where short rows make that pay off, [`tinynas_kernels::fast::dw_groups::rows_pay_off`];
+//!   Armv6-M: a strip of a window's rows), else `depthwise_conv2d`.
+//! * FullyConnected, MaxPool2d, GlobalAveragePool: their fast kernels, no scratch.
 //! * AvgPool2d, Add, Softmax: the reference kernels (they are a small share of any model here).
 //! * A `u8` model whose input is read only by convolutions needs no converted copy of its input
 //!   in the arena: those convolutions gather from the caller's pixels ([`reads_raw_input`]).
 
 use crate::ir::{InputType, Model, Op};
+use tinynas_kernels::fast::dw_groups::{rows_pay_off, rows_scratch_bytes};
 use tinynas_kernels::fast::im2col_scratch_bytes;
 use tinynas_kernels::ConvDims;
 
@@ -46,5 +51,40 @@ pub fn scratch_bytes(model: &Model, i: usize) -> usize {
             })
         }
         _ => 0,
+    }
+}
+
+/// Scratch bytes node `i` can use if the memory planner has room for them without raising the
+/// liveness floor (0 for most): a depthwise layer whose output rows are short enough that the
+/// padded-rows kernel pays off (`tinynas_kernels::fast::depthwise_conv2d_rows`).
+pub fn optional_scratch_bytes(model: &Model, i: usize) -> usize {
+    let Some(Op::DepthwiseConv2d { conv, .. }) = model.nodes.get(i).map(|n| &n.op) else {
+        return 0;
+    };
+    let x = model.shape(model.nodes[i].inputs[0]);
+    let y = model.nodes[i].shape;
+    let d = ConvDims {
+        in_h: x.h,
+        in_w: x.w,
+        in_c: x.c,
+        out_h: y.h,
+        out_w: y.w,
+        out_c: y.c,
+        k_h: conv.kernel[0],
+        k_w: conv.kernel[1],
+        stride: conv.stride,
+        pad_top: 0,
+        pad_left: 0,
+    };
+    let (pad_top, pad_left) = crate::lower::pads(x, conv.kernel, conv.stride, conv.padding);
+    let d = ConvDims {
+        pad_top,
+        pad_left,
+        ..d
+    };
+    if rows_pay_off(&d) {
+        rows_scratch_bytes(&d)
+    } else {
+        0
     }
 }

@@ -63,15 +63,20 @@ impl DwTaps {
     /// most [`MAX_TAPS`] taps, a kernel no wider than the input (so that the offsets increase)
     /// and offsets that fit an `i32`.
     pub fn fits(d: &crate::ConvDims) -> bool {
-        let n = d.k_h.checked_mul(d.k_w);
-        let end = d
-            .in_w
+        d.in_w
             .checked_mul(d.in_c)
-            .and_then(|r| r.checked_mul(d.k_h));
+            .is_some_and(|row| Self::fits_in(d, d.in_c, row))
+    }
+
+    /// [`DwTaps::fits`] for an input laid out `px` bytes a pixel and `row` bytes a row.
+    fn fits_in(d: &crate::ConvDims, px: usize, row: usize) -> bool {
+        let n = d.k_h.checked_mul(d.k_w);
+        let end = row.checked_mul(d.k_h);
+        let wide = d.k_w.checked_mul(px);
         d.in_c >= 4
             && d.out_c == d.in_c
             && n.is_some_and(|n| (1..=MAX_TAPS).contains(&n))
-            && d.k_w <= d.in_w
+            && wide.is_some_and(|w| w <= row)
             && end.is_some_and(|e| i32::try_from(e).is_ok())
     }
 
@@ -79,20 +84,32 @@ impl DwTaps {
     /// `[k_h][k_w][c]`), and returns the sums of the four channels' weights. `None` (and no taps)
     /// where the layer does not fit or the weights are short.
     pub fn fill(&mut self, weights: &[i8], d: &crate::ConvDims, c0: usize) -> Option<[i32; 4]> {
+        self.fill_in(weights, d, c0, (d.in_c, d.in_w.checked_mul(d.in_c)?))
+    }
+
+    /// [`DwTaps::fill`] for an input laid out `px` bytes a pixel and `row` bytes a row (the
+    /// offsets are `ky * row + kx * px`).
+    pub fn fill_in(
+        &mut self,
+        weights: &[i8],
+        d: &crate::ConvDims,
+        c0: usize,
+        (px, row): (usize, usize),
+    ) -> Option<[i32; 4]> {
         self.n = 0;
-        if !Self::fits(d) {
+        if !Self::fits_in(d, px, row) {
             return None;
         }
-        let (c, in_row) = (d.in_c, d.in_w * d.in_c);
+        let c = d.in_c;
         let mut sums = [0i32; 4];
         let mut dst = super::mac::rows_mut(&mut self.taps, d.k_w);
         let w = weights.get(c0..)?;
         for ky in 0..d.k_h {
-            let row = dst.next()?;
-            // In row-major order, so increasing (`fits`: the kernel is no wider than the input,
-            // and the last offset fits an i32).
-            let mut off = (ky * in_row) as i32;
-            for (kx, t) in row.iter_mut().enumerate() {
+            let dst = dst.next()?;
+            // In row-major order, so increasing (`fits_in`: a kernel row is no wider than an
+            // input row, and the last offset fits an i32).
+            let mut off = (ky * row) as i32;
+            for (kx, t) in dst.iter_mut().enumerate() {
                 let at = (ky * d.k_w + kx) * c;
                 let Some(&[w0, w1, w2, w3]) = w.get(at..at + 4) else {
                     return None;
@@ -106,7 +123,7 @@ impl DwTaps {
                     w02: halves(w[0], w[2]),
                     w13: halves(w[1], w[3]),
                 };
-                off += c as i32;
+                off += px as i32;
             }
         }
         self.n = d.k_h * d.k_w;
@@ -476,6 +493,372 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
                         for ((y, a), (&m, &s)) in y.iter_mut().zip(acc).zip(m.iter().zip(s)) {
                             *y = Requant::new::<SHORT>(m, s).apply::<M, SHORT>(a, &p.quant);
                         }
+                    }
+                }
+            }
+        }
+    }
+    if c % 4 != 0 {
+        let from = c - c % 4;
+        for (i, y) in output.chunks_exact_mut(c).enumerate() {
+            let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
+            if oy >= d.out_h || !tail(input, y, (oy, ox), from) {
+                return true;
+            }
+        }
+    }
+    true
+}
+
+/// Columns of one group's padded copy in [`depthwise_rows`]: the left padding, the input, and
+/// the right padding the last output column's window reaches (`None` on overflow).
+fn padded_width(d: &crate::ConvDims) -> Option<usize> {
+    let have = d.pad_left.checked_add(d.in_w)?;
+    let need = match d.out_w.checked_sub(1) {
+        Some(last) => last.checked_mul(d.stride)?.checked_add(d.k_w)?,
+        None => 0,
+    };
+    Some(have.max(need))
+}
+
+/// Bytes the DSP padded-rows path ([`depthwise_rows`]) needs: one group of four channels of the
+/// whole input, each row with its left and right padding, plus 3 to word-align it (`None` where
+/// it does not take the layer).
+pub(crate) fn full_rows_bytes(d: &crate::ConvDims) -> Option<usize> {
+    let row = padded_width(d)?.checked_mul(4)?;
+    DwTaps::fits_in(d, 4, row).then_some(())?;
+    row.checked_mul(d.in_h)?.checked_add(3)
+}
+
+/// Scratch bytes of [`super::depthwise_conv2d_rows`], the generator's choice for a depthwise
+/// layer: the Armv6-M path's strip of `k_h` padded rows of one group (`depthwise_strip`), and,
+/// where [`rows_pay_off`], all padded rows of one group for the DSP path; 0 where neither path
+/// takes the layer. (Each path checks the length it needs; a shorter scratch makes the DSP path
+/// run the layer without it.)
+pub fn rows_scratch_bytes(d: &crate::ConvDims) -> usize {
+    let strip = strip_bytes(d).unwrap_or(0);
+    let full = if rows_pay_off(d) {
+        full_rows_bytes(d).unwrap_or(0)
+    } else {
+        0
+    };
+    strip.max(full)
+}
+
+/// The depthwise group path with the left and right padding written out: each group of four
+/// channels is first copied into `scratch`, its rows padded with the zero point, so that every
+/// output pixel of an output row has the same taps inside (only the rows at the top and bottom
+/// borders differ) and each output row is one [`Mac::dw_row`] over the whole row. Meant for
+/// layers whose output rows are short (the border columns then cost more as separate calls than
+/// their padded taps do). Then the last `c % 4` channels by `tail`, as [`depthwise_groups`].
+/// False (nothing written) where the layer does not fit or `scratch` is short.
+#[inline(always)]
+pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+    pad: i8,
+    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize), usize) -> bool,
+) -> bool {
+    let d = p.dims;
+    let c = d.in_c;
+    let need = full_rows_bytes(&d).unwrap_or(0);
+    let (Some(width), Some(ys)) = (
+        padded_width(&d),
+        spans(d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
+    ) else {
+        return false;
+    };
+    // Word-aligned (the planner left 3 bytes).
+    let align = scratch.as_ptr().align_offset(4).min(3);
+    let Some(buf) = need
+        .checked_sub(3)
+        .and_then(|n| scratch.get_mut(align..align + n))
+    else {
+        return false;
+    };
+    let row = 4 * width;
+    let pad_word = [pad; 4];
+    let padi = i32::from(pad);
+    let in_row = d.in_w.wrapping_mul(c);
+    let mut taps = DwTaps::default();
+    for c0 in (0..c.saturating_sub(3)).step_by(4) {
+        // The group's rows, padded.
+        for (iy, dst) in super::mac::rows_mut(buf, row).enumerate().take(d.in_h) {
+            let src = input.get(iy.wrapping_mul(in_row).wrapping_add(c0)..);
+            let (Some((left, rest)), Some(src)) = (dst.split_at_mut_checked(4 * d.pad_left), src)
+            else {
+                return true;
+            };
+            let Some((mid, right)) = rest.split_at_mut_checked(4 * d.in_w) else {
+                return true;
+            };
+            for w in super::mac::rows_mut(left, 4).chain(super::mac::rows_mut(right, 4)) {
+                w.copy_from_slice(&pad_word);
+            }
+            if !M::gather_words(mid, src, c) {
+                return true;
+            }
+        }
+        let (Some(bias), Some(m), Some(s), Some(total)) = (
+            p.bias.get(c0..c0 + 4),
+            p.multiplier.get(c0..c0 + 4),
+            p.shift.get(c0..c0 + 4),
+            taps.fill_in(p.weights, &d, c0, (4, row)),
+        ) else {
+            return true;
+        };
+        let rq = if SHORT { Requant4::new(p, c0) } else { None };
+        for (oy0, oy1, ky_lo, ky_hi) in ys.iter() {
+            let win = ((ky_lo, ky_hi), (0, d.k_w));
+            let inside = if (ky_lo, ky_hi) == (0, d.k_h) {
+                total
+            } else {
+                taps.sums(win)
+            };
+            // The folded bias plus the products of the padded rows' taps.
+            let mut b = [0i32; 4];
+            for (((b, &bias), &t), &i) in b.iter_mut().zip(bias).zip(&total).zip(&inside) {
+                *b = bias.wrapping_add(padi.wrapping_mul(t.wrapping_sub(i)));
+            }
+            for oy in oy0..oy1 {
+                // The window of output column 0 starts at column 0 of the padded rows.
+                let y0 = (oy.wrapping_mul(d.stride) as isize).wrapping_sub(d.pad_top as isize);
+                let base = y0.wrapping_mul(row as isize);
+                let step = d.stride.wrapping_mul(4);
+                let y_at = oy.wrapping_mul(d.out_w).wrapping_mul(c).wrapping_add(c0);
+                if let (Some(k), Some(_)) = (&rq, taps.rect(win)) {
+                    let px = (base, step);
+                    M::dw_row(&taps, win, b, k, buf, px, d.out_w, output, (y_at, c));
+                    continue;
+                }
+                // No taps inside (a row wholly in the padding), or the full requantisation.
+                for ox in 0..d.out_w {
+                    let at = base.wrapping_add(step.wrapping_mul(ox) as isize);
+                    let acc = M::dw_taps(b, buf, at, &taps, win);
+                    let yo = y_at.wrapping_add(ox.wrapping_mul(c));
+                    let Some(y) = output.get_mut(yo..).and_then(|y| y.get_mut(..4)) else {
+                        return true;
+                    };
+                    for ((y, a), (&m, &s)) in y.iter_mut().zip(acc).zip(m.iter().zip(s)) {
+                        *y = Requant::new::<SHORT>(m, s).apply::<M, SHORT>(a, &p.quant);
+                    }
+                }
+            }
+        }
+    }
+    if c % 4 != 0 {
+        let from = c - c % 4;
+        for (i, y) in output.chunks_exact_mut(c).enumerate() {
+            let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
+            if oy >= d.out_h || !tail(input, y, (oy, ox), from) {
+                return true;
+            }
+        }
+    }
+    true
+}
+
+/// Whether the padded-rows path ([`super::depthwise_conv2d_rows`]) is estimated to take fewer
+/// instructions than the rectangles of the group path on the layer (the generator's choice):
+/// the group path pays per rectangle of output pixels with the same window (its bias) and per
+/// call of [`Mac::dw_row`]; the padded rows pay for the copy and for the padded taps at the left
+/// and right borders. The weights are measured on qemu-m4 (instructions per rectangle, call,
+/// copied word and tap).
+pub fn rows_pay_off(d: &crate::ConvDims) -> bool {
+    const RECT: u64 = 350;
+    const CALL: u64 = 400;
+    const TAP: u64 = 11;
+    const WORD: u64 = 5;
+    const ROW: u64 = 25;
+    let (Some(ys), Some(xs), Some(width)) = (
+        spans(d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
+        spans(d.out_w, d.k_w, d.stride, d.pad_left, d.in_w),
+        padded_width(d),
+    ) else {
+        return false;
+    };
+    if full_rows_bytes(d).is_none() {
+        return false;
+    }
+    let n = |v: usize| v as u64;
+    let (mut groups, mut rows) = (0u64, 0u64);
+    for (oy0, oy1, ky0, ky1) in ys.iter() {
+        let h = n(oy1 - oy0);
+        rows += RECT + h * CALL;
+        for (ox0, ox1, kx0, kx1) in xs.iter() {
+            let w = n(ox1 - ox0);
+            groups += RECT + h.min(w) * CALL + h * w * n((ky1 - ky0) * (kx1 - kx0)) * TAP;
+            rows += h * w * n((ky1 - ky0) * d.k_w) * TAP;
+        }
+    }
+    rows += n(d.in_h) * (ROW + n(width) * WORD);
+    rows < groups
+}
+
+/// One depthwise tap of a group of four channels as the Armv6-M path reads it: the byte offset of
+/// its input word from the window's first byte, then the four channels' weights as words (what
+/// MULS takes, in the order LDM loads them).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteTap {
+    pub off: i32,
+    pub w: [i32; 4],
+}
+
+/// [`Mac::dw_taps_u8`] in plain Rust: `acc[j] += (x[base + t.off + j] as u8) * t.w[j]`; taps
+/// whose word leaves `x` are skipped (the kernels never pass one).
+#[inline(always)]
+pub(crate) fn taps_u8_portable(acc: [i32; 4], x: &[i8], base: isize, taps: &[ByteTap]) -> [i32; 4] {
+    let mut acc = acc;
+    for t in taps {
+        let at = base.wrapping_add(t.off as isize);
+        let Some(v) = usize::try_from(at)
+            .ok()
+            .and_then(|at| x.get(at..at.checked_add(4)?))
+        else {
+            continue;
+        };
+        for ((a, &x), &w) in acc.iter_mut().zip(v).zip(&t.w) {
+            *a = a.wrapping_add(i32::from(x as u8).wrapping_mul(w));
+        }
+    }
+    acc
+}
+
+/// Bytes of the strip [`depthwise_strip`] works in: `k_h` rows of one group of four channels,
+/// each with its left and right padding (`None` where the layer does not fit).
+pub(crate) fn strip_bytes(d: &crate::ConvDims) -> Option<usize> {
+    let row = padded_width(d)?.checked_mul(4)?;
+    DwTaps::fits_in(d, 4, row).then_some(())?;
+    row.checked_mul(d.k_h)
+}
+
+/// The Armv6-M depthwise path, group by group of four channels, in a strip of `scratch`
+/// ([`strip_bytes`]): for each output row the window's input rows of the group are copied into
+/// the strip as unsigned bytes (`x ^ 0x80`), with their left and right padding (the zero point,
+/// likewise), so that every pixel of the row runs the same taps ([`Mac::dw_taps_u8`]: the taps of
+/// the window's rows inside the input, all columns); the bias of each band of rows adds the
+/// padded rows' products and subtracts `128 * sum(w)` of the taps run, which leaves exactly the
+/// reference's sums. Then the last `c % 4` channels by `tail`. False (nothing written) where the
+/// layer does not fit or `scratch` is short.
+#[inline(always)]
+pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+    pad: i8,
+    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize), usize) -> bool,
+) -> bool {
+    let d = p.dims;
+    let c = d.in_c;
+    let (Some(need), Some(width), Some(ys)) = (
+        strip_bytes(&d),
+        padded_width(&d),
+        spans(d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
+    ) else {
+        return false;
+    };
+    let Some(strip) = scratch.get_mut(..need) else {
+        return false;
+    };
+    let row = 4 * width;
+    let padu = (pad as u8) ^ 0x80;
+    let padi = i32::from(pad);
+    let in_row = d.in_w.wrapping_mul(c);
+    let mut taps = [ByteTap::default(); MAX_TAPS];
+    for c0 in (0..c.saturating_sub(3)).step_by(4) {
+        // The group's taps, their offsets in the strip increasing (`fits_in`), and weight sums.
+        let mut total = [0i32; 4];
+        for (t, tap) in taps.iter_mut().enumerate().take(d.k_h * d.k_w) {
+            let (ky, kx) = (t / d.k_w.max(1), t % d.k_w.max(1));
+            let at = t.wrapping_mul(c).wrapping_add(c0);
+            let Some(&[w0, w1, w2, w3]) = p.weights.get(at..).and_then(|w| w.get(..4)) else {
+                return true;
+            };
+            tap.off = (ky * row + kx * 4) as i32;
+            tap.w = [w0, w1, w2, w3].map(i32::from);
+            for (s, &w) in total.iter_mut().zip(&tap.w) {
+                *s += w;
+            }
+        }
+        let (Some(bias), Some(m), Some(s)) = (
+            p.bias.get(c0..c0 + 4),
+            p.multiplier.get(c0..c0 + 4),
+            p.shift.get(c0..c0 + 4),
+        ) else {
+            return true;
+        };
+        let mut rq = [Requant::ZERO; 4];
+        for ((r, &m), &s) in rq.iter_mut().zip(m).zip(s) {
+            *r = Requant::new::<SHORT>(m, s);
+        }
+        for (oy0, oy1, ky_lo, ky_hi) in ys.iter() {
+            let run = taps.get(ky_lo * d.k_w..ky_hi * d.k_w).unwrap_or(&[]);
+            let mut inside = [0i32; 4];
+            for t in run {
+                for (s, &w) in inside.iter_mut().zip(&t.w) {
+                    *s += w;
+                }
+            }
+            // The folded bias, the padded rows' products, less the unsigned bytes' excess.
+            let mut b = [0i32; 4];
+            for (((b, &bias), &t), &i) in b.iter_mut().zip(bias).zip(&total).zip(&inside) {
+                let padded = padi.wrapping_mul(t.wrapping_sub(i));
+                *b = bias.wrapping_add(padded).wrapping_sub(i.wrapping_mul(128));
+            }
+            for oy in oy0..oy1 {
+                // The window's rows inside the input, into strip rows ky_lo..ky_hi.
+                let y0 = (oy.wrapping_mul(d.stride)).wrapping_sub(d.pad_top);
+                let rows = super::mac::rows_mut(strip, row).enumerate();
+                for (ky, dst) in rows.skip(ky_lo).take(ky_hi - ky_lo) {
+                    let iy = y0.wrapping_add(ky);
+                    let at = iy.wrapping_mul(in_row).wrapping_add(c0);
+                    let Some((left, rest)) = dst.split_at_mut_checked(4 * d.pad_left) else {
+                        return true;
+                    };
+                    let Some((mid, right)) = rest.split_at_mut_checked(4 * d.in_w) else {
+                        return true;
+                    };
+                    left.fill(padu as i8);
+                    right.fill(padu as i8);
+                    // The row's pixels `c` bytes apart (the last input row, whose last pixel
+                    // ends `c - c0 - 4` bytes before `in_w * c`, word by word).
+                    match input.get(at..).and_then(|s| s.get(..in_row)) {
+                        Some(src) => {
+                            for (px, x) in
+                                super::mac::rows_mut(mid, 4).zip(super::mac::rows(src, c))
+                            {
+                                if let ([p0, p1, p2, p3], [a, b, e, f, ..]) = (px, x) {
+                                    (*p0, *p1, *p2, *p3) =
+                                        (a ^ i8::MIN, b ^ i8::MIN, e ^ i8::MIN, f ^ i8::MIN);
+                                }
+                            }
+                        }
+                        None => {
+                            for (ix, px) in super::mac::rows_mut(mid, 4).enumerate() {
+                                let at = at.wrapping_add(ix.wrapping_mul(c));
+                                let x = input.get(at..).and_then(|x| x.get(..4));
+                                if let (Some(&[a, b, e, f]), [p0, p1, p2, p3]) = (x, px) {
+                                    (*p0, *p1, *p2, *p3) =
+                                        (a ^ i8::MIN, b ^ i8::MIN, e ^ i8::MIN, f ^ i8::MIN);
+                                }
+                            }
+                        }
+                    }
+                }
+                let y_at = oy.wrapping_mul(d.out_w).wrapping_mul(c).wrapping_add(c0);
+                let step = d.stride.wrapping_mul(4);
+                for ox in 0..d.out_w {
+                    let acc = M::dw_taps_u8(b, strip, step.wrapping_mul(ox) as isize, run);
+                    let yo = y_at.wrapping_add(ox.wrapping_mul(c));
+                    let Some(y) = output.get_mut(yo..).and_then(|y| y.get_mut(..4)) else {
+                        return true;
+                    };
+                    for ((y, a), rq) in y.iter_mut().zip(acc).zip(&rq) {
+                        *y = rq.apply::<M, SHORT>(a, &p.quant);
                     }
                 }
             }

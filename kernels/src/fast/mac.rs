@@ -9,7 +9,7 @@
 //! fault. Every sum wraps like the reference kernels' (`i32` arithmetic is exact modulo 2^32 in any
 //! order).
 
-use super::dw_groups::{DwTaps, Requant4, RequantCol, Win};
+use super::dw_groups::{ByteTap, DwTaps, Requant4, RequantCol, Win};
 
 /// `s` in consecutive pieces of `n` (a shorter tail left out), like `chunks_exact`; unlike a
 /// `Zip` of `ChunksExact`, a `zip` of these never divides by `n` to size itself, so no
@@ -188,6 +188,45 @@ pub trait Mac {
     fn round_short(acc: i32, m: i32, half: i32, right: u32) -> i32 {
         let high = Self::mul_high_round(acc.wrapping_shl(1), m);
         high.wrapping_add(half.wrapping_add(high >> 31)) >> (right & 31)
+    }
+    /// Every output channel of a block of four im2col columns of `kp` values, short form (layers
+    /// the generator proved narrow): channel `c`'s four dot products from its bias, requantised
+    /// into `y[c + q * oc]`, in one loop of the instruction set's own (DSP). False where it has
+    /// none (nothing written: the caller runs the channels itself).
+    fn conv_cols(_block: &[i8], _p: &super::FastConv<'_>, _kp: usize, _y: &mut [i8]) -> bool {
+        false
+    }
+    /// Whether [`Mac::conv_cols`] takes the layer (checked once per layer; false where the
+    /// instruction set has none).
+    fn conv_cols_takes(_p: &super::FastConv<'_>) -> bool {
+        false
+    }
+    /// `dst`'s word `k` from the four bytes at `src[k * step..]` (for `k < dst.len() / 4`).
+    /// False (nothing written) where `src` is short.
+    fn gather_words(dst: &mut [i8], src: &[i8], step: usize) -> bool {
+        let n = dst.len() / 4;
+        let need = n
+            .checked_sub(1)
+            .map(|l| l.checked_mul(step)?.checked_add(4));
+        match need {
+            None => return true,
+            Some(Some(e)) if e <= src.len() => {}
+            Some(_) => return false,
+        }
+        for (d, s) in rows_mut(dst, 4).zip(core::iter::successors(Some(src), |s| s.get(step..))) {
+            if let Some(s) = s.get(..4) {
+                d.copy_from_slice(s);
+            }
+        }
+        true
+    }
+    /// Whether depthwise layers given the generator's scratch run group by group of four
+    /// channels in a strip of padded rows ([`super::dw_groups`]: Armv6-M, [`Mac::dw_taps_u8`]).
+    const DW_STRIP: bool = false;
+    /// `acc[j] += (x[base + t.off + j] as u8) * t.w[j]` over `taps`, whose offsets increase;
+    /// nothing added where the first or the last tap's word leaves `x`.
+    fn dw_taps_u8(acc: [i32; 4], x: &[i8], base: isize, taps: &[ByteTap]) -> [i32; 4] {
+        super::dw_groups::taps_u8_portable(acc, x, base, taps)
     }
     /// Whether depthwise layers run group by group of four channels ([`super::dw_groups`]:
     /// [`Mac::dw_row`] per row of output pixels, [`Mac::dw_taps`] per pixel).
@@ -407,6 +446,21 @@ impl Mac for Dsp {
     const QUAD_REQUANT: bool = true;
 
     #[inline(always)]
+    fn gather_words(dst: &mut [i8], src: &[i8], step: usize) -> bool {
+        crate::isa_dsp::gather_words(dst, src, step)
+    }
+
+    #[inline(always)]
+    fn conv_cols(block: &[i8], p: &super::FastConv<'_>, kp: usize, y: &mut [i8]) -> bool {
+        crate::isa_dsp::conv_cols(block, p, kp, y)
+    }
+
+    #[inline(always)]
+    fn conv_cols_takes(p: &super::FastConv<'_>) -> bool {
+        crate::isa_dsp::conv_cols_takes(p)
+    }
+
+    #[inline(always)]
     fn requant_col(acc: [i32; 4], k: &RequantCol, y: &mut [i8], stride: usize) {
         crate::isa_dsp::requant_col(acc, k, y, stride);
     }
@@ -594,6 +648,12 @@ pub struct V6m;
 impl Mac for V6m {
     // Measured faster on Armv6-M than the two passes (its requantisation needs few registers).
     const FUSED: bool = true;
+    const DW_STRIP: bool = true;
+
+    #[inline(always)]
+    fn dw_taps_u8(acc: [i32; 4], x: &[i8], base: isize, taps: &[ByteTap]) -> [i32; 4] {
+        crate::isa_v6m::dw_taps_u8(acc, x, base, taps)
+    }
 
     #[inline(always)]
     fn store_column(block: &mut [i8], p: usize, col: &[i8]) {

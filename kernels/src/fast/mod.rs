@@ -364,6 +364,7 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
     let pixels = d.out_h * d.out_w;
     let vector = M::VECTOR && mac::shifts_in_range(p.shift);
     let clamp = mac::Clamp::new(&p.quant);
+    let cols = SHORT && oc > OC_BLOCK && M::conv_cols_takes(p);
     for base in (0..pixels).step_by(4) {
         let n = 4.min(pixels - base);
         for q in 0..n {
@@ -400,6 +401,10 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
         let Some(y) = output.get_mut(base * oc..(base + n) * oc) else {
             return;
         };
+        // The short form in one loop over the channels where the instruction set has it (DSP).
+        if cols && n == 4 && M::conv_cols(block, p, kp, y) {
+            continue;
+        }
         // The short form where the instruction set has a requantisation that leaves the four
         // accumulators in registers (DSP): channel by channel, the dot products of the four
         // pixels and at once their requantisation. (For one block of channels or fewer, the two
@@ -499,23 +504,70 @@ const BLOCK: usize = 32;
 /// stack, one lane-wise multiply-accumulate per kernel tap (padded taps multiply the zero point).
 #[inline(always)]
 pub fn depthwise_conv2d(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
-    depthwise::<Selected>(input, output, p);
+    depthwise::<Selected>(input, output, &mut [], p);
+}
+
+/// [`depthwise_conv2d`] for layers with short output rows, the generator's choice: on DSP each
+/// group of four channels is first copied into `scratch` with its left and right padding
+/// ([`dw_groups::rows_scratch_bytes`]), and each output row is then one run; elsewhere (or with a
+/// shorter scratch) as [`depthwise_conv2d`].
+#[inline(always)]
+pub fn depthwise_conv2d_rows(
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
+    depthwise::<Selected>(input, output, scratch, p);
 }
 
 #[inline(always)]
-fn depthwise<M: Mac>(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
+fn depthwise<M: Mac>(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
     if p.narrow {
-        depthwise_q::<M, true>(input, output, p);
+        depthwise_q::<M, true>(input, output, scratch, p);
     } else {
-        depthwise_q::<M, false>(input, output, p);
+        depthwise_q::<M, false>(input, output, scratch, p);
     }
 }
 
 #[inline]
-fn depthwise_q<M: Mac, const SHORT: bool>(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
+fn depthwise_q<M: Mac, const SHORT: bool>(
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
     let d = p.dims;
     let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
     let mut blocks = DwBlocks::new(pad_value(&p.quant), mult);
+    if M::DW_GROUPS
+        && mult == 1
+        && !scratch.is_empty()
+        && dw_groups::depthwise_rows::<M, SHORT>(
+            input,
+            output,
+            scratch,
+            p,
+            blocks.pad,
+            |x, y, at, from| blocks.pixel::<M, SHORT>(x, y, p, at, from),
+        )
+    {
+        return;
+    }
+    if M::DW_STRIP
+        && mult == 1
+        && !scratch.is_empty()
+        && dw_groups::depthwise_strip::<M, SHORT>(
+            input,
+            output,
+            scratch,
+            p,
+            blocks.pad,
+            |x, y, at, from| blocks.pixel::<M, SHORT>(x, y, p, at, from),
+        )
+    {
+        return;
+    }
     if M::DW_GROUPS
         && mult == 1
         && dw_groups::depthwise_groups::<M, SHORT>(

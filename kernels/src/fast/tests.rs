@@ -248,11 +248,21 @@ proptest! {
         let mut want = vec![0i8; c.out_len()];
         crate::depthwise_conv2d(&c.input, &mut want, &c.reference());
         let bias = c.folded(true);
+        // Without scratch, and with the scratch of both padded-rows paths (DSP, Armv6-M) at each
+        // alignment.
+        let rows = dw_groups::full_rows_bytes(&c.dims)
+            .unwrap_or(0)
+            .max(dw_groups::strip_bytes(&c.dims).unwrap_or(0));
         for narrow in [false, c.narrow(&bias, true)] {
-            for run in [depthwise::<Portable>, depthwise::<Dsp>, depthwise::<Mve>] {
-                let mut got = vec![0i8; c.out_len()];
-                run(&c.input, &mut got, &FastConv { narrow, ..c.fast(&bias) });
-                prop_assert_eq!(&got, &want, "narrow {}", narrow);
+            let kernels = [depthwise::<Portable>, depthwise::<Dsp>, depthwise::<Mve>, depthwise::<V6m>];
+            for run in kernels {
+                for skip in [None, Some(0), Some(1), Some(3)] {
+                    let mut scratch = vec![0i8; skip.map_or(0, |s| rows + s)];
+                    let scratch = &mut scratch[skip.unwrap_or(0).min(rows)..];
+                    let mut got = vec![0i8; c.out_len()];
+                    run(&c.input, &mut got, scratch, &FastConv { narrow, ..c.fast(&bias) });
+                    prop_assert_eq!(&got, &want, "narrow {} scratch {:?}", narrow, skip);
+                }
             }
         }
     }
@@ -406,7 +416,8 @@ fn total<M: Mac>(d: ConvDims, s: &[Vec<i8>; 3], n: (usize, usize), q: OutputQuan
     im2col::<M, i8>(&input, &mut out, &mut scratch, &f);
     let raw: Vec<u8> = input.iter().map(|&x| x as u8).collect();
     im2col::<M, u8>(&raw, &mut out, &mut scratch, &f);
-    depthwise::<M>(&input, &mut out, &f);
+    depthwise::<M>(&input, &mut out, &mut [], &f);
+    depthwise::<M>(&input, &mut out, &mut scratch, &f);
     let dense_p = FastDense {
         weights: &weights,
         bias: &ints,

@@ -132,6 +132,12 @@ fn main() -> ! {
                 fast::conv2d_u8(raw, y, scratch, &conv)
             }
             2 => fast::depthwise_conv2d(input, y, &conv),
+            6 => {
+                // The padded rows' scratch, at a varying alignment (the kernel aligns it).
+                let at = (index % 4) as usize;
+                let n = fast::dw_groups::rows_scratch_bytes(&dims);
+                fast::depthwise_conv2d_rows(input, y, &mut scratch[at..at + n], &conv)
+            }
             3 => fast::fully_connected(
                 input,
                 y,

@@ -1,9 +1,11 @@
-//! A firmware-shaped binary that runs two generated models, for the panic-never link check.
+//! A firmware-shaped binary that runs three generated models, for the panic-never link check
+//! (the depthwise-separable one takes the depthwise kernels' group and padded-rows paths).
 #![no_std]
 #![no_main]
 
 tinynas_runtime::model!(Sample, "../fixtures/nanonas-k8-c3.tnas");
 tinynas_runtime::model!(AllOps, "../fixtures/all-ops.tnas");
+tinynas_runtime::model!(Evolve, "../fixtures/evolve-dw.tnas");
 
 /// The entry point the linker keeps; everything reachable from it is checked.
 #[no_mangle]
@@ -15,6 +17,10 @@ pub extern "C" fn _start() -> ! {
     let input = core::hint::black_box([0i8; AllOps::INPUT_LEN]);
     let mut arena = [0u8; AllOps::ARENA_BYTES];
     core::hint::black_box(AllOps::new().predict(&input, &mut arena));
+
+    let image = core::hint::black_box([0u8; Evolve::INPUT_LEN]);
+    let mut arena = [0u8; Evolve::ARENA_BYTES];
+    core::hint::black_box(Evolve::new().predict(&image, &mut arena));
 
     #[cfg(feature = "deliberate-panic")]
     {
