@@ -104,6 +104,100 @@ pub enum BoardError {
     Probe(#[from] probe::ProbeError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("unknown board {name:?}: choose one of {known} for the emulator, or --chip NAME for a real chip")]
+    UnknownBoard { name: String, known: String },
+}
+
+/// Where to measure: an emulated board (optionally linked with a real chip's flash and RAM
+/// sizes), or a real chip behind a debug probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoardChoice {
+    /// A QEMU board by name (`qemu-m4`, ...) and the chip whose memory sizes it is linked with.
+    Emulated { board: String, chip: Option<String> },
+    /// A chip by its probe-rs name.
+    Chip(String),
+}
+
+impl BoardChoice {
+    /// The default emulated board.
+    pub fn default_emulated() -> Self {
+        BoardChoice::Emulated {
+            board: qemu::DEFAULT.to_string(),
+            chip: None,
+        }
+    }
+
+    /// From `--board` and `--chip`: a board name wins (with a chip too, the emulator takes the
+    /// chip's sizes); `None` for neither.
+    pub fn from_flags(board: Option<&str>, chip: Option<&str>) -> Option<Self> {
+        match (board, chip) {
+            (Some(b), c) => Some(BoardChoice::Emulated {
+                board: b.to_string(),
+                chip: c.map(str::to_string),
+            }),
+            (None, Some(c)) => Some(BoardChoice::Chip(c.to_string())),
+            (None, None) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for BoardChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BoardChoice::Emulated { board, chip: None } => f.write_str(board),
+            BoardChoice::Emulated {
+                board,
+                chip: Some(c),
+            } => write!(f, "{board} with {c}'s memory"),
+            BoardChoice::Chip(c) => write!(f, "chip {c}"),
+        }
+    }
+}
+
+/// How [`open`] opens a board.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// The debug probe (`VID:PID[:SERIAL]`) when several are connected.
+    pub probe: Option<String>,
+    pub connect_under_reset: bool,
+    /// How long a run may take before it counts as hung.
+    pub timeout: std::time::Duration,
+    /// The firmware's own `-C target-cpu`, if it names one: a chip's bench firmware is built with
+    /// it instead of the emulated machine's core.
+    pub firmware_cpu: Option<String>,
+}
+
+/// Opens the chosen board: an emulated one (with a chip, linked with its flash and RAM sizes and
+/// built for the firmware's core) or a chip through probe-rs.
+pub fn open(choice: &BoardChoice, o: &OpenOptions) -> Result<Box<dyn Board>, BoardError> {
+    Ok(match choice {
+        BoardChoice::Emulated { board, chip } => {
+            let m = qemu::machine(board).ok_or_else(|| BoardError::UnknownBoard {
+                name: board.clone(),
+                known: qemu::MACHINES
+                    .iter()
+                    .map(|m| m.board)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+            let mut q = qemu::QemuBoard::new(m);
+            q.timeout = o.timeout;
+            if let Some(c) = chip {
+                let f = probe::chip_facts(c)?;
+                q = q.with_chip_sizes(&f.name, f.memory.flash_length, f.memory.ram_length);
+                q.firmware_cpu = Some(o.firmware_cpu.clone());
+            }
+            Box::new(q)
+        }
+        BoardChoice::Chip(c) => {
+            let mut p = probe::ProbeBoard::new(c)?;
+            p.probe = o.probe.clone();
+            p.connect_under_reset = o.connect_under_reset;
+            p.timeout = o.timeout;
+            p.target_cpu = o.firmware_cpu.clone();
+            Box::new(p)
+        }
+    })
 }
 
 /// Somewhere a bench firmware runs and gets measured.

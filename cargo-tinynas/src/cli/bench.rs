@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::{open_board, parse_target_cpu, MessageFormat};
+use super::{parse_target_cpu, MessageFormat};
 use anyhow::Context;
+use cargo_tinynas::board;
 use cargo_tinynas::exit_codes;
 use clap::Args;
 
@@ -55,7 +56,11 @@ pub(crate) fn kernel_bench(a: &BenchArgs) -> anyhow::Result<i32> {
     let (mut rows, mut models) = (Vec::new(), Vec::new());
     let mut all_match = true;
     for name in &a.boards {
-        let mut board = open_board(Some(name), None, None, false, a.timeout, None)?;
+        let choice = board::BoardChoice::Emulated {
+            board: name.clone(),
+            chip: None,
+        };
+        let mut board = board::open(&choice, &a.on.options(a.timeout, None))?;
         for l in &layers {
             if human {
                 eprintln!("  {name}: layer {}) {}", l.id, l.what);
@@ -105,14 +110,10 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let model = a.model.clone().unwrap_or_default();
     let bytes =
         std::fs::read(&model).with_context(|| format!("cannot read {}", model.display()))?;
-    let mut board = open_board(
-        a.on.board.as_deref(),
-        a.on.chip.as_deref(),
-        a.on.probe.clone(),
-        a.on.connect_under_reset,
-        a.timeout,
-        a.target_cpu.clone(),
-    )?;
+    let choice =
+        a.on.choice()
+            .unwrap_or_else(board::BoardChoice::default_emulated);
+    let mut board = board::open(&choice, &a.on.options(a.timeout, a.target_cpu.clone()))?;
     let opts = cargo_tinynas::bench::Options {
         inputs: a.inputs,
         seed: a.seed,

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use cargo_tinynas::board;
 use clap::{Args, ValueEnum};
 
@@ -78,16 +77,9 @@ impl ProjectBoardArgs {
         timeout: u64,
         emulate_without_probe: bool,
     ) -> anyhow::Result<Box<dyn board::Board>> {
-        let (board_name, chip) = match (&self.on.board, &self.on.chip) {
-            (None, None) => match p.board(None) {
-                b if b.starts_with("chip:") => {
-                    (None, Some(b.trim_start_matches("chip:").to_string()))
-                }
-                b => (Some(b), None),
-            },
-            (b, c) => (b.clone(), c.clone()),
-        };
-        if let (None, Some(c)) = (&board_name, &chip) {
+        let choice = self.on.choice().unwrap_or_else(|| p.board());
+        let opts = self.on.options(timeout, p.target_cpu());
+        if let board::BoardChoice::Chip(c) = &choice {
             if emulate_without_probe
                 && self.on.probe.is_none()
                 && !board::probe::any_probe_connected()
@@ -98,24 +90,31 @@ impl ProjectBoardArgs {
                     "no debug probe connected: measuring on {emulated} with {}'s flash and RAM sizes (connect the board, or pass --board, to choose)",
                     facts.name
                 );
-                return open_board(
-                    Some(emulated),
-                    Some(c),
-                    None,
-                    false,
-                    timeout,
-                    p.target_cpu(),
-                );
+                let choice = board::BoardChoice::Emulated {
+                    board: emulated.to_string(),
+                    chip: Some(c.clone()),
+                };
+                return Ok(board::open(&choice, &opts)?);
             }
         }
-        open_board(
-            board_name.as_deref(),
-            chip.as_deref(),
-            self.on.probe.clone(),
-            self.on.connect_under_reset,
-            timeout,
-            p.target_cpu(),
-        )
+        Ok(board::open(&choice, &opts)?)
+    }
+}
+
+impl BoardArgs {
+    /// The board `--board`/`--chip` name, if any.
+    pub(crate) fn choice(&self) -> Option<board::BoardChoice> {
+        board::BoardChoice::from_flags(self.board.as_deref(), self.chip.as_deref())
+    }
+
+    /// How to open it: the probe options, `timeout` seconds, and the firmware's core.
+    pub(crate) fn options(&self, timeout: u64, firmware_cpu: Option<String>) -> board::OpenOptions {
+        board::OpenOptions {
+            probe: self.probe.clone(),
+            connect_under_reset: self.connect_under_reset,
+            timeout: std::time::Duration::from_secs(timeout),
+            firmware_cpu,
+        }
     }
 }
 
@@ -132,7 +131,7 @@ pub(crate) enum MessageFormat {
 }
 
 /// The exit code of a command that failed (`exit_codes.rs`): no board (QEMU missing, no debug
-/// probe), interrupted (Ctrl-C during a search), else a plain error. Commands return the other
+/// probe), a usage error (an unknown `--board`), interrupted (Ctrl-C during a search), else a plain error. Commands return the other
 /// codes (mismatch, over budget) as results.
 pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
     use cargo_tinynas::exit_codes;
@@ -151,8 +150,16 @@ pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
             Some(cargo_tinynas::search::SearchError::Stopped)
         )
     });
+    let unknown_board = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<board::BoardError>(),
+            Some(board::BoardError::UnknownBoard { .. })
+        )
+    });
     let code = if no_board {
         exit_codes::NO_BOARD
+    } else if unknown_board {
+        exit_codes::USAGE
     } else if stopped {
         exit_codes::INTERRUPTED
     } else {
@@ -173,47 +180,4 @@ pub(crate) fn error_text(e: &anyhow::Error) -> String {
         }
     }
     text
-}
-
-/// An emulated board (`qemu-*`, optionally with a chip's memory sizes), or a chip through probe-rs.
-/// With a chip, the bench firmware is built with `firmware_cpu` (the firmware's own `-C
-/// target-cpu`, if it names one) instead of the emulated machine's core.
-pub(crate) fn open_board(
-    board_name: Option<&str>,
-    chip: Option<&str>,
-    probe: Option<String>,
-    connect_under_reset: bool,
-    timeout: u64,
-    firmware_cpu: Option<String>,
-) -> anyhow::Result<Box<dyn board::Board>> {
-    Ok(match (board_name, chip) {
-        (Some(b), chip) if b.starts_with("qemu-") => {
-            let m = board::qemu::machine(b).with_context(|| {
-                let names: Vec<_> = board::qemu::MACHINES.iter().map(|m| m.board).collect();
-                format!("unknown board {b:?}: choose one of {}", names.join(", "))
-            })?;
-            let mut q = board::qemu::QemuBoard::new(m);
-            q.timeout = std::time::Duration::from_secs(timeout);
-            if let Some(c) = chip {
-                let f = board::probe::chip_facts(c)?;
-                q = q.with_chip_sizes(&f.name, f.memory.flash_length, f.memory.ram_length);
-                q.firmware_cpu = Some(firmware_cpu);
-            }
-            Box::new(q)
-        }
-        (Some(b), _) => anyhow::bail!("unknown board {b:?}: use --board qemu-m4 (or qemu-m0/m3/m7/m55) for the emulator, or --chip NAME for a real chip"),
-        (None, Some(c)) => {
-            let mut p = board::probe::ProbeBoard::new(c)?;
-            p.probe = probe;
-            p.connect_under_reset = connect_under_reset;
-            p.timeout = std::time::Duration::from_secs(timeout);
-            p.target_cpu = firmware_cpu;
-            Box::new(p)
-        }
-        (None, None) => {
-            let mut q = board::qemu::QemuBoard::new(board::qemu::machine(board::qemu::DEFAULT).expect("default board"));
-            q.timeout = std::time::Duration::from_secs(timeout);
-            Box::new(q)
-        }
-    })
 }

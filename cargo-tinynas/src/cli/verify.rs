@@ -51,7 +51,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
     let mut source = "random images".to_string();
     let mut inputs = cargo_tinynas::bench::random_inputs(&model, a.images, 1);
     if p.data_dir().is_dir() && model.input_type == tinynas_model::InputType::U8 {
-        let (mut data, _) = cargo_tinynas::train::command::load(&p.data_dir(), Some(shape), false)?;
+        let (mut data, _) = cargo_tinynas::data::load(&p.data_dir(), Some(shape), false)?;
         let sp = cargo_tinynas::data::split::stratified(
             &data.labels,
             &data.assigned,

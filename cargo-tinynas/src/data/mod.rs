@@ -6,6 +6,7 @@
 //! * [`import`]: the packaged sets we test with: IDX (Fashion-MNIST, gzipped or not) and `.npy`.
 //! * [`cache`]: the cache file format.
 //! * [`split`]: a deterministic stratified train/validation/test split from a seed.
+//! * [`load`]: the one call that opens a dataset (either kind) for every command.
 
 pub mod cache;
 pub mod folder;
@@ -13,6 +14,40 @@ pub mod import;
 pub mod split;
 
 pub use cache::Cache;
+
+/// Loads a dataset, the one way every command does (`train`, `search`, `verify`): a folder of
+/// Fashion-MNIST's IDX files (imported once into the tool's cache, default shape 28x28x1), or
+/// image folders ([`folder`], default shape 32x32x3), decoded into a [`Cache`]; with the files
+/// skipped (unreadable, or `strict` makes them errors).
+pub fn load(
+    data: &std::path::Path,
+    input: Option<ImageShape>,
+    strict: bool,
+) -> Result<(Cache, Vec<Skipped>), DataError> {
+    if is_idx(data) {
+        let shape = input.unwrap_or(ImageShape { h: 28, w: 28, c: 1 });
+        let h = crate::hash::fnv1a(data.to_string_lossy().as_bytes());
+        let out = crate::firmware::cache_dir().join("datasets").join(format!(
+            "idx-{h:016x}-{}x{}x{}.tnds",
+            shape.h, shape.w, shape.c
+        ));
+        let cache = match Cache::open(&out) {
+            Ok(c) if c.shape == shape => c,
+            _ => import::fashion_mnist(data, shape, &out)?,
+        };
+        return Ok((cache, Vec::new()));
+    }
+    let shape = input.unwrap_or(ImageShape { h: 32, w: 32, c: 3 });
+    let l = folder::load(data, folder::Options { shape, strict })?;
+    Ok((l.cache, l.skipped))
+}
+
+/// Whether `dir` holds Fashion-MNIST's IDX training images.
+fn is_idx(dir: &std::path::Path) -> bool {
+    ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"]
+        .iter()
+        .any(|f| dir.join(f).is_file())
+}
 
 /// Height, width and channels (1 = grey, 3 = RGB) images are converted to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

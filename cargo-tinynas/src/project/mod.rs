@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{CargoConfig, Config, Origin};
 
+use crate::board::BoardChoice;
 use crate::chip::MemoryLayout;
 use crate::data::ImageShape;
 
@@ -211,7 +212,6 @@ impl Project {
         }
     }
 
-    /// The chip: `chip` in the table, else the runner line's `--chip`.
     /// What to tell this firmware about the kernels' instruction sets (see
     /// [`config::kernel_hint`]), from its target, its `.cargo/config.toml` rustflags and the
     /// `RUSTFLAGS` / `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` environment.
@@ -243,6 +243,7 @@ impl Project {
             .join(" ")
     }
 
+    /// The chip: `chip` in the table, else the runner line's `--chip`.
     pub fn chip(&self) -> Option<String> {
         self.config
             .chip
@@ -250,13 +251,20 @@ impl Project {
             .or_else(|| self.cargo.runner_chip.clone())
     }
 
-    /// The board candidates are measured on: `board` in the table (or `--board`), else the chip
-    /// when one is named, else the default emulated board.
-    pub fn board(&self, flag: Option<&str>) -> String {
-        flag.map(str::to_string)
-            .or_else(|| self.config.board.clone())
-            .or_else(|| self.chip().map(|c| format!("chip:{c}")))
-            .unwrap_or_else(|| DEFAULT_BOARD.to_string())
+    /// The board candidates are measured on (unless `--board` or `--chip` says otherwise):
+    /// `board` in the table, else the chip when one is named, else the default emulated board.
+    pub fn board(&self) -> BoardChoice {
+        match (&self.config.board, self.chip()) {
+            (Some(b), _) => BoardChoice::Emulated {
+                board: b.clone(),
+                chip: None,
+            },
+            (None, Some(c)) => BoardChoice::Chip(c),
+            (None, None) => BoardChoice::Emulated {
+                board: DEFAULT_BOARD.to_string(),
+                chip: None,
+            },
+        }
     }
 
     /// Budgets from the memory the model may use: `memory` is the chip's or the emulated
@@ -462,7 +470,7 @@ mod tests {
         assert_eq!(p.origin, Origin::Defaults);
         assert_eq!(p.cargo.target.as_deref(), Some("thumbv7em-none-eabihf"));
         assert_eq!(p.chip().as_deref(), Some("STM32F746NGHx"));
-        assert_eq!(p.board(None), "chip:STM32F746NGHx");
+        assert_eq!(p.board(), BoardChoice::Chip("STM32F746NGHx".into()));
         let mx = p.memory_x.clone().unwrap();
         assert_eq!((mx.ram_origin, mx.ram_length), (0x2001_0000, 256 * 1024));
         init(&p.manifest_path, &p.name, p.chip().as_deref()).unwrap();
@@ -476,8 +484,7 @@ mod tests {
         assert!(again.to_string().contains("already has"), "{again}");
         let p = Project::load(Some(&dir.join("Cargo.toml")), None).unwrap();
         assert_eq!(p.origin, Origin::Package);
-        assert_eq!(p.board(None), "qemu-m4");
-        assert_eq!(p.board(Some("qemu-m7")), "qemu-m7");
+        assert_eq!(p.board(), BoardChoice::default_emulated());
         assert_eq!(p.input().unwrap(), ImageShape { h: 32, w: 32, c: 3 });
         // Budgets from memory.x (which wins over the board's memory) minus the reserves.
         let board_mem = MemoryLayout {

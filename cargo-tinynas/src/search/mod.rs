@@ -37,9 +37,10 @@ use std::time::Instant;
 use journal::{Entry, EntryKind, Journal, Measured, Status};
 
 use crate::board::Board;
+use crate::data::load;
 use crate::data::{split, ImageShape};
 use crate::project::Budgets;
-use crate::train::command::{load, QatPolicy, TrainError};
+use crate::train::command::{QatPolicy, TrainError};
 use crate::train::export::{export, int8_accuracy};
 use crate::train::fit::{fit_until, Options, Progress};
 use crate::train::net::{Arch, Block, Blocks, Net, OptimizerKind, Schedule, MAX_BLOCKS};
@@ -80,6 +81,8 @@ pub struct Settings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
     #[error(transparent)]
     Train(#[from] TrainError),
     #[error(transparent)]

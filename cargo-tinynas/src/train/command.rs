@@ -1,13 +1,13 @@
 //! `cargo tinynas train`: load a dataset, train one architecture, export int8, and report float and
 //! int8 accuracy (the int8 figure from the runtime's kernels run on the host).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use super::export::{export, ExportError};
 use super::fit::{evaluate, fit_until, Epoch, Options, Progress};
 use super::net::{Arch, Net};
-use crate::data::{folder, import, split, Cache, DataError, ImageShape, Skipped};
+use crate::data::{split, Cache, DataError, ImageShape, Skipped};
 
 /// What to train.
 #[derive(Debug, Clone)]
@@ -73,36 +73,6 @@ pub enum TrainError {
     },
 }
 
-fn is_idx(dir: &Path) -> bool {
-    ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"]
-        .iter()
-        .any(|f| dir.join(f).is_file())
-}
-
-/// Loads the dataset named by `--data`.
-pub fn load(
-    data: &Path,
-    input: Option<ImageShape>,
-    strict: bool,
-) -> Result<(Cache, Vec<Skipped>), TrainError> {
-    if is_idx(data) {
-        let shape = input.unwrap_or(ImageShape { h: 28, w: 28, c: 1 });
-        let h = crate::hash::fnv1a(data.to_string_lossy().as_bytes());
-        let out = crate::firmware::cache_dir().join("datasets").join(format!(
-            "idx-{h:016x}-{}x{}x{}.tnds",
-            shape.h, shape.w, shape.c
-        ));
-        let cache = match Cache::open(&out) {
-            Ok(c) if c.shape == shape => c,
-            _ => import::fashion_mnist(data, shape, &out)?,
-        };
-        return Ok((cache, Vec::new()));
-    }
-    let shape = input.unwrap_or(ImageShape { h: 32, w: 32, c: 3 });
-    let l = folder::load(data, folder::Options { shape, strict })?;
-    Ok((l.cache, l.skipped))
-}
-
 /// Events for the caller to display.
 #[derive(Debug)]
 pub enum Event<'a> {
@@ -127,7 +97,7 @@ pub fn run(
     stop: &AtomicBool,
     mut on: impl FnMut(Event<'_>),
 ) -> Result<Report, TrainError> {
-    let (mut data, skipped) = load(&args.data, args.input, args.strict)?;
+    let (mut data, skipped) = crate::data::load(&args.data, args.input, args.strict)?;
     let s = split::stratified(&data.labels, &data.assigned, args.val, args.test, args.seed);
     let classes = data.classes.clone();
     let mut net =

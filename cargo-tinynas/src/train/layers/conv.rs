@@ -272,6 +272,11 @@ impl Layer for DepthwiseConv2d {
         self.x.extend_from_slice(&x.data);
         let mut y = Tensor::scratch(x.n, oh, ow, oc);
         let (sl, ol) = (x.sample_len(), oh * ow * oc);
+        debug_assert_eq!(
+            oc,
+            self.bias.value.len(),
+            "depthwise: input channels x multiplier != the layer's channels (a shape bug)"
+        );
         if ol == 0 || sl == 0 || oc != self.bias.value.len() {
             y.data.fill(0.0);
             return y;
@@ -291,12 +296,18 @@ impl Layer for DepthwiseConv2d {
 
     fn backward(&mut self, dy: &Tensor) -> Tensor {
         let Some((n, win)) = self.win else {
+            debug_assert!(false, "depthwise: backward before forward");
             return Tensor::zeros(0, 0, 0, 0);
         };
         let m = self.multiplier;
         let oc = win.c * m;
         let (sl, ol) = (win.h * win.w * win.c, win.out.0 * win.out.1 * oc);
         let mut dx = Tensor::zeros(n, win.h, win.w, win.c);
+        debug_assert_eq!(
+            dy.data.len(),
+            n * ol,
+            "depthwise: gradient of the wrong shape"
+        );
         if ol == 0 || sl == 0 || dy.data.len() != n * ol {
             return dx;
         }

@@ -69,6 +69,7 @@ impl Layer for Dense {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Tensor {
+        debug_assert!(self.x.is_some(), "dense: backward before forward");
         let x = self.x.take().unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));
         let n = x.n;
         for row in dy.data.chunks_exact(self.out_f) {

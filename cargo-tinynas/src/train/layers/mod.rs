@@ -85,9 +85,16 @@ pub enum View<'a> {
     FakeQuant(&'a FakeQuant),
 }
 
-/// Output side and padding before, as the int8 runtime computes them.
+/// Output side and padding before, as the int8 runtime computes them. `Arch` validation rejects
+/// windows that do not fit before a network is built, so `None` is a shape bug (checked in debug
+/// builds; release builds get an empty output).
 fn geometry(input: usize, k: usize, stride: usize, padding: Padding) -> (usize, usize) {
-    window_output(input, k, stride, padding).unwrap_or((0, 0))
+    let g = window_output(input, k, stride, padding);
+    debug_assert!(
+        g.is_some(),
+        "a window of {k} with stride {stride} does not fit a side of {input} (a shape bug)"
+    );
+    g.unwrap_or((0, 0))
 }
 
 /// Samples per parallel task. Fixed (not derived from the thread count) so that every sum of
