@@ -30,7 +30,7 @@ const KINDS: [&str; 7] = [
 ];
 const CASES_PER_KIND: usize = 210;
 /// Flash bytes of cases per firmware image (the micro:bit has 256 KiB of flash).
-const IMAGE_BYTES: usize = 150 << 10;
+const IMAGE_BYTES: usize = 128 << 10;
 
 /// Kernel weights, folded biases, multipliers, shifts, `narrow`, and the reference output.
 type Prepared = (Vec<i8>, Vec<i32>, Vec<i32>, Vec<i32>, bool, Vec<i8>);

@@ -269,7 +269,7 @@ mod imp {
     /// One run of [`dw_taps`] (a slice of a `DwTaps`, so its offsets increase).
     #[inline(always)]
     fn taps_run(acc: [i32; 4], x: &[i8], base: isize, r: &[DwTap]) -> [i32; 4] {
-        if !super::run_inside(x, base, r) {
+        if !crate::fast::dw_groups::run_inside(x, base, r) {
             return acc;
         }
         let [mut a0, mut a1, mut a2, mut a3] = acc;
@@ -692,7 +692,8 @@ mod imp {
         let (Some(last), Some(y_end)) = (last, y_end) else {
             return;
         };
-        let inside = super::run_inside(x, base, r.span) && super::run_inside(x, last, r.span);
+        let inside = crate::fast::dw_groups::run_inside(x, base, r.span)
+            && crate::fast::dw_groups::run_inside(x, last, r.span);
         if !inside || y_end > y.len() || r.rows == 0 || r.cols == 0 {
             return;
         }
@@ -1041,7 +1042,7 @@ mod imp {
 
     pub fn dw_taps(acc: [i32; 4], x: &[i8], base: isize, taps: &DwTaps, win: Win) -> [i32; 4] {
         crate::fast::dw_groups::runs(taps, win).fold(acc, |a, r| {
-            if super::run_inside(x, base, r) {
+            if crate::fast::dw_groups::run_inside(x, base, r) {
                 crate::fast::dw_groups::taps_portable(a, x, base, r)
             } else {
                 a
@@ -1247,19 +1248,4 @@ fn fits(block: &[i8], p: usize, n: usize) -> bool {
     p < 4
         && block.as_ptr() as usize % 4 == 0
         && end.is_some_and(|e| n == 0 || e + 8 <= block.len() + 32)
-}
-
-/// Whether every tap of `run` reads a whole word of `x` at `base + off`: the first and the last
-/// do (the offsets of a run increase, see `DwTaps`).
-#[allow(dead_code)]
-#[inline(always)]
-fn run_inside(x: &[i8], base: isize, run: &[crate::fast::dw_groups::DwTap]) -> bool {
-    let (Some(first), Some(last)) = (run.first(), run.last()) else {
-        return false;
-    };
-    let lo = base.checked_add(first.off as isize);
-    let hi = base
-        .checked_add(last.off as isize)
-        .and_then(|v| v.checked_add(4));
-    matches!((lo, hi), (Some(lo), Some(hi)) if lo >= 0 && hi as usize <= x.len())
 }

@@ -105,49 +105,44 @@ fn sums(block: &[i8], w: &[i8], n: usize, acc: [i32; 4]) -> ([i32; 4], i32) {
     (acc, wsum)
 }
 
-use crate::fast::dw_groups::ByteTap;
+use crate::fast::dw_groups::{run_inside, runs, DwTap, DwTaps, Win};
 
-/// `acc[j] + sum_t x[base + t.off + j] * t.w[j]` over `taps`, the bytes of `x` read unsigned (the
-/// kernel's copy of the input holds `x ^ 0x80`, and its bias subtracts `128 * sum(w)`). The taps'
-/// offsets increase (as `fast::dw_groups` builds them), so the first and the last tap bound every
-/// word read; nothing is added where either leaves `x`.
+/// `acc[j] + sum_t x[base + t.off + j] * w_j(t)` over a run of taps of the depthwise group
+/// layout (`w02`: channels 0 and 2 as int16 halves, `w13`: 1 and 3), the bytes of `x` read
+/// unsigned (the strip holds `x ^ 0x80`; its bias subtracts `128 * sum(w)`). Nothing is added
+/// where the run's first or last word leaves `x` (its offsets increase, so those bound the rest).
 #[inline(always)]
-pub fn dw_taps_u8(acc: [i32; 4], x: &[i8], base: isize, taps: &[ByteTap]) -> [i32; 4] {
-    let (Some(first), Some(last)) = (taps.first(), taps.last()) else {
-        return acc;
-    };
-    let lo = base.checked_add(first.off as isize);
-    let hi = base
-        .checked_add(last.off as isize)
-        .and_then(|v| v.checked_add(4));
-    match (lo, hi) {
-        (Some(lo), Some(hi)) if lo >= 0 && hi as usize <= x.len() => {}
-        _ => return acc,
+pub fn dw_taps_u8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
+    if run_inside(x, base, run) {
+        run_u8(acc, x, base, run)
+    } else {
+        acc
     }
-    taps_u8(acc, x, base, taps)
 }
 
 #[cfg(tinynas_v6m)]
 #[inline(always)]
-fn taps_u8(acc: [i32; 4], x: &[i8], base: isize, taps: &[ByteTap]) -> [i32; 4] {
-    // The four sums, then the window's first byte and the taps' end, which the loop keeps in
-    // r12 and lr (Thumb-1 allows high registers only as clobbers, so they go through memory).
+fn run_u8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
     let [a0, a1, a2, a3] = acc;
+    // The four sums, then the window's first byte and the run's end (for r12 and lr, which
+    // Thumb-1 allows only as clobbers).
     let mut state = [
         a0,
         a1,
         a2,
         a3,
         x.as_ptr().wrapping_offset(base) as i32,
-        taps.as_ptr().wrapping_add(taps.len()) as i32,
+        run.as_ptr().wrapping_add(run.len()) as i32,
     ];
-    // SAFETY: called with `taps` non-empty and the words of its first and last tap inside `x`
-    // (`dw_taps_u8`); the offsets increase, so every tap's word `x + base + off .. + 4` lies
-    // between them. The loop runs `taps.len() >= 1` times (LDM advances `r4` by the 20 bytes of a
-    // tap, up to the end pointer in `lr`), reading each `ByteTap` (`repr(C)`, word-aligned, five
-    // words: LDM needs word alignment) and four bytes of `x` (LDRB needs none). It reads `state`
-    // (24 bytes, word-aligned) and writes its first 16, nothing else; no stack; r0-r4, r8-r12,
-    // lr and the flags are declared clobbered.
+    // SAFETY: called with `run` non-empty and the words of its first and last tap inside `x`
+    // (`run_inside`); the offsets of a run increase (`DwTaps::fill_in`), so every tap's word lies
+    // between them. The loop runs `run.len() >= 1` times (LDM advances `r4` by a tap's 12 bytes,
+    // up to the end pointer in `lr`), reading each `DwTap` (`repr(C)`: offset, `w02`, `w13`;
+    // word-aligned, as LDM needs) and four bytes of `x` (LDRB needs no alignment). An unsigned
+    // byte times `w02` keeps channel 0's product in its low halfword (`|x * w| <= 255 * 128 <
+    // 2^15`, so SXTH recovers it exactly); channels 2 and 3 multiply the high halves, shifted
+    // down. It reads `state` (24 bytes, word-aligned) and writes its first 16, nothing else; no
+    // stack; r0-r4, r8-r12, lr and the flags are declared clobbered.
     unsafe {
         core::arch::asm!(
             "ldr   r0, [r5, #16]",
@@ -167,14 +162,17 @@ fn taps_u8(acc: [i32; 4], x: &[i8], base: isize, taps: &[ByteTap]) -> [i32; 4] {
             "add   r0, r12",
             "ldrb  r3, [r0, #0]",
             "muls  r3, r1, r3",
+            "sxth  r3, r3",
             "add   r8, r3",
             "ldrb  r3, [r0, #1]",
             "muls  r3, r2, r3",
+            "sxth  r3, r3",
             "add   r9, r3",
-            "ldm   r4!, {{r1, r2}}",
+            "asrs  r1, r1, #16",
             "ldrb  r3, [r0, #2]",
             "muls  r3, r1, r3",
             "add   r10, r3",
+            "asrs  r2, r2, #16",
             "ldrb  r3, [r0, #3]",
             "muls  r3, r2, r3",
             "add   r11, r3",
@@ -189,7 +187,7 @@ fn taps_u8(acc: [i32; 4], x: &[i8], base: isize, taps: &[ByteTap]) -> [i32; 4] {
             "mov   r0, r11",
             "str   r0, [r5, #12]",
             in("r5") state.as_mut_ptr(),
-            inout("r4") taps.as_ptr() => _,
+            inout("r4") run.as_ptr() => _,
             out("r0") _,
             out("r1") _,
             out("r2") _,
@@ -209,6 +207,116 @@ fn taps_u8(acc: [i32; 4], x: &[i8], base: isize, taps: &[ByteTap]) -> [i32; 4] {
 
 #[cfg(not(tinynas_v6m))]
 #[allow(dead_code)]
-fn taps_u8(acc: [i32; 4], x: &[i8], base: isize, taps: &[ByteTap]) -> [i32; 4] {
-    crate::fast::dw_groups::taps_u8_portable(acc, x, base, taps)
+fn run_u8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
+    crate::fast::dw_groups::taps_u8_portable(acc, x, base, run)
+}
+
+/// `acc[j] + sum_t x[base + t.off + j] * w_j(t)` over the taps of window `win` (the depthwise
+/// group path's layout: `w02` holds channels 0 and 2 as int16 halves, `w13` channels 1 and 3),
+/// run by run; a run whose first or last word leaves `x` adds nothing (the kernels never pass
+/// one).
+#[inline(always)]
+pub fn dw_taps(acc: [i32; 4], x: &[i8], base: isize, taps: &DwTaps, win: Win) -> [i32; 4] {
+    runs(taps, win).fold(acc, |a, r| {
+        if run_inside(x, base, r) {
+            run_i8(a, x, base, r)
+        } else {
+            a
+        }
+    })
+}
+
+#[cfg(tinynas_v6m)]
+#[inline(always)]
+fn run_i8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
+    let [a0, a1, a2, a3] = acc;
+    // The four sums, then the window's first byte and the run's end (for r12 and lr, which
+    // Thumb-1 allows only as clobbers).
+    let mut state = [
+        a0,
+        a1,
+        a2,
+        a3,
+        x.as_ptr().wrapping_offset(base) as i32,
+        run.as_ptr().wrapping_add(run.len()) as i32,
+    ];
+    // SAFETY: called with `run` non-empty and the words of its first and last tap inside `x`
+    // (`run_inside`); the offsets of a run increase (`DwTaps::fill`), so every tap's word lies
+    // between them. The loop runs `run.len() >= 1` times (LDM advances `r4` by a tap's 12 bytes,
+    // up to the end pointer in `lr`), reading each `DwTap` (`repr(C)`: offset, `w02`, `w13`;
+    // word-aligned, as LDM needs) and four bytes of `x`. Each product `x * w02` keeps channel
+    // 0's product in its low halfword (`|x * w| <= 2^14`, so SXTH recovers it exactly); channels
+    // 2 and 3 multiply the high halves, shifted down. It reads `state` (24 bytes, word-aligned)
+    // and writes its first 16, nothing else; no stack; r0-r4, r8-r12, lr and the flags are
+    // declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "ldr   r0, [r5, #16]",
+            "mov   r12, r0",
+            "ldr   r0, [r5, #20]",
+            "mov   lr, r0",
+            "ldr   r0, [r5, #0]",
+            "mov   r8, r0",
+            "ldr   r0, [r5, #4]",
+            "mov   r9, r0",
+            "ldr   r0, [r5, #8]",
+            "mov   r10, r0",
+            "ldr   r0, [r5, #12]",
+            "mov   r11, r0",
+            "2:",
+            "ldm   r4!, {{r0, r1, r2}}",
+            "add   r0, r12",
+            "ldrb  r3, [r0, #0]",
+            "sxtb  r3, r3",
+            "muls  r3, r1, r3",
+            "sxth  r3, r3",
+            "add   r8, r3",
+            "ldrb  r3, [r0, #1]",
+            "sxtb  r3, r3",
+            "muls  r3, r2, r3",
+            "sxth  r3, r3",
+            "add   r9, r3",
+            "asrs  r1, r1, #16",
+            "ldrb  r3, [r0, #2]",
+            "sxtb  r3, r3",
+            "muls  r3, r1, r3",
+            "add   r10, r3",
+            "asrs  r2, r2, #16",
+            "ldrb  r3, [r0, #3]",
+            "sxtb  r3, r3",
+            "muls  r3, r2, r3",
+            "add   r11, r3",
+            "cmp   r4, lr",
+            "bne   2b",
+            "mov   r0, r8",
+            "str   r0, [r5, #0]",
+            "mov   r0, r9",
+            "str   r0, [r5, #4]",
+            "mov   r0, r10",
+            "str   r0, [r5, #8]",
+            "mov   r0, r11",
+            "str   r0, [r5, #12]",
+            in("r5") state.as_mut_ptr(),
+            inout("r4") run.as_ptr() => _,
+            out("r0") _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+            options(nostack),
+        );
+    }
+    let [a0, a1, a2, a3, _, _] = state;
+    [a0, a1, a2, a3]
+}
+
+#[cfg(not(tinynas_v6m))]
+#[allow(dead_code)]
+fn run_i8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
+    crate::fast::dw_groups::taps_portable(acc, x, base, run)
 }

@@ -196,11 +196,12 @@ impl Lanes {
         }
     }
 
-    /// A requantised value plus the offset, saturated to int8 and clamped (as the assembly:
-    /// SSAT, then SSUB8/SEL against the bounds).
+    /// A requantised value plus the offset, saturated to int8 and clamped, as the assembly does
+    /// with SSAT, then SSUB8/SEL against the bounds (the bounds lie in int8, so they saturate
+    /// too).
     #[inline(always)]
     fn apply(&self, v: i32) -> i8 {
-        let v = v.wrapping_add(self.offset).clamp(-128, 127);
+        let v = v.wrapping_add(self.offset);
         v.max(i32::from(self.lo as u8 as i8))
             .min(i32::from(self.hi as u8 as i8)) as i8
     }
@@ -697,22 +698,13 @@ pub fn rows_pay_off(d: &crate::ConvDims) -> bool {
     rows < groups
 }
 
-/// One depthwise tap of a group of four channels as the Armv6-M path reads it: the byte offset of
-/// its input word from the window's first byte, then the four channels' weights as words (what
-/// MULS takes, in the order LDM loads them).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ByteTap {
-    pub off: i32,
-    pub w: [i32; 4],
-}
-
-/// [`Mac::dw_taps_u8`] in plain Rust: `acc[j] += (x[base + t.off + j] as u8) * t.w[j]`; taps
-/// whose word leaves `x` are skipped (the kernels never pass one).
+/// [`Mac::dw_taps_u8`] in plain Rust: [`taps_portable`] with the input bytes read unsigned;
+/// taps whose word leaves `x` are skipped (the kernels never pass one).
 #[inline(always)]
-pub(crate) fn taps_u8_portable(acc: [i32; 4], x: &[i8], base: isize, taps: &[ByteTap]) -> [i32; 4] {
+pub(crate) fn taps_u8_portable(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
     let mut acc = acc;
-    for t in taps {
+    let half = |v: u32, hi: bool| i32::from((if hi { v >> 16 } else { v }) as u16 as i16);
+    for t in run {
         let at = base.wrapping_add(t.off as isize);
         let Some(v) = usize::try_from(at)
             .ok()
@@ -720,8 +712,14 @@ pub(crate) fn taps_u8_portable(acc: [i32; 4], x: &[i8], base: isize, taps: &[Byt
         else {
             continue;
         };
-        for ((a, &x), &w) in acc.iter_mut().zip(v).zip(&t.w) {
-            *a = a.wrapping_add(i32::from(x as u8).wrapping_mul(w));
+        let w = [
+            half(t.w02, false),
+            half(t.w13, false),
+            half(t.w02, true),
+            half(t.w13, true),
+        ];
+        for ((a, &x), w) in acc.iter_mut().zip(v).zip(w) {
+            *a = a.wrapping_add(i32::from(x as u8) * w);
         }
     }
     acc
@@ -768,22 +766,12 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
     let padu = (pad as u8) ^ 0x80;
     let padi = i32::from(pad);
     let in_row = d.in_w.wrapping_mul(c);
-    let mut taps = [ByteTap::default(); MAX_TAPS];
+    let mut taps = DwTaps::default();
     for c0 in (0..c.saturating_sub(3)).step_by(4) {
         // The group's taps, their offsets in the strip increasing (`fits_in`), and weight sums.
-        let mut total = [0i32; 4];
-        for (t, tap) in taps.iter_mut().enumerate().take(d.k_h * d.k_w) {
-            let (ky, kx) = (t / d.k_w.max(1), t % d.k_w.max(1));
-            let at = t.wrapping_mul(c).wrapping_add(c0);
-            let Some(&[w0, w1, w2, w3]) = p.weights.get(at..).and_then(|w| w.get(..4)) else {
-                return true;
-            };
-            tap.off = (ky * row + kx * 4) as i32;
-            tap.w = [w0, w1, w2, w3].map(i32::from);
-            for (s, &w) in total.iter_mut().zip(&tap.w) {
-                *s += w;
-            }
-        }
+        let Some(total) = taps.fill_in(p.weights, &d, c0, (4, row)) else {
+            return true;
+        };
         let (Some(bias), Some(m), Some(s)) = (
             p.bias.get(c0..c0 + 4),
             p.multiplier.get(c0..c0 + 4),
@@ -796,13 +784,10 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
             *r = Requant::new::<SHORT>(m, s);
         }
         for (oy0, oy1, ky_lo, ky_hi) in ys.iter() {
-            let run = taps.get(ky_lo * d.k_w..ky_hi * d.k_w).unwrap_or(&[]);
-            let mut inside = [0i32; 4];
-            for t in run {
-                for (s, &w) in inside.iter_mut().zip(&t.w) {
-                    *s += w;
-                }
-            }
+            // Whole kernel rows: one run of taps (none for a band wholly in the padding).
+            let win = ((ky_lo, ky_hi), (0, d.k_w));
+            let run = taps.rect(win).map_or(&[][..], |r| r.span);
+            let inside = taps.sums(win);
             // The folded bias, the padded rows' products, less the unsigned bytes' excess.
             let mut b = [0i32; 4];
             for (((b, &bias), &t), &i) in b.iter_mut().zip(bias).zip(&total).zip(&inside) {
@@ -874,4 +859,19 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
         }
     }
     true
+}
+
+/// Whether every tap of `run` reads a whole word of `x` at `base + off`: the first and the last
+/// do (the offsets of a run increase, see `DwTaps`).
+#[allow(dead_code)]
+#[inline(always)]
+pub(crate) fn run_inside(x: &[i8], base: isize, run: &[DwTap]) -> bool {
+    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+        return false;
+    };
+    let lo = base.checked_add(first.off as isize);
+    let hi = base
+        .checked_add(last.off as isize)
+        .and_then(|v| v.checked_add(4));
+    matches!((lo, hi), (Some(lo), Some(hi)) if lo >= 0 && hi as usize <= x.len())
 }

@@ -9,7 +9,7 @@
 //! fault. Every sum wraps like the reference kernels' (`i32` arithmetic is exact modulo 2^32 in any
 //! order).
 
-use super::dw_groups::{ByteTap, DwTaps, Requant4, RequantCol, Win};
+use super::dw_groups::{DwTap, DwTaps, Requant4, RequantCol, Win};
 
 /// `s` in consecutive pieces of `n` (a shorter tail left out), like `chunks_exact`; unlike a
 /// `Zip` of `ChunksExact`, a `zip` of these never divides by `n` to size itself, so no
@@ -223,10 +223,14 @@ pub trait Mac {
     /// Whether depthwise layers given the generator's scratch run group by group of four
     /// channels in a strip of padded rows ([`super::dw_groups`]: Armv6-M, [`Mac::dw_taps_u8`]).
     const DW_STRIP: bool = false;
-    /// `acc[j] += (x[base + t.off + j] as u8) * t.w[j]` over `taps`, whose offsets increase;
-    /// nothing added where the first or the last tap's word leaves `x`.
-    fn dw_taps_u8(acc: [i32; 4], x: &[i8], base: isize, taps: &[ByteTap]) -> [i32; 4] {
-        super::dw_groups::taps_u8_portable(acc, x, base, taps)
+    /// `acc[j] += (x[base + t.off + j] as u8) * w_j` over a run of taps (offsets increasing);
+    /// nothing added where its first or last word leaves `x`.
+    fn dw_taps_u8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
+        if super::dw_groups::run_inside(x, base, run) {
+            super::dw_groups::taps_u8_portable(acc, x, base, run)
+        } else {
+            acc
+        }
     }
     /// Whether depthwise layers run group by group of four channels ([`super::dw_groups`]:
     /// [`Mac::dw_row`] per row of output pixels, [`Mac::dw_taps`] per pixel).
@@ -639,7 +643,9 @@ impl Mac for Dsp {
 
 /// Armv6-M: the portable loops, except the convolution block (see `isa_v6m.rs`): per `k`, the
 /// four columns' values biased to unsigned bytes, and a high multiply from 16-bit pieces (Armv6-M
-/// has no 64-bit multiply; the compiler's routine costs twice as much).
+/// has no 64-bit multiply; the compiler's routine costs twice as much); and depthwise layers
+/// group by group of four channels (a Thumb-1 tap loop over the group path's taps, on the input
+/// or, given the generator's scratch, on a strip of unsigned bytes).
 #[cfg(any(tinynas_v6m, test))]
 #[derive(Debug, Clone, Copy)]
 pub struct V6m;
@@ -649,10 +655,16 @@ impl Mac for V6m {
     // Measured faster on Armv6-M than the two passes (its requantisation needs few registers).
     const FUSED: bool = true;
     const DW_STRIP: bool = true;
+    const DW_GROUPS: bool = true;
 
     #[inline(always)]
-    fn dw_taps_u8(acc: [i32; 4], x: &[i8], base: isize, taps: &[ByteTap]) -> [i32; 4] {
-        crate::isa_v6m::dw_taps_u8(acc, x, base, taps)
+    fn dw_taps(acc: [i32; 4], x: &[i8], base: isize, taps: &DwTaps, win: Win) -> [i32; 4] {
+        crate::isa_v6m::dw_taps(acc, x, base, taps, win)
+    }
+
+    #[inline(always)]
+    fn dw_taps_u8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
+        crate::isa_v6m::dw_taps_u8(acc, x, base, run)
     }
 
     #[inline(always)]

@@ -125,7 +125,10 @@ impl Requant {
             (high >> self.right) + i32::from((high & mask) > threshold)
         };
         let v = v.wrapping_add(q.output_offset);
-        v.max(q.act_min).min(q.act_max).clamp(-128, 127) as i8
+        // `clamp(min(max(v, act_min), act_max), -128, 127)` as two bounds (equal for every
+        // input, an empty activation range included: see `mac::Clamp`).
+        let (lo, hi) = (q.act_min.clamp(-128, 127), q.act_max.clamp(-128, 127));
+        v.max(lo).min(hi) as i8
     }
 
     /// The short form's rounded value before the offset (see [`Requant::apply`]).
@@ -365,14 +368,20 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
     let vector = M::VECTOR && mac::shifts_in_range(p.shift);
     let clamp = mac::Clamp::new(&p.quant);
     let cols = SHORT && oc > OC_BLOCK && M::conv_cols_takes(p);
+    // The output pixel of the column being gathered, counted (Armv6-M has no divide).
+    let (mut oy, mut ox) = (0, 0);
     for base in (0..pixels).step_by(4) {
         let n = 4.min(pixels - base);
         for q in 0..n {
-            let i = base + q;
+            let (py, px) = (oy, ox);
+            ox += 1;
+            if ox == w {
+                (oy, ox) = (oy + 1, 0);
+            }
             // A window inside the input whose rows are whole groups of four: widened straight
             // from the input rows where the instruction set can (DSP).
             if M::WIDEN_ROWS && row_len % 4 == 0 {
-                let (y0, x0) = ((i / w) * d.stride, (i % w) * d.stride);
+                let (y0, x0) = (py * d.stride, px * d.stride);
                 let inside = x0 >= d.pad_left
                     && x0 + d.k_w <= d.in_w + d.pad_left
                     && y0 >= d.pad_top
@@ -388,13 +397,13 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
             }
             if let Some(dst) = M::column_mut(block, q, kp) {
                 if let Some((taps, tail)) = dst.split_at_mut_checked(k) {
-                    gather(input, &d, i / w, i % w, pad, taps);
+                    gather(input, &d, py, px, pad, taps);
                     tail.fill(0);
                 }
                 continue;
             }
             if let Some(taps) = col.get_mut(..k) {
-                gather(input, &d, i / w, i % w, pad, taps);
+                gather(input, &d, py, px, pad, taps);
             }
             M::store_column(block, q, col);
         }
@@ -540,10 +549,10 @@ fn depthwise_q<M: Mac, const SHORT: bool>(
     let d = p.dims;
     let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
     let mut blocks = DwBlocks::new(pad_value(&p.quant), mult);
-    if M::DW_GROUPS
+    if M::DW_STRIP
         && mult == 1
         && !scratch.is_empty()
-        && dw_groups::depthwise_rows::<M, SHORT>(
+        && dw_groups::depthwise_strip::<M, SHORT>(
             input,
             output,
             scratch,
@@ -554,10 +563,11 @@ fn depthwise_q<M: Mac, const SHORT: bool>(
     {
         return;
     }
-    if M::DW_STRIP
+    if M::DW_GROUPS
+        && !M::DW_STRIP
         && mult == 1
         && !scratch.is_empty()
-        && dw_groups::depthwise_strip::<M, SHORT>(
+        && dw_groups::depthwise_rows::<M, SHORT>(
             input,
             output,
             scratch,
