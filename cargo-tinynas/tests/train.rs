@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use cargo_tinynas::data::import::{fashion_mnist, FASHION_MNIST_DIR};
 use cargo_tinynas::data::ImageShape;
 use cargo_tinynas::train::fit::{evaluate, fit, Options};
-use cargo_tinynas::train::net::{Arch, Net, OptimizerKind, Schedule};
+use cargo_tinynas::train::net::{Arch, Net};
+use cargo_tinynas::train::optim::{OptimizerKind, Schedule};
 
 fn cache() -> cargo_tinynas::data::Cache {
     let dir = Path::new(FASHION_MNIST_DIR);

@@ -36,7 +36,7 @@ pub(crate) struct TrainArgs {
     /// Learning-rate schedule: constant, cosine (down to zero at the end) or step (x0.1 at half,
     /// x0.01 at three quarters).
     #[arg(long, default_value = "cosine")]
-    pub(crate) schedule: cargo_tinynas::train::net::Schedule,
+    pub(crate) schedule: cargo_tinynas::train::optim::Schedule,
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
     /// Fraction of each class for validation (unless a val/ folder exists).
@@ -197,8 +197,8 @@ pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
         batch: a.batch,
         lr: a.lr,
         optimizer: match a.optimizer {
-            OptimizerArg::Adam => cargo_tinynas::train::net::OptimizerKind::Adam,
-            OptimizerArg::Sgd => cargo_tinynas::train::net::OptimizerKind::Sgd {
+            OptimizerArg::Adam => cargo_tinynas::train::optim::OptimizerKind::Adam,
+            OptimizerArg::Sgd => cargo_tinynas::train::optim::OptimizerKind::Sgd {
                 momentum: a.momentum,
             },
         },

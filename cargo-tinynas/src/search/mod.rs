@@ -43,7 +43,8 @@ use crate::project::Budgets;
 use crate::train::command::{QatPolicy, TrainError};
 use crate::train::export::{export, int8_accuracy};
 use crate::train::fit::{fit_until, Options, Progress};
-use crate::train::net::{Arch, Block, Blocks, Net, OptimizerKind, Schedule, MAX_BLOCKS};
+use crate::train::net::{Arch, Block, Blocks, Net, MAX_BLOCKS};
+use crate::train::optim::{OptimizerKind, Schedule};
 use tinynas_model::random::{Source, SplitMix};
 
 /// Which search.

@@ -6,7 +6,8 @@
 //! `/proc/self/status`), reset before each configuration through `/proc/self/clear_refs`.
 
 use super::layers::softmax_cross_entropy;
-use super::net::{Adam, Arch, Net};
+use super::net::{Arch, Net};
+use super::optim::Adam;
 use super::Tensor;
 use crate::data::ImageShape;
 use tinynas_model::random::{Source, SplitMix};

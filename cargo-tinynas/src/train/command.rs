@@ -19,8 +19,8 @@ pub struct Args {
     pub epochs: usize,
     pub batch: usize,
     pub lr: f32,
-    pub optimizer: super::net::OptimizerKind,
-    pub schedule: super::net::Schedule,
+    pub optimizer: super::optim::OptimizerKind,
+    pub schedule: super::optim::Schedule,
     pub seed: u64,
     pub val: f64,
     pub test: f64,
@@ -136,8 +136,8 @@ pub fn run(
     let qopts = Options {
         epochs: args.qat_epochs,
         lr: args.lr * 0.1,
-        optimizer: super::net::OptimizerKind::Adam,
-        schedule: super::net::Schedule::Cosine,
+        optimizer: super::optim::OptimizerKind::Adam,
+        schedule: super::optim::Schedule::Cosine,
         ..opts
     };
     let q = super::qat::quantise(

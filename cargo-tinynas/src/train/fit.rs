@@ -2,7 +2,8 @@
 //! validation, keeping the best epoch. Deterministic from a seed (single-threaded for now).
 
 use super::layers::softmax_cross_entropy;
-use super::net::{Net, Optimizer, OptimizerKind, Schedule};
+use super::net::Net;
+use super::optim::{Optimizer, OptimizerKind, Schedule};
 use super::Tensor;
 use crate::data::{Cache, DataError};
 use tinynas_model::random::{Source, SplitMix};
