@@ -106,8 +106,7 @@ pub(crate) fn train_bench(a: &TrainArgs) -> anyhow::Result<i32> {
         anyhow::bail!("--bench-batches and --bench-steps must be at least 1");
     }
     let rows =
-        cargo_tinynas::train::bench::run(a.arch, input, 10, &a.bench_batches, a.bench_steps, 3)
-            .map_err(anyhow::Error::msg)?;
+        cargo_tinynas::train::bench::run(a.arch, input, 10, &a.bench_batches, a.bench_steps, 3)?;
     let json = a.message_format == MessageFormat::Json;
     if !json {
         eprintln!(

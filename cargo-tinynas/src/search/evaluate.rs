@@ -62,7 +62,7 @@ impl Searcher<'_> {
         let mut net = match Net::new(arch, input, self.classes.len(), s.seed) {
             Ok(n) => n,
             Err(e) => {
-                entry.status = Status::Invalid(e);
+                entry.status = Status::Invalid(e.to_string());
                 self.journal.append(&entry).map_err(self.jerr())?;
                 on(Event::Evaluated {
                     entry: &entry,

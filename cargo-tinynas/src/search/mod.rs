@@ -321,7 +321,7 @@ pub fn run(
         }
         return Err(SearchError::NothingFits(s.budgets.explain.join("; ")));
     };
-    let arch: Arch = winner.arch.parse().map_err(TrainError::Arch)?;
+    let arch: Arch = winner.arch.parse().map_err(TrainError::ArchSpec)?;
     let Some((final_entry, model_bytes)) =
         se.evaluate(arch, EntryKind::Final, s.final_epochs, &mut on)?
     else {
@@ -389,7 +389,8 @@ mod tests {
             let input = ImageShape { h: 28, w: 28, c: 1 };
             // Valid unless it downsamples past 2x2; then Net::new says so.
             if let Err(e) = Net::new(a, Net::input_of(a, input), 10, 1) {
-                assert!(e.contains("downsample"), "{text}: {e}");
+                let downsamples = matches!(e, crate::train::net::ArchError::Downsamples { .. });
+                assert!(downsamples, "{text}: {e}");
             }
         }
         assert_eq!(seen_res.len(), 2);

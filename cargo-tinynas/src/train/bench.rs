@@ -56,7 +56,7 @@ pub fn run(
     batches: &[usize],
     steps: usize,
     warmup: usize,
-) -> Result<Vec<Row>, String> {
+) -> Result<Vec<Row>, super::net::ArchError> {
     let macs = Net::new(arch, input, classes, 1)?.forward_macs();
     let mut rows = Vec::new();
     for &batch in batches {

@@ -62,8 +62,11 @@ pub enum TrainError {
     Data(#[from] DataError),
     #[error(transparent)]
     Export(#[from] ExportError),
+    /// An `--arch` spec (or a journal's) that does not parse.
     #[error("{0}")]
-    Arch(String),
+    ArchSpec(String),
+    #[error(transparent)]
+    Arch(#[from] super::net::ArchError),
     #[error("training was stopped before the first epoch ended: nothing to save")]
     StoppedEarly,
     #[error("cannot write {path}: {source}")]
@@ -100,8 +103,7 @@ pub fn run(
     let (mut data, skipped) = crate::data::load(&args.data, args.input, args.strict)?;
     let s = split::stratified(&data.labels, &data.assigned, args.val, args.test, args.seed);
     let classes = data.classes.clone();
-    let mut net =
-        Net::new(args.arch, data.shape, classes.len(), args.seed).map_err(TrainError::Arch)?;
+    let mut net = Net::new(args.arch, data.shape, classes.len(), args.seed)?;
     let samples = (s.train.len(), s.val.len(), s.test.len());
     on(Event::Loaded {
         samples,

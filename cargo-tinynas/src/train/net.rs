@@ -195,9 +195,38 @@ pub struct Net {
     pub timing: Option<Vec<[f64; 2]>>,
 }
 
+/// Why an architecture cannot be built for an input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArchError {
+    #[error("{arch} has too many cells for a {}x{} input: cell {cell} would pool a {}x{} map", input.h, input.w, map.0, map.1)]
+    TooManyCells {
+        arch: Arch,
+        input: ImageShape,
+        cell: usize,
+        map: (usize, usize),
+    },
+    #[error("{arch} takes {res}x{res} images, the data is {}x{}", input.h, input.w)]
+    WrongInput {
+        arch: Arch,
+        res: u16,
+        input: ImageShape,
+    },
+    #[error("{arch}: block {block} would downsample a {side}x{side} map")]
+    Downsamples {
+        arch: Arch,
+        block: usize,
+        side: usize,
+    },
+}
+
 impl Net {
     /// A freshly initialised network (seeded).
-    pub fn new(arch: Arch, input: ImageShape, classes: usize, seed: u64) -> Result<Self, String> {
+    pub fn new(
+        arch: Arch,
+        input: ImageShape,
+        classes: usize,
+        seed: u64,
+    ) -> Result<Self, ArchError> {
         let (k, c) = match arch {
             Arch::NanoNas { k, c } => (k, c),
             Arch::Blocks(b) => return Self::blocks(arch, b, input, classes, seed),
@@ -209,7 +238,12 @@ impl Net {
         for (i, &oc) in channels.iter().enumerate() {
             if i > 0 {
                 if h < 2 || w < 2 {
-                    return Err(format!("{arch} has too many cells for a {}x{} input: cell {i} would pool a {h}x{w} map", input.h, input.w));
+                    return Err(ArchError::TooManyCells {
+                        arch,
+                        input,
+                        cell: i,
+                        map: (h, w),
+                    });
                 }
                 layers.push(Box::new(Pool::new(true, [2, 2], 2, Padding::Valid)));
                 h /= 2;
@@ -259,12 +293,13 @@ impl Net {
         input: ImageShape,
         classes: usize,
         seed: u64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ArchError> {
         if (input.h, input.w) != (usize::from(b.res), usize::from(b.res)) {
-            return Err(format!(
-                "{arch} takes {}x{} images, the data is {}x{}",
-                b.res, b.res, input.h, input.w
-            ));
+            return Err(ArchError::WrongInput {
+                arch,
+                res: b.res,
+                input,
+            });
         }
         let mut layers: Vec<Box<dyn Layer>> = Vec::new();
         let (mut h, mut in_c) = (input.h, input.c);
@@ -275,7 +310,11 @@ impl Net {
                 usize::from(blk.out),
             );
             if h < stride * 2 {
-                return Err(format!("{arch}: block {i} would downsample a {h}x{h} map"));
+                return Err(ArchError::Downsamples {
+                    arch,
+                    block: i,
+                    side: h,
+                });
             }
             let seed = seed.wrapping_add(i as u64);
             if blk.sep {
@@ -434,7 +473,8 @@ mod tests {
             assert!(bad.parse::<Arch>().is_err(), "{bad}");
         }
         let e = Net::new(a, ImageShape { h: 32, w: 32, c: 1 }, 10, 1).unwrap_err();
-        assert!(e.contains("takes 28x28"), "{e}");
+        assert!(matches!(e, ArchError::WrongInput { res: 28, .. }), "{e}");
+        assert!(e.to_string().contains("takes 28x28"), "{e}");
         // A depthwise-separable block: 5x5 depthwise stride 2 on 8 channels, then 1x1 to 16.
         let a: Arch = "blocks:r=28,3s1x8,d5s2x16".parse().unwrap();
         assert_eq!(a.to_string(), "blocks:r=28,3s1x8,d5s2x16");
@@ -483,6 +523,7 @@ mod tests {
             1,
         )
         .unwrap_err();
-        assert!(e.contains("too many cells"), "{e}");
+        assert!(matches!(e, ArchError::TooManyCells { .. }), "{e}");
+        assert!(e.to_string().contains("too many cells"), "{e}");
     }
 }
