@@ -290,7 +290,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                 "resumed": outcome.resumed, "pareto": outcome.pareto.iter().map(|e| e.arch.clone()).collect::<Vec<_>>(),
                 "pareto_svg": svg, "generated": generated.as_ref().map(|g| g.dir.clone()), "journal": outcome.journal,
                 "hint": generated.as_ref().and_then(|_| p.kernel_hint()),
-                "peak_rss_bytes": cargo_tinynas::train::bench::peak_rss_bytes(),
+                "peak_rss_bytes": cargo_tinynas::train::throughput::peak_rss_bytes(),
                 "predictor": outcome.predictor_error().map(|(mean, max)| serde_json::json!({
                     "mean_relative_error": mean, "max_relative_error": max,
                     "candidates": outcome.predictions.len(),

@@ -105,8 +105,14 @@ pub(crate) fn train_bench(a: &TrainArgs) -> anyhow::Result<i32> {
     if a.bench_batches.contains(&0) || a.bench_steps == 0 {
         anyhow::bail!("--bench-batches and --bench-steps must be at least 1");
     }
-    let rows =
-        cargo_tinynas::train::bench::run(a.arch, input, 10, &a.bench_batches, a.bench_steps, 3)?;
+    let rows = cargo_tinynas::train::throughput::run(
+        a.arch,
+        input,
+        10,
+        &a.bench_batches,
+        a.bench_steps,
+        3,
+    )?;
     let json = a.message_format == MessageFormat::Json;
     if !json {
         eprintln!(
@@ -271,12 +277,12 @@ pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
                 "reason": "train-report", "float_val_accuracy": report.float_val, "float_test_accuracy": report.float_test,
                 "int8_val_accuracy": report.int8_val, "int8_test_accuracy": report.int8_test, "confusion": report.confusion,
                 "params": report.params, "macs": report.macs, "arena_bytes": report.arena_bytes, "out": report.out, "stopped_early": report.stopped_early,
-                "peak_rss_bytes": cargo_tinynas::train::bench::peak_rss_bytes(),
+                "peak_rss_bytes": cargo_tinynas::train::throughput::peak_rss_bytes(),
                 "qat": report.qat.map(|q| serde_json::json!({"ptq_val_accuracy": q.ptq_val, "qat_val_accuracy": q.qat_val, "epochs": q.epochs, "kept": q.kept})),
             })
         );
     } else {
-        if let Some(rss) = cargo_tinynas::train::bench::peak_rss_bytes() {
+        if let Some(rss) = cargo_tinynas::train::throughput::peak_rss_bytes() {
             eprintln!("peak RSS: {:.1} MiB", rss as f64 / 1048576.0);
         }
         eprint!("{}", command::render(&report));
