@@ -43,6 +43,36 @@ pub struct Card {
     pub measured: Option<Measured>,
 }
 
+impl Card {
+    /// The model card of a search's final model: its architecture and accuracies, the data set
+    /// (`data` as the project names it, its classes and fingerprint) and the figures measured on
+    /// the board today.
+    pub fn of_search(o: &crate::search::Outcome, data: &Path) -> Self {
+        let f = &o.final_entry;
+        Card {
+            arch: Some(f.arch.clone()),
+            float_val_accuracy: f.float_val,
+            int8_test_accuracy: f.int8_test,
+            dataset: Some(format!(
+                "{} ({} classes: {}; fingerprint {:016x})",
+                data.display(),
+                o.classes.len(),
+                o.classes.join(", "),
+                o.data_fingerprint
+            )),
+            measured: f.measured.as_ref().map(|m| Measured {
+                board: m.board.clone(),
+                date: today(),
+                latency: m.latency,
+                unit: m.unit.clone(),
+                peak_sram: m.peak_sram_bytes,
+                flash: m.flash_bytes,
+                outputs: "device == host, bit for bit".into(),
+            }),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
     #[error("{path}: {source}")]

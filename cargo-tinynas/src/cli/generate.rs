@@ -29,11 +29,7 @@ pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
     let p = a.project.project()?;
     let bytes =
         std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
-    let name = p
-        .config
-        .crate_name
-        .clone()
-        .unwrap_or_else(|| format!("{}-model", p.name));
+    let name = p.crate_name();
     let card = Card {
         arch: a.arch.clone(),
         ..Card::default()

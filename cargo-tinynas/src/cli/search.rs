@@ -239,40 +239,14 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
     let generated = if a.no_generate {
         None
     } else {
-        let name = p
+        let name = p.crate_name();
+        // The data folder as the project names it (not this machine's absolute path).
+        let data = p
             .config
-            .crate_name
+            .data
             .clone()
-            .unwrap_or_else(|| format!("{}-model", p.name));
-        let card = cargo_tinynas::generate::Card {
-            arch: Some(f.arch.clone()),
-            float_val_accuracy: f.float_val,
-            int8_test_accuracy: f.int8_test,
-            dataset: Some(format!(
-                "{} ({} classes: {}; fingerprint {:016x})",
-                // As the project names it (not this machine's absolute path).
-                p.config
-                    .data
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("data"))
-                    .display(),
-                outcome.classes.len(),
-                outcome.classes.join(", "),
-                outcome.data_fingerprint
-            )),
-            measured: f
-                .measured
-                .as_ref()
-                .map(|m| cargo_tinynas::generate::Measured {
-                    board: m.board.clone(),
-                    date: cargo_tinynas::generate::today(),
-                    latency: m.latency,
-                    unit: m.unit.clone(),
-                    peak_sram: m.peak_sram_bytes,
-                    flash: m.flash_bytes,
-                    outputs: "device == host, bit for bit".into(),
-                }),
-        };
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let card = cargo_tinynas::generate::Card::of_search(&outcome, &data);
         Some(cargo_tinynas::generate::generate(
             &p.dir.join(&name),
             &name,

@@ -25,11 +25,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         anyhow::bail!("--images must be at least 1");
     }
     let p = a.target.project()?;
-    let name = p
-        .config
-        .crate_name
-        .clone()
-        .unwrap_or_else(|| format!("{}-model", p.name));
+    let name = p.crate_name();
     let model_path = p.dir.join(&name).join("src").join("model.tnas");
     let bytes = std::fs::read(&model_path).with_context(|| {
         format!(

@@ -243,6 +243,14 @@ impl Project {
             .join(" ")
     }
 
+    /// The generated crate's name: `crate-name` in the table, else `<package>-model`.
+    pub fn crate_name(&self) -> String {
+        self.config
+            .crate_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-model", self.name))
+    }
+
     /// The chip: `chip` in the table, else the runner line's `--chip`.
     pub fn chip(&self) -> Option<String> {
         self.config
