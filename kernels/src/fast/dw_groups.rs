@@ -1,13 +1,21 @@
-//! Depthwise convolution group by group of four channels (DSP): for each group the kernel's taps
-//! are prepared once as [`DwTaps`] (each tap's input offset from the window's first byte and its
-//! four weights widened to int16 pairs), with the group's requantisation constants; then each row
-//! of output pixels is one call of [`Mac::dw_row`] (taps and requantisation in assembly).
+//! Depthwise convolution group by group of four channels (DSP, Armv6-M): for each group the
+//! kernel's taps are prepared once as [`DwTaps`] (each tap's input offset from the window's first
+//! byte and its four weights widened to int16 pairs), with the group's requantisation constants;
+//! then each row of output pixels is one call of [`Mac::dw_row`] (on DSP, taps and requantisation
+//! in assembly).
 //!
 //! The folded bias makes a padded tap contribute `pad * w` (see [`super`]). The output pixels fall
 //! into rectangles whose windows have the same taps inside the input (the interior, each border,
 //! each corner); in each, the padded taps' products are one constant per channel, `pad *
 //! sum(w outside)`, added to the folded bias once, and only the inside taps (a [`Win`] of the
-//! kernel) are run. The sums are the reference's integers, so the output is bit for bit its own.
+//! kernel) are run (`depthwise_groups`). The sums are the reference's integers, so the output
+//! is bit for bit its own.
+//!
+//! Given the generator's scratch, two paths write the padding out instead, so that all pixels of
+//! an output row share their taps: on DSP a copy of the group's whole input with its left and
+//! right padding (`depthwise_rows`, for short rows, where the rectangles' calls cost more than
+//! the padded taps: [`rows_pay_off`]); on Armv6-M a strip of each output row's window rows as
+//! unsigned bytes (`depthwise_strip`).
 
 use super::mac::{Clamp, Mac};
 use super::{FastConv, Requant};

@@ -7,8 +7,8 @@
 //!   whose product cancels the folded term exactly as the reference skips the tap;
 //! * weights are stored as the kernel reads them (convolution rows zero-padded to a multiple of 4);
 //! * a layer is run by the kernel its shape calls for ([`conv2d`] with a block of four im2col
-//!   columns in planned scratch, [`depthwise_conv2d`] over channel lanes, or on DSP group by
-//!   group of four channels, [`dw_groups`]), chosen by the generator, never at run time;
+//!   columns in planned scratch, [`depthwise_conv2d`] over channel lanes, or on DSP and Armv6-M
+//!   group by group of four channels, [`dw_groups`]), chosen by the generator, never at run time;
 //! * the first convolution of a `u8` model reads the pixels directly ([`conv2d_u8`]): the
 //!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered.
 //!
@@ -516,10 +516,11 @@ pub fn depthwise_conv2d(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
     depthwise::<Selected>(input, output, &mut [], p);
 }
 
-/// [`depthwise_conv2d`] for layers with short output rows, the generator's choice: on DSP each
-/// group of four channels is first copied into `scratch` with its left and right padding
-/// ([`dw_groups::rows_scratch_bytes`]), and each output row is then one run; elsewhere (or with a
-/// shorter scratch) as [`depthwise_conv2d`].
+/// [`depthwise_conv2d`] with the scratch the planner found room for
+/// ([`dw_groups::rows_scratch_bytes`]): on DSP, where it holds a whole group of four channels
+/// with its left and right padding written out (short rows), each output row is one run; on
+/// Armv6-M each output row's window rows are copied into a strip of it as unsigned bytes;
+/// elsewhere (or with a shorter scratch) as [`depthwise_conv2d`].
 #[inline(always)]
 pub fn depthwise_conv2d_rows(
     input: &[i8],
