@@ -401,15 +401,11 @@ mod imp {
     /// is short.
     #[inline(always)]
     pub fn gather_words(dst: &mut [i8], src: &[i8], step: usize) -> bool {
-        let n = dst.len() / 4;
-        let need = n
-            .checked_sub(1)
-            .map(|l| l.checked_mul(step)?.checked_add(4));
-        match need {
-            None => return true,
-            Some(Some(e)) if e <= src.len() => {}
-            Some(_) => return false,
-        }
+        let n = match crate::fast::mac::gathered_words(dst, src, step) {
+            Some(0) => return true,
+            Some(n) => n,
+            None => return false,
+        };
         // SAFETY: `n >= 1` words; word `k` reads the 4 bytes at `src + k step`, the last ending
         // at `(n - 1) step + 4 <= src.len()` (checked), and writes the 4 bytes at `dst + 4 k`,
         // inside `dst` (`4 n <= dst.len()`). Unaligned LDR/STR are allowed. No stack; flags
@@ -431,13 +427,6 @@ mod imp {
             );
         }
         true
-    }
-
-    /// Whether [`conv_cols`] is exact for the layer: an output offset within int8 and every right
-    /// shift at most 22 (see there).
-    #[inline(always)]
-    pub fn conv_cols_takes(p: &crate::fast::FastConv<'_>) -> bool {
-        (-128..=127).contains(&p.quant.output_offset) && p.shift.iter().all(|&s| s >= -22)
     }
 
     /// What [`conv_cols`]'s assembly reads and walks (`repr(C)`: it loads the fields at their
@@ -477,18 +466,7 @@ mod imp {
     #[inline(always)]
     pub fn conv_cols(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &mut [i8]) -> bool {
         let (oc, groups) = (p.dims.out_c, kp / 4);
-        let fits = |len: usize, n: Option<usize>| n.is_some_and(|n| n <= len);
-        if groups == 0
-            || kp % 4 != 0
-            || oc == 0
-            || block.as_ptr() as usize % 4 != 0
-            || !fits(block.len(), groups.checked_mul(32))
-            || !fits(p.weights.len(), oc.checked_mul(kp))
-            || !fits(y.len(), oc.checked_mul(4))
-            || p.bias.len() < oc
-            || p.multiplier.len() < oc
-            || p.shift.len() < oc
-        {
+        if !super::conv_cols_fit(block, p, kp, y) {
             return false;
         }
         let k = crate::fast::dw_groups::Lanes::new(&crate::fast::mac::Clamp::new(&p.quant));
@@ -1067,42 +1045,13 @@ mod imp {
         );
     }
 
-    pub fn conv_cols_takes(p: &crate::fast::FastConv<'_>) -> bool {
-        (-128..=127).contains(&p.quant.output_offset) && p.shift.iter().all(|&s| s >= -22)
-    }
-
     pub fn gather_words(dst: &mut [i8], src: &[i8], step: usize) -> bool {
-        let n = dst.len() / 4;
-        let need = n
-            .checked_sub(1)
-            .map(|l| l.checked_mul(step)?.checked_add(4));
-        match need {
-            None => return true,
-            Some(Some(e)) if e <= src.len() => {}
-            Some(_) => return false,
-        }
-        for (k, d) in dst.chunks_exact_mut(4).enumerate() {
-            if let Some(s) = src.get(k * step..k * step + 4) {
-                d.copy_from_slice(s);
-            }
-        }
-        true
+        crate::fast::mac::gather_words_portable(dst, src, step)
     }
 
     pub fn conv_cols(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &mut [i8]) -> bool {
         let oc = p.dims.out_c;
-        let fits = |len: usize, n: Option<usize>| n.is_some_and(|n| n <= len);
-        if kp / 4 == 0
-            || kp % 4 != 0
-            || oc == 0
-            || block.as_ptr() as usize % 4 != 0
-            || !fits(block.len(), (kp / 4).checked_mul(32))
-            || !fits(p.weights.len(), oc.checked_mul(kp))
-            || !fits(y.len(), oc.checked_mul(4))
-            || p.bias.len() < oc
-            || p.multiplier.len() < oc
-            || p.shift.len() < oc
-        {
+        if !super::conv_cols_fit(block, p, kp, y) {
             return false;
         }
         let clamp = crate::fast::mac::Clamp::new(&p.quant);
@@ -1239,6 +1188,34 @@ mod imp {
 }
 
 pub use imp::*;
+
+/// Whether [`conv_cols`] is exact for the layer: an output offset within int8 and every right
+/// shift at most 22 (see there). The same on every target: the host runs the DSP loops too.
+#[allow(dead_code)]
+#[inline(always)]
+pub fn conv_cols_takes(p: &crate::fast::FastConv<'_>) -> bool {
+    (-128..=127).contains(&p.quant.output_offset) && p.shift.iter().all(|&s| s >= -22)
+}
+
+/// Whether the slices fit [`conv_cols`]: `kp` a positive multiple of 4, a word-aligned block of
+/// `kp / 4` groups of 32 bytes, `oc >= 1` weight rows of `kp`, `oc` biases, multipliers and
+/// shifts, and the four pixels' `4 oc` outputs.
+#[allow(dead_code)]
+#[inline(always)]
+fn conv_cols_fit(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &[i8]) -> bool {
+    let oc = p.dims.out_c;
+    let fits = |len: usize, n: Option<usize>| n.is_some_and(|n| n <= len);
+    kp / 4 != 0
+        && kp % 4 == 0
+        && oc != 0
+        && block.as_ptr() as usize % 4 == 0
+        && fits(block.len(), (kp / 4).checked_mul(32))
+        && fits(p.weights.len(), oc.checked_mul(kp))
+        && fits(y.len(), oc.checked_mul(4))
+        && p.bias.len() >= oc
+        && p.multiplier.len() >= oc
+        && p.shift.len() >= oc
+}
 
 /// Whether `n` int16 pairs of column `p` (at `8 p + 32 j`, `j < n`) fit `block`, word-aligned.
 #[allow(dead_code)]

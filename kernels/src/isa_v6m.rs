@@ -114,15 +114,98 @@ use crate::fast::dw_groups::{run_inside, runs, DwTap, DwTaps, Win};
 #[inline(always)]
 pub fn dw_taps_u8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
     if run_inside(x, base, run) {
-        run_u8(acc, x, base, run)
+        run_taps::<false>(acc, x, base, run)
     } else {
         acc
     }
 }
 
+/// `acc[j] + sum_t x[base + t.off + j] * w_j(t)` over the taps of window `win` (the depthwise
+/// group path's layout: `w02` holds channels 0 and 2 as int16 halves, `w13` channels 1 and 3),
+/// run by run; a run whose first or last word leaves `x` adds nothing (the kernels never pass
+/// one).
+#[inline(always)]
+pub fn dw_taps(acc: [i32; 4], x: &[i8], base: isize, taps: &DwTaps, win: Win) -> [i32; 4] {
+    runs(taps, win).fold(acc, |a, r| {
+        if run_inside(x, base, r) {
+            run_taps::<true>(a, x, base, r)
+        } else {
+            a
+        }
+    })
+}
+
+/// The Thumb-1 loop over one run of taps: the sums in r8-r11, the window's first byte in r12,
+/// the run's end in lr; `$load` is the instructions that put a tap's input byte `$at` in r3
+/// (signed: LDRB then SXTB; unsigned: LDRB).
+#[cfg(tinynas_v6m)]
+#[rustfmt::skip]
+macro_rules! run_asm {
+    ($state:expr, $run:expr, $($load:literal),*) => {
+        core::arch::asm!(
+            "ldr   r0, [r5, #16]",
+            "mov   r12, r0",
+            "ldr   r0, [r5, #20]",
+            "mov   lr, r0",
+            "ldr   r0, [r5, #0]",
+            "mov   r8, r0",
+            "ldr   r0, [r5, #4]",
+            "mov   r9, r0",
+            "ldr   r0, [r5, #8]",
+            "mov   r10, r0",
+            "ldr   r0, [r5, #12]",
+            "mov   r11, r0",
+            "2:",
+            "ldm   r4!, {{r0, r1, r2}}",
+            "add   r0, r12",
+            "ldrb  r3, [r0, #0]", $($load,)*
+            "muls  r3, r1, r3",
+            "sxth  r3, r3",
+            "add   r8, r3",
+            "ldrb  r3, [r0, #1]", $($load,)*
+            "muls  r3, r2, r3",
+            "sxth  r3, r3",
+            "add   r9, r3",
+            "asrs  r1, r1, #16",
+            "ldrb  r3, [r0, #2]", $($load,)*
+            "muls  r3, r1, r3",
+            "add   r10, r3",
+            "asrs  r2, r2, #16",
+            "ldrb  r3, [r0, #3]", $($load,)*
+            "muls  r3, r2, r3",
+            "add   r11, r3",
+            "cmp   r4, lr",
+            "bne   2b",
+            "mov   r0, r8",
+            "str   r0, [r5, #0]",
+            "mov   r0, r9",
+            "str   r0, [r5, #4]",
+            "mov   r0, r10",
+            "str   r0, [r5, #8]",
+            "mov   r0, r11",
+            "str   r0, [r5, #12]",
+            in("r5") $state,
+            inout("r4") $run => _,
+            out("r0") _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+            options(nostack),
+        )
+    };
+}
+
+/// One run of taps inside `x` (`run_inside`), the input bytes read `SIGNED` (the input itself)
+/// or unsigned (the strip's biased bytes).
 #[cfg(tinynas_v6m)]
 #[inline(always)]
-fn run_u8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
+fn run_taps<const SIGNED: bool>(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
     let [a0, a1, a2, a3] = acc;
     // The four sums, then the window's first byte and the run's end (for r12 and lr, which
     // Thumb-1 allows only as clobbers).
@@ -138,178 +221,18 @@ fn run_u8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
     // (`run_inside`); the offsets of a run increase (`DwTaps::fill_in`), so every tap's word lies
     // between them. The loop runs `run.len() >= 1` times (LDM advances `r4` by a tap's 12 bytes,
     // up to the end pointer in `lr`), reading each `DwTap` (`repr(C)`: offset, `w02`, `w13`;
-    // word-aligned, as LDM needs) and four bytes of `x` (LDRB needs no alignment). An unsigned
-    // byte times `w02` keeps channel 0's product in its low halfword (`|x * w| <= 255 * 128 <
-    // 2^15`, so SXTH recovers it exactly); channels 2 and 3 multiply the high halves, shifted
-    // down. It reads `state` (24 bytes, word-aligned) and writes its first 16, nothing else; no
-    // stack; r0-r4, r8-r12, lr and the flags are declared clobbered.
+    // word-aligned, as LDM needs) and four bytes of `x` (LDRB needs no alignment). A byte (signed,
+    // or unsigned up to 255) times `w02` keeps channel 0's product in its low halfword (`|x * w|
+    // <= 255 * 128 < 2^15`, so SXTH recovers it exactly), likewise channel 1's with `w13`;
+    // channels 2 and 3 multiply the high halves, shifted down. It reads `state` (24 bytes,
+    // word-aligned) and writes its first 16, nothing else; no stack; r0-r4, r8-r12, lr and the
+    // flags are declared clobbered.
     unsafe {
-        core::arch::asm!(
-            "ldr   r0, [r5, #16]",
-            "mov   r12, r0",
-            "ldr   r0, [r5, #20]",
-            "mov   lr, r0",
-            "ldr   r0, [r5, #0]",
-            "mov   r8, r0",
-            "ldr   r0, [r5, #4]",
-            "mov   r9, r0",
-            "ldr   r0, [r5, #8]",
-            "mov   r10, r0",
-            "ldr   r0, [r5, #12]",
-            "mov   r11, r0",
-            "2:",
-            "ldm   r4!, {{r0, r1, r2}}",
-            "add   r0, r12",
-            "ldrb  r3, [r0, #0]",
-            "muls  r3, r1, r3",
-            "sxth  r3, r3",
-            "add   r8, r3",
-            "ldrb  r3, [r0, #1]",
-            "muls  r3, r2, r3",
-            "sxth  r3, r3",
-            "add   r9, r3",
-            "asrs  r1, r1, #16",
-            "ldrb  r3, [r0, #2]",
-            "muls  r3, r1, r3",
-            "add   r10, r3",
-            "asrs  r2, r2, #16",
-            "ldrb  r3, [r0, #3]",
-            "muls  r3, r2, r3",
-            "add   r11, r3",
-            "cmp   r4, lr",
-            "bne   2b",
-            "mov   r0, r8",
-            "str   r0, [r5, #0]",
-            "mov   r0, r9",
-            "str   r0, [r5, #4]",
-            "mov   r0, r10",
-            "str   r0, [r5, #8]",
-            "mov   r0, r11",
-            "str   r0, [r5, #12]",
-            in("r5") state.as_mut_ptr(),
-            inout("r4") run.as_ptr() => _,
-            out("r0") _,
-            out("r1") _,
-            out("r2") _,
-            out("r3") _,
-            out("r8") _,
-            out("r9") _,
-            out("r10") _,
-            out("r11") _,
-            out("r12") _,
-            out("lr") _,
-            options(nostack),
-        );
-    }
-    let [a0, a1, a2, a3, _, _] = state;
-    [a0, a1, a2, a3]
-}
-
-#[cfg(not(tinynas_v6m))]
-#[allow(dead_code)]
-fn run_u8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
-    crate::fast::dw_groups::taps_u8_portable(acc, x, base, run)
-}
-
-/// `acc[j] + sum_t x[base + t.off + j] * w_j(t)` over the taps of window `win` (the depthwise
-/// group path's layout: `w02` holds channels 0 and 2 as int16 halves, `w13` channels 1 and 3),
-/// run by run; a run whose first or last word leaves `x` adds nothing (the kernels never pass
-/// one).
-#[inline(always)]
-pub fn dw_taps(acc: [i32; 4], x: &[i8], base: isize, taps: &DwTaps, win: Win) -> [i32; 4] {
-    runs(taps, win).fold(acc, |a, r| {
-        if run_inside(x, base, r) {
-            run_i8(a, x, base, r)
+        if SIGNED {
+            run_asm!(state.as_mut_ptr(), run.as_ptr(), "sxtb  r3, r3");
         } else {
-            a
+            run_asm!(state.as_mut_ptr(), run.as_ptr(),);
         }
-    })
-}
-
-#[cfg(tinynas_v6m)]
-#[inline(always)]
-fn run_i8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
-    let [a0, a1, a2, a3] = acc;
-    // The four sums, then the window's first byte and the run's end (for r12 and lr, which
-    // Thumb-1 allows only as clobbers).
-    let mut state = [
-        a0,
-        a1,
-        a2,
-        a3,
-        x.as_ptr().wrapping_offset(base) as i32,
-        run.as_ptr().wrapping_add(run.len()) as i32,
-    ];
-    // SAFETY: called with `run` non-empty and the words of its first and last tap inside `x`
-    // (`run_inside`); the offsets of a run increase (`DwTaps::fill`), so every tap's word lies
-    // between them. The loop runs `run.len() >= 1` times (LDM advances `r4` by a tap's 12 bytes,
-    // up to the end pointer in `lr`), reading each `DwTap` (`repr(C)`: offset, `w02`, `w13`;
-    // word-aligned, as LDM needs) and four bytes of `x`. Each product `x * w02` keeps channel
-    // 0's product in its low halfword (`|x * w| <= 2^14`, so SXTH recovers it exactly); channels
-    // 2 and 3 multiply the high halves, shifted down. It reads `state` (24 bytes, word-aligned)
-    // and writes its first 16, nothing else; no stack; r0-r4, r8-r12, lr and the flags are
-    // declared clobbered.
-    unsafe {
-        core::arch::asm!(
-            "ldr   r0, [r5, #16]",
-            "mov   r12, r0",
-            "ldr   r0, [r5, #20]",
-            "mov   lr, r0",
-            "ldr   r0, [r5, #0]",
-            "mov   r8, r0",
-            "ldr   r0, [r5, #4]",
-            "mov   r9, r0",
-            "ldr   r0, [r5, #8]",
-            "mov   r10, r0",
-            "ldr   r0, [r5, #12]",
-            "mov   r11, r0",
-            "2:",
-            "ldm   r4!, {{r0, r1, r2}}",
-            "add   r0, r12",
-            "ldrb  r3, [r0, #0]",
-            "sxtb  r3, r3",
-            "muls  r3, r1, r3",
-            "sxth  r3, r3",
-            "add   r8, r3",
-            "ldrb  r3, [r0, #1]",
-            "sxtb  r3, r3",
-            "muls  r3, r2, r3",
-            "sxth  r3, r3",
-            "add   r9, r3",
-            "asrs  r1, r1, #16",
-            "ldrb  r3, [r0, #2]",
-            "sxtb  r3, r3",
-            "muls  r3, r1, r3",
-            "add   r10, r3",
-            "asrs  r2, r2, #16",
-            "ldrb  r3, [r0, #3]",
-            "sxtb  r3, r3",
-            "muls  r3, r2, r3",
-            "add   r11, r3",
-            "cmp   r4, lr",
-            "bne   2b",
-            "mov   r0, r8",
-            "str   r0, [r5, #0]",
-            "mov   r0, r9",
-            "str   r0, [r5, #4]",
-            "mov   r0, r10",
-            "str   r0, [r5, #8]",
-            "mov   r0, r11",
-            "str   r0, [r5, #12]",
-            in("r5") state.as_mut_ptr(),
-            inout("r4") run.as_ptr() => _,
-            out("r0") _,
-            out("r1") _,
-            out("r2") _,
-            out("r3") _,
-            out("r8") _,
-            out("r9") _,
-            out("r10") _,
-            out("r11") _,
-            out("r12") _,
-            out("lr") _,
-            options(nostack),
-        );
     }
     let [a0, a1, a2, a3, _, _] = state;
     [a0, a1, a2, a3]
@@ -317,6 +240,10 @@ fn run_i8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
 
 #[cfg(not(tinynas_v6m))]
 #[allow(dead_code)]
-fn run_i8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
-    crate::fast::dw_groups::taps_portable(acc, x, base, run)
+fn run_taps<const SIGNED: bool>(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
+    if SIGNED {
+        crate::fast::dw_groups::taps_portable(acc, x, base, run)
+    } else {
+        crate::fast::dw_groups::taps_u8_portable(acc, x, base, run)
+    }
 }

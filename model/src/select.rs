@@ -31,25 +31,30 @@ pub fn reads_raw_input(model: &Model) -> bool {
         && readers.all(|n| matches!(n.op, Op::Conv2d { .. }))
 }
 
+/// The geometry of node `i`, a (depthwise) convolution, as the kernels take it.
+fn conv_dims(model: &Model, i: usize, conv: &crate::ir::ConvParams) -> ConvDims {
+    let x = model.shape(model.nodes[i].inputs[0]);
+    let y = model.nodes[i].shape;
+    let (pad_top, pad_left) = crate::lower::pads(x, conv.kernel, conv.stride, conv.padding);
+    ConvDims {
+        in_h: x.h,
+        in_w: x.w,
+        in_c: x.c,
+        out_h: y.h,
+        out_w: y.w,
+        out_c: y.c,
+        k_h: conv.kernel[0],
+        k_w: conv.kernel[1],
+        stride: conv.stride,
+        pad_top,
+        pad_left,
+    }
+}
+
 /// Scratch bytes node `i`'s kernel needs during its step (0 for most).
 pub fn scratch_bytes(model: &Model, i: usize) -> usize {
     match model.nodes.get(i).map(|n| &n.op) {
-        Some(Op::Conv2d { conv, .. }) => {
-            let x = model.shape(model.nodes[i].inputs[0]);
-            im2col_scratch_bytes(&ConvDims {
-                in_h: x.h,
-                in_w: x.w,
-                in_c: x.c,
-                out_h: 0,
-                out_w: 0,
-                out_c: 0,
-                k_h: conv.kernel[0],
-                k_w: conv.kernel[1],
-                stride: conv.stride,
-                pad_top: 0,
-                pad_left: 0,
-            })
-        }
+        Some(Op::Conv2d { conv, .. }) => im2col_scratch_bytes(&conv_dims(model, i, conv)),
         _ => 0,
     }
 }
@@ -61,27 +66,7 @@ pub fn optional_scratch_bytes(model: &Model, i: usize) -> usize {
     let Some(Op::DepthwiseConv2d { conv, .. }) = model.nodes.get(i).map(|n| &n.op) else {
         return 0;
     };
-    let x = model.shape(model.nodes[i].inputs[0]);
-    let y = model.nodes[i].shape;
-    let d = ConvDims {
-        in_h: x.h,
-        in_w: x.w,
-        in_c: x.c,
-        out_h: y.h,
-        out_w: y.w,
-        out_c: y.c,
-        k_h: conv.kernel[0],
-        k_w: conv.kernel[1],
-        stride: conv.stride,
-        pad_top: 0,
-        pad_left: 0,
-    };
-    let (pad_top, pad_left) = crate::lower::pads(x, conv.kernel, conv.stride, conv.padding);
-    let d = ConvDims {
-        pad_top,
-        pad_left,
-        ..d
-    };
+    let d = conv_dims(model, i, conv);
     if rows_pay_off(&d) {
         rows_scratch_bytes(&d)
     } else {

@@ -335,6 +335,18 @@ pub(crate) fn row_portable<M: Mac + ?Sized>(
 /// run. Taps outside `x` are skipped (the kernels never pass one).
 #[inline(always)]
 pub(crate) fn taps_portable(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
+    taps_read(acc, x, base, run, i32::from)
+}
+
+/// [`taps_portable`] with each input byte read by `byte` (as it is, or unsigned).
+#[inline(always)]
+fn taps_read(
+    acc: [i32; 4],
+    x: &[i8],
+    base: isize,
+    run: &[DwTap],
+    byte: impl Fn(i8) -> i32,
+) -> [i32; 4] {
     let mut acc = acc;
     let half = |v: u32, hi: bool| i32::from((if hi { v >> 16 } else { v }) as u16 as i16);
     for t in run {
@@ -352,7 +364,7 @@ pub(crate) fn taps_portable(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap])
             half(t.w13, true),
         ];
         for ((a, &x), w) in acc.iter_mut().zip(v).zip(w) {
-            *a = a.wrapping_add(i32::from(x) * w);
+            *a = a.wrapping_add(byte(x) * w);
         }
     }
     acc
@@ -710,27 +722,7 @@ pub fn rows_pay_off(d: &crate::ConvDims) -> bool {
 /// taps whose word leaves `x` are skipped (the kernels never pass one).
 #[inline(always)]
 pub(crate) fn taps_u8_portable(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
-    let mut acc = acc;
-    let half = |v: u32, hi: bool| i32::from((if hi { v >> 16 } else { v }) as u16 as i16);
-    for t in run {
-        let at = base.wrapping_add(t.off as isize);
-        let Some(v) = usize::try_from(at)
-            .ok()
-            .and_then(|at| x.get(at..at.checked_add(4)?))
-        else {
-            continue;
-        };
-        let w = [
-            half(t.w02, false),
-            half(t.w13, false),
-            half(t.w02, true),
-            half(t.w13, true),
-        ];
-        for ((a, &x), w) in acc.iter_mut().zip(v).zip(w) {
-            *a = a.wrapping_add(i32::from(x as u8) * w);
-        }
-    }
-    acc
+    taps_read(acc, x, base, run, |x| i32::from(x as u8))
 }
 
 /// Bytes of the strip [`depthwise_strip`] works in: `k_h` rows of one group of four channels,

@@ -204,21 +204,7 @@ pub trait Mac {
     /// `dst`'s word `k` from the four bytes at `src[k * step..]` (for `k < dst.len() / 4`).
     /// False (nothing written) where `src` is short.
     fn gather_words(dst: &mut [i8], src: &[i8], step: usize) -> bool {
-        let n = dst.len() / 4;
-        let need = n
-            .checked_sub(1)
-            .map(|l| l.checked_mul(step)?.checked_add(4));
-        match need {
-            None => return true,
-            Some(Some(e)) if e <= src.len() => {}
-            Some(_) => return false,
-        }
-        for (d, s) in rows_mut(dst, 4).zip(core::iter::successors(Some(src), |s| s.get(step..))) {
-            if let Some(s) = s.get(..4) {
-                d.copy_from_slice(s);
-            }
-        }
-        true
+        gather_words_portable(dst, src, step)
     }
     /// Whether depthwise layers given the generator's scratch run group by group of four
     /// channels in a strip of padded rows ([`super::dw_groups`]: Armv6-M, [`Mac::dw_taps_u8`]).
@@ -295,6 +281,32 @@ pub trait Mac {
     }
     /// `out[c] = max(out[c], x[c])` lane by lane (max pool).
     fn max_lanes(out: &mut [i8], x: &[i8]);
+}
+
+/// The words [`Mac::gather_words`] copies (`dst.len() / 4`), or `None` where the last one
+/// would leave `src`.
+#[inline(always)]
+pub(crate) fn gathered_words(dst: &[i8], src: &[i8], step: usize) -> Option<usize> {
+    let n = dst.len() / 4;
+    let Some(last) = n.checked_sub(1) else {
+        return Some(0);
+    };
+    let end = last.checked_mul(step)?.checked_add(4)?;
+    (end <= src.len()).then_some(n)
+}
+
+/// [`Mac::gather_words`] in plain Rust.
+#[inline(always)]
+pub(crate) fn gather_words_portable(dst: &mut [i8], src: &[i8], step: usize) -> bool {
+    if gathered_words(dst, src, step).is_none() {
+        return false;
+    }
+    for (d, s) in rows_mut(dst, 4).zip(core::iter::successors(Some(src), |s| s.get(step..))) {
+        if let Some(s) = s.get(..4) {
+            d.copy_from_slice(s);
+        }
+    }
+    true
 }
 
 /// Four columns of a DSP block (see [`Dsp`]) times one weight row, in plain Rust: the DSP

@@ -550,34 +550,18 @@ fn depthwise_q<M: Mac, const SHORT: bool>(
     let d = p.dims;
     let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
     let mut blocks = DwBlocks::new(pad_value(&p.quant), mult);
-    if M::DW_STRIP
-        && mult == 1
-        && !scratch.is_empty()
-        && dw_groups::depthwise_strip::<M, SHORT>(
-            input,
-            output,
-            scratch,
-            p,
-            blocks.pad,
-            |x, y, at, from| blocks.pixel::<M, SHORT>(x, y, p, at, from),
-        )
-    {
-        return;
-    }
-    if M::DW_GROUPS
-        && !M::DW_STRIP
-        && mult == 1
-        && !scratch.is_empty()
-        && dw_groups::depthwise_rows::<M, SHORT>(
-            input,
-            output,
-            scratch,
-            p,
-            blocks.pad,
-            |x, y, at, from| blocks.pixel::<M, SHORT>(x, y, p, at, from),
-        )
-    {
-        return;
+    // With the generator's scratch: the padded strip (Armv6-M) or padded rows (DSP).
+    if (M::DW_STRIP || M::DW_GROUPS) && mult == 1 && !scratch.is_empty() {
+        let pad = blocks.pad;
+        let tail = |x: &[i8], y: &mut [i8], at, from| blocks.pixel::<M, SHORT>(x, y, p, at, from);
+        let done = if M::DW_STRIP {
+            dw_groups::depthwise_strip::<M, SHORT>(input, output, scratch, p, pad, tail)
+        } else {
+            dw_groups::depthwise_rows::<M, SHORT>(input, output, scratch, p, pad, tail)
+        };
+        if done {
+            return;
+        }
     }
     if M::DW_GROUPS
         && mult == 1
