@@ -10,7 +10,7 @@ use tinynas_model::{InputType, Model};
 
 use crate::board::{Board, Measurement};
 use crate::firmware::{self, Firmware, Spec};
-use crate::host::{HostModel, Input};
+use tinynas_model::host::{HostModel, Input};
 
 /// What to bench.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ pub enum BenchError {
     #[error(transparent)]
     Board(#[from] crate::board::BoardError),
     #[error(transparent)]
-    Host(#[from] crate::host::RunError),
+    Host(#[from] tinynas_model::host::RunError),
     #[error("bench inputs must be one or more images of {0} bytes each")]
     Inputs(usize),
 }

@@ -1,9 +1,12 @@
 //! cargo-tinynas as a library: what the `cargo tinynas` subcommand is made of.
 //!
-//! * [`host`]: runs a model on the host through the runtime's own kernels (the code that runs on
-//!   the microcontroller), for int8 accuracy and as the reference a device's outputs must equal.
 //! * [`inspect`]: a model's costs from the IR and the planner.
 //! * [`exit_codes`]: the documented exit codes.
+//! * [`train`]: the `train` command over the training engine (the `tinynas-train` crate).
+//! * [`search`], [`generate`], [`bench`](mod@bench), [`board`], [`project`], [`data`]: the search, the
+//!   generated crate, measurements on a board, the firmware project, data sets.
+//!
+//! The host interpreter is `tinynas_model::host`; the training engine is `tinynas_train`.
 
 pub mod bench;
 pub mod board;
@@ -15,7 +18,6 @@ pub mod firmware;
 pub mod fsutil;
 pub mod generate;
 pub mod hash;
-pub mod host;
 pub mod inspect;
 pub mod kernel_bench;
 pub mod project;

@@ -373,7 +373,7 @@ fn example_project_end_to_end() {
         .collect();
     // What the host interpreter (the runtime's kernels) says for the same images.
     let model = tinynas_model::format::read(&std::fs::read(&winner).unwrap()).unwrap();
-    let host = cargo_tinynas::host::HostModel::new(&model).unwrap();
+    let host = tinynas_model::host::HostModel::new(&model).unwrap();
     let images = std::fs::read(fw.join("test-images/images.bin")).unwrap();
     let truth: Vec<String> = std::fs::read_to_string(fw.join("test-images/labels.txt"))
         .unwrap()
@@ -383,7 +383,7 @@ fn example_project_end_to_end() {
     let expected: Vec<String> = images
         .chunks(784)
         .map(|img| {
-            let y = host.run(cargo_tinynas::host::Input::U8(img)).unwrap();
+            let y = host.run(tinynas_model::host::Input::U8(img)).unwrap();
             let best = (0..y.len()).fold(0, |a, j| if y[j] > y[a] { j } else { a });
             model.labels[best].clone()
         })

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use cargo_tinynas::data::import::{fashion_mnist, FASHION_MNIST_DIR};
 use cargo_tinynas::data::ImageShape;
-use cargo_tinynas::train::fit::{evaluate, fit, Options};
-use cargo_tinynas::train::net::{Arch, Net};
-use cargo_tinynas::train::optim::{OptimizerKind, Schedule};
+use tinynas_train::fit::{evaluate, fit, Options};
+use tinynas_train::net::{Arch, Net};
+use tinynas_train::optim::{OptimizerKind, Schedule};
 
 fn cache() -> cargo_tinynas::data::Cache {
     let dir = Path::new(FASHION_MNIST_DIR);
@@ -72,7 +72,7 @@ fn learns_fashion_mnist_and_is_deterministic() {
     }
 
     // int8 export, run through the device's kernels on the host.
-    use cargo_tinynas::train::export::{export, int8_accuracy};
+    use tinynas_train::export::{export, int8_accuracy};
     let calib: Vec<usize> = (0..500).collect();
     let classes = data.classes.clone();
     let model = export(&mut net, &mut data, &calib, classes).unwrap();
@@ -106,22 +106,22 @@ fn check_qat_simulation(
     val: &[usize],
     min_same: usize,
 ) {
-    use cargo_tinynas::train::export::export;
-    let mut qnet = cargo_tinynas::train::qat::qat_net(net, data, calib).unwrap();
+    use tinynas_train::export::export;
+    let mut qnet = tinynas_train::qat::qat_net(net, data, calib).unwrap();
     let labels = data.classes.clone();
     let qmodel = export(&mut qnet, data, calib, labels).unwrap();
-    let host = cargo_tinynas::host::HostModel::new(&qmodel).unwrap();
+    let host = tinynas_model::host::HostModel::new(&qmodel).unwrap();
     let out_q = qmodel.quant(qmodel.output());
     let mut buf = Vec::new();
     let idx: Vec<usize> = val[..300].to_vec();
     data.read_batch(&idx, &mut buf).unwrap();
     let n = data.shape.len();
-    let x = cargo_tinynas::train::fit::pixels_to_tensor(&buf, idx.len(), data.shape);
+    let x = tinynas_train::fit::pixels_to_tensor(&buf, idx.len(), data.shape);
     let y = qnet.forward(&x, false);
     let (mut same, mut off_by_one, mut worse, mut argmax_same) = (0, 0, 0, 0);
     for k in 0..idx.len() {
         let device = host
-            .run(cargo_tinynas::host::Input::U8(&buf[k * n..(k + 1) * n]))
+            .run(tinynas_model::host::Input::U8(&buf[k * n..(k + 1) * n]))
             .unwrap();
         let sim: Vec<i32> = y.data[k * 10..(k + 1) * 10]
             .iter()
@@ -157,7 +157,7 @@ fn check_qat_simulation(
 /// network, and quantisation-aware training simulates its int8 model.
 #[test]
 fn depthwise_separable_blocks_learn_and_export() {
-    use cargo_tinynas::train::export::{export, int8_accuracy};
+    use tinynas_train::export::{export, int8_accuracy};
     let mut data = cache();
     let train: Vec<usize> = (0..4000).collect();
     let val: Vec<usize> = (60_000..61_000).collect();

@@ -7,11 +7,14 @@
 //! * [`lower`]: the model as kernel calls with every integer parameter computed.
 //! * [`plan`]: tensor liveness and arena offsets; the exact peak activation bytes.
 //! * [`codegen`]: straight-line Rust for a model, as a `TokenStream`.
+//! * [`host`]: runs a model on the host through the runtime's own kernels (the code that runs on
+//!   the microcontroller), for int8 accuracy and as the reference a device's outputs must equal.
 //! * [`random`]: a seeded generator of random valid networks, for tests of every layer above.
 
 pub mod codegen;
 mod error;
 pub mod format;
+pub mod host;
 pub mod ir;
 pub mod lower;
 pub mod plan;

@@ -39,17 +39,17 @@ impl Board for FakeBoard {
     }
     fn run(&mut self, fw: &Firmware) -> Result<Measurement, BoardError> {
         self.runs += 1;
-        let host = crate::host::HostModel::new(&self.model)
+        let host = tinynas_model::host::HostModel::new(&self.model)
             .map_err(|e| BoardError::Io(std::io::Error::other(e.to_string())))?;
         let outputs = self
             .inputs
             .iter()
             .map(|x| {
                 let r = match self.model.input_type {
-                    tinynas_model::InputType::U8 => host.run(crate::host::Input::U8(x)),
+                    tinynas_model::InputType::U8 => host.run(tinynas_model::host::Input::U8(x)),
                     tinynas_model::InputType::I8 => {
                         let v: Vec<i8> = x.iter().map(|&b| b as i8).collect();
-                        host.run(crate::host::Input::I8(&v))
+                        host.run(tinynas_model::host::Input::I8(&v))
                     }
                 };
                 r.map_err(|e| BoardError::Io(std::io::Error::other(e.to_string())))

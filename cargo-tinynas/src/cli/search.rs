@@ -58,9 +58,9 @@ pub(crate) fn run(a: SearchArgs) -> anyhow::Result<i32> {
 
 fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
     use cargo_tinynas::search::{self, journal::Status, Event};
-    use cargo_tinynas::train::fit::Progress;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
+    use tinynas_train::fit::Progress;
     let json = a.message_format == MessageFormat::Json;
     let p = a.target.project()?;
     let strategy = a
@@ -86,7 +86,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
         max_k: a.max_k,
         val: 0.1,
         test: 0.1,
-        qat: cargo_tinynas::train::command::QatPolicy::Auto,
+        qat: cargo_tinynas::train::QatPolicy::Auto,
         state_dir: p.dir.join(".tinynas").join("search"),
         firmware_cache: cargo_tinynas::firmware::cache_dir(),
     };
@@ -264,7 +264,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                 "resumed": outcome.resumed, "pareto": outcome.pareto.iter().map(|e| e.arch.clone()).collect::<Vec<_>>(),
                 "pareto_svg": svg, "generated": generated.as_ref().map(|g| g.dir.clone()), "journal": outcome.journal,
                 "hint": generated.as_ref().and_then(|_| p.kernel_hint()),
-                "peak_rss_bytes": cargo_tinynas::train::throughput::peak_rss_bytes(),
+                "peak_rss_bytes": tinynas_train::throughput::peak_rss_bytes(),
                 "predictor": outcome.predictor_error().map(|(mean, max)| serde_json::json!({
                     "mean_relative_error": mean, "max_relative_error": max,
                     "candidates": outcome.predictions.len(),

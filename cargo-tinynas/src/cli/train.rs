@@ -15,7 +15,7 @@ pub(crate) struct TrainArgs {
     pub(crate) data: Option<PathBuf>,
     /// The architecture, e.g. nanonas:k=4,c=2.
     #[arg(long)]
-    pub(crate) arch: cargo_tinynas::train::net::Arch,
+    pub(crate) arch: tinynas_train::net::Arch,
     /// Input height x width x channels (1 grey, 3 RGB); default 28x28x1 for IDX data, 32x32x3 for
     /// image folders.
     #[arg(long, value_parser = parse_shape)]
@@ -36,7 +36,7 @@ pub(crate) struct TrainArgs {
     /// Learning-rate schedule: constant, cosine (down to zero at the end) or step (x0.1 at half,
     /// x0.01 at three quarters).
     #[arg(long, default_value = "cosine")]
-    pub(crate) schedule: cargo_tinynas::train::optim::Schedule,
+    pub(crate) schedule: tinynas_train::optim::Schedule,
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
     /// Fraction of each class for validation (unless a val/ folder exists).
@@ -105,14 +105,8 @@ pub(crate) fn train_bench(a: &TrainArgs) -> anyhow::Result<i32> {
     if a.bench_batches.contains(&0) || a.bench_steps == 0 {
         anyhow::bail!("--bench-batches and --bench-steps must be at least 1");
     }
-    let rows = cargo_tinynas::train::throughput::run(
-        a.arch,
-        input,
-        10,
-        &a.bench_batches,
-        a.bench_steps,
-        3,
-    )?;
+    let rows =
+        tinynas_train::throughput::run(a.arch, input, 10, &a.bench_batches, a.bench_steps, 3)?;
     let json = a.message_format == MessageFormat::Json;
     if !json {
         eprintln!(
@@ -177,8 +171,8 @@ pub(crate) fn run(a: TrainArgs) -> anyhow::Result<i32> {
 }
 
 pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
-    use cargo_tinynas::train::command::{self, Event};
-    use cargo_tinynas::train::fit::Progress;
+    use cargo_tinynas::train::{self as command, Event};
+    use tinynas_train::fit::Progress;
     if a.bench {
         return train_bench(&a);
     }
@@ -202,8 +196,8 @@ pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
         batch: a.batch,
         lr: a.lr,
         optimizer: match a.optimizer {
-            OptimizerArg::Adam => cargo_tinynas::train::optim::OptimizerKind::Adam,
-            OptimizerArg::Sgd => cargo_tinynas::train::optim::OptimizerKind::Sgd {
+            OptimizerArg::Adam => tinynas_train::optim::OptimizerKind::Adam,
+            OptimizerArg::Sgd => tinynas_train::optim::OptimizerKind::Sgd {
                 momentum: a.momentum,
             },
         },
@@ -277,12 +271,12 @@ pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
                 "reason": "train-report", "float_val_accuracy": report.float_val, "float_test_accuracy": report.float_test,
                 "int8_val_accuracy": report.int8_val, "int8_test_accuracy": report.int8_test, "confusion": report.confusion,
                 "params": report.params, "macs": report.macs, "arena_bytes": report.arena_bytes, "out": report.out, "stopped_early": report.stopped_early,
-                "peak_rss_bytes": cargo_tinynas::train::throughput::peak_rss_bytes(),
+                "peak_rss_bytes": tinynas_train::throughput::peak_rss_bytes(),
                 "qat": report.qat.map(|q| serde_json::json!({"ptq_val_accuracy": q.ptq_val, "qat_val_accuracy": q.qat_val, "epochs": q.epochs, "kept": q.kept})),
             })
         );
     } else {
-        if let Some(rss) = cargo_tinynas::train::throughput::peak_rss_bytes() {
+        if let Some(rss) = tinynas_train::throughput::peak_rss_bytes() {
             eprintln!("peak RSS: {:.1} MiB", rss as f64 / 1048576.0);
         }
         eprint!("{}", command::render(&report));

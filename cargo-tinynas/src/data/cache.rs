@@ -263,3 +263,22 @@ impl Cache {
         Ok(())
     }
 }
+
+/// The training engine reads its images from the cache.
+impl tinynas_train::Samples for Cache {
+    fn shape(&self) -> ImageShape {
+        self.shape
+    }
+
+    fn label(&self, i: usize) -> usize {
+        usize::from(self.labels[i])
+    }
+
+    fn read_batch(
+        &mut self,
+        indices: &[usize],
+        out: &mut Vec<u8>,
+    ) -> Result<(), tinynas_train::ReadError> {
+        Cache::read_batch(self, indices, out).map_err(|e| tinynas_train::ReadError(Box::new(e)))
+    }
+}

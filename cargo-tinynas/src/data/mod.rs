@@ -49,23 +49,9 @@ fn is_idx(dir: &std::path::Path) -> bool {
         .any(|f| dir.join(f).is_file())
 }
 
-/// Height, width and channels (1 = grey, 3 = RGB) images are converted to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ImageShape {
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-}
-
-impl ImageShape {
-    pub fn len(&self) -> usize {
-        self.h * self.w * self.c
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+/// Height, width and channels (1 = grey, 3 = RGB) images are converted to; the training engine's
+/// type, which the cache feeds through [`tinynas_train::Samples`].
+pub use tinynas_train::ImageShape;
 
 /// A file that was skipped, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -119,7 +119,7 @@ impl Searcher<'_> {
                 schedule: Schedule::Cosine,
                 ..opts
             };
-            let q = crate::train::qat::quantise(
+            let q = tinynas_train::qat::quantise(
                 &mut best,
                 data,
                 (train, val),
@@ -130,7 +130,7 @@ impl Searcher<'_> {
                 &qopts,
                 stop,
                 |e| {
-                    if let crate::train::qat::Quantising::Progress(p) = e {
+                    if let tinynas_train::qat::Quantising::Progress(p) = e {
                         on(Event::Progress(p))
                     }
                 },

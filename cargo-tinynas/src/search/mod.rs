@@ -40,12 +40,12 @@ use crate::board::Board;
 use crate::data::load;
 use crate::data::{split, ImageShape};
 use crate::project::Budgets;
-use crate::train::command::{QatPolicy, TrainError};
-use crate::train::export::{export, int8_accuracy};
-use crate::train::fit::{fit_until, Options, Progress};
-use crate::train::net::{Arch, Block, Blocks, Net, MAX_BLOCKS};
-use crate::train::optim::{OptimizerKind, Schedule};
+use crate::train::{QatPolicy, TrainError};
 use tinynas_model::random::{Source, SplitMix};
+use tinynas_train::export::{export, int8_accuracy};
+use tinynas_train::fit::{fit_until, Options, Progress};
+use tinynas_train::net::{Arch, Block, Blocks, Net, MAX_BLOCKS};
+use tinynas_train::optim::{OptimizerKind, Schedule};
 
 /// Which search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +87,7 @@ pub enum SearchError {
     #[error(transparent)]
     Train(#[from] TrainError),
     #[error(transparent)]
-    Export(#[from] crate::train::export::ExportError),
+    Export(#[from] tinynas_train::export::ExportError),
     #[error(transparent)]
     Model(#[from] tinynas_model::Error),
     #[error("measuring {arch} on the board: {source}")]
@@ -239,7 +239,7 @@ impl Searcher<'_> {
     fn shape_model(&self, arch: Arch) -> Option<tinynas_model::Model> {
         let input = Net::input_of(arch, self.base);
         let net = Net::new(arch, input, self.classes.len(), self.s.seed).ok()?;
-        crate::train::export::shape_model(&net, self.classes.clone()).ok()
+        tinynas_train::export::shape_model(&net, self.classes.clone()).ok()
     }
 }
 
@@ -389,7 +389,7 @@ mod tests {
             let input = ImageShape { h: 28, w: 28, c: 1 };
             // Valid unless it downsamples past 2x2; then Net::new says so.
             if let Err(e) = Net::new(a, Net::input_of(a, input), 10, 1) {
-                let downsamples = matches!(e, crate::train::net::ArchError::Downsamples { .. });
+                let downsamples = matches!(e, tinynas_train::net::ArchError::Downsamples { .. });
                 assert!(downsamples, "{text}: {e}");
             }
         }

@@ -19,7 +19,7 @@ use tract_core::ops::nn::{DataFormat, Reduce, Reducer, Softmax, SoftmaxKind};
 use tinynas_model::lower::{lower, Kernel, Weights};
 use tinynas_model::{InputType, Model, Op, Padding, QParams, Shape};
 
-pub use cargo_tinynas::host::{HostModel, Input};
+pub use tinynas_model::host::{HostModel, Input};
 
 /// Builds the tract graph of a model and runs it on one input.
 pub fn tract_run(model: &Model, input: Input<'_>) -> TractResult<Vec<i8>> {

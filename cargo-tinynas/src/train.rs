@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use super::export::{export, ExportError};
-use super::fit::{evaluate, fit_until, Epoch, Options, Progress};
-use super::net::{Arch, Net};
 use crate::data::{split, Cache, DataError, ImageShape, Skipped};
+use tinynas_train::export::{export, int8_predictions, ExportError};
+use tinynas_train::fit::{evaluate, fit_until, Epoch, Options, Progress};
+use tinynas_train::net::{Arch, Net};
+use tinynas_train::ReadError;
 
 /// What to train.
 #[derive(Debug, Clone)]
@@ -19,8 +20,8 @@ pub struct Args {
     pub epochs: usize,
     pub batch: usize,
     pub lr: f32,
-    pub optimizer: super::optim::OptimizerKind,
-    pub schedule: super::optim::Schedule,
+    pub optimizer: tinynas_train::optim::OptimizerKind,
+    pub schedule: tinynas_train::optim::Schedule,
     pub seed: u64,
     pub val: f64,
     pub test: f64,
@@ -33,7 +34,7 @@ pub struct Args {
     pub qat_epochs: usize,
 }
 
-pub use super::qat::{QatOutcome, QatPolicy, QAT_THRESHOLD};
+pub use tinynas_train::qat::{QatOutcome, QatPolicy, QAT_THRESHOLD};
 
 /// What training produced.
 #[derive(Debug)]
@@ -61,12 +62,14 @@ pub enum TrainError {
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
     Export(#[from] ExportError),
     /// An `--arch` spec (or a journal's) that does not parse.
     #[error("{0}")]
     ArchSpec(String),
     #[error(transparent)]
-    Arch(#[from] super::net::ArchError),
+    Arch(#[from] tinynas_train::net::ArchError),
     #[error("training was stopped before the first epoch ended: nothing to save")]
     StoppedEarly,
     #[error("cannot write {path}: {source}")]
@@ -138,11 +141,11 @@ pub fn run(
     let qopts = Options {
         epochs: args.qat_epochs,
         lr: args.lr * 0.1,
-        optimizer: super::optim::OptimizerKind::Adam,
-        schedule: super::optim::Schedule::Cosine,
+        optimizer: tinynas_train::optim::OptimizerKind::Adam,
+        schedule: tinynas_train::optim::Schedule::Cosine,
         ..opts
     };
-    let q = super::qat::quantise(
+    let q = tinynas_train::qat::quantise(
         &mut best,
         &mut data,
         (&s.train, &s.val),
@@ -153,12 +156,12 @@ pub fn run(
         &qopts,
         stop,
         |e| match e {
-            super::qat::Quantising::Started { ptq_val } => on(Event::QatStarted {
+            tinynas_train::qat::Quantising::Started { ptq_val } => on(Event::QatStarted {
                 float_val,
                 ptq_val,
                 epochs: args.qat_epochs,
             }),
-            super::qat::Quantising::Progress(p) => on(Event::Progress(p)),
+            tinynas_train::qat::Quantising::Progress(p) => on(Event::Progress(p)),
         },
     )?;
     let (model, int8_val, qat) = (q.model, q.int8_val, q.qat);
@@ -193,22 +196,10 @@ fn confusion(
     indices: &[usize],
     k: usize,
 ) -> Result<(f32, Vec<Vec<usize>>), TrainError> {
-    let host = crate::host::HostModel::new(model).map_err(ExportError::from)?;
     let mut m = vec![vec![0usize; k]; k];
-    let mut buf = Vec::new();
-    let n = data.shape.len();
-    for chunk in indices.chunks(256) {
-        data.read_batch(chunk, &mut buf)?;
-        for (j, &i) in chunk.iter().enumerate() {
-            let y = host
-                .run(crate::host::Input::U8(&buf[j * n..(j + 1) * n]))
-                .map_err(|e| ExportError::Graph(e.to_string()))?;
-            let p = y
-                .iter()
-                .enumerate()
-                .fold(0, |a, (q, &v)| if v > y[a] { q } else { a });
-            m[data.labels[i] as usize][p] += 1;
-        }
+    let predicted = int8_predictions(model, data, indices)?;
+    for (&i, &p) in indices.iter().zip(&predicted) {
+        m[data.labels[i] as usize][p] += 1;
     }
     let correct: usize = (0..k).map(|i| m[i][i]).sum();
     Ok((correct as f32 / indices.len().max(1) as f32, m))

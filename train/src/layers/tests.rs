@@ -488,14 +488,9 @@ fn batch_norm_evaluation_uses_the_running_statistics() {
 #[test]
 fn evaluation_does_not_depend_on_the_batch() {
     let mut r = SplitMix(1);
-    let shape = crate::data::ImageShape { h: 28, w: 28, c: 1 };
-    let mut net = crate::train::net::Net::new(
-        crate::train::net::Arch::NanoNas { k: 8, c: 2 },
-        shape,
-        10,
-        1,
-    )
-    .unwrap();
+    let shape = crate::ImageShape { h: 28, w: 28, c: 1 };
+    let mut net =
+        crate::net::Net::new(crate::net::Arch::NanoNas { k: 8, c: 2 }, shape, 10, 1).unwrap();
     let x = Tensor::from(
         64,
         28,

@@ -13,12 +13,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::command::TrainError;
 use super::export::{calibrate, export, int8_accuracy, stages, ExportError, Stage};
 use super::fit::{fit_until, Options, Progress};
 use super::layers::{Conv2d, Dense, DepthwiseConv2d, FakeQuant, GlobalAvgPool, Layer, Pool, Relu};
 use super::net::Net;
-use crate::data::Cache;
+use crate::Samples;
 use tinynas_model::{Activation, Model};
 
 /// When to run the quantisation-aware fine-tune.
@@ -72,7 +71,7 @@ pub struct Quantised {
 #[allow(clippy::too_many_arguments)]
 pub fn quantise(
     best: &mut Net,
-    data: &mut Cache,
+    data: &mut dyn Samples,
     (train, val): (&[usize], &[usize]),
     calib: &[usize],
     ptq: Model,
@@ -81,7 +80,7 @@ pub fn quantise(
     qopts: &Options,
     stop: &AtomicBool,
     mut on: impl FnMut(Quantising<'_>),
-) -> Result<Quantised, TrainError> {
+) -> Result<Quantised, ExportError> {
     let ptq_val = int8_accuracy(&ptq, data, val)?;
     let mut out = Quantised {
         model: ptq,
@@ -145,7 +144,7 @@ fn push_activation(
 }
 
 /// The fake-quantised copy of `net`, with activation grids calibrated on `calib`.
-pub fn qat_net(net: &mut Net, data: &mut Cache, calib: &[usize]) -> Result<Net, ExportError> {
+pub fn qat_net(net: &mut Net, data: &mut dyn Samples, calib: &[usize]) -> Result<Net, ExportError> {
     let ranges = calibrate(net, data, calib)?;
     let st = stages(net).map_err(ExportError::Graph)?;
     // The int8 input: u8 pixels at scale 1/255.

@@ -7,7 +7,7 @@ use super::fit::to_tensor;
 use super::layers::{quantize_bias, quantize_weights, transpose, View};
 use super::net::Net;
 use super::Tensor;
-use crate::data::{Cache, DataError};
+use crate::{ReadError, Samples};
 use tinynas_model::{
     Activation, ConvParams, InputType, Model, ModelBuilder, Op, Padding, PoolParams, QParams, Shape,
 };
@@ -204,7 +204,7 @@ fn activation_quant(lo: f32, hi: f32) -> QParams {
 /// quantisation-aware training) keeps the range it was trained with.
 pub fn calibrate(
     net: &mut Net,
-    data: &mut Cache,
+    data: &mut dyn Samples,
     calib: &[usize],
 ) -> Result<Vec<(f32, f32)>, ExportError> {
     let st = stages(net).map_err(ExportError::Graph)?;
@@ -213,7 +213,7 @@ pub fn calibrate(
     let mut buf = Vec::new();
     for chunk in calib.chunks(64) {
         data.read_batch(chunk, &mut buf)?;
-        let mut t: Tensor = to_tensor(&buf, chunk.len(), data.shape, None);
+        let mut t: Tensor = to_tensor(&buf, chunk.len(), data.shape(), None);
         let mut next = 0;
         for (li, layer) in net.layers.iter_mut().enumerate() {
             t = layer.forward(&t, false);
@@ -238,12 +238,12 @@ pub fn calibrate(
 /// Exports the trained network as an int8 model, calibrating activation ranges on `calib`.
 pub fn export(
     net: &mut Net,
-    data: &mut Cache,
+    data: &mut dyn Samples,
     calib: &[usize],
     labels: Vec<String>,
 ) -> Result<Model, ExportError> {
     let ranges = calibrate(net, data, calib)?;
-    export_with_ranges(net, data.shape, &ranges, labels)
+    export_with_ranges(net, data.shape(), &ranges, labels)
 }
 
 /// The int8 model of `net` without calibration data: every activation range `[-1, 1]`. Its
@@ -257,7 +257,7 @@ pub fn shape_model(net: &Net, labels: Vec<String>) -> Result<Model, ExportError>
 
 fn export_with_ranges(
     net: &Net,
-    s: crate::data::ImageShape,
+    s: crate::ImageShape,
     ranges: &[(f32, f32)],
     labels: Vec<String>,
 ) -> Result<Model, ExportError> {
@@ -333,29 +333,45 @@ fn export_with_ranges(
     Ok(b.finish()?)
 }
 
+/// The class an int8 model predicts for each image of `indices`, through the host interpreter
+/// (the runtime's kernels): the one int8 evaluation `train` and `search` measure with.
+pub fn int8_predictions(
+    model: &Model,
+    data: &mut dyn Samples,
+    indices: &[usize],
+) -> Result<Vec<usize>, ExportError> {
+    let host = tinynas_model::host::HostModel::new(model)?;
+    let n = data.shape().len();
+    let mut buf = Vec::new();
+    let mut out = Vec::with_capacity(indices.len());
+    for chunk in indices.chunks(256) {
+        data.read_batch(chunk, &mut buf)?;
+        for k in 0..chunk.len() {
+            let y = host
+                .run(tinynas_model::host::Input::U8(&buf[k * n..(k + 1) * n]))
+                .map_err(|e| ExportError::Graph(e.to_string()))?;
+            out.push(
+                y.iter()
+                    .enumerate()
+                    .fold(0, |a, (j, &v)| if v > y[a] { j } else { a }),
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// Accuracy of an int8 model through the host interpreter (the runtime's kernels).
 pub fn int8_accuracy(
     model: &Model,
-    data: &mut Cache,
+    data: &mut dyn Samples,
     indices: &[usize],
 ) -> Result<f32, ExportError> {
-    let host = crate::host::HostModel::new(model)?;
-    let mut buf = Vec::new();
-    let mut correct = 0usize;
-    for chunk in indices.chunks(256) {
-        data.read_batch(chunk, &mut buf)?;
-        let n = data.shape.len();
-        for (k, &i) in chunk.iter().enumerate() {
-            let y = host
-                .run(crate::host::Input::U8(&buf[k * n..(k + 1) * n]))
-                .map_err(|e| ExportError::Graph(e.to_string()))?;
-            let best = y
-                .iter()
-                .enumerate()
-                .fold(0, |a, (j, &v)| if v > y[a] { j } else { a });
-            correct += usize::from(best == data.labels[i] as usize);
-        }
-    }
+    let predicted = int8_predictions(model, data, indices)?;
+    let correct = indices
+        .iter()
+        .zip(&predicted)
+        .filter(|&(&i, &p)| data.label(i) == p)
+        .count();
     Ok(correct as f32 / indices.len().max(1) as f32)
 }
 
@@ -366,5 +382,5 @@ pub enum ExportError {
     #[error(transparent)]
     Model(#[from] tinynas_model::Error),
     #[error(transparent)]
-    Data(#[from] DataError),
+    Data(#[from] ReadError),
 }

@@ -9,7 +9,7 @@ use super::layers::softmax_cross_entropy;
 use super::net::{Arch, Net};
 use super::optim::Adam;
 use super::Tensor;
-use crate::data::ImageShape;
+use crate::ImageShape;
 use tinynas_model::random::{Source, SplitMix};
 
 /// One measured configuration.

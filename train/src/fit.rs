@@ -5,7 +5,7 @@ use super::layers::softmax_cross_entropy;
 use super::net::Net;
 use super::optim::{Optimizer, OptimizerKind, Schedule};
 use super::Tensor;
-use crate::data::{Cache, DataError};
+use crate::{ReadError, Samples};
 use tinynas_model::random::{Source, SplitMix};
 
 /// How to train.
@@ -52,7 +52,7 @@ pub enum Progress<'a> {
 pub(crate) fn to_tensor(
     bytes: &[u8],
     n: usize,
-    shape: crate::data::ImageShape,
+    shape: crate::ImageShape,
     aug: Option<&mut SplitMix>,
 ) -> Tensor {
     let (h, w, c) = (shape.h, shape.w, shape.c);
@@ -86,7 +86,7 @@ pub(crate) fn to_tensor(
 }
 
 /// Pixels to floats in `[0, 1]`, no augmentation (what evaluation feeds the network).
-pub fn pixels_to_tensor(bytes: &[u8], n: usize, shape: crate::data::ImageShape) -> Tensor {
+pub fn pixels_to_tensor(bytes: &[u8], n: usize, shape: crate::ImageShape) -> Tensor {
     to_tensor(bytes, n, shape, None)
 }
 
@@ -103,19 +103,19 @@ fn argmax(row: &[f32]) -> usize {
 /// Accuracy of the float network on `indices` (evaluation mode).
 pub fn evaluate(
     net: &mut Net,
-    data: &mut Cache,
+    data: &mut dyn Samples,
     indices: &[usize],
     batch: usize,
-) -> Result<f32, DataError> {
+) -> Result<f32, ReadError> {
     let mut correct = 0usize;
     let mut buf = Vec::new();
     for chunk in indices.chunks(batch.max(1)) {
         data.read_batch(chunk, &mut buf)?;
-        let x = to_tensor(&buf, chunk.len(), data.shape, None);
+        let x = to_tensor(&buf, chunk.len(), data.shape(), None);
         let y = net.forward(&x, false);
         for (b, &i) in chunk.iter().enumerate() {
             correct += usize::from(
-                argmax(&y.data[b * net.classes..(b + 1) * net.classes]) == data.labels[i] as usize,
+                argmax(&y.data[b * net.classes..(b + 1) * net.classes]) == data.label(i),
             );
         }
     }
@@ -126,12 +126,12 @@ pub fn evaluate(
 /// epoch's figures. Returns the history.
 pub fn fit(
     net: &mut Net,
-    data: &mut Cache,
+    data: &mut dyn Samples,
     train: &[usize],
     val: &[usize],
     opts: &Options,
     mut on_epoch: impl FnMut(&Epoch),
-) -> Result<Vec<Epoch>, DataError> {
+) -> Result<Vec<Epoch>, ReadError> {
     let never = std::sync::atomic::AtomicBool::new(false);
     let on = |p: Progress<'_>| {
         if let Progress::Epoch(e) = p {
@@ -145,13 +145,13 @@ pub fn fit(
 /// the network of the best validation epoch so far (`None` before the first epoch ends).
 pub fn fit_until(
     net: &mut Net,
-    data: &mut Cache,
+    data: &mut dyn Samples,
     train: &[usize],
     val: &[usize],
     opts: &Options,
     mut on: impl FnMut(Progress<'_>),
     stop: &std::sync::atomic::AtomicBool,
-) -> Result<(Vec<Epoch>, Option<Net>), DataError> {
+) -> Result<(Vec<Epoch>, Option<Net>), ReadError> {
     let mut best: Option<(f32, Net)> = None;
     let mut opt = Optimizer::new(opts.optimizer, opts.lr);
     let batches = order_batches(train.len(), opts.batch);
@@ -177,10 +177,10 @@ pub fn fit_until(
             let x = to_tensor(
                 &buf,
                 chunk.len(),
-                data.shape,
+                data.shape(),
                 opts.augment.then_some(&mut rng),
             );
-            let labels: Vec<usize> = chunk.iter().map(|&i| data.labels[i] as usize).collect();
+            let labels: Vec<usize> = chunk.iter().map(|&i| data.label(i)).collect();
             let y = net.forward(&x, true);
             let (loss, dy) = softmax_cross_entropy(&y, &labels);
             net.backward(&dy);
@@ -220,7 +220,7 @@ pub fn fit_until(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::ImageShape;
+    use crate::ImageShape;
 
     /// Every augmented image is the original flipped or not and shifted by at most 2 pixels
     /// (zeros shifted in); over a batch, both flips and several shifts occur.

@@ -1,10 +1,10 @@
 //! The host interpreter: a lowered model run through `tinynas_kernels`' kernels, step for step
 //! as the generated code runs it, over one arena of the planned size.
 
+use crate::lower::{Kernel, Program, Weights};
+use crate::plan::Location;
+use crate::{InputType, Model};
 use tinynas_kernels as k;
-use tinynas_model::lower::{Kernel, Program, Weights};
-use tinynas_model::plan::Location;
-use tinynas_model::{InputType, Model};
 
 /// A model input as the firmware passes it.
 #[derive(Debug, Clone, Copy)]
@@ -38,11 +38,11 @@ pub struct HostModel {
 }
 
 impl HostModel {
-    pub fn new(model: &Model) -> Result<Self, tinynas_model::Error> {
+    pub fn new(model: &Model) -> Result<Self, crate::Error> {
         Ok(HostModel {
             input_type: model.input_type,
             input_len: model.input_shape.elements(),
-            program: tinynas_model::lower::lower(model)?,
+            program: crate::lower::lower(model)?,
         })
     }
 
@@ -142,7 +142,7 @@ impl HostModel {
 }
 
 /// The kernel's view of a lowered conv layer (weights borrowed from the program).
-pub fn conv<'a>(dims: &tinynas_model::lower::ConvDims, w: &'a Weights) -> k::Conv<'a> {
+pub fn conv<'a>(dims: &crate::lower::ConvDims, w: &'a Weights) -> k::Conv<'a> {
     k::Conv {
         weights: &w.weights,
         bias: &w.bias,

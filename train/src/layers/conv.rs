@@ -90,7 +90,7 @@ impl Layer for Conv2d {
             .par_chunks_mut(GROUP * m * oc)
             .zip(x.data.par_chunks(GROUP * sl))
             .for_each(|(ys, xs)| {
-                let mut cols = crate::train::tensor::take_any(xs.len() / sl * m * kd);
+                let mut cols = crate::tensor::take_any(xs.len() / sl * m * kd);
                 for (xs, cols) in xs.chunks_exact(sl).zip(cols.chunks_exact_mut(m * kd)) {
                     win.im2col(xs, cols);
                 }
@@ -110,7 +110,7 @@ impl Layer for Conv2d {
                     ys,
                     (oc, 1),
                 );
-                crate::train::tensor::give(cols);
+                crate::tensor::give(cols);
             });
         y
     }
@@ -131,7 +131,7 @@ impl Layer for Conv2d {
             .zip(dx.data.par_chunks_mut(GROUP * sl))
             .map(|((dys, xs), dxs)| {
                 let rows = dys.len() / oc;
-                let mut cols = crate::train::tensor::take_any(rows * kd);
+                let mut cols = crate::tensor::take_any(rows * kd);
                 for (xs, cols) in xs.chunks_exact(sl).zip(cols.chunks_exact_mut(m * kd)) {
                     win.im2col(xs, cols);
                 }
@@ -155,10 +155,10 @@ impl Layer for Conv2d {
                     &mut dw,
                     (kd, 1),
                 );
-                crate::train::tensor::give(cols);
+                crate::tensor::give(cols);
                 if input_grad {
                     // dcols[rows x kd] = dy[rows x out] * W[out x kd]
-                    let mut dcols = crate::train::tensor::take_zeroed(rows * kd);
+                    let mut dcols = crate::tensor::take_zeroed(rows * kd);
                     gemm(
                         rows,
                         oc,
@@ -174,7 +174,7 @@ impl Layer for Conv2d {
                     for (dcols, dxs) in dcols.chunks_exact(m * kd).zip(dxs.chunks_exact_mut(sl)) {
                         win.col2im(dcols, dxs);
                     }
-                    crate::train::tensor::give(dcols);
+                    crate::tensor::give(dcols);
                 }
                 (dw, db)
             })

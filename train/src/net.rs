@@ -5,7 +5,7 @@ use super::layers::{
     BatchNorm, Conv2d, Dense, DepthwiseConv2d, Dropout, GlobalAvgPool, Layer, Param, Pool, Relu,
 };
 use super::Tensor;
-use crate::data::ImageShape;
+use crate::ImageShape;
 use tinynas_model::Padding;
 
 /// An architecture, as `--arch` names it.
