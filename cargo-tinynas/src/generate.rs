@@ -129,7 +129,6 @@ pub fn render(
     crate_name: &str,
     model_bytes: &[u8],
     card: &Card,
-    runtime_path: &str,
     date: &str,
 ) -> Result<Vec<(String, Vec<u8>)>, GenerateError> {
     if !crate_name
@@ -162,7 +161,8 @@ pub fn render(
         crate_mod => crate_name.replace('-', "_"),
         description => description,
         model_file => model_file,
-        runtime_path => runtime_path,
+        runtime_dependency => crate::vendor::runtime_dependency(),
+        vendored => !crate::vendor::FILES.is_empty(),
         date => date,
         input_h => s.h, input_w => s.w, input_c => s.c,
         input_type => match model.input_type { InputType::U8 => "u8", InputType::I8 => "i8" },
@@ -189,6 +189,9 @@ pub fn render(
         files.push((path.to_string(), text.into_bytes()));
     }
     files.push((format!("src/{model_file}"), model_bytes.to_vec()));
+    for (path, bytes) in crate::vendor::FILES {
+        files.push((format!("{}/{path}", crate::vendor::FOLDER), bytes.to_vec()));
+    }
     Ok(files)
 }
 
@@ -284,16 +287,8 @@ pub fn generate(
             Some(_) => {}
         }
     }
-    let runtime = crate::firmware::runtime_path()?;
-    let runtime_rel = relative(&dir, &runtime);
     let date = today();
-    let files = render(
-        crate_name,
-        model_bytes,
-        card,
-        &runtime_rel.to_string_lossy().replace('\\', "/"),
-        &date,
-    )?;
+    let files = render(crate_name, model_bytes, card, &date)?;
     // Render into a temporary sibling folder, then swap it in.
     let tag = format!("{}-{}", std::process::id(), crate::fsutil::unique());
     let tmp = parent.join(format!(".{}.tmp-{tag}", leaf.to_string_lossy()));

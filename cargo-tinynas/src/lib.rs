@@ -24,3 +24,4 @@ pub mod project;
 pub mod report;
 pub mod search;
 pub mod train;
+pub mod vendor;

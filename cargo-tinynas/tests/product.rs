@@ -352,13 +352,44 @@ fn example_project_end_to_end() {
     );
     assert_eq!(v["outputs_match_host"], true);
 
-    // The firmware with its generated model, built for the Cortex-M and run under QEMU.
+    // The firmware project leaves the machine: copied outside the tool's checkout (the
+    // generated crate carries the runtime crates in vendor/), every local package it builds
+    // with lies inside the copy.
+    let away = std::env::temp_dir().join(format!("tinynas-away-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&away);
+    copy_dir(&fw, &away, &["target", ".tinynas"]);
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    assert!(!away.starts_with(checkout));
+    let o = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1"])
+        .current_dir(&away)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let local: Vec<&str> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["source"].is_null())
+        .map(|p| p["manifest_path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        local.len(),
+        6,
+        "the firmware, its model crate, four runtime crates: {local:?}"
+    );
+    for m in &local {
+        assert!(Path::new(m).starts_with(&away), "{m} is outside the copy");
+    }
+    // The firmware with its generated model, built there for the Cortex-M and run under QEMU.
     let o = Command::new(env!("CARGO"))
         .args(["build", "--release", "--features", "qemu"])
-        .current_dir(&fw)
+        .current_dir(&away)
         .env("CARGO_TARGET_DIR", root.join("target"))
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(&away);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let elf = root.join("target/thumbv7em-none-eabihf/release/fashion-classifier");
     // The QEMU command line the boards run, on the STM32F405 machine the example's `qemu`

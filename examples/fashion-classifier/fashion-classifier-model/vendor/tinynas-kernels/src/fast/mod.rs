@@ -1,0 +1,929 @@
+//! The fast kernels: what generated code runs. Each gives exactly the bytes of its reference kernel
+//! (tested bit for bit, on the host and on the emulated boards), from parameters the generator
+//! prepared on the host:
+//!
+//! * the input offset is folded into the bias: `bias + input_offset * sum(w)`, so the inner loops
+//!   multiply raw int8 values; a padded tap then reads the input zero point (`-input_offset`),
+//!   whose product cancels the folded term exactly as the reference skips the tap;
+//! * weights are stored as the kernel reads them (convolution rows zero-padded to a multiple of 4);
+//! * a layer is run by the kernel its shape calls for ([`conv2d`] with a block of four im2col
+//!   columns in planned scratch, [`depthwise_conv2d`] over channel lanes, or on DSP and Armv6-M
+//!   group by group of four channels, [`dw_groups`]), chosen by the generator, never at run time;
+//! * the first convolution of a `u8` model reads the pixels directly ([`conv2d_u8`]): the
+//!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered.
+//!
+//! The instruction-set paths are in [`mac`]: the inner loops are the only difference between them.
+
+pub mod dw_groups;
+pub mod mac;
+
+use crate::conv::ConvDims;
+use crate::fixed::multiply_by_quantized_multiplier;
+use crate::pool::{MeanParams, PoolDims};
+use crate::OutputQuant;
+use mac::{Mac, Selected};
+
+/// A (depthwise) convolution prepared for the fast kernels.
+#[derive(Debug, Clone, Copy)]
+pub struct FastConv<'a> {
+    /// Conv2d: `[out_c][k_h][k_w][in_c]`, each row zero-padded to [`padded_k`] values;
+    /// depthwise: `[k_h][k_w][out_c]` (as the reference).
+    pub weights: &'a [i8],
+    /// Per output channel `bias + input_offset * sum(weights of the channel)` (wrapping).
+    pub bias: &'a [i32],
+    /// Per output channel fixed-point multiplier (`[2^30, 2^31)` or 0, as `quantize_multiplier`
+    /// gives) and shift.
+    pub multiplier: &'a [i32],
+    pub shift: &'a [i32],
+    pub dims: ConvDims,
+    /// `input_offset` is the int8 input's; padded taps read `-input_offset`.
+    pub quant: OutputQuant,
+    /// The generator proved that every accumulator this layer can produce, for every input,
+    /// shifted left by its channel's left shift, is below `2^30` in magnitude: requantisation takes
+    /// its short exact form. (False is always correct.)
+    pub narrow: bool,
+}
+
+/// A dense layer prepared for the fast kernel (bias folded as in [`FastConv`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FastDense<'a> {
+    /// `[out_features][in_features]`.
+    pub weights: &'a [i8],
+    pub bias: &'a [i32],
+    pub multiplier: &'a [i32],
+    pub shift: &'a [i32],
+    pub in_features: usize,
+    pub out_features: usize,
+    pub quant: OutputQuant,
+    /// As [`FastConv::narrow`].
+    pub narrow: bool,
+}
+
+/// Values per weight row of [`conv2d`]: `k_h * k_w * in_c` rounded up to a multiple of 4 (the rows
+/// are zero-padded so the inner loop has no tail).
+pub const fn padded_k(d: &ConvDims) -> usize {
+    (d.k_h * d.k_w * d.in_c + 3) & !3
+}
+
+/// Scratch bytes [`conv2d`] and [`conv2d_u8`] need: a block of four int16 im2col columns, the
+/// int8 column being gathered, and 3 bytes to word-align the block.
+pub const fn im2col_scratch_bytes(d: &ConvDims) -> usize {
+    let kp = padded_k(d);
+    mac::block_bytes(kp) + kp + 3
+}
+
+/// Fixed-point requantisation, equal to the reference's `multiply_by_quantized_multiplier`
+/// followed by the output offset and the clamp, for every multiplier except `i32::MIN` (which
+/// `quantize_multiplier` never gives). The per-channel constants are worked out once per channel;
+/// [`Requant::apply`] then costs a few instructions per output.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct Requant {
+    multiplier: i32,
+    /// The left shift (plus one in the short form).
+    left: u32,
+    /// `2^right` (short form) or `2^right - 1` (full form).
+    pow: u32,
+    right: u32,
+}
+
+impl Requant {
+    const ZERO: Requant = Requant {
+        multiplier: 0,
+        left: 0,
+        pow: 0,
+        right: 0,
+    };
+
+    #[inline(always)]
+    fn new<const SHORT: bool>(multiplier: i32, shift: i32) -> Self {
+        let left = shift.clamp(0, 31) as u32;
+        let right = (-shift).clamp(0, 31) as u32;
+        Requant {
+            multiplier,
+            left: left + u32::from(SHORT),
+            pow: if SHORT { 1 << right } else { (1 << right) - 1 },
+            right,
+        }
+    }
+
+    /// `SHORT` (the generator proved `|acc * 2^left| < 2^30` for every input of the layer): the
+    /// doubling high multiply is the rounded high word of `(acc << (left + 1)) * m` (one SMMULR:
+    /// `floor((2 * x * m + 2^31) / 2^32) = floor((x * m + 2^30) / 2^31)`), and the rounding right
+    /// shift adds `(2^right - [high < 0]) / 2` and shifts: half, less one for negatives, and 0 for a
+    /// shift of 0, as gemmlowp rounds (no overflow: `|high| < 2^30`). Otherwise the full form: one
+    /// 64-bit multiply-add, and gemmlowp's remainder test.
+    #[inline(always)]
+    fn apply<M: Mac, const SHORT: bool>(&self, acc: i32, q: &OutputQuant) -> i8 {
+        let v = if SHORT {
+            self.short::<M>(acc)
+        } else {
+            let x = acc.wrapping_shl(self.left);
+            let high = ((i64::from(x) * i64::from(self.multiplier) + (1 << 30)) >> 31) as i32;
+            let mask = self.pow as i32;
+            let threshold = (mask >> 1) + i32::from(high < 0);
+            (high >> self.right) + i32::from((high & mask) > threshold)
+        };
+        let v = v.wrapping_add(q.output_offset);
+        // `clamp(min(max(v, act_min), act_max), -128, 127)` as two bounds (equal for every
+        // input, an empty activation range included: see `mac::Clamp`).
+        let (lo, hi) = (q.act_min.clamp(-128, 127), q.act_max.clamp(-128, 127));
+        v.max(lo).min(hi) as i8
+    }
+
+    /// The short form's rounded value before the offset (see [`Requant::apply`]).
+    #[inline(always)]
+    fn short<M: Mac + ?Sized>(&self, acc: i32) -> i32 {
+        let high = M::mul_high_round(acc.wrapping_shl(self.left), self.multiplier);
+        let nudge = self.pow.wrapping_sub((high as u32) >> 31) >> 1;
+        high.wrapping_add(nudge as i32) >> (self.right & 31)
+    }
+}
+
+/// Whether a channel's accumulators fit the short requantisation ([`FastConv::narrow`]): with int8
+/// inputs, `|acc| <= |bias| + 128 * sum(|w|)` for every input (the folded bias, and padded taps
+/// read an int8 zero point too), and that bound times `2^left` must stay below `2^30`.
+pub fn narrow_channel(folded_bias: i32, shift: i32, abs_weight_sum: u64) -> bool {
+    let left = shift.clamp(0, 31) as u32;
+    let bound = u64::from(folded_bias.unsigned_abs()) + 128 * abs_weight_sum;
+    bound < (1u64 << 30) >> left
+}
+
+/// The full-form requantisation of one value (for tests).
+#[cfg(test)]
+fn requantize(acc: i32, multiplier: i32, shift: i32, q: &OutputQuant) -> i8 {
+    Requant::new::<false>(multiplier, shift).apply::<mac::Portable, false>(acc, q)
+}
+
+/// The int8 value a padded tap reads: the input zero point (`-input_offset`).
+#[inline(always)]
+fn pad_value(q: &OutputQuant) -> i8 {
+    q.input_offset.wrapping_neg().clamp(-128, 127) as i8
+}
+
+/// One weight row with its channel's bias and requantisation.
+type Channel<'a> = ((&'a [i8], &'a i32), (&'a i32, &'a i32));
+
+fn channels<'a>(
+    weights: &'a [i8],
+    k: usize,
+    bias: &'a [i32],
+    multiplier: &'a [i32],
+    shift: &'a [i32],
+) -> impl Iterator<Item = Channel<'a>> {
+    mac::rows(weights, k)
+        .zip(bias)
+        .zip(multiplier.iter().zip(shift))
+}
+
+/// One column times every weight row.
+#[inline(always)]
+fn gemm_1<M: Mac, const SHORT: bool>(
+    x: &[i8],
+    w: (&[i8], &[i32], &[i32], &[i32]),
+    q: &OutputQuant,
+    y: &mut [i8],
+) {
+    let mut rows = channels(w.0, x.len(), w.1, w.2, w.3);
+    let mut ys = y.iter_mut();
+    let rq = |m, s| Requant::new::<SHORT>(m, s);
+    while let (Some(((w0, &b0), (&m0, &s0))), Some(y0)) = (rows.next(), ys.next()) {
+        match (rows.next(), ys.next()) {
+            (Some(((w1, &b1), (&m1, &s1))), Some(y1)) => match (rows.next(), ys.next()) {
+                (Some(((w2, &b2), (&m2, &s2))), Some(y2)) => {
+                    let [a, b, c] = M::dot_1x3(x, [w0, w1, w2], [b0, b1, b2]);
+                    *y0 = rq(m0, s0).apply::<M, SHORT>(a, q);
+                    *y1 = rq(m1, s1).apply::<M, SHORT>(b, q);
+                    *y2 = rq(m2, s2).apply::<M, SHORT>(c, q);
+                }
+                _ => {
+                    let [a, b] = M::dot_1x2(x, w0, w1, [b0, b1]);
+                    *y0 = rq(m0, s0).apply::<M, SHORT>(a, q);
+                    *y1 = rq(m1, s1).apply::<M, SHORT>(b, q);
+                }
+            },
+            _ => *y0 = rq(m0, s0).apply::<M, SHORT>(M::dot_1x1(x, w0, b0), q),
+        }
+    }
+}
+
+/// An input element the im2col gather can read: int8 as it is, or a raw `u8` pixel converted as
+/// TF Lite's QUANTIZE from uint8 does (`x - 128`).
+pub trait Pixel: Copy {
+    /// What a word of four pixels is XORed with to give four int8 (`u8`: `0x80808080`).
+    const XOR: u32;
+    fn to_i8(self) -> i8;
+    /// The byte as it is stored.
+    fn to_u8(self) -> u8;
+}
+
+impl Pixel for i8 {
+    const XOR: u32 = 0;
+    #[inline(always)]
+    fn to_i8(self) -> i8 {
+        self
+    }
+    #[inline(always)]
+    fn to_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+impl Pixel for u8 {
+    const XOR: u32 = 0x8080_8080;
+    #[inline(always)]
+    fn to_i8(self) -> i8 {
+        (self ^ 0x80) as i8
+    }
+    #[inline(always)]
+    fn to_u8(self) -> u8 {
+        self
+    }
+}
+
+/// Writes the im2col column of output pixel `(oy, ox)`: the window's taps in `[k_h][k_w][in_c]`
+/// order, padded taps set to `pad`. A window inside the input is `k_h` straight row copies.
+#[inline(always)]
+fn gather<T: Pixel>(input: &[T], d: &ConvDims, oy: usize, ox: usize, pad: i8, col: &mut [i8]) {
+    let row_len = d.k_w * d.in_c;
+    let (y0, x0) = (oy * d.stride, ox * d.stride);
+    let inside_x = x0 >= d.pad_left && x0 + d.k_w <= d.in_w + d.pad_left;
+    let inside_y = y0 >= d.pad_top && y0 + d.k_h <= d.in_h + d.pad_top;
+    if inside_x && inside_y {
+        let stride = d.in_w * d.in_c;
+        let start = (y0 - d.pad_top) * stride + (x0 - d.pad_left) * d.in_c;
+        for (k, row) in col.chunks_exact_mut(row_len.max(1)).enumerate() {
+            let at = start + k * stride;
+            if let Some(src) = input.get(at..at + row_len) {
+                copy(row, src);
+            }
+        }
+        return;
+    }
+    // The kernel columns inside the input: kx in lo..hi.
+    let lo = d.pad_left.saturating_sub(x0).min(d.k_w);
+    let hi = (d.in_w + d.pad_left).saturating_sub(x0).clamp(lo, d.k_w);
+    for (ky, row) in col.chunks_exact_mut(row_len.max(1)).enumerate() {
+        let src = (y0 + ky)
+            .checked_sub(d.pad_top)
+            .filter(|&y| y < d.in_h && hi > lo)
+            .and_then(|iy| {
+                let at = (iy * d.in_w + x0 + lo - d.pad_left) * d.in_c;
+                input.get(at..at + (hi - lo) * d.in_c)
+            });
+        match src {
+            Some(src) => {
+                let Some((before, rest)) = row.split_at_mut_checked(lo * d.in_c) else {
+                    continue;
+                };
+                let Some((inside, after)) = rest.split_at_mut_checked(src.len()) else {
+                    continue;
+                };
+                fill(before, pad);
+                copy(inside, src);
+                fill(after, pad);
+            }
+            None => fill(row, pad),
+        }
+    }
+}
+
+/// `dst[i] = src[i].to_i8()`, a word of four at a time (one load, XOR and store where the target
+/// allows unaligned words; Armv6-M does not, and copies byte by byte).
+#[inline(always)]
+fn copy<T: Pixel>(dst: &mut [i8], src: &[T]) {
+    if cfg!(tinynas_v6m) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s.to_i8();
+        }
+        return;
+    }
+    let (mut d4, mut s4) = (dst.chunks_exact_mut(4), src.chunks_exact(4));
+    for (d, s) in d4.by_ref().zip(s4.by_ref()) {
+        if let ([d0, d1, d2, d3], [s0, s1, s2, s3]) = (d, s) {
+            let w = u32::from_le_bytes([s0.to_u8(), s1.to_u8(), s2.to_u8(), s3.to_u8()]) ^ T::XOR;
+            let [b0, b1, b2, b3] = w.to_le_bytes();
+            (*d0, *d1, *d2, *d3) = (b0 as i8, b1 as i8, b2 as i8, b3 as i8);
+        }
+    }
+    for (d, &s) in d4.into_remainder().iter_mut().zip(s4.remainder()) {
+        *d = s.to_i8();
+    }
+}
+
+#[inline(always)]
+fn fill(dst: &mut [i8], v: i8) {
+    for d in dst {
+        *d = v;
+    }
+}
+
+/// 2-D convolution of any kernel, stride and padding: four output pixels at a time, their im2col
+/// columns gathered into one block in `scratch` ([`im2col_scratch_bytes`]), then every weight row
+/// (padded to [`padded_k`] values) against the block.
+#[inline(always)]
+pub fn conv2d(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+    im2col::<Selected, i8>(input, output, scratch, p);
+}
+
+/// [`conv2d`] on the model's raw `u8` input: `p` is prepared for the int8 input `x - 128`.
+#[inline(always)]
+pub fn conv2d_u8(input: &[u8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+    im2col::<Selected, u8>(input, output, scratch, p);
+}
+
+#[inline(always)]
+fn im2col<M: Mac, T: Pixel>(input: &[T], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+    if p.narrow {
+        im2col_q::<M, T, true>(input, output, scratch, p);
+    } else {
+        im2col_q::<M, T, false>(input, output, scratch, p);
+    }
+}
+
+#[inline]
+fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
+    input: &[T],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
+    let d = p.dims;
+    let (k, kp) = (d.k_h * d.k_w * d.in_c, padded_k(&d));
+    // The block is read by word (and doubleword) loads: align it (the planner left 3 bytes).
+    let align = scratch.as_ptr().align_offset(4).min(3);
+    let Some(scratch) = scratch.get_mut(align..align + mac::block_bytes(kp) + kp) else {
+        return;
+    };
+    let Some((block, col)) = scratch.split_at_mut_checked(mac::block_bytes(kp)) else {
+        return;
+    };
+    if let Some(tail) = col.get_mut(k..) {
+        tail.fill(0);
+    }
+    let pad = pad_value(&p.quant);
+    let row_len = d.k_w * d.in_c;
+    let (w, oc) = (d.out_w.max(1), d.out_c);
+    let pixels = d.out_h * d.out_w;
+    let vector = M::VECTOR && mac::shifts_in_range(p.shift);
+    let clamp = mac::Clamp::new(&p.quant);
+    let cols = SHORT && oc > OC_BLOCK && M::conv_cols_takes(p);
+    // The output pixel of the column being gathered, counted (Armv6-M has no divide).
+    let (mut oy, mut ox) = (0, 0);
+    for base in (0..pixels).step_by(4) {
+        let n = 4.min(pixels - base);
+        for q in 0..n {
+            let (py, px) = (oy, ox);
+            ox += 1;
+            if ox == w {
+                (oy, ox) = (oy + 1, 0);
+            }
+            // A window inside the input whose rows are whole groups of four: widened straight
+            // from the input rows where the instruction set can (DSP).
+            if M::WIDEN_ROWS && row_len % 4 == 0 {
+                let (y0, x0) = (py * d.stride, px * d.stride);
+                let inside = x0 >= d.pad_left
+                    && x0 + d.k_w <= d.in_w + d.pad_left
+                    && y0 >= d.pad_top
+                    && y0 + d.k_h <= d.in_h + d.pad_top;
+                if inside {
+                    let stride = d.in_w * d.in_c;
+                    let at = (y0 - d.pad_top) * stride + (x0 - d.pad_left) * d.in_c;
+                    let x = input.get(at..).unwrap_or(&[]);
+                    if M::widen_rows(x, stride, d.k_h, row_len / 4, block, q) {
+                        continue;
+                    }
+                }
+            }
+            if let Some(dst) = M::column_mut(block, q, kp) {
+                if let Some((taps, tail)) = dst.split_at_mut_checked(k) {
+                    gather(input, &d, py, px, pad, taps);
+                    tail.fill(0);
+                }
+                continue;
+            }
+            if let Some(taps) = col.get_mut(..k) {
+                gather(input, &d, py, px, pad, taps);
+            }
+            M::store_column(block, q, col);
+        }
+        let Some(y) = output.get_mut(base * oc..(base + n) * oc) else {
+            return;
+        };
+        // The short form in one loop over the channels where the instruction set has it (DSP).
+        if cols && n == 4 && M::conv_cols(block, p, kp, y) {
+            continue;
+        }
+        // The short form where the instruction set has a requantisation that leaves the four
+        // accumulators in registers (DSP): channel by channel, the dot products of the four
+        // pixels and at once their requantisation. (For one block of channels or fewer, the two
+        // passes below measure faster.)
+        if SHORT && M::FUSED && n == 4 && oc > OC_BLOCK {
+            let k = clamp;
+            let channels = channels(p.weights, kp, p.bias, p.multiplier, p.shift).take(oc);
+            let mut rc = dw_groups::RequantCol::new(0, 0, &k);
+            for (c, ((row, &b), (&m, &s))) in channels.enumerate() {
+                let acc = M::dot_block(block, row, [b; 4]);
+                let Some(yc) = y.get_mut(c..) else {
+                    return;
+                };
+                if M::QUAD_REQUANT {
+                    rc.set(m, s);
+                    M::requant_col(acc, &rc, yc, oc);
+                    continue;
+                }
+                let rq = Requant::new::<true>(m, s);
+                let v = if rq.right >= 1 {
+                    let half = (rq.pow >> 1) as i32;
+                    acc.map(|a| M::round_short(a, m, half, rq.right))
+                } else {
+                    acc.map(|a| M::mul_high_round(a.wrapping_shl(rq.left), m))
+                };
+                for (q, v) in v.into_iter().enumerate() {
+                    if let Some(d) = yc.get_mut(q * oc) {
+                        *d = v.wrapping_add(k.offset).max(k.lo).min(k.hi) as i8;
+                    }
+                }
+            }
+            continue;
+        }
+        // Channels in blocks: first every dot product of the block (nothing else live around the
+        // inner loop), then their requantisation, output pixel by output pixel.
+        let mut acc = [[0i32; OC_BLOCK]; 4];
+        let mut rqs = [Requant::ZERO; OC_BLOCK];
+        for c0 in (0..oc).step_by(OC_BLOCK) {
+            let cn = OC_BLOCK.min(oc - c0);
+            let (Some(w), Some(bias), Some(mult), Some(shift)) = (
+                p.weights.get(c0 * kp..(c0 + cn) * kp),
+                p.bias.get(c0..c0 + cn),
+                p.multiplier.get(c0..c0 + cn),
+                p.shift.get(c0..c0 + cn),
+            ) else {
+                return;
+            };
+            for (c, (row, &b)) in mac::rows(w, kp).zip(bias).enumerate() {
+                let [a0, a1, a2, a3] = M::dot_block(block, row, [b; 4]);
+                if let ([Some(v0), Some(v1), Some(v2), Some(v3)], _) =
+                    (acc.each_mut().map(|r| r.get_mut(c)), ())
+                {
+                    (*v0, *v1, *v2, *v3) = (a0, a1, a2, a3);
+                }
+            }
+            // Four channels at a time in vector lanes where the instruction set has them.
+            let mut from = 0;
+            if vector {
+                let rows = acc.get(..n).unwrap_or(&[]);
+                while from + 4 <= cn {
+                    let (Some(m), Some(s), Some(yv)) =
+                        (mult.get(from..), shift.get(from..), y.get_mut(c0 + from..))
+                    else {
+                        break;
+                    };
+                    if !M::requant4(rows, from, m, s, &clamp, yv, oc) {
+                        break;
+                    }
+                    from += 4;
+                }
+            }
+            if from < cn {
+                for ((r, &m), &s) in rqs.iter_mut().zip(mult).zip(shift) {
+                    *r = Requant::new::<SHORT>(m, s);
+                }
+                for (q, a) in acc.iter().enumerate().take(n) {
+                    let Some(row) = y.get_mut(q * oc + c0 + from..q * oc + c0 + cn) else {
+                        return;
+                    };
+                    let (a, rqs) = (a.get(from..).unwrap_or(&[]), rqs.get(from..).unwrap_or(&[]));
+                    for ((y, &a), rq) in row.iter_mut().zip(a).zip(rqs) {
+                        *y = rq.apply::<M, SHORT>(a, &p.quant);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Output channels per block of [`conv2d`]'s accumulators (on the stack: 16 bytes each).
+const OC_BLOCK: usize = 8;
+
+/// Channels per block of the stack accumulators of depthwise and mean.
+const BLOCK: usize = 32;
+
+/// Depthwise convolution: for each output pixel, a block of up to 32 channel accumulators on the
+/// stack, one lane-wise multiply-accumulate per kernel tap (padded taps multiply the zero point).
+#[inline(always)]
+pub fn depthwise_conv2d(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
+    depthwise::<Selected>(input, output, &mut [], p);
+}
+
+/// [`depthwise_conv2d`] with the scratch the planner found room for
+/// ([`dw_groups::rows_scratch_bytes`]): on DSP, where it holds a whole group of four channels
+/// with its left and right padding written out (short rows), each output row is one run; on
+/// Armv6-M each output row's window rows are copied into a strip of it as unsigned bytes;
+/// elsewhere (or with a shorter scratch) as [`depthwise_conv2d`].
+#[inline(always)]
+pub fn depthwise_conv2d_rows(
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
+    depthwise::<Selected>(input, output, scratch, p);
+}
+
+#[inline(always)]
+fn depthwise<M: Mac>(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+    if p.narrow {
+        depthwise_q::<M, true>(input, output, scratch, p);
+    } else {
+        depthwise_q::<M, false>(input, output, scratch, p);
+    }
+}
+
+#[inline]
+fn depthwise_q<M: Mac, const SHORT: bool>(
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
+    let d = p.dims;
+    let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
+    let mut blocks = DwBlocks::new(pad_value(&p.quant), mult);
+    // With the generator's scratch: the padded strip (Armv6-M) or padded rows (DSP).
+    if (M::DW_STRIP || M::DW_GROUPS) && mult == 1 && !scratch.is_empty() {
+        let pad = blocks.pad;
+        let tail = |x: &[i8], y: &mut [i8], at, from| blocks.pixel::<M, SHORT>(x, y, p, at, from);
+        let done = if M::DW_STRIP {
+            dw_groups::depthwise_strip::<M, SHORT>(input, output, scratch, p, pad, tail)
+        } else {
+            dw_groups::depthwise_rows::<M, SHORT>(input, output, scratch, p, pad, tail)
+        };
+        if done {
+            return;
+        }
+    }
+    if M::DW_GROUPS
+        && mult == 1
+        && dw_groups::depthwise_groups::<M, SHORT>(
+            input,
+            output,
+            p,
+            blocks.pad,
+            |x, y, at, from| blocks.pixel::<M, SHORT>(x, y, p, at, from),
+        )
+    {
+        return;
+    }
+    if M::VECTOR && mult == 1 && d.in_c % 4 == 0 && mac::shifts_in_range(p.shift) {
+        depthwise_vector::<M, SHORT>(input, output, p, &mut blocks);
+        return;
+    }
+    for (i, y) in output.chunks_exact_mut(d.out_c.max(1)).enumerate() {
+        let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
+        let (y0, x0) = (oy * d.stride, ox * d.stride);
+        let interior = M::DW_ROWS
+            && mult == 1
+            && y0 >= d.pad_top
+            && y0 + d.k_h <= d.in_h + d.pad_top
+            && x0 >= d.pad_left
+            && x0 + d.k_w <= d.in_w + d.pad_left;
+        // Inside the input, four channels at a time with the accumulators in registers; the
+        // rest (borders, a channel tail, multipliers above 1) in stack blocks.
+        let mut done = 0;
+        if interior {
+            let c = d.in_c;
+            let row0 = ((y0 - d.pad_top) * d.in_w + (x0 - d.pad_left)) * c;
+            let span = d.k_w.saturating_sub(1) * c + 4;
+            for c0 in (0..c.saturating_sub(3)).step_by(4) {
+                let (Some(bias), Some(m), Some(s)) = (
+                    p.bias.get(c0..c0 + 4),
+                    p.multiplier.get(c0..c0 + 4),
+                    p.shift.get(c0..c0 + 4),
+                ) else {
+                    return;
+                };
+                let mut acc = [0i32; 4];
+                acc.copy_from_slice(bias);
+                for ky in 0..d.k_h {
+                    let at = row0 + ky * d.in_w * c + c0;
+                    let wt = ky * d.k_w * c + c0;
+                    let (Some(x), Some(w)) =
+                        (input.get(at..at + span), p.weights.get(wt..wt + span))
+                    else {
+                        return;
+                    };
+                    acc = M::dw_row4(x, w, c, d.k_w, acc);
+                }
+                let Some(y) = y.get_mut(c0..c0 + 4) else {
+                    return;
+                };
+                for (((y, &a), &m), &s) in y.iter_mut().zip(&acc).zip(m).zip(s) {
+                    *y = Requant::new::<SHORT>(m, s).apply::<M, SHORT>(a, &p.quant);
+                }
+                done = c0 + 4;
+            }
+        }
+        if !blocks.pixel::<M, SHORT>(input, y, p, (oy, ox), done) {
+            return;
+        }
+    }
+}
+
+/// Depthwise in vector lanes (MVE; depth multiplier 1, channels a multiple of 4, shifts in
+/// `-31..=31`): every output pixel whose window meets the input in one call of
+/// [`Mac::dw_pixel`] over the inside rectangle of taps; a window wholly in the padding (or
+/// parameters the vector kernel refuses) in stack blocks.
+#[inline]
+fn depthwise_vector<M: Mac, const SHORT: bool>(
+    input: &[i8],
+    output: &mut [i8],
+    p: &FastConv<'_>,
+    blocks: &mut DwBlocks,
+) {
+    let d = p.dims;
+    let c = d.in_c;
+    let mut ys = output.chunks_exact_mut(d.out_c.max(1));
+    let base = mac::DwPixel {
+        x: &[],
+        w: &[],
+        wall: p.weights,
+        c,
+        in_row: d.in_w * c,
+        w_row: d.k_w * c,
+        rows: 0,
+        cols: 0,
+        taps: 0,
+        pad: i32::from(blocks.pad),
+        bias: p.bias,
+        mult: p.multiplier,
+        shift: p.shift,
+        clamp: mac::Clamp::new(&p.quant),
+        right_shifts_only: p.shift.iter().all(|&s| s <= 0),
+    };
+    for oy in 0..d.out_h {
+        let y0 = oy * d.stride;
+        let ky_lo = d.pad_top.saturating_sub(y0).min(d.k_h);
+        let ky_hi = (d.in_h + d.pad_top).saturating_sub(y0).clamp(ky_lo, d.k_h);
+        let rows = ky_hi - ky_lo;
+        // The input row and weight row of the first tap inside.
+        let (xrow, wrow) = (
+            (y0 + ky_lo).saturating_sub(d.pad_top) * d.in_w,
+            ky_lo * d.k_w,
+        );
+        for ox in 0..d.out_w {
+            let Some(y) = ys.next() else { return };
+            let x0 = ox * d.stride;
+            let kx_lo = d.pad_left.saturating_sub(x0).min(d.k_w);
+            let kx_hi = (d.in_w + d.pad_left).saturating_sub(x0).clamp(kx_lo, d.k_w);
+            let cols = kx_hi - kx_lo;
+            let mut done = 0;
+            if rows > 0 && cols > 0 {
+                let x_at = (xrow + (x0 + kx_lo).saturating_sub(d.pad_left)) * c;
+                let w_at = (wrow + kx_lo) * c;
+                let border = rows < d.k_h || cols < d.k_w;
+                let px = mac::DwPixel {
+                    x: input.get(x_at..).unwrap_or(&[]),
+                    w: p.weights.get(w_at..).unwrap_or(&[]),
+                    rows,
+                    cols,
+                    taps: if border { d.k_h * d.k_w } else { 0 },
+                    ..base
+                };
+                done = M::dw_pixel(&px, y);
+            }
+            if done < d.out_c && !blocks.pixel::<M, SHORT>(input, y, p, (oy, ox), done) {
+                return;
+            }
+        }
+    }
+}
+
+/// The stack blocks of the general depthwise path: up to [`BLOCK`] channel accumulators, the
+/// expanded input of a depth multiplier above 1, and a row of the zero point for padded taps.
+struct DwBlocks {
+    acc: [i32; BLOCK],
+    expanded: [i8; BLOCK],
+    pad_row: [i8; BLOCK],
+    pad: i8,
+    mult: usize,
+}
+
+impl DwBlocks {
+    fn new(pad: i8, mult: usize) -> Self {
+        DwBlocks {
+            acc: [0; BLOCK],
+            expanded: [0; BLOCK],
+            pad_row: [pad; BLOCK],
+            pad,
+            mult,
+        }
+    }
+
+    /// Channels `from..` of output pixel `(oy, ox)`, lane-wise by [`Mac::mac_lanes`], one tap at a
+    /// time (padded taps multiply the zero point). False where a slice is too short.
+    #[inline(always)]
+    fn pixel<M: Mac, const SHORT: bool>(
+        &mut self,
+        input: &[i8],
+        y: &mut [i8],
+        p: &FastConv<'_>,
+        (oy, ox): (usize, usize),
+        from: usize,
+    ) -> bool {
+        let d = p.dims;
+        let (mult, pad) = (self.mult, self.pad);
+        for c0 in (from..d.out_c).step_by(BLOCK) {
+            let n = BLOCK.min(d.out_c - c0);
+            let (Some(acc), Some(bias)) = (self.acc.get_mut(..n), p.bias.get(c0..c0 + n)) else {
+                return false;
+            };
+            acc.copy_from_slice(bias);
+            for ky in 0..d.k_h {
+                let iy = (oy * d.stride + ky)
+                    .checked_sub(d.pad_top)
+                    .filter(|&y| y < d.in_h);
+                for kx in 0..d.k_w {
+                    let ix = (ox * d.stride + kx)
+                        .checked_sub(d.pad_left)
+                        .filter(|&x| x < d.in_w);
+                    let t = (ky * d.k_w + kx) * d.out_c + c0;
+                    let Some(w) = p.weights.get(t..t + n) else {
+                        return false;
+                    };
+                    let x = match (iy, ix) {
+                        (Some(iy), Some(ix)) => {
+                            let at = (iy * d.in_w + ix) * d.in_c;
+                            let x = if mult == 1 {
+                                input.get(at + c0..at + c0 + n)
+                            } else {
+                                // Output channel c reads input channel c / mult.
+                                for (k, e) in self.expanded.iter_mut().take(n).enumerate() {
+                                    let c = (c0 + k).checked_div(mult).unwrap_or(0);
+                                    *e = input.get(at + c).copied().unwrap_or(pad);
+                                }
+                                self.expanded.get(..n)
+                            };
+                            let Some(x) = x else { return false };
+                            x
+                        }
+                        _ => self.pad_row.get(..n).unwrap_or(&[]),
+                    };
+                    M::mac_lanes(acc, x, w);
+                }
+            }
+            let (Some(m), Some(s), Some(y)) = (
+                p.multiplier.get(c0..c0 + n),
+                p.shift.get(c0..c0 + n),
+                y.get_mut(c0..c0 + n),
+            ) else {
+                return false;
+            };
+            for (((y, &a), &m), &s) in y.iter_mut().zip(acc.iter()).zip(m).zip(s) {
+                *y = Requant::new::<SHORT>(m, s).apply::<M, SHORT>(a, &p.quant);
+            }
+        }
+        true
+    }
+}
+
+/// Dense layer: three weight rows at a time against the input.
+pub fn fully_connected(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
+    dense::<Selected>(input, output, p);
+}
+
+fn dense<M: Mac>(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
+    let Some(x) = input.get(..p.in_features) else {
+        return;
+    };
+    let y = output.get_mut(..p.out_features).unwrap_or(&mut []);
+    let w = (p.weights, p.bias, p.multiplier, p.shift);
+    if p.narrow {
+        gemm_1::<M, true>(x, w, &p.quant, y);
+    } else {
+        gemm_1::<M, false>(x, w, &p.quant, y);
+    }
+}
+
+/// Max pool: the lane-wise maximum of each output pixel's taps inside the input (padding is
+/// ignored, as in the reference), by [`Mac::max_window`] where the instruction set has vector
+/// lanes, [`Mac::max4`] for a 2x2 window inside the input, else starting from the first tap and
+/// taking [`Mac::max_lanes`] with the others.
+#[inline(always)]
+pub fn max_pool2d(input: &[i8], output: &mut [i8], d: &PoolDims) {
+    max_pool::<Selected>(input, output, d);
+}
+
+fn max_pool<M: Mac>(input: &[i8], output: &mut [i8], d: &PoolDims) {
+    let c = d.channels.max(1);
+    // The usual 2x2 stride-2 pool without padding, where the instruction set has no vector
+    // window: the output pixels whose windows are inside the input row by row, two input rows
+    // walked side by side ([`Mac::max4`] per pixel, no window arithmetic).
+    let (mut inner_h, mut inner_w) = (0, 0);
+    if !M::VECTOR && (d.k_h, d.k_w, d.stride, d.pad_top, d.pad_left) == (2, 2, 2, 0, 0) {
+        (inner_h, inner_w) = (d.out_h.min(d.in_h / 2), d.out_w.min(d.in_w / 2));
+        let row = d.in_w * c;
+        let rows_in = mac::rows(input, 2 * row);
+        for (yrow, x) in mac::rows_mut(output, d.out_w * c)
+            .zip(rows_in)
+            .take(inner_h)
+        {
+            let Some((r0, r1)) = x.split_at_checked(row) else {
+                return;
+            };
+            let pixels = mac::rows(r0, 2 * c).zip(mac::rows(r1, 2 * c));
+            for (y, (a, b)) in mac::rows_mut(yrow, c).zip(pixels).take(inner_w) {
+                let halves = (a.split_at_checked(c), b.split_at_checked(c));
+                if let (Some((a0, a1)), Some((b0, b1))) = halves {
+                    M::max4(y, [a0, a1, b0, b1]);
+                }
+            }
+        }
+    }
+    let mut ys = output.chunks_exact_mut(c);
+    for oy in 0..d.out_h {
+        let y0 = oy * d.stride;
+        // Kernel rows inside the input.
+        let ky_lo = d.pad_top.saturating_sub(y0).min(d.k_h);
+        let ky_hi = (d.in_h + d.pad_top).saturating_sub(y0).clamp(ky_lo, d.k_h);
+        for ox in 0..d.out_w {
+            let Some(y) = ys.next() else { return };
+            if oy < inner_h && ox < inner_w {
+                continue;
+            }
+            let x0 = ox * d.stride;
+            let kx_lo = d.pad_left.saturating_sub(x0).min(d.k_w);
+            let kx_hi = (d.in_w + d.pad_left).saturating_sub(x0).clamp(kx_lo, d.k_w);
+            let taps = (kx_hi - kx_lo) * c;
+            if taps > 0 && ky_hi > ky_lo {
+                let at = ((y0 + ky_lo - d.pad_top) * d.in_w + x0 + kx_lo - d.pad_left) * c;
+                let window = (ky_hi - ky_lo, kx_hi - kx_lo);
+                let x = input.get(at..).unwrap_or(&[]);
+                if M::max_window(x, c, d.in_w * c, window, y) {
+                    continue;
+                }
+                // The usual 2x2 window.
+                let row = d.in_w * c;
+                if let ((2, 2), Some(a), Some(b), Some(e), Some(f)) = (
+                    window,
+                    x.get(..c),
+                    x.get(c..2 * c),
+                    x.get(row..row + c),
+                    x.get(row + c..row + 2 * c),
+                ) {
+                    M::max4(y, [a, b, e, f]);
+                    continue;
+                }
+            }
+            let mut first = true;
+            let rows = if taps > 0 { ky_lo..ky_hi } else { 0..0 };
+            for ky in rows {
+                // The row's taps inside the input are contiguous pixels.
+                let at = ((y0 + ky - d.pad_top) * d.in_w + x0 + kx_lo - d.pad_left) * c;
+                let Some(row) = input.get(at..at + taps) else {
+                    return;
+                };
+                for x in row.chunks_exact(c) {
+                    if first {
+                        y.copy_from_slice(x);
+                        first = false;
+                    } else {
+                        M::max_lanes(y, x);
+                    }
+                }
+            }
+            if first {
+                y.fill(-128);
+            }
+        }
+    }
+}
+
+/// Global average pool: channel sums in stack blocks, then the reference's requantisation.
+pub fn global_average_pool(input: &[i8], output: &mut [i8], p: &MeanParams) {
+    let mut acc = [0i32; BLOCK];
+    let n = p.h * p.w;
+    let start = (n as i32).wrapping_mul(p.input_offset);
+    for c0 in (0..p.channels).step_by(BLOCK) {
+        let cn = BLOCK.min(p.channels - c0);
+        let Some(acc) = acc.get_mut(..cn) else { return };
+        acc.fill(start);
+        for x in input.chunks_exact(p.channels.max(1)).take(n) {
+            let Some(x) = x.get(c0..c0 + cn) else { return };
+            for (a, &x) in acc.iter_mut().zip(x) {
+                *a = a.wrapping_add(i32::from(x));
+            }
+        }
+        let Some(y) = output.get_mut(c0..c0 + cn) else {
+            return;
+        };
+        for (y, &a) in y.iter_mut().zip(acc.iter()) {
+            let v = multiply_by_quantized_multiplier(a, p.multiplier, p.shift)
+                .wrapping_add(p.output_offset);
+            *y = v.clamp(-128, 127) as i8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,75 @@
+//! Which fast kernel runs each node, decided on the host from the node's shape (never on the
+//! device), and what that choice needs from the memory planner: scratch bytes during the node's
+//! step, and whether the model's raw `u8` input can be read in place.
+//!
+//! * Conv2d (any kernel, 1x1 included): blocks of four im2col columns gathered into scratch, which
+//!   also lets it read `u8` pixels directly (`tinynas_kernels::fast::conv2d`).
+//! * DepthwiseConv2d: `tinynas_kernels::fast::depthwise_conv2d_rows` with the padded rows'
+//!   scratch where the planner has room for it without raising the arena (DSP: each group's rows
+//!   where short rows make that pay off, [`tinynas_kernels::fast::dw_groups::rows_pay_off`];
+//!   Armv6-M: a strip of a window's rows), else `depthwise_conv2d`.
+//! * FullyConnected, MaxPool2d, GlobalAveragePool: their fast kernels, no scratch.
+//! * AvgPool2d, Add, Softmax: the reference kernels (they are a small share of any model here).
+//! * A `u8` model whose input is read only by convolutions needs no converted copy of its input
+//!   in the arena: those convolutions gather from the caller's pixels ([`reads_raw_input`]).
+
+use crate::ir::{InputType, Model, Op};
+use tinynas_kernels::fast::dw_groups::{rows_pay_off, rows_scratch_bytes};
+use tinynas_kernels::fast::im2col_scratch_bytes;
+use tinynas_kernels::ConvDims;
+
+/// True when the model's `u8` input is read only by Conv2d nodes, which then gather the raw
+/// pixels themselves (so the arena holds no converted copy).
+pub fn reads_raw_input(model: &Model) -> bool {
+    let mut readers = model
+        .nodes
+        .iter()
+        .filter(|n| n.inputs.contains(&0))
+        .peekable();
+    model.input_type == InputType::U8
+        && readers.peek().is_some()
+        && readers.all(|n| matches!(n.op, Op::Conv2d { .. }))
+}
+
+/// The geometry of node `i`, a (depthwise) convolution, as the kernels take it.
+fn conv_dims(model: &Model, i: usize, conv: &crate::ir::ConvParams) -> ConvDims {
+    let x = model.shape(model.nodes[i].inputs[0]);
+    let y = model.nodes[i].shape;
+    let (pad_top, pad_left) = crate::lower::pads(x, conv.kernel, conv.stride, conv.padding);
+    ConvDims {
+        in_h: x.h,
+        in_w: x.w,
+        in_c: x.c,
+        out_h: y.h,
+        out_w: y.w,
+        out_c: y.c,
+        k_h: conv.kernel[0],
+        k_w: conv.kernel[1],
+        stride: conv.stride,
+        pad_top,
+        pad_left,
+    }
+}
+
+/// Scratch bytes node `i`'s kernel needs during its step (0 for most).
+pub fn scratch_bytes(model: &Model, i: usize) -> usize {
+    match model.nodes.get(i).map(|n| &n.op) {
+        Some(Op::Conv2d { conv, .. }) => im2col_scratch_bytes(&conv_dims(model, i, conv)),
+        _ => 0,
+    }
+}
+
+/// Scratch bytes node `i` can use if the memory planner has room for them without raising the
+/// liveness floor (0 for most): a depthwise layer whose output rows are short enough that the
+/// padded-rows kernel pays off (`tinynas_kernels::fast::depthwise_conv2d_rows`).
+pub fn optional_scratch_bytes(model: &Model, i: usize) -> usize {
+    let Some(Op::DepthwiseConv2d { conv, .. }) = model.nodes.get(i).map(|n| &n.op) else {
+        return 0;
+    };
+    let d = conv_dims(model, i, conv);
+    if rows_pay_off(&d) {
+        rows_scratch_bytes(&d)
+    } else {
+        0
+    }
+}
