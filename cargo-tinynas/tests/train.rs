@@ -246,6 +246,32 @@ fn cli_train_on_an_image_folder() {
     );
     let model = tinynas_model::format::read(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(model.labels, vec!["dark", "light"]);
+    // JSON messages into a closed pipe (`| head -1`): no panic, the model is still written.
+    let closed = dir.join("closed.tnas");
+    let mut child = common::tinynas()
+        .args(["train", "--data"])
+        .arg(dir.join("data"))
+        .args([
+            "--arch",
+            "nanonas:k=2,c=1",
+            "--input",
+            "8x8x1",
+            "--epochs",
+            "1",
+        ])
+        .args(["--message-format", "json", "--out"])
+        .arg(&closed)
+        .env("TINYNAS_CACHE_DIR", dir.join("cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    tinynas_model::format::read(&std::fs::read(&closed).unwrap()).unwrap();
     // A bad architecture says what to write instead.
     let o = common::tinynas()
         .args(["train", "--data", "x", "--arch", "nanonas:k=4"])

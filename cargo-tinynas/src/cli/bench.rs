@@ -69,7 +69,7 @@ pub(crate) fn kernel_bench(a: &BenchArgs) -> anyhow::Result<i32> {
                 .with_context(|| format!("layer {} on {name}", l.id))?;
             all_match &= r.outputs_match;
             if !human {
-                println!("{}", r.json("layer"));
+                out!("{}", r.json("layer"));
             }
             rows.push(r);
         }
@@ -88,7 +88,7 @@ pub(crate) fn kernel_bench(a: &BenchArgs) -> anyhow::Result<i32> {
                 .with_context(|| format!("{f} on {name}"))?;
             all_match &= r.outputs_match;
             if !human {
-                println!("{}", r.json("model"));
+                out!("{}", r.json("model"));
             }
             models.push(r);
         }
@@ -134,7 +134,7 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
     )
     .with_context(|| format!("benching {}", model.display()))?;
     match a.message_format {
-        MessageFormat::Json => println!("{}", cargo_tinynas::bench::json(&outcome)),
+        MessageFormat::Json => out!("{}", cargo_tinynas::bench::json(&outcome)),
         MessageFormat::Human => eprint!("{}", cargo_tinynas::bench::table(&outcome)),
     }
     Ok(if outcome.outputs_match() {

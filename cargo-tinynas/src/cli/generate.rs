@@ -44,7 +44,7 @@ pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
     )?;
     let hint = p.kernel_hint();
     if a.message_format == MessageFormat::Json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({"reason": "generated", "crate": name, "dir": g.dir, "files": g.files, "dependency_added": g.dependency_added, "hint": hint})
         );

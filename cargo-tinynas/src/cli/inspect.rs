@@ -23,7 +23,7 @@ pub(crate) fn run(a: InspectArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("{} is not a usable model", a.model.display()))?;
     let report = inspect::report(&model);
     match a.message_format {
-        MessageFormat::Json => println!("{report}"),
+        MessageFormat::Json => out!("{report}"),
         MessageFormat::Human => eprint!("{}", inspect::render(&model, &report)),
     }
     Ok(exit_codes::OK)

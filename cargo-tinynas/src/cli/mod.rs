@@ -6,6 +6,26 @@ use std::path::PathBuf;
 use cargo_tinynas::board;
 use clap::{Args, ValueEnum};
 
+/// `println!` for the commands' results and JSON messages, which never panics: on a closed stdout
+/// (`--message-format json | head -1`) the line is dropped and the command carries on, so what it
+/// writes to disk (a model, a journal, a crate) is still written.
+/// (Defined before the command modules, which see it by textual scope.)
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::cli::emit(format_args!($($t)*))
+    };
+}
+
+/// Writes one line to stdout, ignoring a closed pipe (see [`out!`]).
+pub(crate) fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = o
+        .write_fmt(args)
+        .and_then(|()| o.write_all(b"\n"))
+        .and_then(|()| o.flush());
+}
+
 pub(crate) mod bench;
 pub(crate) mod generate;
 pub(crate) mod init;

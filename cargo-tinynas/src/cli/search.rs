@@ -127,7 +127,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             classes,
         } => {
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"reason": "search-started", "journal": journal, "resumed": resumed, "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes})
                 );
@@ -174,7 +174,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                 let mut v = serde_json::to_value(entry).unwrap_or_default();
                 v["reason"] = "candidate".into();
                 v["resumed"] = resumed.into();
-                println!("{v}");
+                out!("{v}");
                 return;
             }
             let pct = |v: Option<f32>| v.map_or("-".to_string(), |a| format!("{:.1}%", 100.0 * a));
@@ -257,7 +257,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
         )?)
     };
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "reason": "search-finished", "winner": outcome.winner.arch, "final": f, "candidates": outcome.candidates.len(),

@@ -113,14 +113,18 @@ pub(crate) fn train_bench(a: &TrainArgs) -> anyhow::Result<i32> {
             "training {} at {}x{}x{}, {} forward MACs per image, {} thread(s), random images",
             a.arch, input.h, input.w, input.c, rows[0].forward_macs, rows[0].threads
         );
-        println!(
+        out!(
             "{:>6} {:>8} {:>12} {:>16} {:>14}",
-            "batch", "steps", "images/s", "effective GMAC/s", "peak RSS MiB"
+            "batch",
+            "steps",
+            "images/s",
+            "effective GMAC/s",
+            "peak RSS MiB"
         );
     }
     for r in &rows {
         if json {
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({
                     "reason": "train-bench", "arch": r.arch, "input": r.input, "batch": r.batch, "threads": r.threads,
@@ -133,13 +137,17 @@ pub(crate) fn train_bench(a: &TrainArgs) -> anyhow::Result<i32> {
             let rss = r
                 .peak_rss_bytes
                 .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1048576.0));
-            println!(
+            out!(
                 "{:>6} {:>8} {:>12.0} {:>16.2} {:>14}",
-                r.batch, r.steps, r.images_per_second, r.effective_gmac_per_second, rss
+                r.batch,
+                r.steps,
+                r.images_per_second,
+                r.effective_gmac_per_second,
+                rss
             );
             if a.per_layer {
                 for (name, f, b) in &r.layers {
-                    println!("       {name:<22} forward {f:>7.3} ms  backward {b:>7.3} ms");
+                    out!("       {name:<22} forward {f:>7.3} ms  backward {b:>7.3} ms");
                 }
             }
         }
@@ -222,7 +230,7 @@ pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
     let report = command::run(&args, &stop, |e| match e {
         Event::Loaded { samples, classes, skipped, params } => {
             if json {
-                println!("{}", serde_json::json!({"reason": "dataset", "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes, "skipped": skipped.len()}));
+                out!("{}", serde_json::json!({"reason": "dataset", "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes, "skipped": skipped.len()}));
             } else {
                 eprintln!("data: {} classes; {} train, {} validation, {} test images", classes.len(), samples.0, samples.1, samples.2);
                 if !skipped.is_empty() {
@@ -247,7 +255,7 @@ pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
         }
         Event::QatStarted { float_val, ptq_val, epochs: n } => {
             if json {
-                println!("{}", serde_json::json!({"reason": "qat-started", "float_val_accuracy": float_val, "ptq_val_accuracy": ptq_val, "epochs": n}));
+                out!("{}", serde_json::json!({"reason": "qat-started", "float_val_accuracy": float_val, "ptq_val_accuracy": ptq_val, "epochs": n}));
             } else {
                 eprintln!("post-training quantisation: validation {:.1} % (float {:.1} %); fine-tuning with quantisation-aware training for {n} epoch(s)", 100.0 * ptq_val, 100.0 * float_val);
             }
@@ -257,7 +265,7 @@ pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
                 b.finish_and_clear();
             }
             if json {
-                println!("{}", serde_json::json!({"reason": "epoch", "epoch": e.epoch + 1, "loss": e.loss, "train_accuracy": e.train_accuracy, "val_accuracy": e.val_accuracy, "images_per_second": e.images_per_second}));
+                out!("{}", serde_json::json!({"reason": "epoch", "epoch": e.epoch + 1, "loss": e.loss, "train_accuracy": e.train_accuracy, "val_accuracy": e.val_accuracy, "images_per_second": e.images_per_second}));
             } else {
                 eprintln!("epoch {:>3}/{epochs}  loss {:.4}  train {:.1} %  validation {:.1} %  {:.0} images/s", e.epoch + 1, e.loss, 100.0 * e.train_accuracy, 100.0 * e.val_accuracy, e.images_per_second);
             }
@@ -265,7 +273,7 @@ pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
     })
     .with_context(|| format!("training on {}", data.display()))?;
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "reason": "train-report", "float_val_accuracy": report.float_val, "float_test_accuracy": report.float_test,

@@ -104,7 +104,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         exit_codes::OK
     };
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "reason": "verify", "crate": name, "board": m.board, "inputs": source,
