@@ -272,6 +272,31 @@ fn cli_train_on_an_image_folder() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     tinynas_model::format::read(&std::fs::read(&closed).unwrap()).unwrap();
+    // Values that parse but mean nothing are usage errors (exit 2) that name the flag.
+    for (args, says) in [
+        (&["--batch", "0"][..], "--batch"),
+        (&["--epochs", "0"][..], "--epochs"),
+        (&["--lr", "nan"][..], "--lr"),
+        (&["--lr=-0.1"][..], "--lr"),
+        (&["--val", "1.5"][..], "--val"),
+        (
+            &["--val", "0.6", "--test", "0.5"][..],
+            "their sum must be below 1",
+        ),
+    ] {
+        let o = common::tinynas()
+            .args(["train", "--data"])
+            .arg(dir.join("data"))
+            .args(["--arch", "nanonas:k=2,c=1", "--out"])
+            .arg(dir.join("never.tnas"))
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!dir.join("never.tnas").exists());
+    }
     // A bad architecture says what to write instead.
     let o = common::tinynas()
         .args(["train", "--data", "x", "--arch", "nanonas:k=4"])
@@ -279,4 +304,27 @@ fn cli_train_on_an_image_folder() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("nanonas:k=4,c=2"));
+}
+
+/// `search` refuses counts of zero before it reads the project (exit 2, the flag named).
+#[test]
+fn search_refuses_counts_of_zero() {
+    for flag in [
+        "--final-epochs",
+        "--proxy-epochs",
+        "--population",
+        "--max-k",
+    ] {
+        let o = common::tinynas()
+            .args(["search", flag, "0"])
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {err}");
+        assert!(
+            err.contains(flag) && err.contains("at least 1"),
+            "{flag}: {err}"
+        );
+    }
 }

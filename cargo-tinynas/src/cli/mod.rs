@@ -26,6 +26,35 @@ pub(crate) fn emit(args: std::fmt::Arguments<'_>) {
         .and_then(|()| o.flush());
 }
 
+/// A count that must be at least 1 (epochs, batch size, population, ...).
+pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A learning rate: a positive, finite number.
+pub(crate) fn positive(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("must be a positive number (e.g. 0.003)".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A share of the data set: at least 0, below 1.
+pub(crate) fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        Ok(_) => {
+            Err("must be a share of the images from 0 up to (not including) 1, e.g. 0.1".into())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub(crate) mod bench;
 pub(crate) mod generate;
 pub(crate) mod init;

@@ -17,19 +17,19 @@ pub(crate) struct SearchArgs {
     #[arg(long)]
     pub(crate) strategy: Option<String>,
     /// evolve: candidates per generation.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, value_parser = super::at_least_one)]
     pub(crate) population: usize,
     /// evolve: generations after the first.
     #[arg(long, default_value_t = 3)]
     pub(crate) generations: usize,
     /// Epochs of each candidate's training (default: proxy-epochs of the config, else 3).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     pub(crate) proxy_epochs: Option<usize>,
     /// Epochs of the winner's retraining (default: final-epochs of the config, else 30).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     pub(crate) final_epochs: Option<usize>,
     /// Largest k tried.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
     pub(crate) max_k: usize,
     /// Do not write the model crate at the end.
     #[arg(long)]

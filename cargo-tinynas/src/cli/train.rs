@@ -20,12 +20,12 @@ pub(crate) struct TrainArgs {
     /// image folders.
     #[arg(long, value_parser = parse_shape)]
     pub(crate) input: Option<cargo_tinynas::data::ImageShape>,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::at_least_one)]
     pub(crate) epochs: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
     pub(crate) batch: usize,
     /// Base learning rate.
-    #[arg(long, default_value_t = 0.003)]
+    #[arg(long, default_value_t = 0.003, value_parser = super::positive)]
     pub(crate) lr: f32,
     /// adam, or sgd (with --momentum).
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
@@ -40,10 +40,10 @@ pub(crate) struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
     /// Fraction of each class for validation (unless a val/ folder exists).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = super::fraction)]
     pub(crate) val: f64,
     /// Fraction of each class for test (unless split folders exist).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = super::fraction)]
     pub(crate) test: f64,
     /// Random flips and shifts of the training images.
     #[arg(long)]
@@ -183,6 +183,17 @@ pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
     use tinynas_train::fit::Progress;
     if a.bench {
         return train_bench(&a);
+    }
+    if a.val + a.test >= 1.0 {
+        // A usage error, as clap reports its own (exit 2), before any work.
+        clap::Error::raw(
+            clap::error::ErrorKind::ValueValidation,
+            format!(
+                "--val {} and --test {} leave no images to train on: their sum must be below 1\n",
+                a.val, a.test
+            ),
+        )
+        .exit();
     }
     let data = a.data.clone().context("--data is required")?;
     use std::sync::atomic::{AtomicBool, Ordering};

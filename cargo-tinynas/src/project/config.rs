@@ -90,12 +90,20 @@ pub fn read(package: &Path, workspace: Option<&Path>) -> Result<(Config, Origin)
             message: e.to_string().trim_end().to_string(),
         })
     };
+    let checked = |c: Config, path: &Path, origin: Origin| {
+        c.check()
+            .map(|()| (c, origin))
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })
+    };
     let m = load(package)?;
     if let Some(c) = m.package.and_then(|p| p.metadata).and_then(|m| m.tinynas) {
-        return Ok((c, Origin::Package));
+        return checked(c, package, Origin::Package);
     }
     if let Some(c) = m.workspace.and_then(|p| p.metadata).and_then(|m| m.tinynas) {
-        return Ok((c, Origin::Workspace));
+        return checked(c, package, Origin::Workspace);
     }
     if let Some(ws) = workspace.filter(|w| *w != package) {
         if let Some(c) = load(ws)?
@@ -103,10 +111,44 @@ pub fn read(package: &Path, workspace: Option<&Path>) -> Result<(Config, Origin)
             .and_then(|p| p.metadata)
             .and_then(|m| m.tinynas)
         {
-            return Ok((c, Origin::Workspace));
+            return checked(c, ws, Origin::Workspace);
         }
     }
     Ok((Config::default(), Origin::Defaults))
+}
+
+impl Config {
+    /// Values that parse but mean nothing: a zero budget, clock or epoch count, a latency budget
+    /// that is not a positive number. The message names the key and what to write.
+    fn check(&self) -> Result<(), String> {
+        let zero = |key: &str, v: Option<u64>, what: &str| {
+            match v {
+            Some(0) => Err(format!(
+                "[package.metadata.tinynas] {key} = 0: give {what}, or remove the key for the default"
+            )),
+            _ => Ok(()),
+        }
+        };
+        zero("max-ram", self.max_ram, "a budget of at least 1 byte")?;
+        zero("max-flash", self.max_flash, "a budget of at least 1 byte")?;
+        zero("clock-hz", self.clock_hz, "the core clock in Hz")?;
+        zero(
+            "proxy-epochs",
+            self.proxy_epochs.map(|v| v as u64),
+            "at least 1 epoch",
+        )?;
+        zero(
+            "final-epochs",
+            self.final_epochs.map(|v| v as u64),
+            "at least 1 epoch",
+        )?;
+        match self.max_latency_ms {
+            Some(ms) if !(ms.is_finite() && ms > 0.0) => Err(format!(
+                "[package.metadata.tinynas] max-latency-ms = {ms}: give a positive number of milliseconds, or remove the key"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The target and the chip of `probe-rs run --chip X` from `.cargo/config.toml` (or
@@ -328,6 +370,41 @@ final-epochs = 30         # training epochs of the winner
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_that_mean_nothing_are_refused_with_their_key() {
+        let dir =
+            std::env::temp_dir().join(format!("tinynas-config-values-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let manifest = dir.join("Cargo.toml");
+        for (line, key) in [
+            ("max-ram = 0", "max-ram = 0"),
+            ("max-flash = 0", "max-flash = 0"),
+            ("clock-hz = 0", "clock-hz = 0"),
+            ("proxy-epochs = 0", "proxy-epochs = 0"),
+            ("final-epochs = 0", "final-epochs = 0"),
+            ("max-latency-ms = -1.0", "max-latency-ms = -1"),
+            ("max-latency-ms = nan", "max-latency-ms = NaN"),
+        ] {
+            std::fs::write(
+                &manifest,
+                format!("[package]\nname = \"x\"\n[package.metadata.tinynas]\n{line}\n"),
+            )
+            .unwrap();
+            let e = read(&manifest, None).unwrap_err().to_string();
+            assert!(
+                e.contains(key) && e.contains("remove the key"),
+                "{line}: {e}"
+            );
+        }
+        std::fs::write(
+            &manifest,
+            "[package]\nname = \"x\"\n[package.metadata.tinynas]\nmax-ram = 1\nclock-hz = 1\nmax-latency-ms = 0.5\n",
+        )
+        .unwrap();
+        assert!(read(&manifest, None).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn armv8m_mainline_without_a_core_is_told_to_name_it() {
