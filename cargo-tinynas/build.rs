@@ -62,6 +62,9 @@ fn main() {
         format!("{h:08x}")
     };
     println!("cargo:rustc-env=TINYNAS_FIRMWARE_SOURCES={id}");
+    // The tool's own target, for the set-up check's test (a target whose library is installed).
+    let host = std::env::var("TARGET").unwrap_or_default();
+    println!("cargo:rustc-env=TINYNAS_HOST_TARGET={host}");
     vendor(&root);
 }
 

@@ -287,7 +287,7 @@ pub fn table(o: &Outcome) -> String {
         let _ = writeln!(
             s,
             "{:>4}  {:<16} {:<18} {:>10} {:>10} {:>12} {:>9} {:>9}",
-            l["step"],
+            l["step"].to_string(),
             l["name"].as_str().unwrap_or(""),
             l["op"].as_str().unwrap_or(""),
             shape,

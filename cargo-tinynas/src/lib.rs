@@ -23,5 +23,6 @@ pub mod kernel_bench;
 pub mod project;
 pub mod report;
 pub mod search;
+pub mod setup;
 pub mod train;
 pub mod vendor;

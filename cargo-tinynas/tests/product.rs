@@ -7,11 +7,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn tinynas(dir: &Path, args: &[&str]) -> std::process::Output {
-    common::tinynas()
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    tinynas_with(dir, args, |_| {})
+}
+
+/// `tinynas` with the command adjusted first (environment, ...).
+fn tinynas_with(
+    dir: &Path,
+    args: &[&str],
+    adjust: impl FnOnce(&mut Command),
+) -> std::process::Output {
+    let mut c = common::tinynas();
+    c.args(args).current_dir(dir);
+    adjust(&mut c);
+    c.output().unwrap()
 }
 
 #[test]
@@ -258,7 +266,95 @@ fn search_measures_on_qemu_generates_and_resumes_after_kill_9_and_ctrl_c() {
     let resumed = finished(&o.stdout);
     assert_eq!(resumed["final"]["model_crc"], full["final"]["model_crc"]);
     assert_eq!(resumed["candidates"], full["candidates"]);
+
+    // Ctrl-C in a terminal signals the whole process group: cargo, rustc and QEMU die with the
+    // search. Sent while a candidate is measured (its bench firmware building or running), it
+    // still exits 130 with nothing journaled for that candidate, and the search resumes.
+    let d = root.join("d");
+    search_project(&d);
+    let (pid, o) = interrupt_group_while_measuring(&d, &args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "group {pid}: {stderr}");
+    assert!(
+        stderr.contains("run the same command again to resume"),
+        "{stderr}"
+    );
+    let o = tinynas(&d, &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let resumed = finished(&o.stdout);
+    assert_eq!(resumed["final"]["model_crc"], full["final"]["model_crc"]);
+    assert_eq!(resumed["candidates"], full["candidates"]);
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Whether a process other than `pgid` itself is in process group `pgid` (Linux: `/proc/N/stat`,
+/// whose fifth field is the group).
+fn group_has_another_process(pgid: u32) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let Ok(n) = e.file_name().to_string_lossy().parse::<u32>() else {
+                return false;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // The command name (field 2) is in parentheses and may hold spaces: split after it.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or("", |(_, rest)| rest)
+                .split_whitespace()
+                .collect();
+            n != pgid && fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
+        })
+}
+
+/// Starts `search` as the leader of its own process group (as a shell starts a job) and sends
+/// SIGINT to the group as soon as the search says it is measuring a candidate; returns the
+/// group's id and the search's output.
+fn interrupt_group_while_measuring(dir: &Path, args: &[&str]) -> (u32, std::process::Output) {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    // A cache of its own, so the candidate's firmware is built (not found built) when the signal
+    // comes: the signal lands in cargo's build or in QEMU, never between them.
+    let cache = dir.join("bench-cache");
+    let mut child = common::tinynas()
+        .args(args)
+        .current_dir(dir)
+        .env("TINYNAS_CACHE_DIR", &cache)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let measuring = lines.by_ref().map_while(Result::ok).any(|l| {
+        serde_json::from_str::<serde_json::Value>(&l).is_ok_and(|v| v["reason"] == "measuring")
+    });
+    assert!(measuring, "the search ended without measuring a candidate");
+    // Wait until the measurement has started a child in the group (cargo building the firmware,
+    // or QEMU), and a moment more, so the signal reaches it too.
+    let start = std::time::Instant::now();
+    while !group_has_another_process(pid) {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "no child process after 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sent = Command::new("kill")
+        .args(["-INT", "--", &format!("-{pid}")])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // Read the rest so the search never blocks on a full pipe.
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let mut o = child.wait_with_output().unwrap();
+    o.stdout = rest.join("\n").into_bytes();
+    (pid, o)
 }
 
 fn copy_dir(from: &Path, to: &Path, skip: &[&str]) {
@@ -487,6 +583,26 @@ fn evolve_search_reports_the_predictor_and_resumes() {
 /// the QEMU board of the chip's instruction set with the chip's flash and RAM sizes and says so;
 /// `verify`, whose point is the real chip, does not emulate and exits 5 (no board). Skipped, with
 /// a message, on a machine where a probe is connected (the test cannot unplug it).
+/// `search` without QEMU exits 5 ("no board") before it loads the data or trains a candidate.
+#[test]
+fn search_without_qemu_stops_before_training() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-no-qemu");
+    let dir = root.join("fw");
+    search_project(&dir);
+    let empty = root.join("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    // cargo (for `cargo metadata`) is found through $CARGO, which cargo test sets.
+    let o = tinynas_with(&dir, &["search"], |c| {
+        c.env("PATH", &empty);
+    });
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("qemu-system-arm was not found"), "{err}");
+    assert!(!err.contains("data:") && !err.contains("epoch"), "{err}");
+    assert_eq!(journal_lines(&dir), 0);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 #[test]
 fn without_a_probe_search_emulates_the_chip_and_verify_does_not() {
     if cargo_tinynas::board::probe::any_probe_connected() {

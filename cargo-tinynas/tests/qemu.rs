@@ -267,6 +267,46 @@ fn cli_unknown_board_says_which_exist() {
     }
 }
 
+/// Without QEMU (a PATH that has no `qemu-system-arm`) or without a debug probe, `bench` exits 5
+/// ("no board") at once, before it builds a firmware, with the command that fixes it.
+#[test]
+fn cli_without_qemu_or_probe_exits_5_before_building() {
+    if cargo_tinynas::board::probe::any_probe_connected() {
+        eprintln!("skipped: a debug probe is connected to this machine");
+        return;
+    }
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/nanonas-k8-c3.tnas"
+    );
+    let empty = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("no-qemu-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("no-board-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    for (args, path, says) in [
+        (
+            &["--board", "qemu-m4"][..],
+            Some(&empty),
+            "qemu-system-arm was not found: install it (Debian/Ubuntu: `sudo apt-get install -y qemu-system-arm`",
+        ),
+        (&["--chip", "STM32F746NGHx"][..], None, "no debug probe found"),
+    ] {
+        let mut c = common::tinynas();
+        c.args(["bench", "--model", model])
+            .args(args)
+            .env("TINYNAS_CACHE_DIR", &cache);
+        if let Some(p) = path {
+            c.env("PATH", p);
+        }
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("building"), "{args:?} built first: {err}");
+        assert!(!cache.exists(), "{args:?} wrote a firmware project");
+    }
+}
+
 /// The emulator linked with a real chip's sizes (at the machine's addresses) runs and reports.
 #[test]
 fn cli_qemu_with_a_chip_uses_its_sizes() {

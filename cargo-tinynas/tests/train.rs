@@ -195,6 +195,16 @@ fn depthwise_separable_blocks_learn_and_export() {
 
 /// The CLI on a small image folder made by the test: it trains, writes a model that reads back,
 /// and its last line is the int8 test accuracy.
+/// `cargo tinynas train` on `dir/data` with a tiny architecture at 8x8, its cache in `dir`.
+fn train_command(dir: &Path) -> std::process::Command {
+    let mut c = common::tinynas();
+    c.args(["train", "--data"])
+        .arg(dir.join("data"))
+        .args(["--arch", "nanonas:k=2,c=1", "--input", "8x8x1"])
+        .env("TINYNAS_CACHE_DIR", dir.join("cache"));
+    c
+}
+
 #[test]
 fn cli_train_on_an_image_folder() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("train-cli");
@@ -211,14 +221,8 @@ fn cli_train_on_an_image_folder() {
         }
     }
     let out = dir.join("m.tnas");
-    let o = common::tinynas()
-        .args(["train", "--data"])
-        .arg(dir.join("data"))
+    let o = train_command(&dir)
         .args([
-            "--arch",
-            "nanonas:k=2,c=1",
-            "--input",
-            "8x8x1",
             "--epochs",
             "3",
             "--lr",
@@ -230,7 +234,6 @@ fn cli_train_on_an_image_folder() {
             "--out",
         ])
         .arg(&out)
-        .env("TINYNAS_CACHE_DIR", dir.join("cache"))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -248,20 +251,9 @@ fn cli_train_on_an_image_folder() {
     assert_eq!(model.labels, vec!["dark", "light"]);
     // JSON messages into a closed pipe (`| head -1`): no panic, the model is still written.
     let closed = dir.join("closed.tnas");
-    let mut child = common::tinynas()
-        .args(["train", "--data"])
-        .arg(dir.join("data"))
-        .args([
-            "--arch",
-            "nanonas:k=2,c=1",
-            "--input",
-            "8x8x1",
-            "--epochs",
-            "1",
-        ])
-        .args(["--message-format", "json", "--out"])
+    let mut child = train_command(&dir)
+        .args(["--epochs", "1", "--message-format", "json", "--out"])
         .arg(&closed)
-        .env("TINYNAS_CACHE_DIR", dir.join("cache"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -272,6 +264,36 @@ fn cli_train_on_an_image_folder() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     tinynas_model::format::read(&std::fs::read(&closed).unwrap()).unwrap();
+    // Ctrl-C stops after the current batch: the best epoch so far is written, and the exit code
+    // is 130 (stopped), not 0.
+    let stopped = dir.join("stopped.tnas");
+    let mut child = train_command(&dir)
+        .args(["--epochs", "100000", "--message-format", "json", "--out"])
+        .arg(&stopped)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let epoch = lines.by_ref().map_while(Result::ok).any(|l| {
+        serde_json::from_str::<serde_json::Value>(&l).is_ok_and(|v| v["reason"] == "epoch")
+    });
+    assert!(epoch, "train ended before its first epoch line");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let report = lines
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .find(|v| v["reason"] == "train-report");
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("stopping after this batch"), "{err}");
+    assert_eq!(report.expect("a train report")["stopped_early"], true);
+    tinynas_model::format::read(&std::fs::read(&stopped).unwrap()).unwrap();
     // Values that parse but mean nothing are usage errors (exit 2) that name the flag.
     for (args, says) in [
         (&["--batch", "0"][..], "--batch"),
@@ -284,10 +306,8 @@ fn cli_train_on_an_image_folder() {
             "their sum must be below 1",
         ),
     ] {
-        let o = common::tinynas()
-            .args(["train", "--data"])
-            .arg(dir.join("data"))
-            .args(["--arch", "nanonas:k=2,c=1", "--out"])
+        let o = train_command(&dir)
+            .arg("--out")
             .arg(dir.join("never.tnas"))
             .args(args)
             .output()

@@ -78,7 +78,7 @@ impl Measurement {
 /// Why a board could not measure.
 #[derive(Debug, thiserror::Error)]
 pub enum BoardError {
-    #[error("qemu-system-arm was not found: install it (Debian/Ubuntu: `apt-get install -y qemu-system-arm`) or use a board with --chip")]
+    #[error("qemu-system-arm was not found: install it (Debian/Ubuntu: `sudo apt-get install -y qemu-system-arm`; or `bash .ci/setup` in a cargo-tinynas checkout) or measure on a real board with --chip")]
     QemuMissing,
     #[error("the emulated board did not finish within {seconds} s: the firmware hung (an infinite loop, or semihosting not enabled); console: {console:?}")]
     Timeout { seconds: u64, console: String },
@@ -102,6 +102,8 @@ pub enum BoardError {
     },
     #[error(transparent)]
     Probe(#[from] probe::ProbeError),
+    #[error(transparent)]
+    Setup(#[from] crate::setup::SetupError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("unknown board {name:?}: choose one of {known} for the emulator, or --chip NAME for a real chip")]
@@ -168,8 +170,25 @@ pub struct OpenOptions {
 }
 
 /// Opens the chosen board: an emulated one (with a chip, linked with its flash and RAM sizes and
-/// built for the firmware's core) or a chip through probe-rs.
+/// built for the firmware's core) or a chip through probe-rs. What the machine lacks is found
+/// here, before any training or firmware build: QEMU or the debug probe (errors that exit with
+/// "no board"), and the Rust target of the board's core (installed with rustup if missing).
 pub fn open(choice: &BoardChoice, o: &OpenOptions) -> Result<Box<dyn Board>, BoardError> {
+    let board = open_unchecked(choice, o)?;
+    match choice {
+        BoardChoice::Emulated { .. } if !crate::setup::qemu_installed() => {
+            return Err(BoardError::QemuMissing)
+        }
+        BoardChoice::Emulated { .. } => {}
+        BoardChoice::Chip(_) => {
+            probe::choose_probe(&probe::Lister::new().list_all(), o.probe.as_deref())?;
+        }
+    }
+    crate::setup::ensure_target(board.target())?;
+    Ok(board)
+}
+
+fn open_unchecked(choice: &BoardChoice, o: &OpenOptions) -> Result<Box<dyn Board>, BoardError> {
     Ok(match choice {
         BoardChoice::Emulated { board, chip } => {
             let m = qemu::machine(board).ok_or_else(|| BoardError::UnknownBoard {

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use probe_rs::config::{Registry, Target};
-use probe_rs::probe::list::Lister;
+pub(crate) use probe_rs::probe::list::Lister;
 use probe_rs::probe::{DebugProbeInfo, DebugProbeSelector, Probe};
 use probe_rs::semihosting::SemihostingCommand;
 use probe_rs::{BreakpointCause, CoreStatus, HaltReason, Permissions};

@@ -180,16 +180,20 @@ pub(crate) enum MessageFormat {
 }
 
 /// The exit code of a command that failed (`exit_codes.rs`): no board (QEMU missing, no debug
-/// probe), a usage error (an unknown `--board`), interrupted (Ctrl-C during a search), else a plain error. Commands return the other
+/// probe), a usage error (an unknown `--board`), interrupted (Ctrl-C during a search or before
+/// training's first epoch ended), else a plain error. Commands return the other
 /// codes (mismatch, over budget) as results.
 pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
+    use board::probe::ProbeError;
     use cargo_tinynas::exit_codes;
     let no_board = e.chain().any(|c| {
         matches!(
             c.downcast_ref::<board::BoardError>(),
             Some(
                 board::BoardError::QemuMissing
-                    | board::BoardError::Probe(board::probe::ProbeError::NoProbe)
+                    | board::BoardError::Probe(
+                        ProbeError::NoProbe | ProbeError::ProbeNotFound { .. }
+                    )
             )
         )
     });
@@ -197,12 +201,20 @@ pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
         matches!(
             c.downcast_ref::<cargo_tinynas::search::SearchError>(),
             Some(cargo_tinynas::search::SearchError::Stopped)
+        ) || matches!(
+            c.downcast_ref::<cargo_tinynas::train::TrainError>(),
+            Some(cargo_tinynas::train::TrainError::StoppedEarly)
         )
     });
     let unknown_board = e.chain().any(|c| {
         matches!(
             c.downcast_ref::<board::BoardError>(),
-            Some(board::BoardError::UnknownBoard { .. })
+            Some(
+                board::BoardError::UnknownBoard { .. }
+                    | board::BoardError::Probe(
+                        ProbeError::SeveralProbes(_) | ProbeError::BadSelector(_)
+                    )
+            )
         )
     });
     let code = if no_board {

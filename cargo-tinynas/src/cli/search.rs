@@ -148,7 +148,17 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                 eprintln!("{header}");
             }
         }
-        Event::Training { .. } | Event::Measuring { .. } => {}
+        Event::Training { .. } => {}
+        Event::Measuring { arch } => {
+            if json {
+                out!(
+                    "{}",
+                    serde_json::json!({"reason": "measuring", "arch": arch})
+                );
+            } else if let Some(b) = &bar {
+                b.set_message(format!("measuring {arch} on the board"));
+            }
+        }
         Event::Progress(Progress::Batch {
             epoch, done, total, ..
         }) => {

@@ -300,5 +300,10 @@ pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
         }
         eprint!("{}", command::render(&report));
     }
-    Ok(exit_codes::OK)
+    // Stopped by Ctrl-C: the best epoch so far is written, and the exit code says it was cut short.
+    Ok(if report.stopped_early {
+        exit_codes::INTERRUPTED
+    } else {
+        exit_codes::OK
+    })
 }

@@ -169,11 +169,22 @@ impl Searcher<'_> {
                 per_layer: self.table.is_some(),
                 extra_stack_bytes: 0,
             };
-            let o = crate::bench::run(&bytes, self.board, &opts, &s.firmware_cache, |_| {})
-                .map_err(|source| SearchError::Bench {
-                    arch: name.clone(),
-                    source: Box::new(source),
-                })?;
+            let o = match crate::bench::run(&bytes, self.board, &opts, &s.firmware_cache, |_| {}) {
+                Ok(o) => o,
+                Err(source) => {
+                    // Ctrl-C in a terminal reaches cargo, rustc and QEMU too, so the measurement
+                    // fails with them; then the failure is the interruption (the handler may set
+                    // the flag a moment after the children died), and nothing is journaled.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(None);
+                    }
+                    return Err(SearchError::Bench {
+                        arch: name.clone(),
+                        source: Box::new(source),
+                    });
+                }
+            };
             if !o.outputs_match() {
                 return Err(SearchError::Mismatch { arch: name });
             }
