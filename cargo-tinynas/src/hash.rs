@@ -26,6 +26,11 @@ impl Fingerprint {
         self.0.write(&[0xff]);
     }
 
+    /// Adds bytes to the current field (a long field fed in pieces; no separator).
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+    }
+
     pub fn finish(&self) -> u64 {
         self.0.finish()
     }

@@ -179,6 +179,76 @@ fn bad_datasets_say_what_to_fix() {
         "{e}"
     );
     assert!(e.to_string().contains("add images or remove the folder"));
+    // The failed load left no temporary files (sized like the data set) in the cache folder.
+    let left: Vec<_> = std::fs::read_dir(empty.join(".tinynas"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// The content fingerprint names the images, not the files: a fresh checkout of the same images
+/// (new modification times) gets the same one, though its cache is rebuilt; other pixels do not.
+#[test]
+fn the_content_fingerprint_follows_the_pixels_not_the_files() {
+    let d = sample_folder("content-fingerprint");
+    let opts = || Options {
+        shape: shape(),
+        strict: false,
+    };
+    let mut first = folder::load(&d, opts()).unwrap().cache;
+    let content = first.content_fingerprint().unwrap();
+    let a = d.join("cat/a.png");
+    let bytes = std::fs::read(&a).unwrap();
+    std::fs::remove_file(&a).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&a, &bytes).unwrap();
+    let again = folder::load(&d, opts()).unwrap();
+    assert!(again.rebuilt, "new file times: the cache is rebuilt");
+    let mut c = again.cache;
+    assert_ne!(c.fingerprint, first.fingerprint);
+    assert_eq!(c.content_fingerprint().unwrap(), content);
+    write_image(&a, 16, 12, 4);
+    let mut other = folder::load(&d, opts()).unwrap().cache;
+    assert_ne!(other.content_fingerprint().unwrap(), content);
+}
+
+/// A symbolic link among the images that leads nowhere (a loop) is reported as skipped, and is
+/// an error with `--strict`; it is never dropped silently.
+#[test]
+fn a_looping_symlink_is_reported() {
+    let d = sample_folder("symlink-loop");
+    let link = d.join("cat/x.png");
+    std::os::unix::fs::symlink(&link, &link).unwrap();
+    let l = folder::load(
+        &d,
+        Options {
+            shape: shape(),
+            strict: false,
+        },
+    )
+    .unwrap();
+    let s = l
+        .skipped
+        .iter()
+        .find(|s| s.path == link)
+        .expect("the loop is reported");
+    assert!(
+        s.reason.contains("symbolic link that leads to no file"),
+        "{}",
+        s.reason
+    );
+    let e = folder::load(
+        &d,
+        Options {
+            shape: shape(),
+            strict: true,
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("x.png"), "{e}");
 }
 
 #[test]

@@ -73,6 +73,40 @@ fn init_then_generate_gives_a_crate_that_builds_for_cortex_m() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A model for other images is refused, and the crate stays as it was: another input shape,
+    // or other classes than the data folder's.
+    let readme = std::fs::read(fw.join("fw-model/README.md")).unwrap();
+    let other_input = model.with_file_name("evolve-dw.tnas");
+    let o = tinynas(&fw, &["generate", "--model", other_input.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "does not fit this project: it takes 28x28x1 images, the project's input is 32x32x3"
+        ),
+        "{err}"
+    );
+    for class in ["cat", "dog"] {
+        std::fs::create_dir_all(fw.join("data").join(class)).unwrap();
+    }
+    for cmd in [
+        &["generate", "--model", model.to_str().unwrap()][..],
+        &["verify"],
+    ] {
+        let o = tinynas(&fw, cmd);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(
+            err.contains("its 10 classes (airplane, automobile,")
+                && err.contains("are not the 2 classes of"),
+            "{cmd:?}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(fw.join("data")).unwrap();
+    assert_eq!(
+        std::fs::read(fw.join("fw-model/README.md")).unwrap(),
+        readme
+    );
     // A bad key in the section is reported with its line.
     let manifest = std::fs::read_to_string(fw.join("Cargo.toml")).unwrap();
     std::fs::write(

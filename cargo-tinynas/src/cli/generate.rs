@@ -29,6 +29,9 @@ pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
     let p = a.project.project()?;
     let bytes =
         std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
+    let model = tinynas_model::format::read(&bytes)
+        .with_context(|| format!("{} is not a usable model", a.model.display()))?;
+    p.check_model(&model, &a.model.display().to_string())?;
     let name = p.crate_name();
     let card = Card {
         arch: a.arch.clone(),
@@ -46,11 +49,17 @@ pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
     if a.message_format == MessageFormat::Json {
         out!(
             "{}",
-            serde_json::json!({"reason": "generated", "crate": name, "dir": g.dir, "files": g.files, "dependency_added": g.dependency_added, "hint": hint})
+            serde_json::json!({"reason": "generated", "crate": name, "dir": g.dir, "files": g.files, "dependency_added": g.dependency_added, "discarded": g.discarded, "hint": hint})
         );
     } else {
         if let Some(h) = &hint {
             eprintln!("note: {h}");
+        }
+        if !g.discarded.is_empty() {
+            eprintln!(
+                "--force replaced what had changed since the crate was generated:\n  {}",
+                g.discarded.join("\n  ")
+            );
         }
         eprintln!("wrote {} ({})", g.dir.display(), g.files.join(", "));
         if g.dependency_added {

@@ -322,6 +322,12 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             );
         }
         if let Some(g) = &generated {
+            if !g.discarded.is_empty() {
+                eprintln!(
+                    "--force replaced what had changed since the crate was generated:\n  {}",
+                    g.discarded.join("\n  ")
+                );
+            }
             eprintln!("wrote {}", g.dir.display());
             if let Some(h) = p.kernel_hint() {
                 eprintln!("note: {h}");

@@ -10,7 +10,7 @@ pub(crate) struct VerifyArgs {
     #[command(flatten)]
     pub(crate) target: ProjectBoardArgs,
     /// Test images to run (from the data set's test split; random images if it has none).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::at_least_one)]
     pub(crate) images: usize,
     /// Seconds a board run may take.
     #[arg(long, default_value_t = 120)]
@@ -21,9 +21,6 @@ pub(crate) struct VerifyArgs {
 
 pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
     let json = a.message_format == MessageFormat::Json;
-    if a.images == 0 {
-        anyhow::bail!("--images must be at least 1");
-    }
     let p = a.target.project()?;
     let name = p.crate_name();
     let model_path = p.dir.join(&name).join("src").join("model.tnas");
@@ -35,6 +32,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
     })?;
     let model =
         tinynas_model::format::read(&bytes).with_context(|| format!("{}", model_path.display()))?;
+    p.check_model(&model, &model_path.display().to_string())?;
     let mut board = a.target.open_board(&p, a.timeout, false)?;
     let budgets = p.budgets(&board.memory())?;
     // Test images from the project's data set, at the model's input size.

@@ -60,6 +60,8 @@ impl Writer {
     ) -> Result<Self, DataError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
+            // What killed runs left behind (the temporaries of a failed one go with it: `Drop`).
+            crate::fsutil::remove_stale_temps(dir);
         }
         let tmp = crate::fsutil::temp_path(path);
         let pixels_path = crate::fsutil::temp_path(&path.with_extension("pixels"));
@@ -136,6 +138,15 @@ impl Writer {
         std::fs::rename(&self.tmp, &self.path)
             .map_err(io(format!("cannot write {}", self.path.display())))?;
         Cache::open(&self.path)
+    }
+}
+
+/// A cache that was not finished (a failed load, an error while writing) leaves no temporary
+/// files behind; after [`Writer::finish`] there are none left to remove.
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
+        let _ = std::fs::remove_file(&self.pixels_path);
     }
 }
 
@@ -242,6 +253,37 @@ impl Cache {
 
     pub fn len(&self) -> usize {
         self.labels.len()
+    }
+
+    /// A fingerprint of what the cache holds (shape, classes, labels, split folders, pixels),
+    /// unlike [`Cache::fingerprint`], which is of the source files' names, sizes and times and so
+    /// changes with every fresh checkout of the same images. Names a data set in model cards and
+    /// search journals; reads the whole file once.
+    pub fn content_fingerprint(&mut self) -> Result<u64, DataError> {
+        let mut f = crate::hash::Fingerprint::new();
+        let s = self.shape;
+        f.field(format!("content v1 {}x{}x{}", s.h, s.w, s.c).as_bytes());
+        for c in &self.classes {
+            f.field(c.as_bytes());
+        }
+        let labels: Vec<u8> = self.labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+        f.field(&labels);
+        let assigned: Vec<u8> = self.assigned.iter().map(|&a| a as u8).collect();
+        f.field(&assigned);
+        self.file
+            .seek(SeekFrom::Start(self.data_offset))
+            .map_err(io("cannot read the cache"))?;
+        let mut left = (self.len() * s.len()) as u64;
+        let mut buf = vec![0u8; 1 << 20];
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            self.file
+                .read_exact(&mut buf[..n])
+                .map_err(io("cannot read the cache"))?;
+            f.bytes(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok(f.finish())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -60,15 +60,31 @@ fn name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Loads (or reuses the cache of) an image folder.
-pub fn load(root: &Path, opts: Options) -> Result<Loaded, DataError> {
+/// The class names of an image folder (its sub-folders, or those of its `train`/`val`/`test`
+/// folders), sorted, without reading any image: the labels a model trained on it has.
+pub fn class_names(root: &Path) -> Result<Vec<String>, DataError> {
     if !root.is_dir() {
         return Err(DataError::NotAFolder(root.to_path_buf()));
     }
+    let groups = groups(root)?;
+    let mut classes: Vec<String> = Vec::new();
+    for (g, _) in &groups {
+        for d in sorted_dirs(g)? {
+            classes.push(name(&d));
+        }
+    }
+    classes.sort();
+    classes.dedup();
+    Ok(classes)
+}
+
+/// The folders that hold class folders, with the split each gives its images (the root itself,
+/// or its `train`/`val`/`test` folders).
+fn groups(root: &Path) -> Result<Vec<(PathBuf, Assigned)>, DataError> {
     let top = sorted_dirs(root)?;
     let split_names = ["train", "val", "test"];
     let is_split = !top.is_empty() && top.iter().all(|d| split_names.contains(&name(d).as_str()));
-    let groups: Vec<(PathBuf, Assigned)> = if is_split {
+    Ok(if is_split {
         top.iter()
             .map(|d| {
                 let a = match name(d).as_str() {
@@ -81,15 +97,13 @@ pub fn load(root: &Path, opts: Options) -> Result<Loaded, DataError> {
             .collect()
     } else {
         vec![(root.to_path_buf(), Assigned::Unassigned)]
-    };
-    let mut classes: Vec<String> = Vec::new();
-    for (g, _) in &groups {
-        for d in sorted_dirs(g)? {
-            classes.push(name(&d));
-        }
-    }
-    classes.sort();
-    classes.dedup();
+    })
+}
+
+/// Loads (or reuses the cache of) an image folder.
+pub fn load(root: &Path, opts: Options) -> Result<Loaded, DataError> {
+    let classes = class_names(root)?;
+    let groups = groups(root)?;
     if classes.len() < 2 {
         return Err(DataError::TooFewClasses(root.to_path_buf(), classes.len()));
     }
@@ -106,9 +120,27 @@ pub fn load(root: &Path, opts: Options) -> Result<Loaded, DataError> {
                 .map_err(io(format!("cannot list {}", d.display())))?
                 .filter_map(Result::ok)
                 .map(|e| e.path())
-                .filter(|p| p.is_file() && !name(p).starts_with('.'))
+                .filter(|p| !name(p).starts_with('.'))
                 .collect();
             files.sort();
+            // A symbolic link that leads nowhere (a loop, a missing target) is a file the user
+            // meant to be there: reported, not dropped.
+            files.retain(|p| {
+                if p.is_file() {
+                    return true;
+                }
+                if p.is_symlink() {
+                    let why = std::fs::metadata(p).err().map_or_else(
+                        || "a symbolic link to something that is not a file".to_string(),
+                        |e| format!("a symbolic link that leads to no file ({e})"),
+                    );
+                    skipped.push(Skipped {
+                        path: p.clone(),
+                        reason: why,
+                    });
+                }
+                false
+            });
             for path in files {
                 let ext = path
                     .extension()

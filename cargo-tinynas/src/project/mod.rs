@@ -37,6 +37,8 @@ pub enum ProjectError {
     },
     #[error("{0}")]
     Package(String),
+    #[error("{model} does not fit this project: {why}; train it for this project (`cargo tinynas search`, or `train` with this data and input), or change [package.metadata.tinynas]")]
+    ModelMismatch { model: String, why: String },
 }
 
 /// Budgets for the model, with where each one comes from.
@@ -210,6 +212,49 @@ impl Project {
                 message,
             }),
         }
+    }
+
+    /// Checks that `model` (from the file `name`) is one for this project: it takes the
+    /// project's `input` and, where the data folder has class folders, it has the data's classes
+    /// in the data's order (a model for other images would pass `verify` on random inputs).
+    pub fn check_model(
+        &self,
+        model: &tinynas_model::Model,
+        name: &str,
+    ) -> Result<(), ProjectError> {
+        let mismatch = |why: String| ProjectError::ModelMismatch {
+            model: name.to_string(),
+            why,
+        };
+        let want = self.input()?;
+        let s = model.input_shape;
+        if (s.h, s.w, s.c) != (want.h, want.w, want.c) {
+            return Err(mismatch(format!(
+                "it takes {}x{}x{} images, the project's input is {}x{}x{}",
+                s.h, s.w, s.c, want.h, want.w, want.c
+            )));
+        }
+        let data = self.data_dir();
+        if let Ok(classes) = crate::data::folder::class_names(&data) {
+            if classes.len() >= 2 {
+                let labels = &model.labels;
+                if model.classes() != classes.len() || (!labels.is_empty() && *labels != classes) {
+                    return Err(mismatch(format!(
+                        "its {} classes ({}) are not the {} classes of {} ({})",
+                        model.classes(),
+                        if labels.is_empty() {
+                            "unnamed".to_string()
+                        } else {
+                            labels.join(", ")
+                        },
+                        classes.len(),
+                        data.display(),
+                        classes.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// What to tell this firmware about the kernels' instruction sets (see

@@ -150,7 +150,7 @@ pub struct Outcome {
     /// three.
     pub pareto: Vec<Entry>,
     pub classes: Vec<String>,
-    /// Fingerprint of the data set's source files.
+    /// Fingerprint of the data set's contents ([`crate::data::Cache::content_fingerprint`]).
     pub data_fingerprint: u64,
     /// `evolve`: (candidate, predicted, measured latency) of every measured candidate that had a
     /// prediction.
@@ -250,12 +250,14 @@ pub fn run(
     stop: &AtomicBool,
     mut on: impl FnMut(Event<'_>),
 ) -> Result<Outcome, SearchError> {
-    let (data, _skipped) = load(&s.data, Some(s.input), false)?;
+    let (mut data, _skipped) = load(&s.data, Some(s.input), false)?;
     let sp = split::stratified(&data.labels, &data.assigned, s.val, s.test, s.seed);
     let classes = data.classes.clone();
-    let data_fingerprint = data.fingerprint;
+    // Of the images themselves, so a fresh clone of the same images resumes the same journal
+    // and writes the same model card.
+    let data_fingerprint = data.content_fingerprint()?;
     let board_id = format!("{} {}", board.name(), board.target_cpu().unwrap_or("-"));
-    let fp = fingerprint(s, data.fingerprint, &board_id);
+    let fp = fingerprint(s, data_fingerprint, &board_id);
     let dir = s.state_dir.join(format!("{fp:016x}"));
     let jpath = dir.join("journal.jsonl");
     let journal = Journal::open(&jpath).map_err(|source| SearchError::Journal {
