@@ -12,6 +12,9 @@ pub struct Sizes {
     pub data: u64,
     pub bss: u64,
     pub uninit: u64,
+    /// RAM of the bench firmware's own result buffers (outputs and times per input, times per
+    /// step), which its template puts in `.uninit`: not part of what the model costs a firmware.
+    pub bench_buffers: u64,
 }
 
 impl Sizes {
@@ -52,6 +55,8 @@ pub fn sizes(elf: &[u8]) -> Result<Sizes, ElfError> {
             _ => {}
         }
     }
+    // The bench template puts its result buffers, and nothing else, in `.uninit`.
+    s.bench_buffers = s.uninit;
     Ok(s)
 }
 

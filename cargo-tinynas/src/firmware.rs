@@ -284,9 +284,21 @@ pub fn build(spec: &Spec<'_>, cache: &Path) -> Result<Firmware, FirmwareError> {
                 spec.target, spec.target
             )
         } else if log.contains("will not fit in region") || log.contains("overflowed by") {
+            let input_bytes: usize = spec.inputs.iter().map(Vec::len).sum();
+            // rust-lld: "section '.bss' will not fit in region 'RAM': overflowed by N bytes".
+            let region = if log.contains("region 'FLASH'") || log.contains("region `FLASH'") {
+                "flash"
+            } else if log.contains("region 'RAM'") || log.contains("region `RAM'") {
+                "RAM"
+            } else {
+                "memory"
+            };
             format!(
-                ": the model does not fit the chip's memory ({} bytes flash, {} bytes RAM from {})",
-                spec.memory.flash_length, spec.memory.ram_length, spec.memory.source
+                ": the bench firmware does not fit the {region} ({} bytes flash, {} bytes RAM from {}); it holds the model and its {} test input(s), {input_bytes} bytes of flash: use fewer inputs (--inputs, verify's --images) if they are what does not fit, else the model is too big for this memory",
+                spec.memory.flash_length,
+                spec.memory.ram_length,
+                spec.memory.source,
+                spec.inputs.len()
             )
         } else {
             String::new()

@@ -22,10 +22,15 @@ pub const RECORD: &str = ".tinynas-generated";
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Measured {
     pub board: String,
+    /// The core the board runs (`Cortex-M0 (Armv6-M code on an MPS2 AN385)`).
+    pub core: String,
     pub date: String,
     pub latency: u64,
     /// "cycles" or "instructions".
     pub unit: String,
+    /// The latency in ms at the project's `clock-hz`, said as such (`6.651 ms at 64 MHz, one
+    /// instruction per cycle`), when the clock is known.
+    pub latency_ms: Option<String>,
     pub peak_sram: u64,
     pub flash: u64,
     pub outputs: String,
@@ -47,7 +52,12 @@ impl Card {
     /// The model card of a search's final model: its architecture and accuracies, the data set
     /// (`data` as the project names it, its classes and fingerprint) and the figures measured on
     /// the board today.
-    pub fn of_search(o: &crate::search::Outcome, data: &Path) -> Self {
+    pub fn of_search(
+        o: &crate::search::Outcome,
+        data: &Path,
+        core: &str,
+        clock_hz: Option<u64>,
+    ) -> Self {
         let f = &o.final_entry;
         Card {
             arch: Some(f.arch.clone()),
@@ -62,9 +72,22 @@ impl Card {
             )),
             measured: f.measured.as_ref().map(|m| Measured {
                 board: m.board.clone(),
+                core: core.to_string(),
                 date: today(),
                 latency: m.latency,
                 unit: m.unit.clone(),
+                latency_ms: clock_hz.map(|hz| {
+                    format!(
+                        "{} at {}{}",
+                        crate::project::ms_text(m.latency, hz),
+                        crate::project::clock_text(hz),
+                        if m.unit == "instructions" {
+                            ", one instruction per cycle"
+                        } else {
+                            ""
+                        }
+                    )
+                }),
                 peak_sram: m.peak_sram_bytes,
                 flash: m.flash_bytes,
                 outputs: "device == host, bit for bit".into(),
@@ -523,9 +546,11 @@ mod tests {
         // stays clean when the same model is generated another day); other figures rewrite it.
         let measured = |date: &str, latency| Measured {
             board: "qemu-m4".into(),
+            core: "Cortex-M4F".into(),
             date: date.into(),
             latency,
             unit: "instructions".into(),
+            latency_ms: Some("0.010 ms at 100 MHz, one instruction per cycle".into()),
             peak_sram: 4000,
             flash: 20000,
             outputs: "device == host, bit for bit".into(),

@@ -28,12 +28,15 @@ enum Command {
     /// Show a model's layers, MACs, parameters and planned activation memory.
     Inspect(InspectArgs),
     /// Measure a model on a board: latency, peak SRAM and flash, with the device's outputs checked
-    /// against the host bit for bit.
+    /// against the host bit for bit. Exit codes: 0 ok, 3 outputs differ, 5 no board, 2 usage, 1
+    /// other errors.
     Bench(BenchArgs),
     /// Train one architecture on a dataset, export it as an int8 model, and report its accuracy.
+    /// Ctrl-C stops after the current batch and writes the best epoch so far (exit 130).
     Train(TrainArgs),
     /// Add a commented default [package.metadata.tinynas] section to the firmware's Cargo.toml,
-    /// and show the budgets it gives.
+    /// and show the board it measures on (the chip's, or its core's emulator) and the budgets it
+    /// gives.
     Init(InitArgs),
     /// Write the model crate the firmware depends on (`<package>-model/`: Cargo.toml, src/lib.rs
     /// with `model!`, a README model card, the .tnas file) and add it to the firmware's
@@ -41,6 +44,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Search the architecture that fits the chip: train candidates, measure each on the board
     /// (or QEMU), keep to the budgets; then retrain the winner and generate its crate.
+    /// Exit codes: 0 ok, 4 the winner is over budget, 5 no board (QEMU or probe missing), 130
+    /// stopped by Ctrl-C (run it again to resume), 2 usage, 1 other errors.
     Search(SearchArgs),
     /// Check the generated model crate on the board (or QEMU): the device's outputs on test
     /// images equal the host's bit for bit, and the measured figures are within the budgets.

@@ -239,7 +239,41 @@ fn search_measures_on_qemu_generates_and_resumes_after_kill_9_and_ctrl_c() {
         }
     }
     let readme = std::fs::read_to_string(a.join("fw-model/README.md")).unwrap();
-    assert!(readme.contains("## Measured on qemu-m4"), "{readme}");
+    assert!(
+        readme.contains("## Measured on qemu-m4 (Cortex-M4F, "),
+        "{readme}"
+    );
+    // verify agrees with search and the card: the bench's inputs and result buffers are kept
+    // out of the SRAM and flash figures, so they do not grow with --images.
+    let verified: Vec<serde_json::Value> = [2, 16]
+        .iter()
+        .map(|n| {
+            let o = tinynas(
+                &a,
+                &[
+                    "verify",
+                    "--images",
+                    &n.to_string(),
+                    "--message-format",
+                    "json",
+                ],
+            );
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            serde_json::from_slice(&o.stdout).unwrap()
+        })
+        .collect();
+    for v in &verified {
+        assert_eq!(v["peak_sram_bytes"], m["peak_sram_bytes"], "{v} vs {m}");
+    }
+    assert_eq!(
+        verified[0]["flash_bytes"], m["flash_bytes"],
+        "{} vs {m}",
+        verified[0]
+    );
+    assert!(
+        readme.contains(&format!("| peak SRAM | {} bytes", m["peak_sram_bytes"])),
+        "{readme}"
+    );
     assert!(std::fs::read_to_string(a.join("Cargo.toml"))
         .unwrap()
         .contains("fw-model = { path = \"fw-model\" }"));
@@ -431,7 +465,17 @@ fn example_project_end_to_end() {
     std::fs::write(fw.join("Cargo.toml"), &bare).unwrap();
 
     let o = tinynas(&fw, &["init"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // The chip's own core, named, and the emulator of that core without a probe.
+    assert!(
+        err.contains("measured on: STM32F746NGHx (Cortex-M7) through a debug probe, or, with none connected, qemu-m7"),
+        "{err}"
+    );
+    assert!(
+        err.contains("budget: SRAM"),
+        "init prints the budgets: {err}"
+    );
     let m = std::fs::read_to_string(fw.join("Cargo.toml")).unwrap();
     assert!(
         m.contains("# chip = \"STM32F746NGHx\""),
@@ -462,6 +506,13 @@ fn example_project_end_to_end() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let done = finished(&o.stdout);
     assert_eq!(done["final"]["status"], "fits", "{done}");
+    assert_eq!(done["board"], "qemu-m7", "the chip's core: {done}");
+    assert_eq!(done["core"], "Cortex-M7", "{done}");
+    let card = std::fs::read_to_string(fw.join("fashion-classifier-model/README.md")).unwrap();
+    assert!(
+        card.contains("## Measured on qemu-m7 (Cortex-M7, "),
+        "{card}"
+    );
     let winner = PathBuf::from(done["journal"].as_str().unwrap())
         .parent()
         .unwrap()
@@ -469,10 +520,7 @@ fn example_project_end_to_end() {
     // generate again from the winner: the crate is unchanged, so no --force is needed.
     let o = tinynas(&fw, &["generate", "--model", winner.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = tinynas(
-        &fw,
-        &["verify", "--board", "qemu-m4", "--message-format", "json"],
-    );
+    let o = tinynas(&fw, &["verify", "--message-format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
     assert_eq!(
         o.status.code(),
@@ -481,6 +529,7 @@ fn example_project_end_to_end() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(v["outputs_match_host"], true);
+    assert_eq!(v["board"], "qemu-m7", "{v}");
 
     // The firmware project leaves the machine: copied outside the tool's checkout (the
     // generated crate carries the runtime crates in vendor/), every local package it builds
@@ -638,7 +687,7 @@ fn search_without_qemu_stops_before_training() {
 }
 
 #[test]
-fn without_a_probe_search_emulates_the_chip_and_verify_does_not() {
+fn without_a_probe_search_and_verify_emulate_the_chip_on_its_core() {
     if cargo_tinynas::board::probe::any_probe_connected() {
         eprintln!("skipped: a debug probe is connected to this machine");
         return;
@@ -667,13 +716,32 @@ fn without_a_probe_search_emulates_the_chip_and_verify_does_not() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(
-        stderr.contains("no debug probe connected: measuring on qemu-m4 with STM32F746NGHx"),
+        stderr.contains("no debug probe connected: measuring STM32F746NGHx (Cortex-M7) on qemu-m7"),
         "{stderr}"
     );
     let done = finished(&o.stdout);
-    assert_eq!(done["final"]["measured"]["board"], "qemu-m4", "{done}");
+    assert_eq!(done["final"]["measured"]["board"], "qemu-m7", "{done}");
     assert_eq!(done["final"]["measured"]["outputs_match_host"], true);
+    // verify emulates the chip the same way; `--chip` asks for the chip itself: no board.
     let o = tinynas(&dir, &["verify", "--message-format", "json"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("no debug probe connected: measuring STM32F746NGHx (Cortex-M7) on qemu-m7"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["board"], "qemu-m7", "{v}");
+    let o = tinynas(
+        &dir,
+        &[
+            "verify",
+            "--chip",
+            "STM32F746NGHx",
+            "--message-format",
+            "json",
+        ],
+    );
     assert_eq!(
         o.status.code(),
         Some(5),
@@ -681,5 +749,150 @@ fn without_a_probe_search_emulates_the_chip_and_verify_does_not() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A fresh firmware project for a Cortex-M0+ chip (STM32G0B1: 144 KiB RAM, more than the
+/// micro:bit's 16 KiB) with three classes of Fashion-MNIST images (Debian's package; the issue
+/// tried CIFAR-10, which no package carries): `init` names the chip's core and its emulator,
+/// `search` and `verify` measure on Armv6-M code (the AN385 machine, linked for the chip's memory)
+/// with no probe connected, and the firmware builds for thumbv6m with the generated crate, also
+/// after the project is copied where the tool's checkout is out of reach.
+#[test]
+fn a_fresh_cortex_m0_plus_project_goes_through_init_search_verify_and_builds_anywhere() {
+    use cargo_tinynas::data::import::{fashion_mnist, FASHION_MNIST_DIR};
+    if cargo_tinynas::board::probe::any_probe_connected() {
+        eprintln!("skipped: a debug probe is connected to this machine");
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-m0plus");
+    let _ = std::fs::remove_dir_all(&root);
+    let fw = root.join("fw");
+    std::fs::create_dir_all(fw.join("src")).unwrap();
+    std::fs::create_dir_all(fw.join(".cargo")).unwrap();
+    std::fs::write(
+        fw.join("Cargo.toml"),
+        "[package]\nname = \"g0\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(fw.join("src/lib.rs"), "#![no_std]\n").unwrap();
+    std::fs::write(
+        fw.join(".cargo/config.toml"),
+        "[build]\ntarget = \"thumbv6m-none-eabi\"\n\n[target.thumbv6m-none-eabi]\nrunner = \"probe-rs run --chip STM32G0B1RETx\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        fw.join("memory.x"),
+        "MEMORY\n{\n  FLASH : ORIGIN = 0x08000000, LENGTH = 512K\n  RAM : ORIGIN = 0x20000000, LENGTH = 144K\n}\n",
+    )
+    .unwrap();
+    // Three classes, 40 images each, from the packaged Fashion-MNIST.
+    let shape = cargo_tinynas::data::ImageShape { h: 28, w: 28, c: 1 };
+    let mut all = fashion_mnist(
+        Path::new(FASHION_MNIST_DIR),
+        shape,
+        &root.join("fashion.tnds"),
+    )
+    .unwrap();
+    for (label, class) in [(1u16, "trouser"), (7, "sneaker"), (8, "bag")] {
+        let pick: Vec<usize> = (0..all.len())
+            .filter(|&i| all.labels[i] == label)
+            .take(40)
+            .collect();
+        let mut px = Vec::new();
+        all.read_batch(&pick, &mut px).unwrap();
+        let dir = fw.join("data").join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (k, img) in px.chunks(shape.len()).enumerate() {
+            image::GrayImage::from_raw(28, 28, img.to_vec())
+                .unwrap()
+                .save(dir.join(format!("{k}.png")))
+                .unwrap();
+        }
+    }
+
+    let o = tinynas(&fw, &["init"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("measured on: STM32G0B1RETx (Cortex-M0/M0+) through a debug probe, or, with none connected, qemu-m0-an385"),
+        "{err}"
+    );
+    let m = std::fs::read_to_string(fw.join("Cargo.toml")).unwrap();
+    assert!(m.contains("# board = \"qemu-m0-an385\""), "{m}");
+    let m = m
+        .replace("input = \"32x32x3\"", "input = \"16x16x1\"")
+        .replace("proxy-epochs = 3", "proxy-epochs = 1")
+        .replace("final-epochs = 30", "final-epochs = 3");
+    std::fs::write(fw.join("Cargo.toml"), m).unwrap();
+
+    let o = tinynas(
+        &fw,
+        &[
+            "search",
+            "--max-k",
+            "1",
+            "--threads",
+            "1",
+            "--message-format",
+            "json",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("no debug probe connected: measuring STM32G0B1RETx (Cortex-M0/M0+) on qemu-m0-an385 (Armv6-M code on an MPS2 AN385), linked for its 144 KiB of RAM and 512 KiB of flash"),
+        "{err}"
+    );
+    let done = finished(&o.stdout);
+    assert_eq!(done["board"], "qemu-m0-an385", "{done}");
+    assert!(
+        done["core"].as_str().unwrap().starts_with("Cortex-M0"),
+        "{done}"
+    );
+    assert_eq!(done["final"]["measured"]["outputs_match_host"], true);
+    let card = std::fs::read_to_string(fw.join("g0-model/README.md")).unwrap();
+    assert!(
+        card.contains("## Measured on qemu-m0-an385 (Cortex-M0 (Armv6-M code on an MPS2 AN385), "),
+        "{card}"
+    );
+
+    let o = tinynas(&fw, &["verify", "--message-format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{v} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(v["board"], "qemu-m0-an385", "{v}");
+    assert_eq!(
+        v["peak_sram_bytes"], done["final"]["measured"]["peak_sram_bytes"],
+        "verify and search agree"
+    );
+
+    // The firmware with the crate, for the chip's own target, here and after a copy away.
+    let lib = "#![no_std]\npub fn classify(x: &[u8; g0_model::Model::INPUT_LEN]) -> usize {\n    let mut arena = [0u8; g0_model::Model::ARENA_BYTES];\n    g0_model::Model::new().predict(x, &mut arena).class\n}\n";
+    std::fs::write(fw.join("src/lib.rs"), lib).unwrap();
+    let away = std::env::temp_dir().join(format!("tinynas-away-g0-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&away);
+    copy_dir(&fw, &away, &["target", ".tinynas", "data"]);
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    assert!(!away.starts_with(checkout));
+    for dir in [&fw, &away] {
+        let o = Command::new(env!("CARGO"))
+            .args(["build", "--release"])
+            .current_dir(dir)
+            .env("CARGO_TARGET_DIR", root.join("target"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&away);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -209,7 +209,8 @@ fn a_model_too_big_for_the_ram_fails_to_link_with_a_clear_message() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("does not fit"), "{e}");
+    assert!(e.contains("does not fit the RAM"), "{e}");
+    assert!(e.contains("its 1 test input(s)"), "{e}");
 }
 
 /// The CLI on the committed fixture: exit 0, JSON with the instruction count, peak SRAM and the

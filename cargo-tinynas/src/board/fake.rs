@@ -25,6 +25,9 @@ impl Board for FakeBoard {
     fn target(&self) -> &'static str {
         "thumbv7em-none-eabihf"
     }
+    fn latency_unit(&self) -> LatencyUnit {
+        LatencyUnit::Instructions
+    }
     fn memory(&self) -> MemoryLayout {
         MemoryLayout {
             flash_origin: 0,

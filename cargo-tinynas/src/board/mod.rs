@@ -39,7 +39,7 @@ pub struct Measurement {
 impl Measurement {
     /// Peak SRAM: static RAM (`.data` + `.bss`, the arena included) plus the stack peak.
     pub fn peak_sram_bytes(&self) -> u64 {
-        self.sizes.static_ram() + self.stack_peak_bytes
+        (self.sizes.static_ram() + self.stack_peak_bytes).saturating_sub(self.sizes.bench_buffers)
     }
 
     /// Builds a measurement from a decoded report; `scale` turns timer units into `unit`
@@ -236,6 +236,10 @@ pub trait Board {
     /// are only enabled with `cortex-m55` on `thumbv8m.main`).
     fn target_cpu(&self) -> Option<&str> {
         None
+    }
+    /// What its latency counts: core cycles on a chip, instructions on an emulator.
+    fn latency_unit(&self) -> LatencyUnit {
+        LatencyUnit::Cycles
     }
     /// True on cores whose DWT must be unlocked first (Cortex-M7).
     fn unlock_dwt(&self) -> bool {

@@ -107,7 +107,10 @@ fn facts_of(t: &Target) -> Result<ChipFacts, ProbeError> {
         CoreType::Armv7m => ("Cortex-M3", "thumbv7m-none-eabi", Timer::Dwt, false),
         // Unlocking the DWT is needed on Cortex-M7 and harmless on M4 (the lock register reads as
         // zero and ignores writes there).
-        CoreType::Armv7em => ("Cortex-M4/M7", "thumbv7em-none-eabihf", Timer::Dwt, true),
+        CoreType::Armv7em if is_cortex_m7(&t.name) => {
+            ("Cortex-M7", "thumbv7em-none-eabihf", Timer::Dwt, true)
+        }
+        CoreType::Armv7em => ("Cortex-M4", "thumbv7em-none-eabihf", Timer::Dwt, true),
         CoreType::Armv8m => (
             "Cortex-M33/M55",
             "thumbv8m.main-none-eabihf",
@@ -145,12 +148,25 @@ fn facts_of(t: &Target) -> Result<ChipFacts, ProbeError> {
             std::cmp::Reverse(r.end - r.start),
         )
     });
-    let flash = t
+    // The first non-alias flash region, with those that follow it without a gap (dual-bank
+    // parts such as the STM32G0B1 list each bank on its own).
+    let mut nvm: Vec<std::ops::Range<u64>> = t
         .memory_map
         .iter()
         .filter_map(|r| r.as_nvm_region())
-        .find(|r| !r.is_alias)
-        .map(|r| r.range.clone());
+        .filter(|r| !r.is_alias)
+        .map(|r| r.range.clone())
+        .collect();
+    let flash = nvm.first().cloned().map(|first| {
+        nvm.sort_by_key(|r| r.start);
+        nvm.iter().fold(first, |acc, r| {
+            if r.start == acc.end {
+                acc.start..r.end
+            } else {
+                acc
+            }
+        })
+    });
     let (Some(ram), Some(flash)) = (merged.first(), flash) else {
         return Err(ProbeError::NoMemory(t.name.clone()));
     };
@@ -256,13 +272,35 @@ pub fn any_probe_connected() -> bool {
     !Lister::new().list_all().is_empty()
 }
 
-/// The emulated board with the same instruction set as a chip (its RAM and flash sizes are
-/// applied with [`super::qemu::QemuBoard::with_chip_sizes`]).
+/// Whether an Armv7E-M chip is a Cortex-M7: probe-rs's database names the architecture only, so
+/// by family (STM32F7/H7, i.MX RT1000, SAM E70/S70/V70/V71, Kinetis KV5x/KE1x excluded).
+fn is_cortex_m7(chip: &str) -> bool {
+    let c = chip.to_ascii_uppercase();
+    [
+        "STM32F7", "STM32H7", "MIMXRT10", "ATSAME70", "ATSAMS70", "ATSAMV70", "ATSAMV71", "SAME70",
+        "SAMS70", "SAMV70", "SAMV71",
+    ]
+    .iter()
+    .any(|f| c.starts_with(f))
+}
+
+/// The emulated board of a chip's core, with at least the chip's RAM and flash (its sizes are
+/// then applied with [`super::qemu::QemuBoard::with_chip_sizes`]): Armv6-M code runs on the
+/// micro:bit's Cortex-M0 when the chip fits its 16 KiB of RAM and 256 KiB of flash, else
+/// unchanged on the MPS2 AN385; likewise the Cortex-M3 on the LM3S6965 or the AN385.
 pub fn emulated_board_for(chip: &ChipFacts) -> &'static str {
+    let fits = |board: &str| {
+        super::qemu::machine(board).is_some_and(|m| {
+            m.ram.1 >= chip.memory.ram_length && m.flash.1 >= chip.memory.flash_length
+        })
+    };
     match chip.target {
-        "thumbv6m-none-eabi" => "qemu-m0",
-        "thumbv7m-none-eabi" => "qemu-m3",
+        "thumbv6m-none-eabi" if fits("qemu-m0") => "qemu-m0",
+        "thumbv6m-none-eabi" => "qemu-m0-an385",
+        "thumbv7m-none-eabi" if fits("qemu-m3") => "qemu-m3",
+        "thumbv7m-none-eabi" => "qemu-m3-an385",
         "thumbv8m.main-none-eabihf" | "thumbv8m.main-none-eabi" => "qemu-m55",
+        _ if chip.core == "Cortex-M7" => "qemu-m7",
         _ => "qemu-m4",
     }
 }
@@ -462,6 +500,36 @@ mod tests {
             (m0.target, m0.timer),
             ("thumbv6m-none-eabi", Timer::SysTick)
         );
+    }
+
+    #[test]
+    fn each_chip_is_emulated_on_its_core_with_room_for_its_memory() {
+        for (chip, board, core) in [
+            // Cortex-M0+, 20 KiB RAM: more than the micro:bit's 16 KiB.
+            ("STM32L010RBTx", "qemu-m0-an385", "Cortex-M0/M0+"),
+            // Cortex-M0+, 144 KiB RAM, 512 KiB flash.
+            ("STM32G0B1RETx", "qemu-m0-an385", "Cortex-M0/M0+"),
+            // Cortex-M0, 16 KiB RAM and 256 KiB flash: the micro:bit's own chip.
+            ("nRF51822_xxAA", "qemu-m0", "Cortex-M0/M0+"),
+            ("STM32L151C8Tx", "qemu-m3", "Cortex-M3"),
+            ("STM32F746NGHx", "qemu-m7", "Cortex-M7"),
+            ("STM32H743ZITx", "qemu-m7", "Cortex-M7"),
+            ("STM32L412KBUx", "qemu-m4", "Cortex-M4"),
+            ("nRF52840_xxAA", "qemu-m4", "Cortex-M4"),
+        ] {
+            let f = chip_facts(chip).unwrap_or_else(|e| panic!("{chip}: {e}"));
+            assert_eq!(
+                (emulated_board_for(&f), f.core.as_str()),
+                (board, core),
+                "{chip}: {f:?}"
+            );
+            let m = super::super::qemu::machine(board).unwrap();
+            assert!(
+                m.ram.1 >= f.memory.ram_length && m.flash.1 >= f.memory.flash_length,
+                "{chip}"
+            );
+            assert_eq!(m.target, f.target, "{chip}");
+        }
     }
 
     #[test]

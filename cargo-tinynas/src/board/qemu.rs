@@ -31,7 +31,7 @@ pub struct QemuMachine {
 }
 
 /// The supported machines.
-pub const MACHINES: [QemuMachine; 6] = [
+pub const MACHINES: [QemuMachine; 7] = [
     QemuMachine {
         board: "qemu-m0",
         machine: "microbit",
@@ -64,6 +64,18 @@ pub const MACHINES: [QemuMachine; 6] = [
         flash: (0, 256 << 10),
         ram: (0x2000_0000, 64 << 10),
         ns_per_tick: (80, 1),
+    },
+    // The Cortex-M3 on the MPS2 AN385, for Armv7-M chips with more than the LM3S6965's 64 KiB of
+    // RAM or 256 KiB of flash.
+    QemuMachine {
+        board: "qemu-m3-an385",
+        machine: "mps2-an385",
+        core: "Cortex-M3",
+        target: "thumbv7m-none-eabi",
+        cpu: "cortex-m3",
+        flash: (0, 4 << 20),
+        ram: (0x2000_0000, 4 << 20),
+        ns_per_tick: (40, 1),
     },
     QemuMachine {
         board: "qemu-m4",
@@ -182,6 +194,10 @@ impl Board for QemuBoard {
 
     fn target(&self) -> &'static str {
         self.machine.target
+    }
+
+    fn latency_unit(&self) -> LatencyUnit {
+        LatencyUnit::Instructions
     }
 
     fn target_cpu(&self) -> Option<&str> {

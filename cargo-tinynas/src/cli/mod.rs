@@ -95,12 +95,19 @@ pub(crate) struct ProjectBoardArgs {
 /// The board to measure on.
 #[derive(Args, Debug)]
 pub(crate) struct BoardArgs {
-    /// An emulated board: qemu-m0, qemu-m3, qemu-m4 (the default), qemu-m7 or qemu-m55 (in a
-    /// firmware project: instead of the configured one). With --chip, the emulator is linked
-    /// with that chip's flash and RAM.
+    /// An emulated board under QEMU: qemu-m0 (Cortex-M0, micro:bit, 16 KiB RAM), qemu-m0-an385
+    /// (Armv6-M code on an MPS2 AN385, 4 MiB), qemu-m3 (Cortex-M3, LM3S6965, 64 KiB),
+    /// qemu-m3-an385 (Cortex-M3, MPS2 AN385, 4 MiB), qemu-m4 (Cortex-M4F, MPS2 AN386; the
+    /// default outside a project), qemu-m7 (Cortex-M7, MPS2 AN500) or qemu-m55 (Cortex-M55,
+    /// MPS3 AN547). Latency is counted in instructions. In a firmware project it replaces the
+    /// configured board and is linked with the project's chip's flash and RAM; with --chip, with
+    /// that chip's.
     #[arg(long)]
     pub(crate) board: Option<String>,
-    /// A real chip behind a debug probe, by its probe-rs name (e.g. STM32F746NGHx).
+    /// A real chip behind a debug probe, by its probe-rs name (e.g. STM32F746NGHx); latency in
+    /// core cycles. Without a probe connected this exits 5 ("no board"). A chip named only by the
+    /// project (its `chip` key or probe-rs runner line) is emulated on its core's board instead
+    /// when no probe is connected, said in one line.
     #[arg(long)]
     pub(crate) chip: Option<String>,
     /// The debug probe, as VID:PID[:SERIAL], when several are connected.
@@ -116,34 +123,70 @@ impl ProjectBoardArgs {
         self.project.project()
     }
 
-    /// `--board`/`--chip` win over the project's configuration. With `emulate_without_probe`, a
-    /// chip with no debug probe connected is emulated: the QEMU board of its instruction set,
-    /// linked with the chip's flash and RAM sizes (`search` on a laptop with nothing plugged in);
-    /// `verify` keeps the chip and reports "no board" instead.
+    /// `--board`/`--chip` win over the project's configuration. A chip the project names (its
+    /// `chip` key or runner line) with no debug probe connected is emulated: the QEMU board of
+    /// its core with room for its memory, linked with the chip's flash and RAM sizes, said in one
+    /// line (`search` and `verify` on a laptop with nothing plugged in). `--chip` on the command
+    /// line asks for the chip itself: without a probe that is "no board" (exit 5).
     pub(crate) fn open_board(
         &self,
         p: &cargo_tinynas::project::Project,
         timeout: u64,
-        emulate_without_probe: bool,
     ) -> anyhow::Result<Box<dyn board::Board>> {
-        let choice = self.on.choice().unwrap_or_else(|| p.board());
+        // `--board` alone, in a project that names its chip: that board linked with the chip's
+        // sizes and built as the firmware is, as `search` measured it, so the figures agree.
+        let from_flags = self.on.choice().map(|c| match c {
+            board::BoardChoice::Emulated { board, chip: None } => board::BoardChoice::Emulated {
+                board,
+                chip: p.chip(),
+            },
+            other => other,
+        });
+        let asked = from_flags.is_some();
+        let mut choice = from_flags.unwrap_or_else(|| p.board());
         let opts = self.on.options(timeout, p.target_cpu());
         if let board::BoardChoice::Chip(c) = &choice {
-            if emulate_without_probe
-                && self.on.probe.is_none()
-                && !board::probe::any_probe_connected()
-            {
+            if !asked && self.on.probe.is_none() && !board::probe::any_probe_connected() {
                 let facts = board::probe::chip_facts(c)?;
                 let emulated = board::probe::emulated_board_for(&facts);
                 eprintln!(
-                    "no debug probe connected: measuring on {emulated} with {}'s flash and RAM sizes (connect the board, or pass --board, to choose)",
-                    facts.name
+                    "no debug probe connected: measuring {} ({}) on {emulated}{}, linked for its {} KiB of RAM and {} KiB of flash (connect the board to measure the chip itself)",
+                    facts.name,
+                    facts.core,
+                    machine_note(emulated),
+                    facts.memory.ram_length / 1024,
+                    facts.memory.flash_length / 1024,
                 );
-                let choice = board::BoardChoice::Emulated {
+                choice = board::BoardChoice::Emulated {
                     board: emulated.to_string(),
                     chip: Some(c.clone()),
                 };
-                return Ok(board::open(&choice, &opts)?);
+            }
+        } else if let board::BoardChoice::Emulated {
+            board: b,
+            chip: Some(c),
+        } = &choice
+        {
+            // A board named for a chip: say where it differs from the chip's own.
+            if let (Some(m), Ok(facts)) = (board::qemu::machine(b), board::probe::chip_facts(c)) {
+                let own = board::probe::emulated_board_for(&facts);
+                let own_cpu = board::qemu::machine(own).map(|o| o.cpu);
+                if own_cpu != Some(m.cpu) {
+                    eprintln!(
+                        "note: {b} ({}) is not {}'s core ({}): measuring on {b} as configured; {own} emulates the chip's core",
+                        m.core, facts.name, facts.core
+                    );
+                } else if m.ram.1 < facts.memory.ram_length || m.flash.1 < facts.memory.flash_length
+                {
+                    eprintln!(
+                        "note: {b} has {} KiB of RAM and {} KiB of flash, less than {}'s {} and {} KiB: models are linked for {b}'s; {own} runs the same code with room",
+                        m.ram.1 / 1024,
+                        m.flash.1 / 1024,
+                        facts.name,
+                        facts.memory.ram_length / 1024,
+                        facts.memory.flash_length / 1024
+                    );
+                }
             }
         }
         Ok(board::open(&choice, &opts)?)
@@ -164,6 +207,22 @@ impl BoardArgs {
             timeout: std::time::Duration::from_secs(timeout),
             firmware_cpu,
         }
+    }
+}
+
+/// How an emulated board runs a core not its own (` (Armv6-M code on an MPS2 AN385)`), or
+/// nothing.
+fn machine_note(board: &str) -> String {
+    match board::qemu::machine(board) {
+        Some(m) if m.core.contains('(') => format!(
+            " ({})",
+            m.core
+                .split_once('(')
+                .map_or("", |x| x.1)
+                .trim_end_matches(')')
+        ),
+        Some(m) => format!(" ({} on QEMU {})", m.core, m.machine),
+        None => String::new(),
     }
 }
 

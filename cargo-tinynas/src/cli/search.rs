@@ -73,7 +73,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
         "evolve" => search::Strategy::Evolve { population: a.population.max(2), generations: a.generations },
         other => anyhow::bail!("unknown strategy {other:?}: use nanonas or evolve ([package.metadata.tinynas] strategy, or --strategy)"),
     };
-    let mut board = a.target.open_board(&p, a.timeout, true)?;
+    let mut board = a.target.open_board(&p, a.timeout)?;
     let budgets = p.budgets(&board.memory())?;
     let settings = search::Settings {
         strategy: strategy_kind,
@@ -115,9 +115,19 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
     });
     let mut bar: Option<indicatif::ProgressBar> = None;
     // The candidate's name comes last: names of the evolve space are long and vary in length.
+    // Latency in the board's unit and, with clock-hz, in ms at that clock (on an emulated board:
+    // instructions at one cycle each); sizes in bytes; accuracies on the validation split.
+    let unit = board.latency_unit();
+    let clock = budgets.clock_hz;
+    let ms_of = move |l: u64| clock.map_or(0.0, |hz| l as f64 * 1e3 / hz as f64);
+    let budgets_ms = clock.map(|_| ms_of);
+    let latency_head = match budgets_ms {
+        Some(_) => format!("{:>12} {:>8}", unit.name(), "ms"),
+        None => unit.name().to_string(),
+    };
     let header = format!(
-        "{:>7} {:>7} {:>12} {:>11} {:>9} {:>8}  {:<6}  candidate",
-        "float", "int8", "latency", "peak SRAM", "flash", "seconds", "status"
+        "{:>7} {:>7} {latency_head:>21} {:>11} {:>9} {:>8}  {:<6}  candidate",
+        "float", "int8", "SRAM bytes", "flash B", "seconds", "status"
     );
     let outcome = search::run(&settings, board.as_mut(), &stop, |e| match e {
         Event::Started {
@@ -184,6 +194,9 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                 let mut v = serde_json::to_value(entry).unwrap_or_default();
                 v["reason"] = "candidate".into();
                 v["resumed"] = resumed.into();
+                if let (Some(m), Some(ms)) = (&entry.measured, budgets_ms) {
+                    v["measured"]["latency_ms"] = ms(m.latency).into();
+                }
                 out!("{v}");
                 return;
             }
@@ -194,11 +207,10 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                     .as_ref()
                     .map_or(("-".into(), "-".into(), "-".into()), |m| {
                         (
-                            format!(
-                                "{} {}",
-                                m.latency,
-                                if m.unit == "cycles" { "cyc" } else { "ins" }
-                            ),
+                            match budgets_ms {
+                                Some(ms) => format!("{:>12} {:>8.2}", m.latency, ms(m.latency)),
+                                None => m.latency.to_string(),
+                            },
                             m.peak_sram_bytes.to_string(),
                             m.flash_bytes.to_string(),
                         )
@@ -219,7 +231,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                 entry.arch.clone()
             };
             eprintln!(
-                "{:>7} {:>7} {lat:>12} {sram:>11} {flash:>9} {:>8.1}  {status:<6}  {name}{}",
+                "{:>7} {:>7} {lat:>21} {sram:>11} {flash:>9} {:>8.1}  {status:<6}  {name}{}",
                 pct(entry.float_val),
                 pct(entry.int8_val),
                 entry.seconds,
@@ -227,10 +239,10 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             );
             if let (Some(p), Some(m)) = (entry.predicted_latency, &entry.measured) {
                 let err = 100.0 * (p as f64 - m.latency as f64) / (m.latency as f64).max(1.0);
-                eprintln!("{:>28}  predicted {p} ({err:+.1} %)", "");
+                eprintln!("{:>37}  predicted {p} ({err:+.1} %)", "");
             }
             if let Some(why) = why {
-                eprintln!("{:>28}  {why}", "");
+                eprintln!("{:>37}  {why}", "");
             }
         }
     })?;
@@ -256,7 +268,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             .data
             .clone()
             .unwrap_or_else(|| PathBuf::from("data"));
-        let card = cargo_tinynas::generate::Card::of_search(&outcome, &data);
+        let card = cargo_tinynas::generate::Card::of_search(&outcome, &data, &board.core(), clock);
         Some(cargo_tinynas::generate::generate(
             &p.dir.join(&name),
             &name,
@@ -266,11 +278,37 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             a.force,
         )?)
     };
+    // How much of each budget the winner uses.
+    let shares = f.measured.as_ref().map(|m| {
+        let share = |used: u64, of: u64| used as f64 / of.max(1) as f64;
+        (
+            share(m.peak_sram_bytes, settings.budgets.ram_bytes),
+            share(m.flash_bytes, settings.budgets.flash_bytes),
+            settings.budgets.latency_cycles.map(|l| share(m.latency, l)),
+        )
+    });
+    let budget_use = shares.map(|(sram, flash, latency)| {
+        format!(
+            "{:.0} % of the SRAM budget, {:.0} % of the flash budget{}",
+            100.0 * sram,
+            100.0 * flash,
+            latency.map_or(
+                " (no latency budget: set max-latency-ms and clock-hz)".into(),
+                |l| format!(" and {:.0} % of the latency budget", 100.0 * l)
+            )
+        )
+    });
+    let mut final_json = serde_json::to_value(f).unwrap_or_default();
+    if let (Some(m), Some(ms)) = (&f.measured, budgets_ms) {
+        final_json["measured"]["latency_ms"] = ms(m.latency).into();
+    }
     if json {
         out!(
             "{}",
             serde_json::json!({
-                "reason": "search-finished", "winner": outcome.winner.arch, "final": f, "candidates": outcome.candidates.len(),
+                "reason": "search-finished", "winner": outcome.winner.arch, "final": final_json, "candidates": outcome.candidates.len(),
+                "board": board.name(), "core": board.core(), "stopped_because": outcome.stopped_because,
+                "budget_use": shares.map(|(sram, flash, latency)| serde_json::json!({"sram": sram, "flash": flash, "latency": latency})),
                 "resumed": outcome.resumed, "pareto": outcome.pareto.iter().map(|e| e.arch.clone()).collect::<Vec<_>>(),
                 "pareto_svg": svg, "generated": generated.as_ref().map(|g| g.dir.clone()), "journal": outcome.journal,
                 "hint": generated.as_ref().and_then(|_| p.kernel_hint()),
@@ -295,15 +333,19 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             svg.display()
         );
         eprintln!(
-            "  {:>7} {:>12} {:>11}  candidate",
-            "float", "latency", "peak SRAM"
+            "  {:>7} {latency_head:>21} {:>11}  candidate",
+            "float", "SRAM bytes"
         );
         for e in &outcome.pareto {
             let m = e.measured.as_ref();
+            let l = m.map_or(0, |m| m.latency);
+            let lat = match budgets_ms {
+                Some(ms) => format!("{l:>12} {:>8.2}", ms(l)),
+                None => l.to_string(),
+            };
             eprintln!(
-                "  {:>6.1}% {:>12} {:>11}  {}",
+                "  {:>6.1}% {lat:>21} {:>11}  {}",
                 100.0 * e.float_val.unwrap_or(0.0),
-                m.map_or(0, |m| m.latency),
                 m.map_or(0, |m| m.peak_sram_bytes),
                 e.arch,
             );
@@ -316,9 +358,21 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             100.0 * f.int8_test.unwrap_or(0.0)
         );
         if let Some(m) = &f.measured {
+            let ms = clock.map_or(String::new(), |hz| {
+                format!(
+                    " (= {} at {}{})",
+                    cargo_tinynas::project::ms_text(m.latency, hz),
+                    cargo_tinynas::project::clock_text(hz),
+                    if unit == cargo_tinynas::board::LatencyUnit::Instructions {
+                        ", one instruction per cycle"
+                    } else {
+                        ""
+                    }
+                )
+            });
             eprintln!(
-                "  measured on {}: {} {} per inference, peak SRAM {} bytes, flash {} bytes",
-                m.board, m.latency, m.unit, m.peak_sram_bytes, m.flash_bytes
+                "  measured on {} ({}): {} {} per inference{ms}, peak SRAM {} bytes, flash {} bytes",
+                m.board, board.core(), m.latency, m.unit, m.peak_sram_bytes, m.flash_bytes
             );
         }
         if let Some(g) = &generated {
@@ -332,6 +386,22 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             if let Some(h) = p.kernel_hint() {
                 eprintln!("note: {h}");
             }
+        }
+        if !outcome.stopped_because.is_empty() {
+            eprintln!("the search stopped: {}", outcome.stopped_because);
+        }
+        if let Some(u) = &budget_use {
+            eprintln!("the winner uses {u}");
+        }
+        match &generated {
+            Some(g) => eprintln!(
+                "next: build the firmware with {} as a dependency (`cargo build --release`), then check it with `cargo tinynas verify`",
+                g.dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            ),
+            None => eprintln!(
+                "next: `cargo tinynas generate --model {}` writes the crate of the winner",
+                outcome.journal.with_file_name("winner.tnas").display()
+            ),
         }
     }
     Ok(if matches!(f.status, Status::Fits) {

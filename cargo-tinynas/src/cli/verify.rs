@@ -33,7 +33,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
     let model =
         tinynas_model::format::read(&bytes).with_context(|| format!("{}", model_path.display()))?;
     p.check_model(&model, &model_path.display().to_string())?;
-    let mut board = a.target.open_board(&p, a.timeout, false)?;
+    let mut board = a.target.open_board(&p, a.timeout)?;
     let budgets = p.budgets(&board.memory())?;
     // Test images from the project's data set, at the model's input size.
     let s = model.input_shape;
@@ -107,7 +107,8 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
             serde_json::json!({
                 "reason": "verify", "crate": name, "board": m.board, "inputs": source,
                 "outputs_match_host": outcome.outputs_match(), "mismatches": outcome.mismatches.len(),
-                "latency": latency, "unit": m.unit.name(), "peak_sram_bytes": m.peak_sram_bytes(), "flash_bytes": flash,
+                "latency": latency, "unit": m.unit.name(), "latency_ms": budgets.ms(latency), "clock_hz": budgets.clock_hz,
+                "peak_sram_bytes": m.peak_sram_bytes(), "flash_bytes": flash,
                 "budgets": {"ram_bytes": budgets.ram_bytes, "flash_bytes": budgets.flash_bytes, "latency": budgets.latency_cycles},
                 "over_budget": over, "exit_code": code,
             })
@@ -122,8 +123,18 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
                 format!("{} values differ from the host", outcome.mismatches.len())
             }
         );
-        eprintln!("  latency {latency} {} (budget {}), peak SRAM {} bytes (budget {}), flash {flash} bytes (budget {})",
-            m.unit.name(), budgets.latency_cycles.map_or("none".into(), |l| l.to_string()), m.peak_sram_bytes(), budgets.ram_bytes, budgets.flash_bytes);
+        let ms = |l: u64| {
+            budgets.clock_hz.map_or(String::new(), |hz| {
+                format!(" = {}", cargo_tinynas::project::ms_text(l, hz))
+            })
+        };
+        eprintln!("  latency {latency} {}{} (budget {}), peak SRAM {} bytes (budget {}), flash {flash} bytes (budget {})",
+            m.unit.name(), ms(latency), budgets.latency_cycles.map_or("none".into(), |l| format!("{l}{}", ms(l))), m.peak_sram_bytes(), budgets.ram_bytes, budgets.flash_bytes);
+        if m.unit == board::LatencyUnit::Instructions && budgets.clock_hz.is_some() {
+            eprintln!(
+                "  (an emulated board counts instructions: the ms figures take one cycle per instruction at clock-hz)"
+            );
+        }
         for o in &over {
             eprintln!("  over budget: {o}");
         }

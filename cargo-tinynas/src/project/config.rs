@@ -332,12 +332,31 @@ pub fn chip_of_runner(runner: &toml::Value) -> Option<String> {
 
 /// The commented default section `cargo tinynas init` writes, with the chip filled in when the
 /// runner line names one.
-pub fn default_section(package: &str, chip: Option<&str>) -> String {
+/// `emulated`: the QEMU board of the chip's core and a description of it, when the chip is known.
+pub fn default_section(
+    package: &str,
+    chip: Option<&str>,
+    emulated: Option<(&str, &str)>,
+) -> String {
     let chip_line = match chip {
         Some(c) => format!("# chip = \"{c}\"          # taken from the probe-rs runner line"),
         None => {
             "# chip = \"STM32F746NGHx\" # as probe-rs names it; default: the runner line".into()
         }
+    };
+    let board_lines = match emulated {
+        Some((board, core)) => format!(
+            "# Where candidates are measured: the chip through probe-rs when a debug probe is\n\
+             # connected, else {board} ({core}) under QEMU, linked for the chip's RAM and flash.\n\
+             # Name a board to always measure there (qemu-m0, qemu-m0-an385, qemu-m3,\n\
+             # qemu-m3-an385, qemu-m4, qemu-m7, qemu-m55):\n\
+             # board = \"{board}\""
+        ),
+        None => "# Where candidates are measured: a QEMU board (qemu-m0, qemu-m0-an385, qemu-m3,\n\
+                 # qemu-m3-an385, qemu-m4, qemu-m7, qemu-m55), or leave it out to use the chip\n\
+                 # through probe-rs (emulating its core when no probe is connected).\n\
+                 board = \"qemu-m4\""
+            .to_string(),
     };
     format!(
         r#"
@@ -346,9 +365,7 @@ pub fn default_section(package: &str, chip: Option<&str>) -> String {
 data = "data"
 # Model input: height x width x channels (1 = grey, 3 = RGB). Images are resized to it.
 input = "32x32x3"
-# Where candidates are measured: a QEMU board (qemu-m0, qemu-m3, qemu-m4, qemu-m7, qemu-m55),
-# or leave it out to use the chip through probe-rs.
-board = "qemu-m4"
+{board_lines}
 {chip_line}
 # Budgets. SRAM and flash default to the chip's (or memory.x's) minus what the firmware keeps.
 ram-reserve = 8192        # bytes of SRAM kept for the rest of the firmware
@@ -356,7 +373,7 @@ flash-reserve = 32768     # bytes of flash kept for the rest of the firmware
 # max-ram = 20480         # or an explicit budget for the model, in bytes
 # max-flash = 65536
 # max-latency-ms = 100.0  # per inference, at clock-hz
-# clock-hz = 216000000
+# clock-hz = 64000000     # the core clock your firmware sets, in Hz (needed with max-latency-ms)
 # The search: nanonas (the published climb) or evolve (wider space, predicted latency).
 strategy = "nanonas"
 seed = 1
@@ -478,20 +495,27 @@ mod tests {
         .unwrap();
         let e = read(&p, None).unwrap_err().to_string();
         assert!(e.contains("line 4") && e.contains("seed"), "{e}");
-        // The default section parses and holds what it says.
-        std::fs::write(
-            &p,
-            format!(
-                "[package]\nname = \"fw\"\n{}",
-                default_section("fw", Some("nRF52840_xxAA"))
+        // The default section parses and holds what it says: without a chip, the default
+        // board; with one, no board (the chip, emulated on its core without a probe).
+        for (chip, emulated, board) in [
+            (None, None, Some("qemu-m4")),
+            (
+                Some("STM32G0B1RETx"),
+                Some(("qemu-m0-an385", "Cortex-M0+")),
+                None,
             ),
-        )
-        .unwrap();
-        let (c, origin) = read(&p, None).unwrap();
-        assert_eq!(origin, Origin::Package);
-        assert_eq!(c.board.as_deref(), Some("qemu-m4"));
-        assert_eq!(c.ram_reserve, Some(8192));
-        assert_eq!(c.proxy_epochs, Some(3));
+        ] {
+            let section = default_section("fw", chip, emulated);
+            std::fs::write(&p, format!("[package]\nname = \"fw\"\n{section}")).unwrap();
+            let (c, origin) = read(&p, None).unwrap();
+            assert_eq!(origin, Origin::Package);
+            assert_eq!(c.board.as_deref(), board, "{section}");
+            assert_eq!(c.ram_reserve, Some(8192));
+            assert_eq!(c.proxy_epochs, Some(3));
+            if let Some((b, _)) = emulated {
+                assert!(section.contains(&format!("# board = \"{b}\"")), "{section}");
+            }
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -48,6 +48,8 @@ pub struct Budgets {
     pub flash_bytes: u64,
     /// Latency per inference in core cycles (instructions on an emulated board), if set.
     pub latency_cycles: Option<u64>,
+    /// The core clock (`clock-hz`), for latencies in milliseconds.
+    pub clock_hz: Option<u64>,
     pub explain: Vec<String>,
 }
 
@@ -72,9 +74,38 @@ impl Budgets {
             over.push(format!("flash {flash_bytes} > {} bytes", self.flash_bytes));
         }
         if let Some(l) = self.latency_cycles.filter(|&l| latency > l) {
-            over.push(format!("latency {latency} > {l} {unit}"));
+            match self.clock_hz {
+                Some(hz) => over.push(format!(
+                    "latency {latency} {unit} ({}) > {l} ({})",
+                    ms_text(latency, hz),
+                    ms_text(l, hz)
+                )),
+                None => over.push(format!("latency {latency} > {l} {unit}")),
+            }
         }
         over
+    }
+
+    /// A latency in milliseconds at the project's clock, if `clock-hz` is set: cycles on a chip;
+    /// on an emulated board, instructions counted as one cycle each.
+    pub fn ms(&self, latency: u64) -> Option<f64> {
+        self.clock_hz.map(|hz| latency as f64 * 1e3 / hz as f64)
+    }
+}
+
+/// `latency` cycles at `hz` as milliseconds, for messages (`6.48 ms`).
+pub fn ms_text(latency: u64, hz: u64) -> String {
+    format!("{:.3} ms", latency as f64 * 1e3 / hz as f64)
+}
+
+/// `hz` for people: `216 MHz`, `32.768 kHz`.
+pub fn clock_text(hz: u64) -> String {
+    if hz >= 1_000_000 {
+        format!("{} MHz", hz as f64 / 1e6)
+    } else if hz >= 1_000 {
+        format!("{} kHz", hz as f64 / 1e3)
+    } else {
+        format!("{hz} Hz")
     }
 }
 
@@ -305,12 +336,13 @@ impl Project {
     }
 
     /// The board candidates are measured on (unless `--board` or `--chip` says otherwise):
-    /// `board` in the table, else the chip when one is named, else the default emulated board.
+    /// `board` in the table (linked with the chip's sizes when a chip is named), else the chip
+    /// when one is named, else the default emulated board.
     pub fn board(&self) -> BoardChoice {
         match (&self.config.board, self.chip()) {
-            (Some(b), _) => BoardChoice::Emulated {
+            (Some(b), chip) => BoardChoice::Emulated {
                 board: b.clone(),
-                chip: None,
+                chip,
             },
             (None, Some(c)) => BoardChoice::Chip(c),
             (None, None) => BoardChoice::Emulated {
@@ -395,7 +427,10 @@ impl Project {
             }
             (Some(ms), Some(hz)) => {
                 let cycles = (ms * 1e-3 * hz as f64).round() as u64;
-                explain.push(format!("latency {cycles} cycles = {ms} ms at {hz} Hz"));
+                explain.push(format!(
+                    "latency {ms} ms = {cycles} cycles at {} (max-latency-ms, clock-hz); on an emulated board the instructions executed are compared, one cycle each",
+                    clock_text(hz)
+                ));
                 Some(cycles)
             }
         };
@@ -403,6 +438,7 @@ impl Project {
             ram_bytes,
             flash_bytes,
             latency_cycles,
+            clock_hz: c.clock_hz,
             explain,
         })
     }
@@ -468,7 +504,16 @@ pub fn init(manifest: &Path, package: &str, chip: Option<&str>) -> Result<String
             manifest.display()
         )));
     }
-    let section = config::default_section(package, chip);
+    let facts = chip.and_then(|c| crate::board::probe::chip_facts(c).ok());
+    let emulated = facts.as_ref().map(|f| {
+        let board = crate::board::probe::emulated_board_for(f);
+        (board, format!("the emulator of its {}", f.core))
+    });
+    let section = config::default_section(
+        package,
+        chip,
+        emulated.as_ref().map(|(b, c)| (*b, c.as_str())),
+    );
     let mut out = text.clone();
     if !out.ends_with('\n') {
         out.push('\n');

@@ -68,6 +68,9 @@ impl Searcher<'_> {
                 }
             }
             if g == generations {
+                self.stopped_because = format!(
+                    "ran the first generation and {generations} more of {population} candidates each (--generations, --population)"
+                );
                 break;
             }
             // Parents: the better half of everything that fitted so far.

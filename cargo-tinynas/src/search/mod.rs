@@ -155,6 +155,8 @@ pub struct Outcome {
     /// `evolve`: (candidate, predicted, measured latency) of every measured candidate that had a
     /// prediction.
     pub predictions: Vec<(String, u64, u64)>,
+    /// Why the search stopped looking (the climb's rule, the generations, the candidate limit).
+    pub stopped_because: String,
 }
 
 impl Outcome {
@@ -218,6 +220,8 @@ struct Searcher<'a> {
     /// `evolve`: the latency table of this board.
     table: Option<predict::Table>,
     predictions: Vec<(String, u64, u64)>,
+    /// Why the strategy stopped looking, for people (set by the strategy).
+    stopped_because: String,
 }
 
 impl Searcher<'_> {
@@ -308,6 +312,7 @@ pub fn run(
         base: board_shape,
         table,
         predictions: Vec::new(),
+        stopped_because: String::new(),
     };
     let mut candidates = Vec::new();
     let best = match s.strategy {
@@ -341,6 +346,7 @@ pub fn run(
         data_fingerprint,
         classes,
         predictions: se.predictions,
+        stopped_because: se.stopped_because,
     })
 }
 

@@ -35,10 +35,23 @@ impl Searcher<'_> {
             }
             let Some(bk) = best_k else {
                 // Nothing fits at this k (even c = 0): a larger k will not fit either.
+                self.stopped_because = format!(
+                    "at k = {k} not even c = 0 fits the budgets, so no larger k would (NanoNAS's climb)"
+                );
                 break;
             };
-            if best_per_k_prev.is_some_and(|p| score(&bk) <= p) {
+            if let Some(p) = best_per_k_prev.filter(|&p| score(&bk) <= p) {
+                self.stopped_because = format!(
+                    "k = {k}'s best proxy accuracy ({:.1} %) was no better than k = {}'s ({:.1} %): NanoNAS's climb stops there",
+                    100.0 * score(&bk),
+                    k - 1,
+                    100.0 * p
+                );
                 break;
+            }
+            if k == self.s.max_k {
+                self.stopped_because =
+                    format!("k reached max-k = {k} (--max-k; the climb would go on otherwise)");
             }
             best_per_k_prev = Some(score(&bk));
             if best.as_ref().is_none_or(|b| score(&bk) > score(b)) {
