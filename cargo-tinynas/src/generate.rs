@@ -570,7 +570,7 @@ mod tests {
         .unwrap();
         let first = std::fs::read_to_string(dir.join("README.md")).unwrap();
         assert!(
-            first.contains("## Measured on qemu-m4 (2020-01-01)"),
+            first.contains("## Measured on qemu-m4 (Cortex-M4F, 2020-01-01)"),
             "{first}"
         );
         generate(
@@ -597,7 +597,7 @@ mod tests {
         .unwrap();
         let second = std::fs::read_to_string(dir.join("README.md")).unwrap();
         assert!(
-            second.contains("(2020-01-02)") && second.contains("1001"),
+            second.contains(", 2020-01-02)") && second.contains("1001"),
             "{second}"
         );
         // A plain file where the crate goes is never replaced, even with --force, and nothing

@@ -582,7 +582,9 @@ mod tests {
         assert!(again.to_string().contains("already has"), "{again}");
         let p = Project::load(Some(&dir.join("Cargo.toml")), None).unwrap();
         assert_eq!(p.origin, Origin::Package);
-        assert_eq!(p.board(), BoardChoice::default_emulated());
+        // The runner line's chip, with no board written: the chip (emulated on its core
+        // without a probe).
+        assert_eq!(p.board(), BoardChoice::Chip("STM32F746NGHx".into()));
         assert_eq!(p.input().unwrap(), ImageShape { h: 32, w: 32, c: 3 });
         // Budgets from memory.x (which wins over the board's memory) minus the reserves.
         let board_mem = MemoryLayout {
