@@ -254,7 +254,13 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
     let svg = dir.join("pareto.svg");
     cargo_tinynas::fsutil::write_atomic(
         &svg,
-        search::svg(&outcome.candidates, &outcome.pareto).as_bytes(),
+        search::svg(
+            &outcome.candidates,
+            &outcome.pareto,
+            Some(&outcome.winner.arch),
+            unit.name(),
+        )
+        .as_bytes(),
     )
     .with_context(|| format!("cannot write {}", svg.display()))?;
     let f = &outcome.final_entry;

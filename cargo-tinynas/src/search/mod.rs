@@ -441,7 +441,19 @@ mod tests {
         ];
         let front: Vec<String> = pareto(&all).into_iter().map(|e| e.arch).collect();
         assert_eq!(front, vec!["f", "a", "b"]);
-        let svg = svg(&all, &pareto(&all));
+        let svg = svg(&all, &pareto(&all), Some("b"), "instructions");
         assert!(svg.starts_with("<svg") && svg.contains("tomato"));
+        assert!(
+            svg.contains("latency per inference (instructions)"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(">winner b<") && svg.contains("Legend"),
+            "{svg}"
+        );
+        assert!(
+            !svg.contains("<polyline"),
+            "no line through a three-axis front"
+        );
     }
 }
