@@ -37,7 +37,8 @@ pub struct Measurement {
 }
 
 impl Measurement {
-    /// Peak SRAM: static RAM (`.data` + `.bss`, the arena included) plus the stack peak.
+    /// Peak SRAM: static RAM (`.data` + `.bss`, the arena included) plus the stack peak, without
+    /// the bench firmware's own result buffers (`.uninit`), which a firmware using the model has not.
     pub fn peak_sram_bytes(&self) -> u64 {
         (self.sizes.static_ram() + self.stack_peak_bytes).saturating_sub(self.sizes.bench_buffers)
     }
