@@ -76,18 +76,8 @@ impl Card {
                 date: today(),
                 latency: m.latency,
                 unit: m.unit.clone(),
-                latency_ms: clock_hz.map(|hz| {
-                    format!(
-                        "{} at {}{}",
-                        crate::project::ms_text(m.latency, hz),
-                        crate::project::clock_text(hz),
-                        if m.unit == "instructions" {
-                            ", one instruction per cycle"
-                        } else {
-                            ""
-                        }
-                    )
-                }),
+                latency_ms: clock_hz
+                    .map(|hz| crate::project::latency_at_clock(m.latency, hz, &m.unit)),
                 peak_sram: m.peak_sram_bytes,
                 flash: m.flash_bytes,
                 outputs: "device == host, bit for bit".into(),

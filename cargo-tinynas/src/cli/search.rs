@@ -119,11 +119,14 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
     // instructions at one cycle each); sizes in bytes; accuracies on the validation split.
     let unit = board.latency_unit();
     let clock = budgets.clock_hz;
-    let ms_of = move |l: u64| clock.map_or(0.0, |hz| l as f64 * 1e3 / hz as f64);
-    let budgets_ms = clock.map(|_| ms_of);
-    let latency_head = match budgets_ms {
+    let latency_head = match clock {
         Some(_) => format!("{:>12} {:>8}", unit.name(), "ms"),
         None => unit.name().to_string(),
+    };
+    // A latency cell under that heading.
+    let lat_cell = |l: u64| match budgets.ms(l) {
+        Some(ms) => format!("{l:>12} {ms:>8.2}"),
+        None => l.to_string(),
     };
     let header = format!(
         "{:>7} {:>7} {latency_head:>21} {:>11} {:>9} {:>8}  {:<6}  candidate",
@@ -194,8 +197,8 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                 let mut v = serde_json::to_value(entry).unwrap_or_default();
                 v["reason"] = "candidate".into();
                 v["resumed"] = resumed.into();
-                if let (Some(m), Some(ms)) = (&entry.measured, budgets_ms) {
-                    v["measured"]["latency_ms"] = ms(m.latency).into();
+                if let Some(ms) = entry.measured.as_ref().and_then(|m| budgets.ms(m.latency)) {
+                    v["measured"]["latency_ms"] = ms.into();
                 }
                 out!("{v}");
                 return;
@@ -207,10 +210,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                     .as_ref()
                     .map_or(("-".into(), "-".into(), "-".into()), |m| {
                         (
-                            match budgets_ms {
-                                Some(ms) => format!("{:>12} {:>8.2}", m.latency, ms(m.latency)),
-                                None => m.latency.to_string(),
-                            },
+                            lat_cell(m.latency),
                             m.peak_sram_bytes.to_string(),
                             m.flash_bytes.to_string(),
                         )
@@ -305,8 +305,8 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
         )
     });
     let mut final_json = serde_json::to_value(f).unwrap_or_default();
-    if let (Some(m), Some(ms)) = (&f.measured, budgets_ms) {
-        final_json["measured"]["latency_ms"] = ms(m.latency).into();
+    if let Some(ms) = f.measured.as_ref().and_then(|m| budgets.ms(m.latency)) {
+        final_json["measured"]["latency_ms"] = ms.into();
     }
     if json {
         out!(
@@ -344,11 +344,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
         );
         for e in &outcome.pareto {
             let m = e.measured.as_ref();
-            let l = m.map_or(0, |m| m.latency);
-            let lat = match budgets_ms {
-                Some(ms) => format!("{l:>12} {:>8.2}", ms(l)),
-                None => l.to_string(),
-            };
+            let lat = lat_cell(m.map_or(0, |m| m.latency));
             eprintln!(
                 "  {:>6.1}% {lat:>21} {:>11}  {}",
                 100.0 * e.float_val.unwrap_or(0.0),
@@ -366,14 +362,8 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
         if let Some(m) = &f.measured {
             let ms = clock.map_or(String::new(), |hz| {
                 format!(
-                    " (= {} at {}{})",
-                    cargo_tinynas::project::ms_text(m.latency, hz),
-                    cargo_tinynas::project::clock_text(hz),
-                    if unit == cargo_tinynas::board::LatencyUnit::Instructions {
-                        ", one instruction per cycle"
-                    } else {
-                        ""
-                    }
+                    " (= {})",
+                    cargo_tinynas::project::latency_at_clock(m.latency, hz, &m.unit)
                 )
             });
             eprintln!(

@@ -98,6 +98,21 @@ pub fn ms_text(latency: u64, hz: u64) -> String {
     format!("{:.3} ms", latency as f64 * 1e3 / hz as f64)
 }
 
+/// A latency in ms at a clock, said as such: `6.651 ms at 64 MHz`, with `, one instruction per
+/// cycle` when `unit` is instructions (an emulated board's count).
+pub fn latency_at_clock(latency: u64, hz: u64, unit: &str) -> String {
+    format!(
+        "{} at {}{}",
+        ms_text(latency, hz),
+        clock_text(hz),
+        if unit == "instructions" {
+            ", one instruction per cycle"
+        } else {
+            ""
+        }
+    )
+}
+
 /// `hz` for people: `216 MHz`, `32.768 kHz`.
 pub fn clock_text(hz: u64) -> String {
     if hz >= 1_000_000 {
