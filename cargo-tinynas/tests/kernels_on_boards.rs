@@ -5,7 +5,8 @@
 //! per board (`tests/kernel-check`), each printing a CRC-32 of every output.
 //!
 //! Case format (`cases.bin`, little-endian u32/i32 unless said): kind (0 conv int8, 1 conv u8
-//! pixels, 2 depthwise, 3 dense, 4 max pool, 5 mean, 6 depthwise with the padded rows' scratch), narrow (0/1), 11 dims (in_h, in_w, in_c,
+//! pixels, 2 depthwise, 3 dense, 4 max pool, 5 mean, 6 depthwise with the padded rows' scratch), narrow (0: not narrow; else the layer's accumulator
+//! bound, `FastConv::acc_bound`, at least 1), 11 dims (in_h, in_w, in_c,
 //! out_h, out_w, out_c, k_h, k_w, stride, pad_top, pad_left), the output quantisation (input
 //! offset, output offset, act min, act max), the byte counts of input and weights, the channel
 //! count, the output length; then input bytes, weight bytes, biases, multipliers, shifts (i32).
@@ -32,8 +33,9 @@ const CASES_PER_KIND: usize = 210;
 /// Flash bytes of cases per firmware image (the micro:bit has 256 KiB of flash).
 const IMAGE_BYTES: usize = 128 << 10;
 
-/// Kernel weights, folded biases, multipliers, shifts, `narrow`, and the reference output.
-type Prepared = (Vec<i8>, Vec<i32>, Vec<i32>, Vec<i32>, bool, Vec<i8>);
+/// Kernel weights, folded biases, multipliers, shifts, the narrow word (0: not narrow; else the
+/// layer's accumulator bound, at least 1), and the reference output.
+type Prepared = (Vec<i8>, Vec<i32>, Vec<i32>, Vec<i32>, u32, Vec<i8>);
 
 /// One random case: its encoding for the device and the reference output.
 struct Case {
@@ -138,7 +140,19 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
             .zip(&sums)
             .all(|((&f, &s), &a)| narrow_channel(f, s, a))
             && r.chance(0.7);
-        (b, f, m, s, nar)
+        // As the generator's `acc_bound`.
+        let bound = f
+            .iter()
+            .zip(&sums)
+            .map(|(&f, &a)| u64::from(f.unsigned_abs()) + 128 * a)
+            .max()
+            .unwrap_or(0);
+        let word = if nar {
+            u32::try_from(bound).unwrap_or(u32::MAX).max(1)
+        } else {
+            0
+        };
+        (b, f, m, s, word)
     };
     let (kernel_weights, folded, mult, sh, narrow, want): Prepared = match kind {
         0..=2 | 6 => {
@@ -212,7 +226,7 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
             };
             let mut y = vec![0i8; oh * ow * ic];
             tinynas_kernels::max_pool2d(&input, &mut y, &d);
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), false, y)
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0, y)
         }
         _ => {
             let (m, sh) = (multiplier(r), shift(r));
@@ -227,7 +241,7 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
             };
             let mut y = vec![0i8; ic];
             tinynas_kernels::global_average_pool(&input, &mut y, &p);
-            (Vec::new(), vec![0], vec![m], vec![sh], false, y)
+            (Vec::new(), vec![0], vec![m], vec![sh], 0, y)
         }
     };
     let channels = mult.len();
@@ -256,7 +270,7 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
         put(&mut b, v.iter().map(|&x| i64::from(x)));
     }
     let what = format!(
-        "{}: {dims:?} {q:?} narrow {narrow} multipliers {mult:?} shifts {sh:?}",
+        "{}: {dims:?} {q:?} narrow word (0 or the accumulator bound) {narrow} multipliers {mult:?} shifts {sh:?}",
         KINDS[kind]
     );
     Case {

@@ -247,3 +247,345 @@ fn run_taps<const SIGNED: bool>(acc: [i32; 4], x: &[i8], base: isize, run: &[DwT
         crate::fast::dw_groups::taps_u8_portable(acc, x, base, run)
     }
 }
+
+/// The Armv6-M requantisation's per-channel constants (see [`requant3`]), from a channel's
+/// multiplier `m` (`[0, 2^31)`) and shift `s` (`-13..=8`) and the layer's output offset: the
+/// multiplier in three pieces of 11, 11 and 9 bits, and the rounding constants and shifts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(tinynas_v6m, allow(dead_code))]
+pub(crate) struct Requant3 {
+    m0: i32,
+    m1: i32,
+    m2: i32,
+    c1: i32,
+    sn: u32,
+    c2: i32,
+    s2: u32,
+}
+
+#[cfg_attr(tinynas_v6m, allow(dead_code))]
+impl Requant3 {
+    /// As the assembly of [`conv_cols`] works them out, channel by channel.
+    #[inline(always)]
+    pub(crate) fn new(m: i32, s: i32, offset: i32) -> Self {
+        let s2 = 9i32.wrapping_sub(s) as u32;
+        let pow = 1i32.wrapping_shl(8i32.wrapping_sub(s) as u32);
+        let off = offset.wrapping_shl(s2);
+        let (c1, sn, c2) = if s >= 0 {
+            (pow, 32, off)
+        } else {
+            (256, 9, off.wrapping_add(pow))
+        };
+        Requant3 {
+            m0: m & 0x7FF,
+            m1: (m >> 11) & 0x7FF,
+            m2: ((m as u32) >> 22) as i32,
+            c1,
+            sn,
+            c2,
+            s2,
+        }
+    }
+
+    /// `Requant::apply` of the short form plus the offset, before the clamp, for `|acc| < 2^20`
+    /// (the layer's `acc_bound`), `narrow` (the reference's `acc << left` does not wrap), a shift
+    /// `s` in `-13..=8` and `|offset| <= 128`, with three 11-bit multiplies instead of a 64-bit
+    /// product. With `left = max(s, 0)`, `e = max(-s, 0)`, the reference is `high =
+    /// floor((acc m 2^left + 2^30) / 2^31)` (gemmlowp's doubling high multiply, for every sign)
+    /// and then `floor((high + N) / 2^e)` with `N = 2^(e-1) - [high < 0]` (`0` for `e = 0`).
+    /// Nested floors of integer sums fold, so with `T2 = floor(acc m / 2^22)`, computed exactly as
+    /// `acc m2 + ((acc m1 + ((acc m0) >> 11)) >> 11)` (every product below `2^31`), `high =
+    /// floor((T2 + 2^(8-left)) / 2^(9-left))` and the result is `floor((T2 + c1 - [T2 + c1 < 0]
+    /// 2^sn + c2) / 2^s2)` with `c1 = 2^(8-left)`, `s2 = 9 - s` and, for `e >= 1` (`left = 0`),
+    /// `sn = 9`, `c2 = 2^(8+e) + offset 2^s2`; for `e = 0`, `sn = 32` (Armv6-M's LSLS by 32
+    /// gives 0) and `c2 = offset 2^s2`. Every sum stays below `2^31`: `|T2| < 2^29`, `|c2| <=
+    /// 2^(s2+7) + 2^(s2-1)` with `s2 <= 22`.
+    #[inline(always)]
+    pub(crate) fn apply(&self, acc: i32) -> i32 {
+        let p0 = self.m0.wrapping_mul(acc) >> 11;
+        let t1 = self.m1.wrapping_mul(acc).wrapping_add(p0) >> 11;
+        let t2 = acc.wrapping_mul(self.m2).wrapping_add(t1);
+        let u = t2.wrapping_add(self.c1);
+        let neg = ((u as u32) >> 31).checked_shl(self.sn).unwrap_or(0) as i32;
+        u.wrapping_sub(neg).wrapping_add(self.c2) >> (self.s2 & 31)
+    }
+}
+
+/// Whether [`conv_cols`] takes the layer (checked once per layer by the caller): narrow, every
+/// accumulator below `2^20` (`acc_bound`), shifts in `-13..=8`, multipliers non-negative and an
+/// int8 output offset (see [`Requant3::apply`]). The same on every target.
+#[inline(always)]
+pub fn conv_cols_takes(p: &crate::fast::FastConv<'_>) -> bool {
+    p.narrow
+        && p.acc_bound < 1 << 20
+        && (-128..=128).contains(&p.quant.output_offset)
+        && p.shift.iter().all(|s| (-13..=8).contains(s))
+        && p.multiplier.iter().all(|&m| m >= 0)
+}
+
+/// Whether the slices fit [`conv_cols`]: `kp` a positive multiple of 4, the block's `4 kp`
+/// bytes, `oc >= 1` weight rows of `kp`, `oc` biases, multipliers and shifts, and the four
+/// pixels' `4 oc` outputs.
+#[inline(always)]
+fn conv_cols_fit(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &[i8]) -> bool {
+    let oc = p.dims.out_c;
+    let fits = |len: usize, n: Option<usize>| n.is_some_and(|n| n <= len);
+    kp != 0
+        && kp % 4 == 0
+        && oc != 0
+        && fits(block.len(), kp.checked_mul(4))
+        && fits(p.weights.len(), oc.checked_mul(kp))
+        && fits(y.len(), oc.checked_mul(4))
+        && p.bias.len() >= oc
+        && p.multiplier.len() >= oc
+        && p.shift.len() >= oc
+}
+
+/// Every output channel of a block of four im2col columns (this module's layout: per `k` the
+/// four columns' bytes biased to unsigned), for a layer that [`conv_cols_takes`]: channel `c`'s
+/// four dot products with weight row `c` from its bias, [`Requant3`] and the clamp, written to
+/// `y[c + q * oc]` for the four pixels `q`. False (nothing written) where a slice is too short.
+#[inline(always)]
+pub fn conv_cols(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &mut [i8]) -> bool {
+    if !conv_cols_fit(block, p, kp, y) {
+        return false;
+    }
+    cols(block, p, kp, y);
+    true
+}
+
+/// [`conv_cols`] in plain Rust (the host runs it in tests): the same arithmetic.
+#[cfg(not(tinynas_v6m))]
+#[inline(always)]
+fn cols(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &mut [i8]) {
+    let oc = p.dims.out_c;
+    let k = crate::fast::mac::Clamp::new(&p.quant);
+    let rows = crate::fast::mac::rows(p.weights, kp).zip(p.bias);
+    let ms = p.multiplier.iter().zip(p.shift);
+    for (c, ((w, &b), (&m, &s))) in rows.zip(ms).take(oc).enumerate() {
+        let acc = dot_4x1_u8(block, w, [b; 4]);
+        let rq = Requant3::new(m, s, k.offset);
+        for (q, a) in acc.into_iter().enumerate() {
+            if let Some(y) = y.get_mut(c + q * oc) {
+                *y = rq.apply(a).max(k.lo).min(k.hi) as i8;
+            }
+        }
+    }
+}
+
+/// What the assembly of [`conv_cols`] reads and updates, at the offsets the assembly names
+/// (`repr(C)`, word fields): the pointers move one channel on each iteration; the last seven
+/// fields are the current channel's [`Requant3`], written by the assembly.
+#[cfg(tinynas_v6m)]
+#[repr(C)]
+struct Cols {
+    row_end: *const i8, // 0: the current weight row's end
+    neg_kp: i32,        // 4
+    block: *const i8,   // 8
+    kp: usize,          // 12
+    bias: *const i32,   // 16
+    mult: *const i32,   // 20
+    shift: *const i32,  // 24
+    y: *mut i8,         // 28: the current channel's first output
+    y_end: *mut i8,     // 32: `y + oc`
+    oc: usize,          // 36
+    lo: i32,            // 40
+    hi: i32,            // 44
+    offset: i32,        // 48
+    m2: i32,            // 52
+    c1: i32,            // 56
+    sn: u32,            // 60
+    c2: i32,            // 64
+    s2: u32,            // 68
+}
+
+/// One group of four `k` of a channel's dot products: weight `k` (LDRSB through the base
+/// `$wp`, `r4 + j` for the group's `j`-th, and the index `r3`) times the four columns' unsigned
+/// bytes `$o..$o + 3` from `r2`, into r8-r11, and the weight sum in r12.
+#[cfg(tinynas_v6m)]
+#[rustfmt::skip]
+macro_rules! cols_tap {
+    ($wp:literal, $o0:literal, $o1:literal, $o2:literal, $o3:literal) => {
+        concat!(
+            "ldrsb r0, [", $wp, ", r3]\n",
+            "ldrb  r1, [r2, #", $o0, "]\n", "muls r1, r0, r1\n", "add r8, r1\n",
+            "ldrb  r1, [r2, #", $o1, "]\n", "muls r1, r0, r1\n", "add r9, r1\n",
+            "ldrb  r1, [r2, #", $o2, "]\n", "muls r1, r0, r1\n", "add r10, r1\n",
+            "ldrb  r1, [r2, #", $o3, "]\n", "muls r1, r0, r1\n", "add r11, r1\n",
+            "add   r12, r0\n",
+        )
+    };
+}
+
+/// One pixel's accumulator (`$acc`, a high register) less `r2 = 128 * sum(w)`, requantised by
+/// [`Requant3::apply`] (`m0` in r6, `m1` in r7, the rest from the job at r0), clamped and stored
+/// at `r1`.
+#[cfg(tinynas_v6m)]
+#[rustfmt::skip]
+macro_rules! cols_value {
+    ($acc:literal) => {
+        concat!(
+            "mov   r3, ", $acc, "\n",
+            "subs  r3, r3, r2\n",
+            "movs  r4, r6\n", "muls r4, r3, r4\n",
+            "asrs  r4, r4, #11\n",
+            "movs  r5, r7\n", "muls r5, r3, r5\n",
+            "adds  r4, r4, r5\n",
+            "asrs  r4, r4, #11\n",
+            "ldr   r5, [r0, #52]\n", "muls r3, r5, r3\n",
+            "adds  r3, r3, r4\n",
+            "ldr   r5, [r0, #56]\n", "adds r3, r3, r5\n",
+            "lsrs  r4, r3, #31\n", "ldr r5, [r0, #60]\n", "lsls r4, r4, r5\n", "subs r3, r3, r4\n",
+            "ldr   r5, [r0, #64]\n", "adds r3, r3, r5\n",
+            "ldr   r5, [r0, #68]\n", "asrs r3, r3, r5\n",
+            "ldr   r5, [r0, #40]\n", "cmp r3, r5\n", "bge 4f\n", "mov r3, r5\n", "4:\n",
+            "ldr   r5, [r0, #44]\n", "cmp r3, r5\n", "ble 5f\n", "mov r3, r5\n", "5:\n",
+            "strb  r3, [r1]\n",
+        )
+    };
+}
+
+#[cfg(tinynas_v6m)]
+#[inline(always)]
+fn cols(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &mut [i8]) {
+    let oc = p.dims.out_c;
+    let k = crate::fast::mac::Clamp::new(&p.quant);
+    let mut job = Cols {
+        row_end: p.weights.as_ptr().wrapping_add(kp),
+        neg_kp: (kp as i32).wrapping_neg(),
+        block: block.as_ptr(),
+        kp,
+        bias: p.bias.as_ptr(),
+        mult: p.multiplier.as_ptr(),
+        shift: p.shift.as_ptr(),
+        y: y.as_mut_ptr(),
+        y_end: y.as_mut_ptr().wrapping_add(oc),
+        oc,
+        lo: k.lo,
+        hi: k.hi,
+        offset: k.offset,
+        m2: 0,
+        c1: 0,
+        sn: 0,
+        c2: 0,
+        s2: 0,
+    };
+    // SAFETY: r0 points to `job`, a `repr(C)` value of word fields on this stack frame that the
+    // assembly reads and updates and that lives until the block ends (word loads and stores at
+    // the fields' offsets). The channel loop runs `oc >= 1` times (`conv_cols_fit`): it ends when
+    // `y`, one byte further a channel, reaches `y_end = y + oc`. Channel `c` reads `bias[c]`,
+    // `multiplier[c]` and `shift[c]` (each pointer advances a word a channel; all three are at
+    // least `oc` long) and weight row `c`: the group loop runs `kp / 4 >= 1` times (the index
+    // r3 goes from `-kp` up to 0 in steps of 4; `kp % 4 == 0`), reading `row_end - kp + i + j`
+    // for `j < 4`, inside row `c` (`row_end` advances `kp` a channel; `oc kp <= weights.len()`),
+    // and bytes `16 g..16 g + 16` of the block for group `g`, all below `4 kp <= block.len()`.
+    // It writes `y[c + q oc]`, `q < 4`, below `4 oc <= y.len()`. Byte loads and stores need no
+    // alignment. r6 and r7 (which LLVM reserves) are saved on the stack and restored; r0-r5,
+    // r8-r12, lr and the flags are declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "push  {{r6, r7}}",
+            "mov   lr, r0",
+            "6:",
+            "mov   r0, lr",
+            "ldr   r1, [r0, #16]",
+            "ldm   r1!, {{r2}}",
+            "str   r1, [r0, #16]",
+            "mov   r8, r2",
+            "mov   r9, r2",
+            "mov   r10, r2",
+            "mov   r11, r2",
+            "movs  r2, #0",
+            "mov   r12, r2",
+            "ldr   r4, [r0, #0]",
+            "adds  r5, r4, #1",
+            "adds  r6, r4, #2",
+            "adds  r7, r4, #3",
+            "ldr   r3, [r0, #4]",
+            "ldr   r2, [r0, #8]",
+            "7:",
+            cols_tap!("r4", "0", "1", "2", "3"),
+            cols_tap!("r5", "4", "5", "6", "7"),
+            cols_tap!("r6", "8", "9", "10", "11"),
+            cols_tap!("r7", "12", "13", "14", "15"),
+            "adds  r2, #16",
+            "adds  r3, #4",
+            "bne   7b",
+            // The next row; this channel's Requant3.
+            "mov   r0, lr",
+            "ldr   r1, [r0, #12]",
+            "adds  r4, r4, r1",
+            "str   r4, [r0, #0]",
+            "ldr   r1, [r0, #20]",
+            "ldm   r1!, {{r6}}",
+            "str   r1, [r0, #20]",
+            "lsrs  r5, r6, #22",
+            "str   r5, [r0, #52]",
+            "lsls  r7, r6, #10",
+            "lsrs  r7, r7, #21",
+            "lsls  r6, r6, #21",
+            "lsrs  r6, r6, #21",
+            "ldr   r1, [r0, #24]",
+            "ldm   r1!, {{r3}}",
+            "str   r1, [r0, #24]",
+            "movs  r4, #9",
+            "subs  r4, r4, r3",
+            "str   r4, [r0, #68]",
+            "ldr   r1, [r0, #48]",
+            "lsls  r1, r1, r4",
+            "subs  r4, #1",
+            "movs  r5, #1",
+            "lsls  r5, r5, r4",
+            "cmp   r3, #0",
+            "blt   2f",
+            "str   r5, [r0, #56]",
+            "movs  r5, #32",
+            "str   r5, [r0, #60]",
+            "str   r1, [r0, #64]",
+            "b     3f",
+            "2:",
+            "adds  r1, r1, r5",
+            "str   r1, [r0, #64]",
+            "movs  r5, #1",
+            "lsls  r5, r5, #8",
+            "str   r5, [r0, #56]",
+            "movs  r5, #9",
+            "str   r5, [r0, #60]",
+            "3:",
+            "mov   r2, r12",
+            "lsls  r2, r2, #7",
+            "ldr   r1, [r0, #28]",
+            cols_value!("r8"),
+            "ldr   r5, [r0, #36]",
+            "adds  r1, r1, r5",
+            cols_value!("r9"),
+            "ldr   r5, [r0, #36]",
+            "adds  r1, r1, r5",
+            cols_value!("r10"),
+            "ldr   r5, [r0, #36]",
+            "adds  r1, r1, r5",
+            cols_value!("r11"),
+            "ldr   r1, [r0, #28]",
+            "adds  r1, #1",
+            "str   r1, [r0, #28]",
+            "ldr   r2, [r0, #32]",
+            "cmp   r1, r2",
+            "beq   8f",
+            "b     6b",
+            "8:",
+            "pop   {{r6, r7}}",
+            inout("r0") &mut job as *mut Cols => _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            out("r5") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+        );
+    }
+}

@@ -693,6 +693,16 @@ impl Mac for V6m {
         crate::isa_v6m::dot_4x1_u8(block, w, acc)
     }
 
+    #[inline(always)]
+    fn conv_cols(block: &[i8], p: &super::FastConv<'_>, kp: usize, y: &mut [i8]) -> bool {
+        crate::isa_v6m::conv_cols(block, p, kp, y)
+    }
+
+    #[inline(always)]
+    fn conv_cols_takes(p: &super::FastConv<'_>) -> bool {
+        crate::isa_v6m::conv_cols_takes(p)
+    }
+
     /// `floor((a * b + 2^31) / 2^32)` from the four 16-bit partial products: with
     /// `a = ah 2^16 + al`, `b = bh 2^16 + bl` (`al`, `bl` unsigned), it is
     /// `ah bh + (ah bl >> 16) + (al bh >> 16)` plus the carry of the low halves and the rounding

@@ -67,7 +67,9 @@ fn main() -> ! {
     let mut index = 0u32;
     while !r.0.is_empty() {
         let kind = r.u32();
-        let narrow = r.u32() != 0;
+        // 0: not narrow; else the accumulator bound.
+        let word = r.u32();
+        let (narrow, acc_bound) = (word != 0, if word != 0 { word } else { u32::MAX });
         let mut d = [0usize; 11];
         for v in d.iter_mut() {
             *v = r.u32() as usize;
@@ -110,6 +112,7 @@ fn main() -> ! {
             dims,
             quant,
             narrow,
+            acc_bound,
         };
         let pool = PoolDims {
             in_h: d[0],
