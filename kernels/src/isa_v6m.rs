@@ -251,6 +251,7 @@ fn run_taps<const SIGNED: bool>(acc: [i32; 4], x: &[i8], base: isize, run: &[DwT
 /// The Armv6-M requantisation's per-channel constants (see [`requant3`]), from a channel's
 /// multiplier `m` (`[0, 2^31)`) and shift `s` (`-13..=8`) and the layer's output offset: the
 /// multiplier in three pieces of 11, 11 and 9 bits, and the rounding constants and shifts.
+#[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(tinynas_v6m, allow(dead_code))]
 pub(crate) struct Requant3 {
@@ -587,5 +588,261 @@ fn cols(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &mut [i8]) {
             out("r12") _,
             out("lr") _,
         );
+    }
+}
+
+/// One channel of a depthwise group as [`strip_row`]'s assembly reads it (`repr(C)`, nine
+/// words): its [`Requant3`], then the clamp's bounds.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct Lane3 {
+    rq: Requant3,
+    lo: i32,
+    hi: i32,
+}
+
+/// A row of output pixels of one depthwise group of four channels whose windows run the same
+/// taps (one run), for a layer that [`conv_cols_takes`]: for pixel `i < count`, the taps of `run`
+/// on the window at `x[first + i * step..]` (its bytes `SIGNED`, the input, or unsigned, the
+/// Armv6-M strip of `dw_groups::depthwise_strip`) from `bias`, each lane's [`Requant3`]
+/// (channel `c0 + j` of `p`) and the clamp, into `y[at + i * ystep..][..4]`. False (nothing
+/// written) where a slice is too short or a window leaves `x`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn strip_row<const SIGNED: bool>(
+    bias: [i32; 4],
+    x: &[i8],
+    (first, step): (isize, usize),
+    run: &[DwTap],
+    p: &crate::fast::FastConv<'_>,
+    c0: usize,
+    count: usize,
+    y: &mut [i8],
+    (at, ystep): (usize, usize),
+) -> bool {
+    let k = crate::fast::mac::Clamp::new(&p.quant);
+    let (Some(m), Some(s)) = (p.multiplier.get(c0..c0 + 4), p.shift.get(c0..c0 + 4)) else {
+        return false;
+    };
+    let lane = |j: usize| Lane3 {
+        rq: Requant3::new(m[j], s[j], k.offset),
+        lo: k.lo,
+        hi: k.hi,
+    };
+    let lanes = [lane(0), lane(1), lane(2), lane(3)];
+    let last = count
+        .checked_sub(1)
+        .and_then(|n| n.checked_mul(step))
+        .and_then(|l| isize::try_from(l).ok())
+        .and_then(|l| l.checked_add(first));
+    let y_end = count
+        .checked_sub(1)
+        .and_then(|n| n.checked_mul(ystep))
+        .and_then(|l| l.checked_add(at))
+        .and_then(|l| l.checked_add(4));
+    let fits = match (last, y_end) {
+        (Some(last), Some(y_end)) => {
+            run_inside(x, first, run) && run_inside(x, last, run) && y_end <= y.len()
+        }
+        _ => false,
+    };
+    if !fits {
+        return false;
+    }
+    row::<SIGNED>(bias, x, (first, step), run, &lanes, count, y, (at, ystep));
+    true
+}
+
+/// [`strip_row`] in plain Rust (the host runs it in tests): the same arithmetic.
+#[cfg(not(tinynas_v6m))]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn row<const SIGNED: bool>(
+    bias: [i32; 4],
+    x: &[i8],
+    (first, step): (isize, usize),
+    run: &[DwTap],
+    lanes: &[Lane3; 4],
+    count: usize,
+    y: &mut [i8],
+    (at, ystep): (usize, usize),
+) {
+    for i in 0..count {
+        let base = first.wrapping_add((i * step) as isize);
+        let acc = if SIGNED {
+            crate::fast::dw_groups::taps_portable(bias, x, base, run)
+        } else {
+            crate::fast::dw_groups::taps_u8_portable(bias, x, base, run)
+        };
+        if let Some(y) = y.get_mut(at + i * ystep..).and_then(|y| y.get_mut(..4)) {
+            for ((y, a), l) in y.iter_mut().zip(acc).zip(lanes) {
+                *y = l.rq.apply(a).max(l.lo).min(l.hi) as i8;
+            }
+        }
+    }
+}
+
+/// What the assembly of [`strip_row`] reads and updates (`repr(C)`, word fields at the offsets
+/// it names).
+#[cfg(tinynas_v6m)]
+#[repr(C)]
+struct StripRow {
+    bias: [i32; 4],        // 0
+    run: *const DwTap,     // 16
+    run_end: *const DwTap, // 20
+    x: *const i8,          // 24: the current pixel's window
+    step: usize,           // 28
+    y: *mut i8,            // 32: the current pixel's four outputs
+    ystep: usize,          // 36
+    count: usize,          // 40: pixels left
+    lanes: *const Lane3,   // 44
+}
+
+/// Lane `$j`'s accumulator (`$acc`, a high register) requantised by its [`Lane3`] at r6,
+/// clamped and stored at `y[$j]` (r5); r6 then moves to the next lane.
+#[cfg(tinynas_v6m)]
+#[rustfmt::skip]
+macro_rules! strip_lane {
+    ($acc:literal, $j:literal) => {
+        concat!(
+            "mov   r3, ", $acc, "\n",
+            "ldr   r4, [r6, #0]\n", "muls r4, r3, r4\n", "asrs r4, r4, #11\n",
+            "ldr   r2, [r6, #4]\n", "muls r2, r3, r2\n", "adds r4, r4, r2\n", "asrs r4, r4, #11\n",
+            "ldr   r2, [r6, #8]\n", "muls r3, r2, r3\n", "adds r3, r3, r4\n",
+            "ldr   r2, [r6, #12]\n", "adds r3, r3, r2\n",
+            "lsrs  r4, r3, #31\n", "ldr r2, [r6, #16]\n", "lsls r4, r4, r2\n", "subs r3, r3, r4\n",
+            "ldr   r2, [r6, #20]\n", "adds r3, r3, r2\n",
+            "ldr   r2, [r6, #24]\n", "asrs r3, r3, r2\n",
+            "ldr   r2, [r6, #28]\n", "cmp r3, r2\n", "bge 4f\n", "mov r3, r2\n", "4:\n",
+            "ldr   r2, [r6, #32]\n", "cmp r3, r2\n", "ble 5f\n", "mov r3, r2\n", "5:\n",
+            "strb  r3, [r5, #", $j, "]\n",
+            "adds  r6, #36\n",
+        )
+    };
+}
+
+/// The assembly of [`strip_row`]'s row loop on the job at `$job`; `$load` is what follows each
+/// tap's LDRB (SXTB for signed bytes, nothing for the strip's unsigned ones).
+#[cfg(tinynas_v6m)]
+#[rustfmt::skip]
+macro_rules! strip_row_asm {
+    ($job:expr, $($load:literal),*) => {
+        core::arch::asm!(
+            "push  {{r6, r7}}",
+            "mov   r7, r0",
+            "6:",
+            "ldr   r0, [r7, #0]",
+            "mov   r8, r0",
+            "ldr   r0, [r7, #4]",
+            "mov   r9, r0",
+            "ldr   r0, [r7, #8]",
+            "mov   r10, r0",
+            "ldr   r0, [r7, #12]",
+            "mov   r11, r0",
+            "ldr   r0, [r7, #24]",
+            "mov   r12, r0",
+            "ldr   r0, [r7, #20]",
+            "mov   lr, r0",
+            "ldr   r4, [r7, #16]",
+            "7:",
+            "ldm   r4!, {{r0, r1, r2}}",
+            "add   r0, r12",
+            "ldrb  r3, [r0, #0]", $($load,)*
+            "muls  r3, r1, r3",
+            "sxth  r3, r3",
+            "add   r8, r3",
+            "ldrb  r3, [r0, #1]", $($load,)*
+            "muls  r3, r2, r3",
+            "sxth  r3, r3",
+            "add   r9, r3",
+            "asrs  r1, r1, #16",
+            "ldrb  r3, [r0, #2]", $($load,)*
+            "muls  r3, r1, r3",
+            "add   r10, r3",
+            "asrs  r2, r2, #16",
+            "ldrb  r3, [r0, #3]", $($load,)*
+            "muls  r3, r2, r3",
+            "add   r11, r3",
+            "cmp   r4, lr",
+            "bne   7b",
+            "ldr   r6, [r7, #44]",
+            "ldr   r5, [r7, #32]",
+            strip_lane!("r8", "0"),
+            strip_lane!("r9", "1"),
+            strip_lane!("r10", "2"),
+            strip_lane!("r11", "3"),
+            "ldr   r0, [r7, #24]",
+            "ldr   r1, [r7, #28]",
+            "adds  r0, r0, r1",
+            "str   r0, [r7, #24]",
+            "ldr   r1, [r7, #36]",
+            "adds  r5, r5, r1",
+            "str   r5, [r7, #32]",
+            "ldr   r0, [r7, #40]",
+            "subs  r0, #1",
+            "str   r0, [r7, #40]",
+            "beq   8f",
+            "b     6b",
+            "8:",
+            "pop   {{r6, r7}}",
+            inout("r0") $job => _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            out("r5") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+        )
+    };
+}
+
+#[cfg(tinynas_v6m)]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn row<const SIGNED: bool>(
+    bias: [i32; 4],
+    x: &[i8],
+    (first, step): (isize, usize),
+    run: &[DwTap],
+    lanes: &[Lane3; 4],
+    count: usize,
+    y: &mut [i8],
+    (at, ystep): (usize, usize),
+) {
+    let mut job = StripRow {
+        bias,
+        run: run.as_ptr(),
+        run_end: run.as_ptr().wrapping_add(run.len()),
+        x: x.as_ptr().wrapping_offset(first),
+        step,
+        y: y.as_mut_ptr().wrapping_add(at),
+        ystep,
+        count,
+        lanes: lanes.as_ptr(),
+    };
+    // SAFETY: r0 points to `job`, a `repr(C)` value of word fields on this stack frame that the
+    // assembly reads and updates and that lives until the block ends. The pixel loop runs
+    // `count >= 1` times (`strip_row` checked it through `count - 1`). Pixel `i` runs the taps
+    // of `run` (non-empty: `run_inside`; LDM advances r4 by a tap's 12 bytes up to the end
+    // pointer in lr, reading each `DwTap`, word-aligned) on the window at `x + first + i step`:
+    // `strip_row` checked that the words of the first and last taps lie inside `x` for the first
+    // and the last pixel, and since a run's offsets increase and the windows move forward, every
+    // tap's word of every pixel lies between those. The products are exact as in `run_taps`
+    // (an unsigned byte times an int16 half). Then the four lanes' `Lane3` (nine words each,
+    // from `lanes`, an array of four) and the bytes `y[at + i ystep..][..4]`, inside `y`
+    // (checked through the last pixel). r6 and r7 (which LLVM reserves) are saved on the stack
+    // and restored; r0-r5, r8-r12, lr and the flags are declared clobbered.
+    unsafe {
+        let job = &mut job as *mut StripRow;
+        if SIGNED {
+            strip_row_asm!(job, "sxtb  r3, r3");
+        } else {
+            strip_row_asm!(job,);
+        }
     }
 }

@@ -218,6 +218,29 @@ pub trait Mac {
             acc
         }
     }
+    /// Whether [`Mac::strip_row`] takes the layer (checked once per layer; false where the
+    /// instruction set has none).
+    fn strip_row_takes(_p: &super::FastConv<'_>) -> bool {
+        false
+    }
+    /// A row of output pixels of a depthwise group whose windows run one run of taps (on the
+    /// input, `SIGNED`, or on the Armv6-M strip), its taps, requantisation and clamp in one loop
+    /// of the instruction set's own (Armv6-M, for layers it [`Mac::strip_row_takes`]): see
+    /// `isa_v6m::strip_row`. False (nothing written) where it has none or a slice is short.
+    #[allow(clippy::too_many_arguments)]
+    fn strip_row<const SIGNED: bool>(
+        _bias: [i32; 4],
+        _x: &[i8],
+        _px: (isize, usize),
+        _run: &[DwTap],
+        _p: &super::FastConv<'_>,
+        _c0: usize,
+        _count: usize,
+        _y: &mut [i8],
+        _ys: (usize, usize),
+    ) -> bool {
+        false
+    }
     /// Whether depthwise layers run group by group of four channels ([`super::dw_groups`]:
     /// [`Mac::dw_row`] per row of output pixels, [`Mac::dw_taps`] per pixel).
     const DW_GROUPS: bool = false;
@@ -677,6 +700,26 @@ impl Mac for V6m {
     #[inline(always)]
     fn dw_taps_u8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
         crate::isa_v6m::dw_taps_u8(acc, x, base, run)
+    }
+
+    #[inline(always)]
+    fn strip_row_takes(p: &super::FastConv<'_>) -> bool {
+        crate::isa_v6m::conv_cols_takes(p)
+    }
+
+    #[inline(always)]
+    fn strip_row<const SIGNED: bool>(
+        bias: [i32; 4],
+        x: &[i8],
+        px: (isize, usize),
+        run: &[DwTap],
+        p: &super::FastConv<'_>,
+        c0: usize,
+        count: usize,
+        y: &mut [i8],
+        ys: (usize, usize),
+    ) -> bool {
+        crate::isa_v6m::strip_row::<SIGNED>(bias, x, px, run, p, c0, count, y, ys)
     }
 
     #[inline(always)]
