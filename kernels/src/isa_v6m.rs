@@ -846,3 +846,264 @@ fn row<const SIGNED: bool>(
         }
     }
 }
+
+/// `dst[4 i] = src[i] ^ xor` for every `i < src.len()` (a run of one im2col column into this
+/// module's block layout); false (nothing written) where `dst` is short.
+#[inline(always)]
+fn spread(dst: &mut [i8], src: &[u8], xor: u8) -> bool {
+    let n = src.len();
+    if n == 0 {
+        return true;
+    }
+    if dst.len() <= 4 * (n - 1) {
+        return false;
+    }
+    spread_unchecked(dst, src, xor);
+    true
+}
+
+#[cfg(not(tinynas_v6m))]
+#[inline(always)]
+fn spread_unchecked(dst: &mut [i8], src: &[u8], xor: u8) {
+    for (d, &s) in dst.iter_mut().step_by(4).zip(src) {
+        *d = (s ^ xor) as i8;
+    }
+}
+
+#[cfg(tinynas_v6m)]
+#[inline(always)]
+fn spread_unchecked(dst: &mut [i8], src: &[u8], xor: u8) {
+    let n = src.len();
+    let src = src.as_ptr();
+    // SAFETY: `spread` checked `n >= 1` and `4 (n - 1) < dst.len()`: the loops read `src[i]`
+    // for `i < n` (the groups of four up to `n - n % 4`, then one byte at a time up to `n`)
+    // and write `dst[4 i]`, all inside the slices; byte accesses need no alignment. No stack;
+    // the pointers, the temporary and the flags are declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "cmp   {s}, {e4}",
+            "beq   3f",
+            "2:",
+            "ldrb  {t}, [{s}, #0]",
+            "eors  {t}, {x}",
+            "strb  {t}, [{d}, #0]",
+            "ldrb  {t}, [{s}, #1]",
+            "eors  {t}, {x}",
+            "strb  {t}, [{d}, #4]",
+            "ldrb  {t}, [{s}, #2]",
+            "eors  {t}, {x}",
+            "strb  {t}, [{d}, #8]",
+            "ldrb  {t}, [{s}, #3]",
+            "eors  {t}, {x}",
+            "strb  {t}, [{d}, #12]",
+            "adds  {s}, #4",
+            "adds  {d}, #16",
+            "cmp   {s}, {e4}",
+            "bne   2b",
+            "3:",
+            "cmp   {s}, {e}",
+            "beq   5f",
+            "4:",
+            "ldrb  {t}, [{s}, #0]",
+            "eors  {t}, {x}",
+            "strb  {t}, [{d}, #0]",
+            "adds  {s}, #1",
+            "adds  {d}, #4",
+            "cmp   {s}, {e}",
+            "bne   4b",
+            "5:",
+            s = inout(reg) src => _,
+            d = inout(reg) dst.as_mut_ptr() => _,
+            e4 = in(reg) src.wrapping_add(n - n % 4),
+            e = in(reg) src.wrapping_add(n),
+            x = in(reg) u32::from(xor),
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+/// `dst[4 i] = v` for `i < n`; false (nothing written) where `dst` is short.
+#[inline(always)]
+fn spread_fill(dst: &mut [i8], n: usize, v: u8) -> bool {
+    if n == 0 {
+        return true;
+    }
+    let Some(d) = dst.get_mut(..4 * (n - 1) + 1) else {
+        return false;
+    };
+    for d in d.iter_mut().step_by(4) {
+        *d = v as i8;
+    }
+    true
+}
+
+/// The im2col column of output pixel `(oy, ox)` written straight into column `q` of the block
+/// (this module's layout: value `i` at `4 i + q`, biased to unsigned: `x_i8 ^ 0x80`), the
+/// window's taps in `[k_h][k_w][in_c]` order, padded taps the biased `pad`; the values from `k`
+/// to `kp` are left as they are (their weights are zero). False where a slice is short or the
+/// window's rows are shorter than 4 values (then the caller gathers it itself).
+#[inline(always)]
+pub fn gather_block<T: crate::fast::Pixel>(
+    input: &[T],
+    d: &crate::ConvDims,
+    (oy, ox): (usize, usize),
+    pad: i8,
+    block: &mut [i8],
+    q: usize,
+) -> bool {
+    // SAFETY: `T` is `i8` or `u8` (`Pixel`'s two implementations): one byte, any bit pattern,
+    // so the same memory read as `u8` is valid.
+    let bytes = unsafe { core::slice::from_raw_parts(input.as_ptr().cast::<u8>(), input.len()) };
+    // `x_i8 ^ 0x80`: the stored byte itself for u8 pixels (`T::XOR` converts), else XOR 0x80.
+    let xor = (T::XOR as u8) ^ 0x80;
+    let padb = (pad as u8) ^ 0x80;
+    let Some(col) = block.get_mut(q..) else {
+        return false;
+    };
+    let row_len = d.k_w * d.in_c;
+    // Rows this short measure faster through the caller's gather.
+    if row_len < 4 {
+        return false;
+    }
+    let (y0, x0) = (oy * d.stride, ox * d.stride);
+    let inside_x = x0 >= d.pad_left && x0 + d.k_w <= d.in_w + d.pad_left;
+    let inside_y = y0 >= d.pad_top && y0 + d.k_h <= d.in_h + d.pad_top;
+    let stride = d.in_w * d.in_c;
+    if inside_x && inside_y {
+        let start = (y0 - d.pad_top) * stride + (x0 - d.pad_left) * d.in_c;
+        for ky in 0..d.k_h {
+            let at = start + ky * stride;
+            let (Some(src), Some(dst)) =
+                (bytes.get(at..at + row_len), col.get_mut(4 * ky * row_len..))
+            else {
+                return false;
+            };
+            if !spread(dst, src, xor) {
+                return false;
+            }
+        }
+        return true;
+    }
+    // The kernel columns inside the input: kx in lo..hi.
+    let lo = d.pad_left.saturating_sub(x0).min(d.k_w);
+    let hi = (d.in_w + d.pad_left).saturating_sub(x0).clamp(lo, d.k_w);
+    for ky in 0..d.k_h {
+        let Some(dst) = col.get_mut(4 * ky * row_len..) else {
+            return false;
+        };
+        let src = (y0 + ky)
+            .checked_sub(d.pad_top)
+            .filter(|&y| y < d.in_h && hi > lo)
+            .and_then(|iy| {
+                let at = (iy * d.in_w + x0 + lo - d.pad_left) * d.in_c;
+                bytes.get(at..at + (hi - lo) * d.in_c)
+            });
+        let ok = match src {
+            Some(src) => {
+                let (before, inside) = (lo * d.in_c, src.len());
+                let after = row_len - before - inside;
+                spread_fill(dst, before, padb)
+                    && dst
+                        .get_mut(4 * before..)
+                        .is_some_and(|r| spread(r, src, xor))
+                    && dst
+                        .get_mut(4 * (before + inside)..)
+                        .is_some_and(|r| spread_fill(r, after, padb))
+            }
+            None => spread_fill(dst, row_len, padb),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// One input row of a depthwise group into the Armv6-M strip: `dst[4 i + j] = src[i * c + j] ^
+/// 0x80` for the `dst.len() / 4` pixels and `j < 4` (word by word where both sides and `c` are
+/// word-aligned). False (nothing written) where a slice is short.
+#[inline(always)]
+pub fn strip_copy(dst: &mut [i8], src: &[i8], c: usize) -> bool {
+    let n = dst.len() / 4;
+    if n == 0 {
+        return true;
+    }
+    let need = (n - 1).checked_mul(c).and_then(|v| v.checked_add(4));
+    if c < 4 || need.is_none_or(|need| need > src.len()) {
+        return false;
+    }
+    copy_pixels(&mut dst[..4 * n], src, c);
+    true
+}
+
+#[cfg(not(tinynas_v6m))]
+#[inline(always)]
+fn copy_pixels(dst: &mut [i8], src: &[i8], c: usize) {
+    for (d, s) in crate::fast::mac::rows_mut(dst, 4).zip(src.chunks(c)) {
+        for (d, &s) in d.iter_mut().zip(s) {
+            *d = s ^ i8::MIN;
+        }
+    }
+}
+
+#[cfg(tinynas_v6m)]
+#[inline(always)]
+fn copy_pixels(dst: &mut [i8], src: &[i8], c: usize) {
+    let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+    let end = d.wrapping_add(dst.len());
+    let words = (d as usize | s as usize | c) % 4 == 0;
+    // SAFETY: `strip_copy` checked `dst.len() = 4 n`, `n >= 1`, `c >= 4` and `(n - 1) c + 4 <=
+    // src.len()`: pixel `i < n` reads `src[i c..i c + 4]` and writes `dst[4 i..4 i + 4]`, both
+    // inside. The word loop runs only where both pointers and `c` are multiples of 4 (LDR and
+    // STR aligned); the other reads and writes bytes. No stack; the pointers, the temporary and
+    // the flags are declared clobbered.
+    unsafe {
+        if words {
+            core::arch::asm!(
+                "2:",
+                "ldr   {t}, [{s}]",
+                "eors  {t}, {x}",
+                "str   {t}, [{d}]",
+                "adds  {s}, {s}, {c}",
+                "adds  {d}, #4",
+                "cmp   {d}, {e}",
+                "bne   2b",
+                s = inout(reg) s => _,
+                d = inout(reg) d => _,
+                c = in(reg) c,
+                e = in(reg) end,
+                x = in(reg) 0x8080_8080u32,
+                t = out(reg) _,
+                options(nostack),
+            );
+        } else {
+            core::arch::asm!(
+                "2:",
+                "ldrb  {t}, [{s}, #0]",
+                "eors  {t}, {x}",
+                "strb  {t}, [{d}, #0]",
+                "ldrb  {t}, [{s}, #1]",
+                "eors  {t}, {x}",
+                "strb  {t}, [{d}, #1]",
+                "ldrb  {t}, [{s}, #2]",
+                "eors  {t}, {x}",
+                "strb  {t}, [{d}, #2]",
+                "ldrb  {t}, [{s}, #3]",
+                "eors  {t}, {x}",
+                "strb  {t}, [{d}, #3]",
+                "adds  {s}, {s}, {c}",
+                "adds  {d}, #4",
+                "cmp   {d}, {e}",
+                "bne   2b",
+                s = inout(reg) s => _,
+                d = inout(reg) d => _,
+                c = in(reg) c,
+                e = in(reg) end,
+                x = in(reg) 0x80u32,
+                t = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+}

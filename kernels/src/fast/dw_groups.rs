@@ -833,6 +833,7 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
                     // The row's pixels `c` bytes apart (the last input row, whose last pixel
                     // ends `c - c0 - 4` bytes before `in_w * c`, word by word).
                     match input.get(at..).and_then(|s| s.get(..in_row)) {
+                        Some(src) if M::strip_copy(mid, src, c) => {}
                         Some(src) => {
                             for (px, x) in
                                 super::mac::rows_mut(mid, 4).zip(super::mac::rows(src, c))

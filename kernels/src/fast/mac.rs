@@ -122,6 +122,19 @@ pub trait Mac {
     fn store_column(block: &mut [i8], p: usize, col: &[i8]);
     /// Where column `p` of `kp` values can be gathered straight into the block, for layouts that
     /// keep it contiguous and unconverted (then [`Mac::store_column`] is not called).
+    /// Gathers the im2col column of output pixel `at` straight into column `q` of the block
+    /// (Armv6-M: `isa_v6m::gather_block`); false where the instruction set does not (the caller
+    /// gathers it then).
+    fn gather_block<T: super::Pixel>(
+        _input: &[T],
+        _d: &crate::ConvDims,
+        _at: (usize, usize),
+        _pad: i8,
+        _block: &mut [i8],
+        _q: usize,
+    ) -> bool {
+        false
+    }
     fn column_mut(_block: &mut [i8], _p: usize, _kp: usize) -> Option<&mut [i8]> {
         None
     }
@@ -217,6 +230,11 @@ pub trait Mac {
         } else {
             acc
         }
+    }
+    /// One input row of a depthwise group into the Armv6-M strip (`isa_v6m::strip_copy`): false
+    /// (nothing written) where the instruction set has no loop of its own or a slice is short.
+    fn strip_copy(_dst: &mut [i8], _src: &[i8], _c: usize) -> bool {
+        false
     }
     /// Whether [`Mac::strip_row`] takes the layer (checked once per layer; false where the
     /// instruction set has none).
@@ -700,6 +718,23 @@ impl Mac for V6m {
     #[inline(always)]
     fn dw_taps_u8(acc: [i32; 4], x: &[i8], base: isize, run: &[DwTap]) -> [i32; 4] {
         crate::isa_v6m::dw_taps_u8(acc, x, base, run)
+    }
+
+    #[inline(always)]
+    fn gather_block<T: super::Pixel>(
+        input: &[T],
+        d: &crate::ConvDims,
+        at: (usize, usize),
+        pad: i8,
+        block: &mut [i8],
+        q: usize,
+    ) -> bool {
+        crate::isa_v6m::gather_block(input, d, at, pad, block, q)
+    }
+
+    #[inline(always)]
+    fn strip_copy(dst: &mut [i8], src: &[i8], c: usize) -> bool {
+        crate::isa_v6m::strip_copy(dst, src, c)
     }
 
     #[inline(always)]

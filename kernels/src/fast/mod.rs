@@ -399,6 +399,9 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
                     }
                 }
             }
+            if M::gather_block(input, &d, (py, px), pad, block, q) {
+                continue;
+            }
             if let Some(dst) = M::column_mut(block, q, kp) {
                 if let Some((taps, tail)) = dst.split_at_mut_checked(k) {
                     gather(input, &d, py, px, pad, taps);
