@@ -380,7 +380,7 @@ fn cols(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &mut [i8]) {
 #[cfg(tinynas_v6m)]
 #[repr(C)]
 struct Cols {
-    row_end: *const i8, // 0: the current weight row's end
+    row_end: *const i8, // 0: the current weight row plus its groups of four
     neg_kp: i32,        // 4
     block: *const i8,   // 8
     kp: usize,          // 12
@@ -398,6 +398,7 @@ struct Cols {
     sn: u32,            // 60
     c2: i32,            // 64
     s2: u32,            // 68
+    tail: usize,        // 72: the row's values after its last group of four (`k % 4`)
 }
 
 /// One group of four `k` of a channel's dot products: weight `k` (LDRSB through the base
@@ -451,9 +452,18 @@ macro_rules! cols_value {
 fn cols(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &mut [i8]) {
     let oc = p.dims.out_c;
     let k = crate::fast::mac::Clamp::new(&p.quant);
+    // The row's groups of four, then its last `k % 4` values one by one (not the zero padding
+    // up to `kp`); a row shorter than 4 runs its one padded group.
+    let d = p.dims;
+    let taps = (d.k_h * d.k_w * d.in_c).min(kp);
+    let (groups, tail) = if taps >= 4 {
+        (taps & !3, taps % 4)
+    } else {
+        (kp, 0)
+    };
     let mut job = Cols {
-        row_end: p.weights.as_ptr().wrapping_add(kp),
-        neg_kp: (kp as i32).wrapping_neg(),
+        row_end: p.weights.as_ptr().wrapping_add(groups),
+        neg_kp: (groups as i32).wrapping_neg(),
         block: block.as_ptr(),
         kp,
         bias: p.bias.as_ptr(),
@@ -470,16 +480,19 @@ fn cols(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &mut [i8]) {
         sn: 0,
         c2: 0,
         s2: 0,
+        tail,
     };
     // SAFETY: r0 points to `job`, a `repr(C)` value of word fields on this stack frame that the
     // assembly reads and updates and that lives until the block ends (word loads and stores at
     // the fields' offsets). The channel loop runs `oc >= 1` times (`conv_cols_fit`): it ends when
     // `y`, one byte further a channel, reaches `y_end = y + oc`. Channel `c` reads `bias[c]`,
     // `multiplier[c]` and `shift[c]` (each pointer advances a word a channel; all three are at
-    // least `oc` long) and weight row `c`: the group loop runs `kp / 4 >= 1` times (the index
-    // r3 goes from `-kp` up to 0 in steps of 4; `kp % 4 == 0`), reading `row_end - kp + i + j`
-    // for `j < 4`, inside row `c` (`row_end` advances `kp` a channel; `oc kp <= weights.len()`),
-    // and bytes `16 g..16 g + 16` of the block for group `g`, all below `4 kp <= block.len()`.
+    // least `oc` long) and weight row `c`: the group loop runs `groups / 4 >= 1` times (the
+    // index r3 goes from `-groups` up to 0 in steps of 4; `groups` is a multiple of 4, at most
+    // `kp`), reading `row_end - groups + i + j` for `j < 4`, then the tail loop `tail` times
+    // (r3 from 0), reading `row_end + i`: all below `groups + tail <= kp`, inside row `c`
+    // (`row_end` advances `kp` a channel; `oc kp <= weights.len()`); and bytes `4 i..4 i + 4`
+    // of the block for value `i < groups + tail`, all below `4 kp <= block.len()`.
     // It writes `y[c + q oc]`, `q < 4`, below `4 oc <= y.len()`. Byte loads and stores need no
     // alignment. r6 and r7 (which LLVM reserves) are saved on the stack and restored; r0-r5,
     // r8-r12, lr and the flags are declared clobbered.
@@ -512,6 +525,18 @@ fn cols(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &mut [i8]) {
             "adds  r2, #16",
             "adds  r3, #4",
             "bne   7b",
+            // The last `k % 4` values.
+            "mov   r0, lr",
+            "ldr   r5, [r0, #72]",
+            "cmp   r5, #0",
+            "beq   9f",
+            "8:",
+            cols_tap!("r4", "0", "1", "2", "3"),
+            "adds  r2, #4",
+            "adds  r3, #1",
+            "cmp   r3, r5",
+            "bne   8b",
+            "9:",
             // The next row; this channel's Requant3.
             "mov   r0, lr",
             "ldr   r1, [r0, #12]",
@@ -591,16 +616,6 @@ fn cols(block: &[i8], p: &crate::fast::FastConv<'_>, kp: usize, y: &mut [i8]) {
     }
 }
 
-/// One channel of a depthwise group as [`strip_row`]'s assembly reads it (`repr(C)`, nine
-/// words): its [`Requant3`], then the clamp's bounds.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-struct Lane3 {
-    rq: Requant3,
-    lo: i32,
-    hi: i32,
-}
-
 /// A row of output pixels of one depthwise group of four channels whose windows run the same
 /// taps (one run), for a layer that [`conv_cols_takes`]: for pixel `i < count`, the taps of `run`
 /// on the window at `x[first + i * step..]` (its bytes `SIGNED`, the input, or unsigned, the
@@ -624,11 +639,7 @@ pub fn strip_row<const SIGNED: bool>(
     let (Some(m), Some(s)) = (p.multiplier.get(c0..c0 + 4), p.shift.get(c0..c0 + 4)) else {
         return false;
     };
-    let lane = |j: usize| Lane3 {
-        rq: Requant3::new(m[j], s[j], k.offset),
-        lo: k.lo,
-        hi: k.hi,
-    };
+    let lane = |j: usize| Requant3::new(m[j], s[j], k.offset);
     let lanes = [lane(0), lane(1), lane(2), lane(3)];
     let last = count
         .checked_sub(1)
@@ -649,7 +660,17 @@ pub fn strip_row<const SIGNED: bool>(
     if !fits {
         return false;
     }
-    row::<SIGNED>(bias, x, (first, step), run, &lanes, count, y, (at, ystep));
+    let clamp = (k.lo, k.hi);
+    row::<SIGNED>(
+        bias,
+        x,
+        (first, step),
+        run,
+        (&lanes, clamp),
+        count,
+        y,
+        (at, ystep),
+    );
     true
 }
 
@@ -662,7 +683,7 @@ fn row<const SIGNED: bool>(
     x: &[i8],
     (first, step): (isize, usize),
     run: &[DwTap],
-    lanes: &[Lane3; 4],
+    (lanes, (lo, hi)): (&[Requant3; 4], (i32, i32)),
     count: usize,
     y: &mut [i8],
     (at, ystep): (usize, usize),
@@ -676,7 +697,7 @@ fn row<const SIGNED: bool>(
         };
         if let Some(y) = y.get_mut(at + i * ystep..).and_then(|y| y.get_mut(..4)) {
             for ((y, a), l) in y.iter_mut().zip(acc).zip(lanes) {
-                *y = l.rq.apply(a).max(l.lo).min(l.hi) as i8;
+                *y = l.apply(a).max(lo).min(hi) as i8;
             }
         }
     }
@@ -687,36 +708,64 @@ fn row<const SIGNED: bool>(
 #[cfg(tinynas_v6m)]
 #[repr(C)]
 struct StripRow {
-    bias: [i32; 4],        // 0
-    run: *const DwTap,     // 16
-    run_end: *const DwTap, // 20
-    x: *const i8,          // 24: the current pixel's window
-    step: usize,           // 28
-    y: *mut i8,            // 32: the current pixel's four outputs
-    ystep: usize,          // 36
-    count: usize,          // 40: pixels left
-    lanes: *const Lane3,   // 44
+    bias: [i32; 4],         // 0
+    run: *const DwTap,      // 16
+    run_end: *const DwTap,  // 20
+    x: *const i8,           // 24: the first pixel's window
+    step: usize,            // 28
+    y: *mut i8,             // 32: the first pixel's four outputs
+    ystep: usize,           // 36
+    count: usize,           // 40: pixels left
+    lanes: *const Requant3, // 44: the four channels'
+    lo: i32,                // 48
+    hi: i32,                // 52
 }
 
-/// Lane `$j`'s accumulator (`$acc`, a high register) requantised by its [`Lane3`] at r6,
-/// clamped and stored at `y[$j]` (r5); r6 then moves to the next lane.
+/// Lane `$j`'s accumulator (`$acc`, a high register) requantised by its [`Requant3`] (the
+/// seven words at r6 + `$o0`..`$o6`), clamped (the bounds from the job at r7) and stored at
+/// `y[$j]` (r5).
 #[cfg(tinynas_v6m)]
 #[rustfmt::skip]
 macro_rules! strip_lane {
-    ($acc:literal, $j:literal) => {
+    ($acc:literal, $j:literal, $o0:literal, $o1:literal, $o2:literal, $o3:literal, $o4:literal,
+     $o5:literal, $o6:literal) => {
         concat!(
             "mov   r3, ", $acc, "\n",
-            "ldr   r4, [r6, #0]\n", "muls r4, r3, r4\n", "asrs r4, r4, #11\n",
-            "ldr   r2, [r6, #4]\n", "muls r2, r3, r2\n", "adds r4, r4, r2\n", "asrs r4, r4, #11\n",
-            "ldr   r2, [r6, #8]\n", "muls r3, r2, r3\n", "adds r3, r3, r4\n",
-            "ldr   r2, [r6, #12]\n", "adds r3, r3, r2\n",
-            "lsrs  r4, r3, #31\n", "ldr r2, [r6, #16]\n", "lsls r4, r4, r2\n", "subs r3, r3, r4\n",
-            "ldr   r2, [r6, #20]\n", "adds r3, r3, r2\n",
-            "ldr   r2, [r6, #24]\n", "asrs r3, r3, r2\n",
-            "ldr   r2, [r6, #28]\n", "cmp r3, r2\n", "bge 4f\n", "mov r3, r2\n", "4:\n",
-            "ldr   r2, [r6, #32]\n", "cmp r3, r2\n", "ble 5f\n", "mov r3, r2\n", "5:\n",
+            "ldr   r4, [r6, #", $o0, "]\n", "muls r4, r3, r4\n", "asrs r4, r4, #11\n",
+            "ldr   r2, [r6, #", $o1, "]\n", "muls r2, r3, r2\n", "adds r4, r4, r2\n",
+            "asrs  r4, r4, #11\n",
+            "ldr   r2, [r6, #", $o2, "]\n", "muls r3, r2, r3\n", "adds r3, r3, r4\n",
+            "ldr   r2, [r6, #", $o3, "]\n", "adds r3, r3, r2\n",
+            "lsrs  r4, r3, #31\n", "ldr r2, [r6, #", $o4, "]\n", "lsls r4, r4, r2\n",
+            "subs  r3, r3, r4\n",
+            "ldr   r2, [r6, #", $o5, "]\n", "adds r3, r3, r2\n",
+            "ldr   r2, [r6, #", $o6, "]\n", "asrs r3, r3, r2\n",
+            "ldr   r2, [r7, #48]\n", "cmp r3, r2\n", "bge 4f\n", "mov r3, r2\n", "4:\n",
+            "ldr   r2, [r7, #52]\n", "cmp r3, r2\n", "ble 5f\n", "mov r3, r2\n", "5:\n",
             "strb  r3, [r5, #", $j, "]\n",
-            "adds  r6, #36\n",
+        )
+    };
+}
+
+/// One tap of [`strip_row`]'s loop: LDM the tap (offset, `w02`, `w13`) from r4, its four
+/// input bytes at `r12 + offset` (each followed by `$load`), the four products into r8-r11.
+#[cfg(tinynas_v6m)]
+#[rustfmt::skip]
+macro_rules! dw_tap {
+    ($_tap:ident [$($load:literal),*]) => {
+        concat!(
+            "ldm   r4!, {{r0, r1, r2}}\n",
+            "add   r0, r12\n",
+            "ldrb  r3, [r0, #0]\n", $($load, "\n",)*
+            "muls  r3, r1, r3\n", "sxth r3, r3\n", "add r8, r3\n",
+            "ldrb  r3, [r0, #1]\n", $($load, "\n",)*
+            "muls  r3, r2, r3\n", "sxth r3, r3\n", "add r9, r3\n",
+            "asrs  r1, r1, #16\n",
+            "ldrb  r3, [r0, #2]\n", $($load, "\n",)*
+            "muls  r3, r1, r3\n", "add r10, r3\n",
+            "asrs  r2, r2, #16\n",
+            "ldrb  r3, [r0, #3]\n", $($load, "\n",)*
+            "muls  r3, r2, r3\n", "add r11, r3\n",
         )
     };
 }
@@ -726,10 +775,18 @@ macro_rules! strip_lane {
 #[cfg(tinynas_v6m)]
 #[rustfmt::skip]
 macro_rules! strip_row_asm {
-    ($job:expr, $($load:literal),*) => {
+    ($job:expr, $loads:tt, $($tap:ident)+) => {
         core::arch::asm!(
             "push  {{r6, r7}}",
             "mov   r7, r0",
+            // Across the pixels: the window in r12, the run's end in lr, the lanes in r6 and
+            // the outputs in r5 (the tap loop and the lanes leave them as they are).
+            "ldr   r0, [r7, #24]",
+            "mov   r12, r0",
+            "ldr   r0, [r7, #20]",
+            "mov   lr, r0",
+            "ldr   r6, [r7, #44]",
+            "ldr   r5, [r7, #32]",
             "6:",
             "ldr   r0, [r7, #0]",
             "mov   r8, r0",
@@ -739,45 +796,19 @@ macro_rules! strip_row_asm {
             "mov   r10, r0",
             "ldr   r0, [r7, #12]",
             "mov   r11, r0",
-            "ldr   r0, [r7, #24]",
-            "mov   r12, r0",
-            "ldr   r0, [r7, #20]",
-            "mov   lr, r0",
             "ldr   r4, [r7, #16]",
             "7:",
-            "ldm   r4!, {{r0, r1, r2}}",
-            "add   r0, r12",
-            "ldrb  r3, [r0, #0]", $($load,)*
-            "muls  r3, r1, r3",
-            "sxth  r3, r3",
-            "add   r8, r3",
-            "ldrb  r3, [r0, #1]", $($load,)*
-            "muls  r3, r2, r3",
-            "sxth  r3, r3",
-            "add   r9, r3",
-            "asrs  r1, r1, #16",
-            "ldrb  r3, [r0, #2]", $($load,)*
-            "muls  r3, r1, r3",
-            "add   r10, r3",
-            "asrs  r2, r2, #16",
-            "ldrb  r3, [r0, #3]", $($load,)*
-            "muls  r3, r2, r3",
-            "add   r11, r3",
+            $(dw_tap!($tap $loads),)+
             "cmp   r4, lr",
             "bne   7b",
-            "ldr   r6, [r7, #44]",
-            "ldr   r5, [r7, #32]",
-            strip_lane!("r8", "0"),
-            strip_lane!("r9", "1"),
-            strip_lane!("r10", "2"),
-            strip_lane!("r11", "3"),
-            "ldr   r0, [r7, #24]",
+            strip_lane!("r8", "0", "0", "4", "8", "12", "16", "20", "24"),
+            strip_lane!("r9", "1", "28", "32", "36", "40", "44", "48", "52"),
+            strip_lane!("r10", "2", "56", "60", "64", "68", "72", "76", "80"),
+            strip_lane!("r11", "3", "84", "88", "92", "96", "100", "104", "108"),
             "ldr   r1, [r7, #28]",
-            "adds  r0, r0, r1",
-            "str   r0, [r7, #24]",
+            "add   r12, r1",
             "ldr   r1, [r7, #36]",
             "adds  r5, r5, r1",
-            "str   r5, [r7, #32]",
             "ldr   r0, [r7, #40]",
             "subs  r0, #1",
             "str   r0, [r7, #40]",
@@ -809,7 +840,7 @@ fn row<const SIGNED: bool>(
     x: &[i8],
     (first, step): (isize, usize),
     run: &[DwTap],
-    lanes: &[Lane3; 4],
+    (lanes, (lo, hi)): (&[Requant3; 4], (i32, i32)),
     count: usize,
     y: &mut [i8],
     (at, ystep): (usize, usize),
@@ -824,6 +855,8 @@ fn row<const SIGNED: bool>(
         ystep,
         count,
         lanes: lanes.as_ptr(),
+        lo,
+        hi,
     };
     // SAFETY: r0 points to `job`, a `repr(C)` value of word fields on this stack frame that the
     // assembly reads and updates and that lives until the block ends. The pixel loop runs
@@ -833,16 +866,18 @@ fn row<const SIGNED: bool>(
     // `strip_row` checked that the words of the first and last taps lie inside `x` for the first
     // and the last pixel, and since a run's offsets increase and the windows move forward, every
     // tap's word of every pixel lies between those. The products are exact as in `run_taps`
-    // (an unsigned byte times an int16 half). Then the four lanes' `Lane3` (nine words each,
-    // from `lanes`, an array of four) and the bytes `y[at + i ystep..][..4]`, inside `y`
+    // (a byte times an int16 half). Then the four lanes' `Requant3` (seven words each, from
+    // `lanes`, an array of four), the bounds, and the bytes `y[at + i ystep..][..4]`, inside `y`
     // (checked through the last pixel). r6 and r7 (which LLVM reserves) are saved on the stack
     // and restored; r0-r5, r8-r12, lr and the flags are declared clobbered.
     unsafe {
         let job = &mut job as *mut StripRow;
-        if SIGNED {
-            strip_row_asm!(job, "sxtb  r3, r3");
-        } else {
-            strip_row_asm!(job,);
+        // Three taps an iteration where the run allows (a 3-wide kernel's rows).
+        match (SIGNED, run.len() % 3 == 0) {
+            (true, true) => strip_row_asm!(job, ["sxtb  r3, r3"], t t t),
+            (true, false) => strip_row_asm!(job, ["sxtb  r3, r3"], t),
+            (false, true) => strip_row_asm!(job, [], t t t),
+            (false, false) => strip_row_asm!(job, [], t),
         }
     }
 }
@@ -941,8 +976,8 @@ fn spread_fill(dst: &mut [i8], n: usize, v: u8) -> bool {
 /// The im2col column of output pixel `(oy, ox)` written straight into column `q` of the block
 /// (this module's layout: value `i` at `4 i + q`, biased to unsigned: `x_i8 ^ 0x80`), the
 /// window's taps in `[k_h][k_w][in_c]` order, padded taps the biased `pad`; the values from `k`
-/// to `kp` are left as they are (their weights are zero). False where a slice is short or the
-/// window's rows are shorter than 4 values (then the caller gathers it itself).
+/// to `kp` are left as they are (their weights are zero). False where a slice is short, or for
+/// a window at the border whose rows are shorter than 4 values (then the caller gathers it).
 #[inline(always)]
 pub fn gather_block<T: crate::fast::Pixel>(
     input: &[T],
@@ -962,14 +997,32 @@ pub fn gather_block<T: crate::fast::Pixel>(
         return false;
     };
     let row_len = d.k_w * d.in_c;
-    // Rows this short measure faster through the caller's gather.
-    if row_len < 4 {
-        return false;
-    }
     let (y0, x0) = (oy * d.stride, ox * d.stride);
     let inside_x = x0 >= d.pad_left && x0 + d.k_w <= d.in_w + d.pad_left;
     let inside_y = y0 >= d.pad_top && y0 + d.k_h <= d.in_h + d.pad_top;
     let stride = d.in_w * d.in_c;
+    // Rows shorter than 4 values (a first layer's few channels): byte by byte inside the
+    // input; the caller gathers the border windows.
+    if row_len < 4 {
+        if !(inside_x && inside_y) {
+            return false;
+        }
+        let start = (y0 - d.pad_top) * stride + (x0 - d.pad_left) * d.in_c;
+        for ky in 0..d.k_h {
+            let at = start + ky * stride;
+            let to = 4 * ky * row_len;
+            let (Some(src), Some(dst)) = (
+                bytes.get(at..at + row_len),
+                col.get_mut(to..to + 4 * row_len),
+            ) else {
+                return false;
+            };
+            for (d, &s) in dst.iter_mut().step_by(4).zip(src) {
+                *d = (s ^ xor) as i8;
+            }
+        }
+        return true;
+    }
     if inside_x && inside_y {
         let start = (y0 - d.pad_top) * stride + (x0 - d.pad_left) * d.in_c;
         for ky in 0..d.k_h {
