@@ -487,10 +487,11 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
                     *b = bias.wrapping_add(pad.wrapping_mul(t.wrapping_sub(i)));
                 }
                 // A window of whole kernel rows is one run: Armv6-M's row loop takes it.
-                let run = taps
-                    .rect(win)
-                    .filter(|r| rows3 && r.rows == 1)
-                    .map(|r| r.span);
+                let run = if rows3 {
+                    taps.rect(win).filter(|r| r.rows == 1).map(|r| r.span)
+                } else {
+                    None
+                };
                 match &rq {
                     _ if taps.rect(win).is_none() => {}
                     Some(k) if ox1 - ox0 >= oy1 - oy0 => {

@@ -1194,7 +1194,10 @@ pub use imp::*;
 #[allow(dead_code)]
 #[inline(always)]
 pub fn conv_cols_takes(p: &crate::fast::FastConv<'_>) -> bool {
-    (-128..=127).contains(&p.quant.output_offset) && p.shift.iter().all(|&s| s >= -22)
+    // (For one block of channels or fewer, the two passes of `im2col_q` measure faster.)
+    p.dims.out_c > crate::fast::OC_BLOCK
+        && (-128..=127).contains(&p.quant.output_offset)
+        && p.shift.iter().all(|&s| s >= -22)
 }
 
 /// Whether the slices fit [`conv_cols`]: `kp` a positive multiple of 4, a word-aligned block of

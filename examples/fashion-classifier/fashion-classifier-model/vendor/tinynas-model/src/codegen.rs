@@ -188,10 +188,11 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
             Kernel::Conv2d { dims, w } | Kernel::DepthwiseConv2d { dims, w } => {
                 let [wn, bn, mn, sn] = weight_statics(&mut statics, n, w);
                 let (d, q, narrow) = (conv_dims(&p, dims), output_quant(&p, &w.quant), w.narrow);
+                let bound = w.acc_bound;
                 statics.extend(quote! {
                     static #layer: #p::fast::FastConv<'static> = #p::fast::FastConv {
                         weights: &#wn, bias: &#bn, multiplier: &#mn, shift: &#sn, dims: #d, quant: #q,
-                        narrow: #narrow,
+                        narrow: #narrow, acc_bound: #bound,
                     };
                 });
                 match &step.kernel {

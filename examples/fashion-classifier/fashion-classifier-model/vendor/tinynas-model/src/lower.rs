@@ -27,6 +27,9 @@ pub struct Weights {
     pub kernel_weights: Vec<i8>,
     /// Every accumulator fits the short requantisation (`tinynas_kernels::fast::narrow_channel`).
     pub narrow: bool,
+    /// `|folded bias| + 128 * sum(|w|)` of the widest channel (saturating): no accumulator of the
+    /// layer exceeds it (`tinynas_kernels::fast::FastConv::acc_bound`).
+    pub acc_bound: u32,
     pub multiplier: Vec<i32>,
     pub shift: Vec<i32>,
     pub quant: OutputQuant,
@@ -202,12 +205,19 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
                 .zip(&shift)
                 .zip(&sums)
                 .all(|((&b, &s), &a)| narrow_channel(b, s, a));
+            let acc_bound = folded_bias
+                .iter()
+                .zip(&sums)
+                .map(|(&b, &a)| u64::from(b.unsigned_abs()).saturating_add(a.saturating_mul(128)))
+                .max()
+                .map_or(u32::MAX, |b| u32::try_from(b).unwrap_or(u32::MAX));
             Weights {
                 weights: w.to_vec(),
                 bias: bias.to_vec(),
                 folded_bias,
                 kernel_weights: w.to_vec(),
                 narrow,
+                acc_bound,
                 multiplier,
                 shift,
                 quant: output_quant(xq, yq, act),

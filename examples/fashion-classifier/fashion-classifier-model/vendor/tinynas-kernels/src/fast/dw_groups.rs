@@ -465,6 +465,8 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
     };
     let y_at = |oy: usize, ox: usize, c0: usize| (oy * d.out_w + ox) * c + c0;
     let mut taps = DwTaps::default();
+    // Armv6-M's row loop with its three-multiply requantisation, where the layer allows it.
+    let rows3 = SHORT && M::strip_row_takes(p);
     for c0 in (0..c.saturating_sub(3)).step_by(4) {
         let (Some(bias), Some(m), Some(s), Some(total)) = (
             p.bias.get(c0..c0 + 4),
@@ -484,20 +486,38 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
                 for (((b, &bias), &t), &i) in b.iter_mut().zip(bias).zip(&total).zip(&inside) {
                     *b = bias.wrapping_add(pad.wrapping_mul(t.wrapping_sub(i)));
                 }
+                // A window of whole kernel rows is one run: Armv6-M's row loop takes it.
+                let run = if rows3 {
+                    taps.rect(win).filter(|r| r.rows == 1).map(|r| r.span)
+                } else {
+                    None
+                };
                 match &rq {
                     _ if taps.rect(win).is_none() => {}
                     Some(k) if ox1 - ox0 >= oy1 - oy0 => {
                         for oy in oy0..oy1 {
                             let at = (base(oy, ox0, c0), d.stride * c);
                             let ys = (y_at(oy, ox0, c0), c);
-                            M::dw_row(&taps, win, b, k, input, at, ox1 - ox0, output, ys);
+                            let n = ox1 - ox0;
+                            if let Some(run) = run {
+                                if M::strip_row::<true>(b, input, at, run, p, c0, n, output, ys) {
+                                    continue;
+                                }
+                            }
+                            M::dw_row(&taps, win, b, k, input, at, n, output, ys);
                         }
                     }
                     Some(k) => {
                         for ox in ox0..ox1 {
                             let at = (base(oy0, ox, c0), d.stride * in_row);
                             let ys = (y_at(oy0, ox, c0), d.out_w * c);
-                            M::dw_row(&taps, win, b, k, input, at, oy1 - oy0, output, ys);
+                            let n = oy1 - oy0;
+                            if let Some(run) = run {
+                                if M::strip_row::<true>(b, input, at, run, p, c0, n, output, ys) {
+                                    continue;
+                                }
+                            }
+                            M::dw_row(&taps, win, b, k, input, at, n, output, ys);
                         }
                     }
                     None => {}
@@ -767,6 +787,8 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
     let padi = i32::from(pad);
     let in_row = d.in_w.wrapping_mul(c);
     let mut taps = DwTaps::default();
+    // Armv6-M's row loop with its three-multiply requantisation, where the layer allows it.
+    let rows3 = SHORT && M::strip_row_takes(p);
     for c0 in (0..c.saturating_sub(3)).step_by(4) {
         // The group's taps, their offsets in the strip increasing (`fits_in`), and weight sums.
         let Some(total) = taps.fill_in(p.weights, &d, c0, (4, row)) else {
@@ -812,6 +834,7 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
                     // The row's pixels `c` bytes apart (the last input row, whose last pixel
                     // ends `c - c0 - 4` bytes before `in_w * c`, word by word).
                     match input.get(at..).and_then(|s| s.get(..in_row)) {
+                        Some(src) if M::strip_copy(mid, src, c) => {}
                         Some(src) => {
                             for (px, x) in
                                 super::mac::rows_mut(mid, 4).zip(super::mac::rows(src, c))
@@ -836,6 +859,22 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
                 }
                 let y_at = oy.wrapping_mul(d.out_w).wrapping_mul(c).wrapping_add(c0);
                 let step = d.stride.wrapping_mul(4);
+                // The whole row in one loop where the instruction set has it.
+                if rows3
+                    && M::strip_row::<false>(
+                        b,
+                        strip,
+                        (0, step),
+                        run,
+                        p,
+                        c0,
+                        d.out_w,
+                        output,
+                        (y_at, c),
+                    )
+                {
+                    continue;
+                }
                 for ox in 0..d.out_w {
                     let acc = M::dw_taps_u8(b, strip, step.wrapping_mul(ox) as isize, run);
                     let yo = y_at.wrapping_add(ox.wrapping_mul(c));

@@ -122,6 +122,19 @@ pub trait Mac {
     fn store_column(block: &mut [i8], p: usize, col: &[i8]);
     /// Where column `p` of `kp` values can be gathered straight into the block, for layouts that
     /// keep it contiguous and unconverted (then [`Mac::store_column`] is not called).
+    /// Gathers the im2col column of output pixel `at` straight into column `q` of the block
+    /// (Armv6-M: `isa_v6m::gather_block`); false where the instruction set does not (the caller
+    /// gathers it then).
+    fn gather_block<T: super::Pixel>(
+        _input: &[T],
+        _d: &crate::ConvDims,
+        _at: (usize, usize),
+        _pad: i8,
+        _block: &mut [i8],
+        _q: usize,
+    ) -> bool {
+        false
+    }
     fn column_mut(_block: &mut [i8], _p: usize, _kp: usize) -> Option<&mut [i8]> {
         None
     }
@@ -217,6 +230,34 @@ pub trait Mac {
         } else {
             acc
         }
+    }
+    /// One input row of a depthwise group into the Armv6-M strip (`isa_v6m::strip_copy`): false
+    /// (nothing written) where the instruction set has no loop of its own or a slice is short.
+    fn strip_copy(_dst: &mut [i8], _src: &[i8], _c: usize) -> bool {
+        false
+    }
+    /// Whether [`Mac::strip_row`] takes the layer (checked once per layer; false where the
+    /// instruction set has none).
+    fn strip_row_takes(_p: &super::FastConv<'_>) -> bool {
+        false
+    }
+    /// A row of output pixels of a depthwise group whose windows run one run of taps (on the
+    /// input, `SIGNED`, or on the Armv6-M strip), its taps, requantisation and clamp in one loop
+    /// of the instruction set's own (Armv6-M, for layers it [`Mac::strip_row_takes`]): see
+    /// `isa_v6m::strip_row`. False (nothing written) where it has none or a slice is short.
+    #[allow(clippy::too_many_arguments)]
+    fn strip_row<const SIGNED: bool>(
+        _bias: [i32; 4],
+        _x: &[i8],
+        _px: (isize, usize),
+        _run: &[DwTap],
+        _p: &super::FastConv<'_>,
+        _c0: usize,
+        _count: usize,
+        _y: &mut [i8],
+        _ys: (usize, usize),
+    ) -> bool {
+        false
     }
     /// Whether depthwise layers run group by group of four channels ([`super::dw_groups`]:
     /// [`Mac::dw_row`] per row of output pixels, [`Mac::dw_taps`] per pixel).
@@ -680,6 +721,43 @@ impl Mac for V6m {
     }
 
     #[inline(always)]
+    fn gather_block<T: super::Pixel>(
+        input: &[T],
+        d: &crate::ConvDims,
+        at: (usize, usize),
+        pad: i8,
+        block: &mut [i8],
+        q: usize,
+    ) -> bool {
+        crate::isa_v6m::gather_block(input, d, at, pad, block, q)
+    }
+
+    #[inline(always)]
+    fn strip_copy(dst: &mut [i8], src: &[i8], c: usize) -> bool {
+        crate::isa_v6m::strip_copy(dst, src, c)
+    }
+
+    #[inline(always)]
+    fn strip_row_takes(p: &super::FastConv<'_>) -> bool {
+        crate::isa_v6m::conv_cols_takes(p)
+    }
+
+    #[inline(always)]
+    fn strip_row<const SIGNED: bool>(
+        bias: [i32; 4],
+        x: &[i8],
+        px: (isize, usize),
+        run: &[DwTap],
+        p: &super::FastConv<'_>,
+        c0: usize,
+        count: usize,
+        y: &mut [i8],
+        ys: (usize, usize),
+    ) -> bool {
+        crate::isa_v6m::strip_row::<SIGNED>(bias, x, px, run, p, c0, count, y, ys)
+    }
+
+    #[inline(always)]
     fn store_column(block: &mut [i8], p: usize, col: &[i8]) {
         for (x, &c) in rows_mut(block, 4).zip(col) {
             if let Some(x) = x.get_mut(p) {
@@ -691,6 +769,16 @@ impl Mac for V6m {
     #[inline(always)]
     fn dot_block(block: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4] {
         crate::isa_v6m::dot_4x1_u8(block, w, acc)
+    }
+
+    #[inline(always)]
+    fn conv_cols(block: &[i8], p: &super::FastConv<'_>, kp: usize, y: &mut [i8]) -> bool {
+        crate::isa_v6m::conv_cols(block, p, kp, y)
+    }
+
+    #[inline(always)]
+    fn conv_cols_takes(p: &super::FastConv<'_>) -> bool {
+        crate::isa_v6m::conv_cols_takes(p)
     }
 
     /// `floor((a * b + 2^31) / 2^32)` from the four 16-bit partial products: with

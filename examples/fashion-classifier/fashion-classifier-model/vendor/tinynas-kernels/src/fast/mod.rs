@@ -42,6 +42,10 @@ pub struct FastConv<'a> {
     /// shifted left by its channel's left shift, is below `2^30` in magnitude: requantisation takes
     /// its short exact form. (False is always correct.)
     pub narrow: bool,
+    /// No accumulator of the layer exceeds this in magnitude, for any input (the generator's
+    /// `|bias| + 128 * sum(|w|)` of the widest channel; `u32::MAX` where it is not known): the
+    /// Armv6-M requantisation takes its three-multiply form below `2^20`.
+    pub acc_bound: u32,
 }
 
 /// A dense layer prepared for the fast kernel (bias folded as in [`FastConv`]).
@@ -367,7 +371,7 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
     let pixels = d.out_h * d.out_w;
     let vector = M::VECTOR && mac::shifts_in_range(p.shift);
     let clamp = mac::Clamp::new(&p.quant);
-    let cols = SHORT && oc > OC_BLOCK && M::conv_cols_takes(p);
+    let cols = SHORT && M::conv_cols_takes(p);
     // The output pixel of the column being gathered, counted (Armv6-M has no divide).
     let (mut oy, mut ox) = (0, 0);
     for base in (0..pixels).step_by(4) {
@@ -394,6 +398,9 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
                         continue;
                     }
                 }
+            }
+            if M::gather_block(input, &d, (py, px), pad, block, q) {
+                continue;
             }
             if let Some(dst) = M::column_mut(block, q, kp) {
                 if let Some((taps, tail)) = dst.split_at_mut_checked(k) {
@@ -504,7 +511,7 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
 }
 
 /// Output channels per block of [`conv2d`]'s accumulators (on the stack: 16 bytes each).
-const OC_BLOCK: usize = 8;
+pub(crate) const OC_BLOCK: usize = 8;
 
 /// Channels per block of the stack accumulators of depthwise and mean.
 const BLOCK: usize = 32;
