@@ -69,15 +69,27 @@ impl Case {
         }
     }
 
-    /// What the generator sets `acc_bound` to: `|bias| + 128 * sum(|w|)` of the widest channel.
-    fn bound(&self, bias: &[i32]) -> u32 {
-        let k = self.weights.len() / bias.len().max(1);
-        let widest = bias
-            .iter()
-            .zip(self.weights.chunks(k.max(1)))
-            .map(|(&b, w)| {
-                let sum: u64 = w.iter().map(|w| u64::from(w.unsigned_abs())).sum();
-                u64::from(b.unsigned_abs()) + 128 * sum
+    /// What the generator sets `acc_bound` to: `|bias| + 128 * sum(|w|)` of the widest channel
+    /// (`depthwise`: the weights `[taps][channels]`, else `[channels][k]`).
+    fn bound(&self, bias: &[i32], depthwise: bool) -> u32 {
+        let oc = bias.len().max(1);
+        let k = self.weights.len() / oc;
+        let widest = (0..bias.len())
+            .map(|c| {
+                let sum: u64 = if depthwise {
+                    self.weights
+                        .iter()
+                        .skip(c)
+                        .step_by(oc)
+                        .map(|w| u64::from(w.unsigned_abs()))
+                        .sum()
+                } else {
+                    self.weights[c * k..(c + 1) * k]
+                        .iter()
+                        .map(|w| u64::from(w.unsigned_abs()))
+                        .sum()
+                };
+                u64::from(bias[c].unsigned_abs()) + 128 * sum
             })
             .max()
             .unwrap_or(0);
@@ -213,7 +225,7 @@ fn check_conv<M: Mac>(c: &Case) -> Result<(), TestCaseError> {
         let f = FastConv {
             weights: &padded,
             narrow,
-            acc_bound: c.bound(&bias),
+            acc_bound: c.bound(&bias, false),
             ..c.fast(&bias)
         };
         // Scratch at every alignment, with its garbage left in.
@@ -277,7 +289,9 @@ proptest! {
                     let mut scratch = vec![0i8; skip.map_or(0, |s| rows + s)];
                     let scratch = &mut scratch[skip.unwrap_or(0).min(rows)..];
                     let mut got = vec![0i8; c.out_len()];
-                    run(&c.input, &mut got, scratch, &FastConv { narrow, ..c.fast(&bias) });
+                    let acc_bound = c.bound(&bias, true);
+                    let f = FastConv { narrow, acc_bound, ..c.fast(&bias) };
+                    run(&c.input, &mut got, scratch, &f);
                     prop_assert_eq!(&got, &want, "narrow {} scratch {:?}", narrow, skip);
                 }
             }
