@@ -69,28 +69,23 @@ impl Case {
         }
     }
 
-    /// What the generator sets `acc_bound` to: `|bias| + 128 * sum(|w|)` of the widest channel
-    /// (`depthwise`: the weights `[taps][channels]`, else `[channels][k]`).
+    /// `sum(|w|)` of channel `c` of `oc` (`depthwise`: the weights `[taps][channels]`, else
+    /// `[channels][k]`).
+    fn abs_sum(&self, c: usize, oc: usize, depthwise: bool) -> u64 {
+        let abs = |w: &i8| u64::from(w.unsigned_abs());
+        if depthwise {
+            self.weights.iter().skip(c).step_by(oc).map(abs).sum()
+        } else {
+            let k = self.weights.len() / oc;
+            self.weights[c * k..(c + 1) * k].iter().map(abs).sum()
+        }
+    }
+
+    /// What the generator sets `acc_bound` to: `|bias| + 128 * sum(|w|)` of the widest channel.
     fn bound(&self, bias: &[i32], depthwise: bool) -> u32 {
-        let oc = bias.len().max(1);
-        let k = self.weights.len() / oc;
-        let widest = (0..bias.len())
-            .map(|c| {
-                let sum: u64 = if depthwise {
-                    self.weights
-                        .iter()
-                        .skip(c)
-                        .step_by(oc)
-                        .map(|w| u64::from(w.unsigned_abs()))
-                        .sum()
-                } else {
-                    self.weights[c * k..(c + 1) * k]
-                        .iter()
-                        .map(|w| u64::from(w.unsigned_abs()))
-                        .sum()
-                };
-                u64::from(bias[c].unsigned_abs()) + 128 * sum
-            })
+        let oc = bias.len();
+        let widest = (0..oc)
+            .map(|c| u64::from(bias[c].unsigned_abs()) + 128 * self.abs_sum(c, oc, depthwise))
             .max()
             .unwrap_or(0);
         u32::try_from(widest).unwrap_or(u32::MAX)
@@ -99,23 +94,7 @@ impl Case {
     /// What the generator sets `narrow` to.
     fn narrow(&self, bias: &[i32], depthwise: bool) -> bool {
         let oc = bias.len();
-        (0..oc).all(|c| {
-            let sum: u64 = if depthwise {
-                self.weights
-                    .iter()
-                    .skip(c)
-                    .step_by(oc)
-                    .map(|w| u64::from(w.unsigned_abs()))
-                    .sum()
-            } else {
-                let k = self.weights.len() / oc;
-                self.weights[c * k..(c + 1) * k]
-                    .iter()
-                    .map(|w| u64::from(w.unsigned_abs()))
-                    .sum()
-            };
-            narrow_channel(bias[c], self.shift[c], sum)
-        })
+        (0..oc).all(|c| narrow_channel(bias[c], self.shift[c], self.abs_sum(c, oc, depthwise)))
     }
 
     fn out_len(&self) -> usize {
