@@ -92,6 +92,9 @@ fn vendor(root: &Path) {
             };
             // `[package]` first, the rest in key order.
             let mut rest = normalise(m, &ws);
+            if name == "tinynas-macros" {
+                without_tflite(&mut rest);
+            }
             let mut package = toml::Table::new();
             if let Some(p) = rest.remove("package") {
                 package.insert("package".into(), p);
@@ -139,6 +142,19 @@ fn vendor(root: &Path) {
     }
     code.push_str("];\n");
     std::fs::write(out.join("vendored.rs"), code).expect("OUT_DIR is writable");
+}
+
+/// The vendored macro reads only `.tnas` (a generated crate carries its model as one): no
+/// TF Lite reader in the firmware's build. The feature stays declared, empty and off.
+fn without_tflite(m: &mut toml::Table) {
+    use toml::Value;
+    if let Some(Value::Table(deps)) = m.get_mut("dependencies") {
+        deps.remove("tinynas-tflite");
+    }
+    let mut features = toml::Table::new();
+    features.insert("default".into(), Value::Array(Vec::new()));
+    features.insert("tflite".into(), Value::Array(Vec::new()));
+    m.insert("features".into(), Value::Table(features));
 }
 
 fn read_toml(path: &Path) -> Option<toml::Table> {

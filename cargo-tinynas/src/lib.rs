@@ -20,6 +20,7 @@ pub mod generate;
 pub mod hash;
 pub mod inspect;
 pub mod kernel_bench;
+pub mod modelfile;
 pub mod project;
 pub mod report;
 pub mod search;

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 mod cli;
 
 use cli::{bench::BenchArgs, generate::GenerateArgs, init::InitArgs, inspect::InspectArgs};
+use cli::{import::ImportArgs, predict::PredictArgs};
 use cli::{search::SearchArgs, train::TrainArgs, verify::VerifyArgs};
 
 #[derive(Parser, Debug)]
@@ -27,6 +28,13 @@ struct Tinynas {
 enum Command {
     /// Show a model's layers, MACs, parameters and planned activation memory.
     Inspect(InspectArgs),
+    /// Import an int8 TF Lite model (.tflite) as a .tnas model file. Every other command also
+    /// takes a .tflite file directly; a model that cannot run bit-exactly is refused with the
+    /// operator and what to do (exit 1).
+    Import(ImportArgs),
+    /// Run one input (an image, or a .bin file of the input tensor's bytes) through the host
+    /// interpreter, the same kernels the device runs, and print its logits and class.
+    Predict(PredictArgs),
     /// Measure a model on a board: latency, peak SRAM and flash, with the device's outputs checked
     /// against the host bit for bit. Exit codes: 0 ok, 3 outputs differ, 5 no board, 2 usage, 1
     /// other errors.
@@ -67,6 +75,8 @@ fn main() -> ExitCode {
 fn run(args: Tinynas) -> anyhow::Result<i32> {
     match args.command {
         Command::Inspect(a) => cli::inspect::run(a),
+        Command::Import(a) => cli::import::run(a),
+        Command::Predict(a) => cli::predict::run(a),
         Command::Bench(a) => cli::bench::run(a),
         Command::Train(a) => cli::train::run(a),
         Command::Init(a) => cli::init::run(a),

@@ -35,6 +35,8 @@ pub struct HostModel {
     input_type: InputType,
     input_len: usize,
     program: Program,
+    /// Each node's first input tensor (what a `Reshape` node's output equals).
+    first_inputs: Vec<usize>,
 }
 
 impl HostModel {
@@ -43,6 +45,7 @@ impl HostModel {
             input_type: model.input_type,
             input_len: model.input_shape.elements(),
             program: crate::lower::lower(model)?,
+            first_inputs: model.nodes.iter().map(|n| n.inputs[0]).collect(),
         })
     }
 
@@ -52,6 +55,47 @@ impl HostModel {
 
     /// Runs one inference and returns the output tensor (the logits).
     pub fn run(&self, input: Input<'_>) -> Result<Vec<i8>, RunError> {
+        self.run_with(input, |_, _| {})
+    }
+
+    /// Runs one inference and returns every node's output tensor, in node order (a `Reshape`
+    /// node's is its input's values), for comparing intermediate tensors with another runtime.
+    pub fn run_all(&self, input: Input<'_>) -> Result<Vec<Vec<i8>>, RunError> {
+        let mut seen: Vec<Option<Vec<i8>>> = vec![None; self.first_inputs.len()];
+        let mut converted = None;
+        self.run_with(input, |node, y| match node {
+            Some(i) => {
+                if let Some(s) = seen.get_mut(i) {
+                    *s = Some(y.to_vec());
+                }
+            }
+            None => converted = Some(y.to_vec()),
+        })?;
+        let x: Vec<i8> = match (converted, input) {
+            (Some(c), _) => c,
+            (None, Input::I8(v)) => v.to_vec(),
+            (None, Input::U8(v)) => v.iter().map(|&b| (b ^ 0x80) as i8).collect(),
+        };
+        let mut out: Vec<Vec<i8>> = Vec::with_capacity(seen.len());
+        for (i, s) in seen.into_iter().enumerate() {
+            let v = match s {
+                Some(v) => v,
+                None => match self.first_inputs[i] {
+                    0 => x.clone(),
+                    t => out[t - 1].clone(),
+                },
+            };
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Runs one inference, calling `after(node, output)` after each kernel call.
+    fn run_with(
+        &self,
+        input: Input<'_>,
+        mut after: impl FnMut(Option<usize>, &[i8]),
+    ) -> Result<Vec<i8>, RunError> {
         let x: Vec<i8> = match (self.input_type, input) {
             (InputType::U8, Input::U8(v)) => v.iter().map(|&b| b as i8).collect(),
             (InputType::I8, Input::I8(v)) => v.to_vec(),
@@ -133,6 +177,7 @@ impl HostModel {
                 }
                 Kernel::Softmax(s) => k::softmax(a, y, s),
             }
+            after(step.node, y);
         }
         Ok(match self.program.output {
             Location::Input => x,

@@ -48,6 +48,13 @@ fn write_fixtures() {
     let mut i8_model = model.clone();
     i8_model.input_type = InputType::I8;
     w("i8_input.tnas", &to_bytes(&i8_model));
+    // TF Lite Micro's person_detect and a damaged copy.
+    let tflite = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tflite");
+    let pd = std::fs::read(tflite.join("person_detect.tflite")).unwrap();
+    w("person_detect.tflite", &pd);
+    let mut v = pd.clone();
+    v[20..28].copy_from_slice(&[0xff; 8]);
+    w("corrupted.tflite", &v);
 }
 
 /// `to_bytes` writes whatever it is given; the reader is what checks.

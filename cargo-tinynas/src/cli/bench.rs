@@ -10,7 +10,7 @@ use clap::Args;
 
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
-    /// The `.tnas` model file.
+    /// The model file: `.tnas`, or an int8 TF Lite `.tflite`.
     #[arg(long, required_unless_present = "kernels")]
     pub(crate) model: Option<PathBuf>,
     /// The kernel benchmark instead: the six layers CMSIS-NN was measured on, through our
@@ -108,8 +108,14 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
         return kernel_bench(&a);
     }
     let model = a.model.clone().unwrap_or_default();
-    let bytes =
-        std::fs::read(&model).with_context(|| format!("cannot read {}", model.display()))?;
+    let loaded = cargo_tinynas::modelfile::load(&model)
+        .with_context(|| format!("{} is not a usable model", model.display()))?;
+    if a.message_format == MessageFormat::Human {
+        for n in &loaded.notes {
+            eprintln!("note: {n}");
+        }
+    }
+    let bytes = loaded.tnas;
     let choice =
         a.on.choice()
             .unwrap_or_else(board::BoardChoice::default_emulated);

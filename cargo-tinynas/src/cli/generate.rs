@@ -27,10 +27,12 @@ pub(crate) struct GenerateArgs {
 pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
     use cargo_tinynas::generate::{self, Card};
     let p = a.project.project()?;
-    let bytes =
-        std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
-    let model = tinynas_model::format::read(&bytes)
+    let loaded = cargo_tinynas::modelfile::load(&a.model)
         .with_context(|| format!("{} is not a usable model", a.model.display()))?;
+    for n in &loaded.notes {
+        eprintln!("note: {n}");
+    }
+    let (model, bytes) = (loaded.model, loaded.tnas);
     p.check_model(&model, &a.model.display().to_string())?;
     let name = p.crate_name();
     let card = Card {

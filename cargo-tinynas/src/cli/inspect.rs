@@ -9,7 +9,7 @@ use clap::Args;
 
 #[derive(Args, Debug)]
 pub(crate) struct InspectArgs {
-    /// The `.tnas` model file.
+    /// The model file: `.tnas`, or an int8 TF Lite `.tflite`.
     pub(crate) model: PathBuf,
     /// `human` (a table on stderr) or `json` (one JSON object per line on stdout).
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
@@ -17,10 +17,14 @@ pub(crate) struct InspectArgs {
 }
 
 pub(crate) fn run(a: InspectArgs) -> anyhow::Result<i32> {
-    let bytes =
-        std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
-    let model = tinynas_model::format::read(&bytes)
+    let loaded = cargo_tinynas::modelfile::load(&a.model)
         .with_context(|| format!("{} is not a usable model", a.model.display()))?;
+    let model = loaded.model;
+    if a.message_format == MessageFormat::Human {
+        for n in &loaded.notes {
+            eprintln!("note: {n}");
+        }
+    }
     let report = inspect::report(&model);
     match a.message_format {
         MessageFormat::Json => out!("{report}"),

@@ -57,8 +57,10 @@ pub(crate) fn fraction(s: &str) -> Result<f64, String> {
 
 pub(crate) mod bench;
 pub(crate) mod generate;
+pub(crate) mod import;
 pub(crate) mod init;
 pub(crate) mod inspect;
+pub(crate) mod predict;
 pub(crate) mod search;
 pub(crate) mod train;
 pub(crate) mod verify;

@@ -1,5 +1,6 @@
-//! `model!(Name, "path/to/model.tnas")`: expands a model file into a type with straight-line
-//! inference code. Use it through `tinynas_runtime::model!`.
+//! `model!(Name, "path/to/model.tnas")`: expands a model file (`.tnas`, or with the default
+//! `tflite` feature an int8 TF Lite `.tflite` file) into a type with straight-line inference
+//! code. Use it through `tinynas_runtime::model!`.
 //!
 //! The path is relative to the invoking crate's `CARGO_MANIFEST_DIR` (or absolute). Errors (a
 //! missing, truncated or invalid file) become a `compile_error!` at the path literal. All logic
@@ -62,10 +63,25 @@ fn expand(input: proc_macro2::TokenStream) -> syn::Result<proc_macro2::TokenStre
             ),
         )
     })?;
-    let model = tinynas_model::format::read(&bytes)
+    let model = read_model(&bytes)
         .map_err(|e| syn::Error::new(path.span(), format!("invalid model file {rel:?}: {e}")))?;
     let mut opts = tinynas_model::codegen::Options::new(name);
     opts.track_file = Some(full.to_string_lossy().into_owned());
     tinynas_model::codegen::expand(&model, &opts)
         .map_err(|e| syn::Error::new(path.span(), e.to_string()))
+}
+
+/// A `.tnas` file, or (feature `tflite`) a TF Lite file imported.
+fn read_model(bytes: &[u8]) -> Result<tinynas_model::Model, String> {
+    #[cfg(feature = "tflite")]
+    if tinynas_tflite::is_tflite(bytes) {
+        return tinynas_tflite::import(bytes)
+            .map(|i| i.model)
+            .map_err(|e| e.to_string());
+    }
+    #[cfg(not(feature = "tflite"))]
+    if bytes.get(4..8) == Some(b"TFL3") {
+        return Err("this is a TF Lite model, and this build of tinynas-macros reads only .tnas files (its `tflite` feature is off): convert it with `cargo tinynas import`".into());
+    }
+    tinynas_model::format::read(bytes).map_err(|e| e.to_string())
 }

@@ -1,0 +1,110 @@
+//! `cargo tinynas predict`: one input through the host interpreter (the kernels the device runs),
+//! its logits and class.
+
+use std::path::PathBuf;
+
+use super::MessageFormat;
+use anyhow::{bail, Context};
+use cargo_tinynas::exit_codes;
+use clap::Args;
+use tinynas_model::host::{HostModel, Input};
+use tinynas_model::InputType;
+
+#[derive(Args, Debug)]
+pub(crate) struct PredictArgs {
+    /// The model file: `.tnas`, or an int8 TF Lite `.tflite`.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// The input: an image (PNG, JPEG, BMP, PGM/PPM), read as grey or RGB and resized to the
+    /// model's input as the data set loader does; for an int8 model each pixel p becomes p - 128.
+    /// Or a `.bin` file holding exactly the input tensor's bytes (NHWC, u8 or i8 as the model
+    /// takes).
+    #[arg(long)]
+    pub(crate) input: PathBuf,
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub(crate) message_format: MessageFormat,
+}
+
+pub(crate) fn run(a: PredictArgs) -> anyhow::Result<i32> {
+    let loaded = cargo_tinynas::modelfile::load(&a.model)
+        .with_context(|| format!("{} is not a usable model", a.model.display()))?;
+    let model = &loaded.model;
+    let s = model.input_shape;
+    let bytes = if a
+        .input
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
+    {
+        let b = std::fs::read(&a.input)
+            .with_context(|| format!("cannot read {}", a.input.display()))?;
+        if b.len() != s.elements() {
+            bail!(
+                "{} holds {} bytes; the model's input is {}x{}x{} = {} bytes",
+                a.input.display(),
+                b.len(),
+                s.h,
+                s.w,
+                s.c,
+                s.elements()
+            );
+        }
+        b
+    } else {
+        let shape = cargo_tinynas::data::ImageShape {
+            h: s.h,
+            w: s.w,
+            c: s.c,
+        };
+        let px = cargo_tinynas::data::folder::decode(&a.input, shape)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", a.input.display()))?;
+        match model.input_type {
+            InputType::U8 => px,
+            InputType::I8 => px.iter().map(|&p| p ^ 0x80).collect(),
+        }
+    };
+    let host = HostModel::new(model)?;
+    let logits = match model.input_type {
+        InputType::U8 => host.run(Input::U8(&bytes))?,
+        InputType::I8 => {
+            let x: Vec<i8> = bytes.iter().map(|&b| b as i8).collect();
+            host.run(Input::I8(&x))?
+        }
+    };
+    // The first of the largest, as the generated `predict` picks.
+    let class = logits
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > logits[best] { i } else { best });
+    let label = model.labels.get(class).cloned();
+    match a.message_format {
+        MessageFormat::Json => out!(
+            "{}",
+            serde_json::json!({
+                "reason": "prediction",
+                "model": a.model.display().to_string(),
+                "input": a.input.display().to_string(),
+                "logits": logits,
+                "class": class,
+                "label": label,
+            })
+        ),
+        MessageFormat::Human => {
+            for n in &loaded.notes {
+                eprintln!("note: {n}");
+            }
+            let name = |i: usize| {
+                model
+                    .labels
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| i.to_string())
+            };
+            for (i, v) in logits.iter().enumerate() {
+                let mark = if i == class { "  <- class" } else { "" };
+                eprintln!("  {:>12}  {v:>4}{mark}", name(i));
+            }
+            out!("{}", name(class));
+        }
+    }
+    Ok(exit_codes::OK)
+}

@@ -1,0 +1,113 @@
+//! A model file as the commands read it: a `.tnas` file, or an int8 TF Lite `.tflite` file
+//! imported on the way (`tinynas_tflite`). Which one is told by the content, not the name.
+//!
+//! An imported model continues as `.tnas` bytes ([`Loaded::tnas`]): the bench firmware and the
+//! generated crate always carry a `.tnas` file, so neither needs the TF Lite reader.
+
+use std::path::Path;
+
+use tinynas_model::Model;
+
+/// A model read from a file.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub model: Model,
+    /// The model as a `.tnas` file (the file's own bytes when it was one).
+    pub tnas: Vec<u8>,
+    /// `"tnas"` or `"tflite"`.
+    pub format: &'static str,
+    /// What the TF Lite import folded away or worked around (empty for `.tnas`).
+    pub notes: Vec<String>,
+    /// For an imported model: the TF Lite tensor each node computes.
+    pub tflite_tensors: Vec<usize>,
+}
+
+/// Why a model file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Tnas(#[from] tinynas_model::Error),
+    #[error("{0}")]
+    Tflite(#[from] tinynas_tflite::ImportError),
+    #[error("neither a .tnas model nor a TF Lite model (the file starts with {0:02x?}); give a model written by `cargo tinynas train`/`search`, or an int8 .tflite file")]
+    Neither(Vec<u8>),
+}
+
+/// Reads a model from bytes.
+pub fn load_bytes(bytes: &[u8]) -> Result<Loaded, LoadError> {
+    if tinynas_tflite::is_tflite(bytes) {
+        let imported = tinynas_tflite::import(bytes)?;
+        let tnas = tinynas_model::format::to_bytes(&imported.model);
+        return Ok(Loaded {
+            model: imported.model,
+            tnas,
+            format: "tflite",
+            notes: imported.notes,
+            tflite_tensors: imported.tensors,
+        });
+    }
+    if bytes.len() >= 4 && &bytes[..4] != b"TNAS" {
+        return Err(LoadError::Neither(bytes[..bytes.len().min(8)].to_vec()));
+    }
+    let model = tinynas_model::format::read(bytes)?;
+    Ok(Loaded {
+        model,
+        tnas: bytes.to_vec(),
+        format: "tnas",
+        notes: Vec::new(),
+        tflite_tensors: Vec::new(),
+    })
+}
+
+/// Reads a model file.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    load_bytes(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neither_format_is_named() {
+        let e = load_bytes(b"PK\x03\x04 a zip file").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("neither a .tnas model nor a TF Lite model"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_tnas_file_keeps_its_bytes() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/all-ops.tnas"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let l = load_bytes(&bytes).unwrap();
+        assert_eq!(l.format, "tnas");
+        assert_eq!(l.tnas, bytes);
+    }
+
+    #[test]
+    fn a_tflite_file_becomes_the_same_model_as_tnas() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/tflite/person_detect.tflite"
+        );
+        let l = load(Path::new(path)).unwrap();
+        assert_eq!(l.format, "tflite");
+        assert_eq!(tinynas_model::format::read(&l.tnas).unwrap(), l.model);
+        assert_eq!(l.tflite_tensors.len(), l.model.nodes.len());
+    }
+}

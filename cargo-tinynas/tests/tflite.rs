@@ -1,0 +1,209 @@
+//! Imported TF Lite models end to end: TF Lite Micro's person_detect on qemu-m4 (built and run
+//! under QEMU like our own models), equal to TF Lite's reference kernels; and the CLI's import,
+//! predict and refusals as a user meets them. References: tests/fixtures/tflite (made by its
+//! make_references.py with TF Lite's interpreter).
+
+mod common;
+
+use std::path::PathBuf;
+
+use cargo_tinynas::bench::{self, Options};
+use cargo_tinynas::board::qemu::{machine, QemuBoard};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tflite")
+}
+
+fn references() -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("person_detect.references.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+fn want(refs: &serde_json::Value, name: &str) -> Vec<i8> {
+    refs["inputs"][name]["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap() as i8)
+        .collect()
+}
+
+const INPUTS: [&str; 5] = [
+    "person_detect_person",
+    "person_detect_no_person",
+    "random0",
+    "random1",
+    "random2",
+];
+
+#[test]
+fn person_detect_on_qemu_m4_equals_tflite_reference_kernels() {
+    let loaded = cargo_tinynas::modelfile::load(&fixtures().join("person_detect.tflite")).unwrap();
+    let refs = references();
+    let inputs: Vec<Vec<u8>> = INPUTS
+        .iter()
+        .map(|n| std::fs::read(fixtures().join(format!("person_detect.inputs/{n}.bin"))).unwrap())
+        .collect();
+    let mut board = QemuBoard::new(machine("qemu-m4").unwrap());
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-cache");
+    let out = bench::run_with_inputs(
+        &loaded.tnas,
+        inputs,
+        &mut board,
+        &Options {
+            inputs: INPUTS.len(),
+            ..Options::default()
+        },
+        &cache,
+        |_| {},
+    )
+    .unwrap();
+    assert!(out.outputs_match(), "device != host: {:?}", out.mismatches);
+    for (i, name) in INPUTS.iter().enumerate() {
+        assert_eq!(
+            out.measurement.outputs[i],
+            want(&refs, name),
+            "{name} on the device"
+        );
+        assert_eq!(out.host_outputs[i], want(&refs, name), "{name} on the host");
+    }
+    // The budget, exact under QEMU: static RAM + arena + stack.
+    let m = &out.measurement;
+    assert!(
+        m.peak_sram_bytes() <= 60_000,
+        "peak SRAM {} B (arena {}, stack {})",
+        m.peak_sram_bytes(),
+        m.arena_bytes,
+        m.stack_peak_bytes
+    );
+}
+
+#[test]
+fn import_then_predict_gives_tflite_outputs() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tflite-cli");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_file = dir.join("person.tnas");
+    let o = common::tinynas()
+        .arg("import")
+        .arg(fixtures().join("person_detect.tflite"))
+        .arg("-o")
+        .arg(&out_file)
+        .args(["--labels", "no_person,person", "--message-format", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["reason"], "imported");
+    assert_eq!(j["nodes"], 31);
+    // A second import does not overwrite the first without --force.
+    let before = std::fs::read(&out_file).unwrap();
+    let o = common::tinynas()
+        .arg("import")
+        .arg(fixtures().join("person_detect.tflite"))
+        .arg("-o")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+    assert_eq!(std::fs::read(&out_file).unwrap(), before);
+
+    let refs = references();
+    for model in [out_file.clone(), fixtures().join("person_detect.tflite")] {
+        for name in ["person_detect_person", "person_detect_no_person"] {
+            let o = common::tinynas()
+                .args(["predict", "--model"])
+                .arg(&model)
+                .arg("--input")
+                .arg(fixtures().join(format!("person_detect.inputs/{name}.bin")))
+                .args(["--message-format", "json"])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let logits: Vec<i8> = j["logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap() as i8)
+                .collect();
+            assert_eq!(logits, want(&refs, name), "{name} with {}", model.display());
+        }
+    }
+    // The labelled .tnas names the class.
+    let o = common::tinynas()
+        .args(["predict", "--model"])
+        .arg(&out_file)
+        .arg("--input")
+        .arg(fixtures().join("person_detect.inputs/person_detect_person.bin"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "person");
+    // An image is decoded and converted (p - 128 for an int8 model), not refused.
+    let o = common::tinynas()
+        .args(["predict", "--model"])
+        .arg(&out_file)
+        .arg("--input")
+        .arg(fixtures().join("person_detect_person.bmp"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A .bin of the wrong length says the right one.
+    let short = dir.join("short.bin");
+    std::fs::write(&short, [0u8; 100]).unwrap();
+    let o = common::tinynas()
+        .args(["predict", "--model"])
+        .arg(&out_file)
+        .arg("--input")
+        .arg(&short)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("96x96x1 = 9216 bytes"));
+}
+
+/// Each refusal exits 1 with a message that says what is wrong and what to do, never a panic.
+#[test]
+fn float_unsupported_and_corrupted_models_are_refused_clearly() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tflite-refusals");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut corrupted = std::fs::read(fixtures().join("person_detect.tflite")).unwrap();
+    corrupted[20..28].copy_from_slice(&[0xff; 8]);
+    std::fs::write(dir.join("corrupted.tflite"), &corrupted).unwrap();
+    let cases = [
+        (
+            fixtures().join("float_model.tflite"),
+            "this is a float model; convert it with full integer quantisation",
+        ),
+        (
+            fixtures().join("unsupported_op.tflite"),
+            "operator 27 (L2_POOL_2D): is not supported",
+        ),
+        (
+            dir.join("corrupted.tflite"),
+            "not a valid TF Lite model file",
+        ),
+    ];
+    for (file, message) in &cases {
+        for cmd in ["import", "inspect"] {
+            let mut c = common::tinynas();
+            c.arg(cmd).arg(file);
+            if cmd == "import" {
+                c.arg("-o").arg(dir.join("out.tnas"));
+            }
+            let o = c.output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{cmd} {}: {err}", file.display());
+            assert!(err.contains(message), "{cmd} {}: {err}", file.display());
+            assert!(!err.contains("panicked"), "{err}");
+        }
+        assert!(
+            !dir.join("out.tnas").exists(),
+            "nothing written for a refused model"
+        );
+    }
+}

@@ -1,0 +1,3 @@
+tinynas_runtime::model!(Net, "fixtures/corrupted.tflite");
+
+fn main() {}
