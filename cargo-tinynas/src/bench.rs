@@ -19,6 +19,10 @@ pub struct Options {
     pub inputs: usize,
     pub seed: u64,
     pub per_layer: bool,
+    /// Check every intermediate tensor: the firmware reports a CRC-32 of each kernel call's
+    /// output for each input, compared with the host interpreter's (a separate firmware build;
+    /// hashing on the device would distort `per_layer` timing, so the two do not mix).
+    pub trace: bool,
     /// A buffer of this many bytes added to the stack around the model (for testing).
     pub extra_stack_bytes: usize,
 }
@@ -29,6 +33,7 @@ impl Default for Options {
             inputs: 4,
             seed: 1,
             per_layer: false,
+            trace: false,
             extra_stack_bytes: 0,
         }
     }
@@ -45,11 +50,16 @@ pub struct Outcome {
     pub host_outputs: Vec<Vec<i8>>,
     /// (input, output index) of every value where the device and the host differ.
     pub mismatches: Vec<(usize, usize)>,
+    /// With [`Options::trace`]: (input, kernel call) of every intermediate tensor whose CRC-32
+    /// on the device differs from the host's.
+    pub trace_mismatches: Vec<(usize, usize)>,
+    /// With [`Options::trace`]: the number of intermediate tensors compared (inputs x calls).
+    pub traced_tensors: usize,
 }
 
 impl Outcome {
     pub fn outputs_match(&self) -> bool {
-        self.mismatches.is_empty()
+        self.mismatches.is_empty() && self.trace_mismatches.is_empty()
     }
 }
 
@@ -65,6 +75,8 @@ pub enum BenchError {
     Host(#[from] tinynas_model::host::RunError),
     #[error("bench inputs must be one or more images of {0} bytes each")]
     Inputs(usize),
+    #[error("the firmware's trace does not fit the model: {0}")]
+    Trace(String),
 }
 
 /// Seeded random inputs for a model (raw bytes; `i8` models read them as `i8`).
@@ -130,7 +142,8 @@ pub fn run_with_inputs(
         memory: board.memory(),
         timer: board.timer(),
         unlock_dwt: board.unlock_dwt(),
-        per_layer: opts.per_layer,
+        per_layer: opts.per_layer && !opts.trace,
+        trace: opts.trace,
         extra_stack_bytes: opts.extra_stack_bytes,
     };
     progress(&format!(
@@ -150,6 +163,40 @@ pub fn run_with_inputs(
             }
         }
     }
+    let (mut trace_mismatches, mut traced_tensors) = (Vec::new(), 0);
+    if opts.trace {
+        let hm = tinynas_model::host::HostModel::new(&model)?;
+        if measurement.traces.len() != inputs.len() {
+            return Err(BenchError::Trace(format!(
+                "the firmware traced {} inputs of {}",
+                measurement.traces.len(),
+                inputs.len()
+            )));
+        }
+        for (i, (x, device)) in inputs.iter().zip(&measurement.traces).enumerate() {
+            let steps = match model.input_type {
+                tinynas_model::InputType::U8 => hm.run_steps(tinynas_model::host::Input::U8(x))?,
+                tinynas_model::InputType::I8 => {
+                    let v: Vec<i8> = x.iter().map(|&b| b as i8).collect();
+                    hm.run_steps(tinynas_model::host::Input::I8(&v))?
+                }
+            };
+            if steps.len() != device.len() {
+                return Err(BenchError::Trace(format!(
+                    "the firmware traced {} kernel calls, the host ran {}",
+                    device.len(),
+                    steps.len()
+                )));
+            }
+            for (s, (y, &crc)) in steps.iter().zip(device).enumerate() {
+                let bytes: Vec<u8> = y.iter().map(|&v| v as u8).collect();
+                traced_tensors += 1;
+                if crc32fast::hash(&bytes) != crc {
+                    trace_mismatches.push((i, s));
+                }
+            }
+        }
+    }
     Ok(Outcome {
         model,
         program,
@@ -158,6 +205,8 @@ pub fn run_with_inputs(
         inputs,
         host_outputs: host,
         mismatches,
+        trace_mismatches,
+        traced_tensors,
     })
 }
 
@@ -220,6 +269,8 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "latency_per_mac": if macs > 0 { Some(lat_min as f64 / macs as f64) } else { None },
         "outputs_match_host": o.outputs_match(),
         "mismatched_values": o.mismatches.len(),
+        "traced_tensors": o.traced_tensors,
+        "mismatched_tensors": o.trace_mismatches.iter().map(|&(i, s)| serde_json::json!({"input": i, "step": s})).collect::<Vec<_>>(),
         "inputs": o.inputs.len(),
         "peak_sram_bytes": m.peak_sram_bytes(),
         "sram": {
@@ -327,7 +378,7 @@ pub fn table(o: &Outcome) -> String {
     let _ = writeln!(
         s,
         "outputs:     {}",
-        if o.outputs_match() {
+        if o.mismatches.is_empty() {
             format!(
                 "device == host reference, bit for bit ({} inputs x {} values)",
                 o.inputs.len(),
@@ -342,5 +393,23 @@ pub fn table(o: &Outcome) -> String {
             )
         }
     );
+    if o.traced_tensors > 0 {
+        let _ = writeln!(
+            s,
+            "tensors:     {}",
+            match o.trace_mismatches.first() {
+                None => format!(
+                    "every intermediate tensor == host reference, bit for bit ({} inputs x {} kernel calls, by CRC-32)",
+                    o.inputs.len(),
+                    o.traced_tensors / o.inputs.len().max(1)
+                ),
+                Some(&(i, st)) => format!(
+                    "MISMATCH: {} of {} intermediate tensors differ from the host's (first: input {i}, kernel call {st})",
+                    o.trace_mismatches.len(),
+                    o.traced_tensors
+                ),
+            }
+        );
+    }
     s
 }

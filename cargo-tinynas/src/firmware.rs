@@ -37,6 +37,8 @@ pub struct Spec<'a> {
     pub unlock_dwt: bool,
     /// Time every kernel call.
     pub per_layer: bool,
+    /// Report a CRC-32 of every kernel call's output, per input (not with `per_layer`).
+    pub trace: bool,
     /// A buffer of this many bytes on the stack around the model call (0: none): for testing the
     /// stack measurement.
     pub extra_stack_bytes: usize,
@@ -51,6 +53,8 @@ pub struct Firmware {
     pub inputs: usize,
     pub classes: usize,
     pub steps: usize,
+    /// Kernel calls traced per input (0: no trace).
+    pub traced: usize,
     pub arena_bytes: usize,
     pub target: &'static str,
 }
@@ -157,6 +161,7 @@ pub fn render(
         target_cpu => spec.target_cpu.unwrap_or(""),
         report_version => crate::report::VERSION,
         per_layer => spec.per_layer,
+        trace => spec.trace,
         timer => match spec.timer { Timer::SysTick => "systick", Timer::Dwt => "dwt" },
         timer_kind => match spec.timer { Timer::SysTick => 0, Timer::Dwt => 1 },
         timer_doc => match spec.timer { Timer::SysTick => "SysTick ticks", Timer::Dwt => "DWT CYCCNT cycles" },
@@ -332,6 +337,7 @@ pub fn build(spec: &Spec<'_>, cache: &Path) -> Result<Firmware, FirmwareError> {
         } else {
             0
         },
+        traced: if spec.trace { program.steps.len() } else { 0 },
         arena_bytes: program.plan.arena_bytes,
         target: spec.target,
     })

@@ -8,15 +8,16 @@
 //! symbol `TINYNAS_BENCH_REPORT_VERSION`, which the host checks before running anything):
 //!
 //! ```text
-//! u32 inputs | u32 classes | u32 steps (0: no per-layer timing) | u8 timer (0 SysTick ticks,
-//! 1 DWT cycles) | u32 stack peak bytes | u32 stack size bytes
+//! u32 inputs | u32 classes | u32 steps (0: no per-layer timing) | u32 traced steps (0: no
+//! trace) | u8 timer (0 SysTick ticks, 1 DWT cycles) | u32 stack peak bytes | u32 stack size bytes
 //! inputs x (u64 elapsed | classes x i8 outputs)
 //! steps x u64 (time from the start of the first inference to the end of each kernel call)
+//! inputs x traced x u32 (CRC-32 of the tensor each kernel call wrote, for each input)
 //! ```
 //! A crash is reported as `TNAS-BENCH-FAULT <what>`.
 
 /// The report format this host reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 const FRAME: &str = "TNAS-BENCH ";
 const FAULT: &str = "TNAS-BENCH-FAULT ";
@@ -41,6 +42,8 @@ pub struct Report {
     pub runs: Vec<(u64, Vec<i8>)>,
     /// Per kernel call, cumulative from the start of the first inference (empty unless asked).
     pub steps: Vec<u64>,
+    /// Per input, per kernel call: the CRC-32 of the tensor it wrote (empty unless asked).
+    pub traces: Vec<Vec<u32>>,
 }
 
 /// Why a console output is not a usable report.
@@ -115,6 +118,7 @@ fn decode(p: &[u8]) -> Result<Report, ReportError> {
     let inputs = u32_(take(4)?) as usize;
     let classes = u32_(take(4)?) as usize;
     let steps = u32_(take(4)?) as usize;
+    let traced = u32_(take(4)?) as usize;
     let timer = match take(1)?[0] {
         0 => Timer::SysTick,
         1 => Timer::Dwt,
@@ -122,7 +126,7 @@ fn decode(p: &[u8]) -> Result<Report, ReportError> {
     };
     let stack_peak_bytes = u32_(take(4)?);
     let stack_size_bytes = u32_(take(4)?);
-    if inputs > 1 << 16 || classes > 1 << 20 || steps > 1 << 16 {
+    if inputs > 1 << 16 || classes > 1 << 20 || steps > 1 << 16 || traced > 1 << 16 {
         return Err(ReportError::Damaged("implausible sizes".into()));
     }
     let mut runs = Vec::with_capacity(inputs);
@@ -134,6 +138,16 @@ fn decode(p: &[u8]) -> Result<Report, ReportError> {
     let mut st = Vec::with_capacity(steps);
     for _ in 0..steps {
         st.push(u64::from_le_bytes(take(8)?.try_into().unwrap_or([0; 8])));
+    }
+    let mut traces = Vec::new();
+    if traced > 0 {
+        for _ in 0..inputs {
+            let mut t = Vec::with_capacity(traced);
+            for _ in 0..traced {
+                t.push(u32_(take(4)?));
+            }
+            traces.push(t);
+        }
     }
     if at != p.len() {
         return Err(ReportError::Damaged(format!(
@@ -147,6 +161,7 @@ fn decode(p: &[u8]) -> Result<Report, ReportError> {
         stack_size_bytes,
         runs,
         steps: st,
+        traces,
     })
 }
 
@@ -156,6 +171,7 @@ pub fn encode(r: &Report) -> String {
     p.extend_from_slice(&(r.runs.len() as u32).to_le_bytes());
     p.extend_from_slice(&(r.runs.first().map_or(0, |x| x.1.len()) as u32).to_le_bytes());
     p.extend_from_slice(&(r.steps.len() as u32).to_le_bytes());
+    p.extend_from_slice(&(r.traces.first().map_or(0, Vec::len) as u32).to_le_bytes());
     p.push(match r.timer {
         Timer::SysTick => 0,
         Timer::Dwt => 1,
@@ -168,6 +184,9 @@ pub fn encode(r: &Report) -> String {
     }
     for s in &r.steps {
         p.extend_from_slice(&s.to_le_bytes());
+    }
+    for c in r.traces.iter().flatten() {
+        p.extend_from_slice(&c.to_le_bytes());
     }
     let hex: String = p.iter().map(|b| format!("{b:02x}")).collect();
     format!("{FRAME}{hex} {:08x}\n", crc32fast::hash(&p))
@@ -184,6 +203,7 @@ mod tests {
             stack_size_bytes: 8192,
             runs: vec![(1234, vec![1, -2, 3]), (1240, vec![-128, 127, 0])],
             steps: vec![10, 20, 1234],
+            traces: vec![vec![7, 0xdead_beef, 9], vec![1, 2, 3]],
         }
     }
 

@@ -48,18 +48,31 @@ fn person_detect_on_qemu_m4_equals_tflite_reference_kernels() {
         .collect();
     let mut board = QemuBoard::new(machine("qemu-m4").unwrap());
     let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-cache");
-    let out = bench::run_with_inputs(
-        &loaded.tnas,
-        inputs,
-        &mut board,
-        &Options {
-            inputs: INPUTS.len(),
-            ..Options::default()
-        },
-        &cache,
-        |_| {},
-    )
-    .unwrap();
+    let run = |trace: bool, board: &mut QemuBoard| {
+        bench::run_with_inputs(
+            &loaded.tnas,
+            inputs.clone(),
+            board,
+            &Options {
+                inputs: INPUTS.len(),
+                trace,
+                ..Options::default()
+            },
+            &cache,
+            |_| {},
+        )
+        .unwrap()
+    };
+    // Every intermediate tensor on the device equals the host's (CRC-32 per kernel call), and
+    // the host's equal TF Lite's (tflite/tests/person_detect.rs, by SHA-256).
+    let traced = run(true, &mut board);
+    assert_eq!(traced.traced_tensors, INPUTS.len() * 30);
+    assert!(
+        traced.outputs_match(),
+        "device tensors != host: {:?}",
+        traced.trace_mismatches
+    );
+    let out = run(false, &mut board);
     assert!(out.outputs_match(), "device != host: {:?}", out.mismatches);
     for (i, name) in INPUTS.iter().enumerate() {
         assert_eq!(

@@ -301,12 +301,13 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                 quote!(#p::softmax(#x, y, &#params);)
             }
         };
+        let (o0, o1) = (lit(step.output.0), lit(step.output.0 + step.output.1));
         steps.extend(quote! {
             {
                 #split
                 #call
             }
-            observe(#n);
+            observe(#n, &arena[#o0..#o1]);
         });
     }
 
@@ -403,14 +404,15 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                 input: &[#input_ty; #input_len],
                 arena: &mut [u8; #arena_l],
             ) -> #p::Prediction<#classes_l> {
-                self.predict_observed(input, arena, |_| {})
+                self.predict_observed(input, arena, |_, _| {})
             }
 
-            /// Like [`Self::predict`], and calls `observe(step)` after each of the [`Self::STEPS`]
-            /// kernel calls: for per-layer profiling. With an empty closure it compiles to the same
+            /// Like [`Self::predict`], and calls `observe(step, output)` after each of the
+            /// [`Self::STEPS`] kernel calls with the tensor it wrote: for per-layer profiling and
+            /// for checking intermediate tensors. With an empty closure it compiles to the same
             /// code as `predict`.
             #[allow(unused_variables, clippy::identity_op, clippy::erasing_op, clippy::too_many_lines)]
-            pub fn predict_observed<F: FnMut(usize)>(
+            pub fn predict_observed<F: FnMut(usize, &[i8])>(
                 &self,
                 input: &[#input_ty; #input_len],
                 arena: &mut [u8; #arena_l],

@@ -70,6 +70,7 @@ impl Board for FakeBoard {
             sizes: fw.sizes,
             arena_bytes: fw.arena_bytes as u64,
             outputs,
+            traces: Vec::new(),
         })
     }
 }

@@ -34,6 +34,8 @@ pub struct Measurement {
     pub arena_bytes: u64,
     /// Output values of each inference.
     pub outputs: Vec<Vec<i8>>,
+    /// Per input, the CRC-32 of each kernel call's output (empty unless the firmware traces).
+    pub traces: Vec<Vec<u32>>,
 }
 
 impl Measurement {
@@ -72,6 +74,7 @@ impl Measurement {
             sizes: fw.sizes,
             arena_bytes: fw.arena_bytes as u64,
             outputs: r.runs.into_iter().map(|(_, o)| o).collect(),
+            traces: r.traces,
         }
     }
 }

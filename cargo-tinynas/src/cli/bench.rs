@@ -35,6 +35,11 @@ pub(crate) struct BenchArgs {
     /// Time every layer.
     #[arg(long)]
     pub(crate) per_layer: bool,
+    /// Check every intermediate tensor too: the firmware reports a CRC-32 of each layer's output
+    /// for each input, compared with the host interpreter's (exit 3 if one differs). Hashing on
+    /// the device would distort per-layer times, so this is a run of its own.
+    #[arg(long, conflicts_with = "per_layer")]
+    pub(crate) trace: bool,
     /// Number of random inputs to run.
     #[arg(long, default_value_t = 4)]
     pub(crate) inputs: usize,
@@ -124,6 +129,7 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
         inputs: a.inputs,
         seed: a.seed,
         per_layer: a.per_layer,
+        trace: a.trace,
         extra_stack_bytes: 0,
     };
     let human = a.message_format == MessageFormat::Human;

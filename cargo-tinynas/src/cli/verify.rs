@@ -65,6 +65,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         inputs: inputs.len(),
         seed: 1,
         per_layer: false,
+        trace: false,
         extra_stack_bytes: 0,
     };
     let input_bytes: u64 = inputs.iter().map(|i| i.len() as u64).sum();

@@ -167,6 +167,7 @@ impl Searcher<'_> {
                 inputs: 2,
                 seed: s.seed,
                 per_layer: self.table.is_some(),
+                trace: false,
                 extra_stack_bytes: 0,
             };
             let o = match crate::bench::run(&bytes, self.board, &opts, &s.firmware_cache, |_| {}) {

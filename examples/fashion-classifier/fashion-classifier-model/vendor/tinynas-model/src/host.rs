@@ -58,6 +58,14 @@ impl HostModel {
         self.run_with(input, |_, _| {})
     }
 
+    /// Runs one inference and returns the tensor each kernel call wrote, in the order of
+    /// [`Program::steps`] (what the generated code's `predict_observed` sees).
+    pub fn run_steps(&self, input: Input<'_>) -> Result<Vec<Vec<i8>>, RunError> {
+        let mut out = Vec::with_capacity(self.program.steps.len());
+        self.run_with(input, |_, y| out.push(y.to_vec()))?;
+        Ok(out)
+    }
+
     /// Runs one inference and returns every node's output tensor, in node order (a `Reshape`
     /// node's is its input's values), for comparing intermediate tensors with another runtime.
     pub fn run_all(&self, input: Input<'_>) -> Result<Vec<Vec<i8>>, RunError> {
