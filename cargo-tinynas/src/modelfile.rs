@@ -73,6 +73,43 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     load_bytes(&bytes)
 }
 
+/// An input file as the model's input tensor bytes: a `.bin` file holding exactly them (NHWC, as
+/// `u8` or `i8` as the model takes), or an image (PNG, JPEG, BMP, PGM/PPM) read as grey or RGB and
+/// resized as the data set loader does, each pixel p becoming p - 128 for an `i8` model. The
+/// error says what is wrong with the file.
+pub fn input_bytes(model: &Model, path: &Path) -> Result<Vec<u8>, String> {
+    let s = model.input_shape;
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
+    {
+        let b = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if b.len() != s.elements() {
+            return Err(format!(
+                "{} holds {} bytes; the model's input is {}x{}x{} = {} bytes",
+                path.display(),
+                b.len(),
+                s.h,
+                s.w,
+                s.c,
+                s.elements()
+            ));
+        }
+        return Ok(b);
+    }
+    let shape = crate::data::ImageShape {
+        h: s.h,
+        w: s.w,
+        c: s.c,
+    };
+    let px =
+        crate::data::folder::decode(path, shape).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(match model.input_type {
+        tinynas_model::InputType::U8 => px,
+        tinynas_model::InputType::I8 => px.iter().map(|&p| p ^ 0x80).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

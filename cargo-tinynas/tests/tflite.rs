@@ -178,6 +178,39 @@ fn import_then_predict_gives_tflite_outputs() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("96x96x1 = 9216 bytes"));
 }
 
+/// `bench` takes the user's input files (a `.bin` tensor and an image) and, with `--trace`,
+/// checks every intermediate tensor on the device.
+#[test]
+fn cli_bench_traces_user_inputs_on_qemu_m4() {
+    let o = common::tinynas()
+        .args([
+            "bench",
+            "--board",
+            "qemu-m4",
+            "--trace",
+            "--message-format",
+            "json",
+        ])
+        .arg("--model")
+        .arg(fixtures().join("person_detect.tflite"))
+        .arg("--input")
+        .arg(fixtures().join("person_detect.inputs/person_detect_person.bin"))
+        .arg("--input")
+        .arg(fixtures().join("person_detect_no_person.bmp"))
+        .env(
+            "TINYNAS_CACHE_DIR",
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-cache"),
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["inputs"], 2);
+    assert_eq!(j["traced_tensors"], 60);
+    assert_eq!(j["mismatched_tensors"].as_array().map(Vec::len), Some(0));
+    assert_eq!(j["outputs_match_host"], true);
+}
+
 /// Each refusal exits 1 with a message that says what is wrong and what to do, never a panic.
 #[test]
 fn float_unsupported_and_corrupted_models_are_refused_clearly() {

@@ -43,6 +43,10 @@ pub(crate) struct BenchArgs {
     /// Number of random inputs to run.
     #[arg(long, default_value_t = 4)]
     pub(crate) inputs: usize,
+    /// Run these inputs instead of random ones (repeat the option): images, or `.bin` files of
+    /// the input tensor's bytes, read as `cargo tinynas predict --input` reads them.
+    #[arg(long = "input", value_name = "FILE")]
+    pub(crate) input_files: Vec<PathBuf>,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
@@ -120,7 +124,7 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
             eprintln!("note: {n}");
         }
     }
-    let bytes = loaded.tnas;
+    let bytes = loaded.tnas.clone();
     let choice =
         a.on.choice()
             .unwrap_or_else(board::BoardChoice::default_emulated);
@@ -133,17 +137,30 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
         extra_stack_bytes: 0,
     };
     let human = a.message_format == MessageFormat::Human;
-    let outcome = cargo_tinynas::bench::run(
-        &bytes,
-        board.as_mut(),
-        &opts,
-        &cargo_tinynas::firmware::cache_dir(),
-        |msg| {
-            if human {
-                eprintln!("  {msg}");
-            }
-        },
-    )
+    let progress = |msg: &str| {
+        if human {
+            eprintln!("  {msg}");
+        }
+    };
+    let cache = cargo_tinynas::firmware::cache_dir();
+    let outcome = if a.input_files.is_empty() {
+        cargo_tinynas::bench::run(&bytes, board.as_mut(), &opts, &cache, progress)
+    } else {
+        let inputs = a
+            .input_files
+            .iter()
+            .map(|f| cargo_tinynas::modelfile::input_bytes(&loaded.model, f))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        cargo_tinynas::bench::run_with_inputs(
+            &bytes,
+            inputs,
+            board.as_mut(),
+            &opts,
+            &cache,
+            progress,
+        )
+    }
     .with_context(|| format!("benching {}", model.display()))?;
     match a.message_format {
         MessageFormat::Json => out!("{}", cargo_tinynas::bench::json(&outcome)),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::MessageFormat;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use cargo_tinynas::exit_codes;
 use clap::Args;
 use tinynas_model::host::{HostModel, Input};
@@ -29,39 +29,8 @@ pub(crate) fn run(a: PredictArgs) -> anyhow::Result<i32> {
     let loaded = cargo_tinynas::modelfile::load(&a.model)
         .with_context(|| format!("{} is not a usable model", a.model.display()))?;
     let model = &loaded.model;
-    let s = model.input_shape;
-    let bytes = if a
-        .input
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
-    {
-        let b = std::fs::read(&a.input)
-            .with_context(|| format!("cannot read {}", a.input.display()))?;
-        if b.len() != s.elements() {
-            bail!(
-                "{} holds {} bytes; the model's input is {}x{}x{} = {} bytes",
-                a.input.display(),
-                b.len(),
-                s.h,
-                s.w,
-                s.c,
-                s.elements()
-            );
-        }
-        b
-    } else {
-        let shape = cargo_tinynas::data::ImageShape {
-            h: s.h,
-            w: s.w,
-            c: s.c,
-        };
-        let px = cargo_tinynas::data::folder::decode(&a.input, shape)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", a.input.display()))?;
-        match model.input_type {
-            InputType::U8 => px,
-            InputType::I8 => px.iter().map(|&p| p ^ 0x80).collect(),
-        }
-    };
+    let bytes =
+        cargo_tinynas::modelfile::input_bytes(model, &a.input).map_err(anyhow::Error::msg)?;
     let host = HostModel::new(model)?;
     let logits = match model.input_type {
         InputType::U8 => host.run(Input::U8(&bytes))?,
