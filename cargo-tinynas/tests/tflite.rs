@@ -93,6 +93,64 @@ fn person_detect_on_qemu_m4_equals_tflite_reference_kernels() {
     );
 }
 
+/// The converter-built models of every supported operator (PAD, PADV2, CONCATENATION, MEAN,
+/// ADD, pools, uint8 input, per-tensor weights) on qemu-m4: every kernel call's output equals
+/// the host's, and the final outputs equal TF Lite's (tflite/tests/op_models.rs checks the
+/// host's against TF Lite's in every tensor).
+#[test]
+fn converter_built_op_models_on_qemu_m4_equal_tflite() {
+    let mut board = QemuBoard::new(machine("qemu-m4").unwrap());
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-cache");
+    for stem in ["ops_int8", "ops_uint8_per_tensor", "ops_mean_same_quant"] {
+        let loaded =
+            cargo_tinynas::modelfile::load(&fixtures().join(format!("{stem}.tflite"))).unwrap();
+        let refs: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixtures().join(format!("{stem}.references.json"))).unwrap(),
+        )
+        .unwrap();
+        let names: Vec<String> = refs["inputs"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let inputs: Vec<Vec<u8>> = names
+            .iter()
+            .map(|n| std::fs::read(fixtures().join(format!("{stem}.inputs/{n}.bin"))).unwrap())
+            .collect();
+        let out = bench::run_with_inputs(
+            &loaded.tnas,
+            inputs,
+            &mut board,
+            &Options {
+                inputs: names.len(),
+                trace: true,
+                ..Options::default()
+            },
+            &cache,
+            |_| {},
+        )
+        .unwrap();
+        assert!(out.traced_tensors > 0, "{stem}: nothing traced");
+        assert!(
+            out.outputs_match(),
+            "{stem}: device != host: {:?} {:?}",
+            out.mismatches,
+            out.trace_mismatches
+        );
+        for (i, name) in names.iter().enumerate() {
+            let want = refs["inputs"][name]["output"].as_array().unwrap();
+            if want.iter().all(|v| v.is_i64()) {
+                let want: Vec<i8> = want.iter().map(|v| v.as_i64().unwrap() as i8).collect();
+                assert_eq!(
+                    out.measurement.outputs[i], want,
+                    "{stem}/{name} on the device"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn import_then_predict_gives_tflite_outputs() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tflite-cli");

@@ -29,10 +29,12 @@ mod isa_dsp;
 mod isa_mve;
 #[cfg(any(tinynas_v6m, test))]
 mod isa_v6m;
+mod layout;
 mod pool;
 
 pub use conv::{conv2d, depthwise_conv2d, fully_connected, Conv, ConvDims, Dense};
 pub use elementwise::{add, quantize_u8, softmax, AddParams, SoftmaxParams};
+pub use layout::{concat_channels, pad, PadDims};
 pub use pool::{avg_pool2d, global_average_pool, max_pool2d, MeanParams, PoolDims};
 
 /// Offsets and clamp of a requantised int8 output.

@@ -300,6 +300,26 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                 );
                 quote!(#p::softmax(#x, y, &#params);)
             }
+            Kernel::Pad(d) => {
+                let dims = fields(
+                    quote!(#p::PadDims),
+                    &[
+                        ("in_h", u(d.in_h)),
+                        ("in_w", u(d.in_w)),
+                        ("channels", u(d.channels)),
+                        ("out_h", u(d.out_h)),
+                        ("out_w", u(d.out_w)),
+                        ("pad_top", u(d.pad_top)),
+                        ("pad_left", u(d.pad_left)),
+                        ("value", Literal::i8_unsuffixed(d.value).into_token_stream()),
+                    ],
+                );
+                quote!(#p::pad(#x, y, &#dims);)
+            }
+            Kernel::Concat { channels } => {
+                let c = channels.iter().map(|&v| lit(v));
+                quote!(#p::concat_channels(&[#(#srcs),*], &[#(#c),*], y);)
+            }
         };
         let (o0, o1) = (lit(step.output.0), lit(step.output.0 + step.output.1));
         steps.extend(quote! {

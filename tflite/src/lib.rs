@@ -15,6 +15,10 @@
 //! whose quantisation claims "per channel on dimension 3" (as in TF Lite Micro's own
 //! `person_detect.tflite`, which newer TF Lite interpreters refuse) imports as it runs there.
 //!
+//! Besides convolutions, dense layers, pools, softmax, reshapes and ADD, the graph may hold PAD /
+//! PADV2 (height and width), CONCATENATION (channels) and MEAN (over height and width, with or
+//! without `keep_dims`, rounded as TF Lite's kernel rounds it).
+//!
 //! At the model's edges, `QUANTIZE` and `DEQUANTIZE` are folded away: a `uint8` input followed
 //! by a `QUANTIZE` to int8 of the same scale becomes a `u8` model input; a `float32` input
 //! followed by a `QUANTIZE` becomes an int8 input in that `QUANTIZE`'s quantisation; a final
@@ -139,12 +143,6 @@ struct Importer<'a> {
     codes: Vec<(fb::BuiltinOperator, Option<&'a str>)>,
     graph: fb::SubGraph<'a>,
     tensors: Vec<fb::Tensor<'a>>,
-}
-
-/// How a tensor is known to the builder.
-#[derive(Clone, Copy)]
-enum Known {
-    Tensor(TensorId),
 }
 
 impl<'a> Importer<'a> {
@@ -322,6 +320,28 @@ impl<'a> Importer<'a> {
         Ok((data.iter().map(|&b| b as i8).collect(), scales))
     }
 
+    /// The values of a constant INT32 or INT64 tensor (paddings, axes).
+    fn ints(&self, i: i32, role: &str) -> Result<Vec<i64>, String> {
+        let t = self.tensor(i)?;
+        let data = self.data(i)?.ok_or_else(|| {
+            format!("the {role} (tensor {i}) is not a constant; it must be stored in the model")
+        })?;
+        match t.type_() {
+            fb::TensorType::INT32 => Ok(data
+                .chunks_exact(4)
+                .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect()),
+            fb::TensorType::INT64 => Ok(data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect()),
+            ty => Err(format!(
+                "the {role} (tensor {i}) is {}, expected INT32 or INT64",
+                type_name(ty)
+            )),
+        }
+    }
+
     /// An int32 bias of `channels` values (zeros when the operator has none). Its quantisation
     /// parameters are ignored, as TF Lite Micro ignores them.
     fn bias(&self, i: Option<i32>, channels: usize) -> Result<Vec<i32>, String> {
@@ -429,8 +449,9 @@ impl<'a> Importer<'a> {
             .map_err(|m| model_err(format!("model input: {m}")))?;
         let mut b = ModelBuilder::new(input_type, input_shape, input_quant)
             .map_err(|e| model_err(e.to_string()))?;
-        let mut known: HashMap<i32, Known> = HashMap::new();
-        known.insert(input_id, Known::Tensor(0));
+        // The builder's tensor for each TF Lite tensor computed so far.
+        let mut known: HashMap<i32, TensorId> = HashMap::new();
+        known.insert(input_id, 0);
         let mut node_tensors = Vec::new();
 
         // The output, with an edge DEQUANTIZE folded away.
@@ -478,7 +499,7 @@ impl<'a> Importer<'a> {
                     .get(k)
                     .ok_or_else(|| fail(format!("has no input {k}")))?;
                 match known.get(&t) {
-                    Some(Known::Tensor(id)) => Ok(*id),
+                    Some(id) => Ok(*id),
                     None => {
                         let constant = self.data(t).ok().flatten().is_some();
                         Err(fail(if constant {
@@ -620,12 +641,70 @@ impl<'a> Importer<'a> {
                     }
                     (Op::Add { activation }, vec![x, y])
                 }
+                fb::BuiltinOperator::PAD | fb::BuiltinOperator::PADV2 => {
+                    let x = act_in(0)?;
+                    let rank = self.dims(ins[0]).map_err(&fail)?.len();
+                    let pt = *ins.get(1).ok_or_else(|| fail("has no paddings".into()))?;
+                    let p = self.ints(pt, "paddings").map_err(&fail)?;
+                    if rank != 4 || p.len() != 8 {
+                        return Err(fail(format!("pads a rank-{rank} tensor with {} values; rank-4 NHWC tensors are supported", p.len())));
+                    }
+                    if p[0] != 0 || p[1] != 0 || p[6] != 0 || p[7] != 0 {
+                        return Err(fail(format!("pads the batch or channel dimension (paddings {p:?}); only height and width padding is supported")));
+                    }
+                    if p[2..6].iter().any(|&v| !(0..=1 << 16).contains(&v)) {
+                        return Err(fail(format!("has paddings {p:?}; they must be between 0 and 65536")));
+                    }
+                    let value = match ins.get(2).filter(|&&t| t >= 0) {
+                        None => i8::try_from(oq.zero_point).map_err(|_| fail("has an output zero point outside int8".into()))?,
+                        Some(&t) => {
+                            self.expect_type(t, fb::TensorType::INT8, "constant value").map_err(&fail)?;
+                            match self.data(t).map_err(&fail)? {
+                                Some(&[v]) => v as i8,
+                                _ => return Err(fail(format!("constant value (tensor {t}) is not one stored int8 value"))),
+                            }
+                        }
+                    };
+                    let u = |v: i64| v as usize;
+                    (Op::Pad { top: u(p[2]), bottom: u(p[3]), left: u(p[4]), right: u(p[5]), value }, vec![x])
+                }
+                fb::BuiltinOperator::CONCATENATION => {
+                    let o = op.builtin_options_as_concatenation_options().ok_or_else(|| fail("has no ConcatenationOptions".into()))?;
+                    if activation_of(o.fused_activation_function()).map_err(&fail)? != Activation::None {
+                        return Err(fail("has a fused activation; a concatenation with one is not supported".into()));
+                    }
+                    let rank = self.dims(out).map_err(&fail)?.len() as i32;
+                    let axis = if o.axis() < 0 { o.axis() + rank } else { o.axis() };
+                    if axis != rank - 1 {
+                        return Err(fail(format!("joins along axis {} of a rank-{rank} tensor; only the last (channel) axis is supported", o.axis())));
+                    }
+                    let xs = (0..ins.len()).map(&act_in).collect::<Result<Vec<_>, _>>()?;
+                    (Op::Concat, xs)
+                }
+                fb::BuiltinOperator::MEAN => {
+                    let x = act_in(0)?;
+                    let rank = self.dims(ins[0]).map_err(&fail)?.len() as i64;
+                    let at = *ins.get(1).ok_or_else(|| fail("has no axes".into()))?;
+                    let mut axes: Vec<i64> = self
+                        .ints(at, "axes")
+                        .map_err(&fail)?
+                        .into_iter()
+                        .map(|a| if a < 0 { a + rank } else { a })
+                        .collect();
+                    axes.sort_unstable();
+                    axes.dedup();
+                    if rank != 4 || axes != [1, 2] {
+                        return Err(fail(format!("averages over axes {axes:?} of a rank-{rank} tensor; only the mean over height and width (axes 1 and 2 of NHWC) is supported")));
+                    }
+                    // keep_dims changes only the stated output shape (checked below).
+                    (Op::Mean, vec![x])
+                }
                 fb::BuiltinOperator::QUANTIZE | fb::BuiltinOperator::DEQUANTIZE => {
                     return Err(fail("appears inside the graph; QUANTIZE and DEQUANTIZE are supported only at the model's input and output".into()));
                 }
                 _ => {
                     return Err(fail(
-                        "is not supported; supported: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE, SQUEEZE, SOFTMAX, ADD, and QUANTIZE / DEQUANTIZE at the edges. Replace the operator in the model, or open an issue with the model".into(),
+                        "is not supported; supported: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE, SQUEEZE, SOFTMAX, ADD, PAD, PADV2, CONCATENATION, MEAN, and QUANTIZE / DEQUANTIZE at the edges. Replace the operator in the model, or open an issue with the model".into(),
                     ))
                 }
             };
@@ -638,11 +717,11 @@ impl<'a> Importer<'a> {
                     "computes a {got} output, but the file says its output tensor {out} is {oshape}"
                 )));
             }
-            known.insert(out, Known::Tensor(id));
+            known.insert(out, id);
             node_tensors.push(out as usize);
         }
         match known.get(&output_id) {
-            Some(Known::Tensor(id)) if *id == b.last() && *id > 0 => {}
+            Some(id) if *id == b.last() && *id > 0 => {}
             Some(_) => {
                 return Err(model_err(format!(
                     "the model output (tensor {output_id}) is not computed by the last operator; models whose last operators do not lead to the output are not supported"

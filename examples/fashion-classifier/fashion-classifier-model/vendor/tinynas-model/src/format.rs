@@ -18,6 +18,8 @@
 //! * pools: u8 size_h | u8 size_w | u8 stride | u8 padding
 //! * FullyConnected: u32 outputs | u8 activation | weights, scales, bias as above
 //! * Add: u8 activation; Reshape: u32 h | u32 w | u32 c; Softmax: f32 beta
+//! * Pad: u32 top | u32 bottom | u32 left | u32 right | i8 value; Concat and Mean: nothing
+//!   (a Concat's inputs are the node's, up to [`MAX_INPUTS`])
 //!
 //! Every value the reader takes is checked (lengths against the bytes
 //! left before anything is allocated, enums, UTF-8, the checksum), and the graph is then rebuilt
@@ -27,7 +29,7 @@
 use crate::error::Error;
 use crate::ir::{
     Activation, ConvParams, InputType, Model, ModelBuilder, Op, Padding, PoolParams, QParams,
-    Shape, MAX_NODES, MAX_TENSOR_ELEMENTS,
+    Shape, MAX_INPUTS, MAX_NODES, MAX_TENSOR_ELEMENTS,
 };
 
 pub const MAGIC: [u8; 4] = *b"TNAS";
@@ -97,6 +99,9 @@ fn op_tag(op: &Op) -> u8 {
         Op::Add { .. } => 7,
         Op::Reshape { .. } => 8,
         Op::Softmax { .. } => 9,
+        Op::Pad { .. } => 10,
+        Op::Concat => 11,
+        Op::Mean => 12,
     }
 }
 
@@ -107,6 +112,7 @@ fn op_tag(op: &Op) -> u8 {
 /// * pools: u8 size_h | u8 size_w | u8 stride | u8 padding
 /// * FullyConnected: u32 outputs | u8 activation | weights, scales, bias as above
 /// * Add: u8 activation; Reshape: u32 h | u32 w | u32 c; Softmax: f32 beta
+/// * Pad: u32 top | u32 bottom | u32 left | u32 right | i8 value; Concat and Mean: nothing
 fn write_op(p: &mut Vec<u8>, op: &Op) {
     let act = |a: Activation| match a {
         Activation::None => 0u8,
@@ -171,6 +177,19 @@ fn write_op(p: &mut Vec<u8>, op: &Op) {
             }
         }
         Op::Softmax { beta } => p.extend_from_slice(&beta.to_le_bytes()),
+        Op::Pad {
+            top,
+            bottom,
+            left,
+            right,
+            value,
+        } => {
+            for v in [top, bottom, left, right] {
+                put_u32(p, *v);
+            }
+            p.push(*value as u8);
+        }
+        Op::Concat | Op::Mean => {}
     }
 }
 
@@ -228,8 +247,8 @@ fn read_payload(r: &mut Reader<'_>) -> Result<Model, Error> {
         let name = r.string("node name")?;
         let tag = r.u8("op")?;
         let n_in = r.u8("input count")? as usize;
-        if n_in > 2 {
-            return Err(r.invalid(format!("{n_in} inputs; no op takes more than 2")));
+        if n_in > MAX_INPUTS {
+            return Err(r.invalid(format!("{n_in} inputs; no op takes more than {MAX_INPUTS}")));
         }
         let mut inputs = Vec::with_capacity(n_in);
         for _ in 0..n_in {
@@ -312,6 +331,15 @@ fn read_op(r: &mut Reader<'_>, tag: u8) -> Result<Op, Error> {
         9 => Op::Softmax {
             beta: r.f32("beta")?,
         },
+        10 => Op::Pad {
+            top: r.u32("pad")? as usize,
+            bottom: r.u32("pad")? as usize,
+            left: r.u32("pad")? as usize,
+            right: r.u32("pad")? as usize,
+            value: r.u8("pad value")? as i8,
+        },
+        11 => Op::Concat,
+        12 => Op::Mean,
         t => return Err(r.invalid(format!("unknown op {t}"))),
     })
 }
@@ -387,8 +415,10 @@ impl<'a> Reader<'a> {
 
     fn shape(&mut self, what: &'static str) -> Result<Shape, Error> {
         let (h, w, c) = (self.u32(what)?, self.u32(what)?, self.u32(what)?);
-        let n = u64::from(h) * u64::from(w) * u64::from(c);
-        if n == 0 || n > MAX_TENSOR_ELEMENTS as u64 {
+        let n = u64::from(h)
+            .checked_mul(u64::from(w))
+            .and_then(|n| n.checked_mul(u64::from(c)));
+        if !n.is_some_and(|n| n > 0 && n <= MAX_TENSOR_ELEMENTS as u64) {
             return Err(self.invalid(format!("{what} {h}x{w}x{c} is empty or too large")));
         }
         Ok(Shape::new(h as usize, w as usize, c as usize))

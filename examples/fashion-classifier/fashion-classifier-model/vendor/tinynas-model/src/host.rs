@@ -184,6 +184,11 @@ impl HostModel {
                     k::add(a, b, y, p)
                 }
                 Kernel::Softmax(s) => k::softmax(a, y, s),
+                Kernel::Pad(d) => k::pad(a, y, d),
+                Kernel::Concat { channels } => {
+                    let xs: Vec<&[i8]> = inputs.iter().map(|v| &v[..]).collect();
+                    k::concat_channels(&xs, channels, y)
+                }
             }
             after(step.node, y);
         }

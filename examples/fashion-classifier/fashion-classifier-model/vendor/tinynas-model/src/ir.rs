@@ -12,6 +12,8 @@ pub const MAX_NODES: usize = 4096;
 pub const MAX_KERNEL: usize = 15;
 /// Largest stride.
 pub const MAX_STRIDE: usize = 8;
+/// Largest number of inputs of one node (a channel concatenation's).
+pub const MAX_INPUTS: usize = 64;
 
 /// A tensor: index 0 is the model input (as int8), index `i + 1` the output of node `i`.
 pub type TensorId = usize;
@@ -141,6 +143,23 @@ pub enum Op {
     Softmax {
         beta: f32,
     },
+    /// Spatial padding with a constant (TF Lite's `PAD` / `PADV2` on height and width): `top`
+    /// rows above, `bottom` below, `left` and `right` columns. Output quantisation equals the
+    /// input's.
+    Pad {
+        top: usize,
+        bottom: usize,
+        left: usize,
+        right: usize,
+        value: i8,
+    },
+    /// Concatenation along channels of 1 to [`MAX_INPUTS`] tensors of one height and width; every
+    /// input's quantisation equals the output's (as TF Lite requires for int8).
+    Concat,
+    /// TF Lite's int8 `MEAN` over height and width (output `1x1xC`): a global average pool whose
+    /// fixed-point multiplier is derived as TF Lite derives it
+    /// ([`crate::quant::tflite_mean_multiplier`]), so it rounds as TF Lite's kernel does.
+    Mean,
 }
 
 impl Op {
@@ -156,13 +175,18 @@ impl Op {
             Op::Add { .. } => "Add",
             Op::Reshape { .. } => "Reshape",
             Op::Softmax { .. } => "Softmax",
+            Op::Pad { .. } => "Pad",
+            Op::Concat => "Concat",
+            Op::Mean => "Mean",
         }
     }
 
-    fn arity(&self) -> usize {
+    /// How many inputs the op takes.
+    fn arity(&self) -> std::ops::RangeInclusive<usize> {
         match self {
-            Op::Add { .. } => 2,
-            _ => 1,
+            Op::Add { .. } => 2..=2,
+            Op::Concat => 1..=MAX_INPUTS,
+            _ => 1..=1,
         }
     }
 }
@@ -386,11 +410,16 @@ impl ModelBuilder {
         if index >= MAX_NODES {
             return Err(err(format!("a model has at most {MAX_NODES} nodes")));
         }
-        if inputs.len() != op.arity() {
+        let arity = op.arity();
+        if !arity.contains(&inputs.len()) {
+            let takes = if arity.start() == arity.end() {
+                arity.start().to_string()
+            } else {
+                format!("{} to {}", arity.start(), arity.end())
+            };
             return Err(err(format!(
-                "{} takes {} input(s), got {}",
+                "{} takes {takes} input(s), got {}",
                 op.kind(),
-                op.arity(),
                 inputs.len()
             )));
         }
@@ -534,6 +563,43 @@ impl ModelBuilder {
                     )));
                 }
                 (x, 0)
+            }
+            Op::Pad {
+                top,
+                bottom,
+                left,
+                right,
+                value: _,
+            } => {
+                same_quant("Pad")?;
+                let grow = |a: usize, b: usize, c: usize| a.checked_add(b)?.checked_add(c);
+                match (grow(x.h, *top, *bottom), grow(x.w, *left, *right)) {
+                    (Some(h), Some(w)) => (Shape::new(h, w, x.c), 0),
+                    _ => return Err(err("padding is too large".into())),
+                }
+            }
+            Op::Concat => {
+                let mut c = 0usize;
+                for &t in inputs {
+                    let (s, q) = (self.model.shape(t), self.model.quant(t));
+                    if (s.h, s.w) != (x.h, x.w) {
+                        return Err(err(format!(
+                            "Concat joins channels of tensors of one height and width, got {x} and {s}"
+                        )));
+                    }
+                    if q != quant {
+                        return Err(err(format!(
+                            "Concat needs every input in the output's quantisation (scale {}, zero point {}); tensor {t} has scale {}, zero point {}",
+                            quant.scale, quant.zero_point, q.scale, q.zero_point
+                        )));
+                    }
+                    c = c.saturating_add(s.c);
+                }
+                (Shape::new(x.h, x.w, c), 0)
+            }
+            Op::Mean => {
+                crate::quant::tflite_mean_multiplier(xq, quant, x.h * x.w).map_err(err)?;
+                (Shape::new(1, 1, x.c), 0)
             }
         };
         match shape.checked_elements() {

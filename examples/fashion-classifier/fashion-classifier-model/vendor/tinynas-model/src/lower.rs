@@ -10,7 +10,9 @@ use crate::plan::{plan, Location, Plan};
 use crate::quant;
 
 use tinynas_kernels::fast::{narrow_channel, padded_k};
-pub use tinynas_kernels::{AddParams, ConvDims, MeanParams, OutputQuant, PoolDims, SoftmaxParams};
+pub use tinynas_kernels::{
+    AddParams, ConvDims, MeanParams, OutputQuant, PadDims, PoolDims, SoftmaxParams,
+};
 
 /// Weights and per-channel requantisation of a conv or dense layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,11 @@ pub enum Kernel {
     GlobalAveragePool(MeanParams),
     Add(AddParams),
     Softmax(SoftmaxParams),
+    Pad(PadDims),
+    /// Channel concatenation: the channels of each input, in order.
+    Concat {
+        channels: Vec<usize>,
+    },
 }
 
 /// A kernel call: where it reads and where it writes.
@@ -277,8 +284,14 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
                     Kernel::AvgPool2d(d)
                 }
             }
-            Op::GlobalAveragePool => {
-                let (multiplier, shift) = quant::mean_multiplier(xq, yq, x.h * x.w);
+            Op::GlobalAveragePool | Op::Mean => {
+                let n = x.h * x.w;
+                let (multiplier, shift) = if node.op == Op::Mean {
+                    quant::tflite_mean_multiplier(xq, yq, n)
+                        .map_err(|m| Error::node(i, &node.name, m))?
+                } else {
+                    quant::mean_multiplier(xq, yq, n)
+                };
                 Kernel::GlobalAveragePool(MeanParams {
                     h: x.h,
                     w: x.w,
@@ -320,6 +333,21 @@ pub fn lower(model: &Model) -> Result<Program, Error> {
                     diff_min: p.diff_min,
                 })
             }
+            Op::Pad {
+                top, left, value, ..
+            } => Kernel::Pad(PadDims {
+                in_h: x.h,
+                in_w: x.w,
+                channels: x.c,
+                out_h: y.h,
+                out_w: y.w,
+                pad_top: *top,
+                pad_left: *left,
+                value: *value,
+            }),
+            Op::Concat => Kernel::Concat {
+                channels: node.inputs.iter().map(|&t| model.shape(t).c).collect(),
+            },
             Op::Reshape { .. } => continue,
         };
         let inputs = node.inputs.iter().map(|&t| plan.locations[t]).collect();

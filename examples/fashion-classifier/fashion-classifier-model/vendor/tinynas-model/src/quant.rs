@@ -152,9 +152,76 @@ pub fn mean_multiplier(input: QParams, output: QParams, count: usize) -> (i32, i
     quantize_multiplier(f64::from(input.scale) / (f64::from(output.scale) * count as f64))
 }
 
+/// The fixed-point multiplier of TF Lite's int8 `MEAN` over `count` values, for
+/// `multiply_by_quantized_multiplier(sum(x - input_zero_point), multiplier, shift) +
+/// output_zero_point`. TF Lite (the reference kernel of `ai-edge-litert` 2.3, whichever of
+/// `keep_dims` and whether the quantisations are equal) quantises `input_scale / output_scale`
+/// first, then divides the multiplier by the count in integers: `(multiplier << k) / count`
+/// with `k = floor(log2(count))`, clamped to 32 and to `31 + shift`, and `shift - k`. That
+/// rounds differently from quantising `input_scale / (output_scale * count)` directly
+/// ([`mean_multiplier`], our own global average pool) by one in some sums.
+///
+/// Refused where TF Lite's left shift could overflow 32 bits for a reachable sum (C leaves its
+/// result undefined there).
+pub fn tflite_mean_multiplier(
+    input: QParams,
+    output: QParams,
+    count: usize,
+) -> Result<(i32, i32), String> {
+    if count == 0 || count > crate::ir::MAX_TENSOR_ELEMENTS {
+        return Err(format!("a mean over {count} values"));
+    }
+    let (m, shift) = quantize_multiplier(f64::from(input.scale) / f64::from(output.scale));
+    let k = (usize::BITS - 1 - count.leading_zeros()) as i32;
+    let k = k.min(32).min(31 + shift);
+    let reduced = (i64::from(m) << k.max(0)) / count as i64;
+    let shift = shift - k;
+    // The largest |sum(x - zero point)| is 255 * count.
+    if shift > 0 && (255 * count as u64) << shift >= 1 << 31 {
+        return Err(format!(
+            "the mean's requantisation (input scale {} / output scale {}) overflows 32 bits over {count} values; TF Lite's result is undefined there",
+            input.scale, output.scale
+        ));
+    }
+    let reduced =
+        i32::try_from(reduced).map_err(|_| "the mean's multiplier overflows".to_string())?;
+    Ok((reduced, shift))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tinynas_kernels::fixed::multiply_by_quantized_multiplier;
+
+    #[test]
+    fn tflite_mean_rounds_as_tflite_where_one_multiplier_would_not() {
+        // Found with TF Lite's interpreter (ai-edge-litert 2.3.0, BUILTIN_REF) on a lone MEAN
+        // over 3 values [6, 20, 21]: TF Lite gives -12; input_scale / (output_scale * 3) as one
+        // multiplier gives -13 (6.35 rounded, against TF Lite's 12.7 -> 13, halved -> 7).
+        let x = QParams {
+            scale: 0.020_372_808,
+            zero_point: 7,
+        };
+        let y = QParams {
+            scale: 0.027_799_368,
+            zero_point: -19,
+        };
+        let sum = 6 + 20 + 21 - 3 * 7;
+        let mean = |(m, s): (i32, i32)| multiply_by_quantized_multiplier(sum, m, s) + y.zero_point;
+        assert_eq!(mean(tflite_mean_multiplier(x, y, 3).unwrap()), -12);
+        assert_eq!(mean(mean_multiplier(x, y, 3)), -13);
+        // The 2^k-scaled multiplier stays an i32 and the shift at least -31.
+        for count in [1, 2, 3, 7, 64, 1000, 1 << 20] {
+            let (m, s) = tflite_mean_multiplier(x, y, count).unwrap();
+            assert!(m > 0 && s >= -31, "{count}: {m} {s}");
+        }
+        // A huge scale ratio overflows TF Lite's shift: refused, not approximated.
+        let tiny = QParams {
+            scale: 1e-9,
+            zero_point: 0,
+        };
+        assert!(tflite_mean_multiplier(x, tiny, 4).is_err());
+    }
 
     #[test]
     fn multiplier_matches_tflite_examples() {
