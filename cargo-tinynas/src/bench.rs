@@ -25,6 +25,8 @@ pub struct Options {
     pub trace: bool,
     /// A buffer of this many bytes added to the stack around the model (for testing).
     pub extra_stack_bytes: usize,
+    /// The firmware's `opt-level`.
+    pub opt_level: crate::firmware::OptLevel,
 }
 
 impl Default for Options {
@@ -35,6 +37,7 @@ impl Default for Options {
             per_layer: false,
             trace: false,
             extra_stack_bytes: 0,
+            opt_level: crate::firmware::OptLevel::default(),
         }
     }
 }
@@ -145,6 +148,7 @@ pub fn run_with_inputs(
         per_layer: opts.per_layer && !opts.trace,
         trace: opts.trace,
         extra_stack_bytes: opts.extra_stack_bytes,
+        opt_level: opts.opt_level,
     };
     progress(&format!(
         "building the bench firmware for {} ({})",
@@ -262,6 +266,7 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "board": m.board,
         "core": m.core,
         "target": o.firmware.target,
+        "opt_level": o.firmware.opt_level.name(),
         "latency_unit": unit,
         "latency": { "per_input": m.latency, "min": lat_min, "max": lat_max },
         unit: lat_min,
@@ -307,10 +312,11 @@ pub fn table(o: &Outcome) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "board {} ({}, {}); latency in {unit}{}",
+        "board {} ({}, {}, opt-level {}); latency in {unit}{}",
         m.board,
         m.core,
         o.firmware.target,
+        o.firmware.opt_level.name(),
         if unit == "instructions" {
             " executed (emulator: not cycles)"
         } else {
@@ -319,7 +325,7 @@ pub fn table(o: &Outcome) -> String {
     );
     let _ = writeln!(
         s,
-        "{:>4}  {:<16} {:<18} {:>10} {:>10} {:>12} {:>9} {:>9}",
+        "{:>4}  {:<28} {:<16} {:>10} {:>10} {:>12} {:>9} {:>9}",
         "#", "name", "op", "output", "MACs", unit, "per MAC", "act bytes"
     );
     for l in j["layers"].as_array().into_iter().flatten() {
@@ -338,9 +344,9 @@ pub fn table(o: &Outcome) -> String {
             .map_or("-".into(), |v| format!("{v:.2}"));
         let _ = writeln!(
             s,
-            "{:>4}  {:<16} {:<18} {:>10} {:>10} {:>12} {:>9} {:>9}",
+            "{:>4}  {:<28} {:<16} {:>10} {:>10} {:>12} {:>9} {:>9}",
             l["step"].to_string(),
-            l["name"].as_str().unwrap_or(""),
+            crate::inspect::fit_name(l["name"].as_str().unwrap_or(""), crate::inspect::NAME_WIDTH),
             l["op"].as_str().unwrap_or(""),
             shape,
             l["macs"].to_string(),

@@ -74,7 +74,7 @@ pub fn render(model: &Model, r: &serde_json::Value) -> String {
     );
     let _ = writeln!(
         s,
-        "{:>3}  {:<18} {:<18} {:>10} {:>12} {:>8} {:>10} {:>8}",
+        "{:>3}  {:<28} {:<16} {:>10} {:>12} {:>8} {:>10} {:>8}",
         "#", "name", "op", "output", "MACs", "params", "act bytes", "offset"
     );
     for l in r["layers"].as_array().into_iter().flatten() {
@@ -83,9 +83,9 @@ pub fn render(model: &Model, r: &serde_json::Value) -> String {
             .map_or("-".to_string(), |o| o.to_string());
         let _ = writeln!(
             s,
-            "{:>3}  {:<18} {:<18} {:>10} {:>12} {:>8} {:>10} {:>8}",
+            "{:>3}  {:<28} {:<16} {:>10} {:>12} {:>8} {:>10} {:>8}",
             l["index"].to_string(),
-            l["name"].as_str().unwrap_or(""),
+            fit_name(l["name"].as_str().unwrap_or(""), NAME_WIDTH),
             l["op"].as_str().unwrap_or(""),
             shape(&l["output_shape"]),
             l["macs"].to_string(),
@@ -109,4 +109,33 @@ pub fn render(model: &Model, r: &serde_json::Value) -> String {
         t["naive_activation_bytes"]
     );
     s
+}
+
+/// Width of the name column in the human tables (JSON keeps whole names).
+pub const NAME_WIDTH: usize = 28;
+
+/// A layer name cut to `width` characters for a table column, keeping its end (the most specific
+/// part of a TF Lite name such as `MobilenetV1/MobilenetV1/Conv2d_13_pointwise/Relu6`) behind `…`.
+pub fn fit_name(name: &str, width: usize) -> String {
+    let n = name.chars().count();
+    if n <= width {
+        return name.to_string();
+    }
+    let tail: String = name.chars().skip(n - width.saturating_sub(1)).collect();
+    format!("…{tail}")
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::fit_name;
+
+    #[test]
+    fn long_names_keep_their_end_and_the_width() {
+        assert_eq!(fit_name("conv1", 28), "conv1");
+        let long = "MobilenetV1/MobilenetV1/Conv2d_13_pointwise/Relu6";
+        let cut = fit_name(long, 28);
+        assert_eq!(cut.chars().count(), 28);
+        assert!(cut.starts_with('…') && cut.ends_with("Conv2d_13_pointwise/Relu6"));
+        assert_eq!(fit_name("ä".repeat(30).as_str(), 10).chars().count(), 10);
+    }
 }

@@ -354,3 +354,33 @@ fn a_firmware_of_another_report_version_is_refused() {
     assert!(matches!(e, BoardError::VersionMismatch { .. }), "{e:?}");
     assert!(e.to_string().contains("rebuild the bench firmware"), "{e}");
 }
+
+/// `--opt-level` builds the bench firmware as a firmware with that profile is built: the report
+/// says which, `s` gives smaller code than `3`, and both run bit-exact.
+#[test]
+fn cli_bench_opt_level_trades_code_size() {
+    let run = |level: &str| {
+        let out = common::tinynas()
+            .args(["bench", "--model"])
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/evolve-dw.tnas"))
+            .args(["--board", "qemu-m4", "--inputs", "1", "--opt-level", level])
+            .args(["--message-format", "json"])
+            .env("TINYNAS_CACHE_DIR", cache())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(j["opt_level"], level);
+        assert_eq!(j["outputs_match_host"], true);
+        j["flash"]["text_bytes"].as_u64().unwrap()
+    };
+    let (fast, small) = (run("3"), run("s"));
+    assert!(
+        small < fast,
+        "opt-level s: {small} bytes of code, 3: {fast}"
+    );
+}

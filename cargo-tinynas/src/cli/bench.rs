@@ -40,6 +40,10 @@ pub(crate) struct BenchArgs {
     /// the device would distort per-layer times, so this is a run of its own.
     #[arg(long, conflicts_with = "per_layer")]
     pub(crate) trace: bool,
+    /// The firmware's `opt-level` (`[profile.release]`): code size against speed. Set it to
+    /// your firmware's.
+    #[arg(long, value_enum, default_value_t = cargo_tinynas::firmware::OptLevel::O3)]
+    pub(crate) opt_level: cargo_tinynas::firmware::OptLevel,
     /// Number of random inputs to run.
     #[arg(long, default_value_t = 4)]
     pub(crate) inputs: usize,
@@ -135,6 +139,7 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
         per_layer: a.per_layer,
         trace: a.trace,
         extra_stack_bytes: 0,
+        opt_level: a.opt_level,
     };
     let human = a.message_format == MessageFormat::Human;
     let progress = |msg: &str| {

@@ -66,7 +66,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         seed: 1,
         per_layer: false,
         trace: false,
-        extra_stack_bytes: 0,
+        ..Default::default()
     };
     let input_bytes: u64 = inputs.iter().map(|i| i.len() as u64).sum();
     let outcome = match cargo_tinynas::bench::run_with_inputs(

@@ -168,7 +168,7 @@ impl Searcher<'_> {
                 seed: s.seed,
                 per_layer: self.table.is_some(),
                 trace: false,
-                extra_stack_bytes: 0,
+                ..Default::default()
             };
             let o = match crate::bench::run(&bytes, self.board, &opts, &s.firmware_cache, |_| {}) {
                 Ok(o) => o,
