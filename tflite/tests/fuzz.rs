@@ -1,9 +1,13 @@
-//! The reader never panics: 1,000+ mutations of person_detect.tflite (flipped bytes, overwritten
-//! words, truncations, splices) each import to a model or to an error. Seeded, so a failure
-//! reproduces; the failing case's seed and mutation are in the message.
+//! The reader never panics: 1,000+ mutations of person_detect.tflite, and of the converter-built
+//! models that hold PAD, PADV2, CONCATENATION and MEAN (flipped bytes, overwritten words,
+//! truncations, splices), each import to a model or to an error, and what imports lowers (and, for
+//! the small models, runs) without panicking. Seeded, so a failure reproduces; the failing case's
+//! mutation is in the message.
 
 use std::path::PathBuf;
+use tinynas_model::host::{HostModel, Input};
 use tinynas_model::random::{Source, SplitMix};
+use tinynas_model::InputType;
 
 /// The model crate's seeded generator, with a bound.
 struct Rng(SplitMix);
@@ -19,15 +23,38 @@ impl Rng {
 
 #[test]
 fn a_thousand_mutations_of_person_detect_never_panic() {
+    let refused = mutate("person_detect.tflite", 1200, false);
+    // The mutations reach the structure: most of them are refused.
+    assert!(
+        refused > 600,
+        "only {refused} of 1200 mutations were refused"
+    );
+}
+
+#[test]
+fn mutations_of_the_op_models_never_panic() {
+    for file in ["ops_int8.tflite", "ops_uint8_per_tensor.tflite"] {
+        let refused = mutate(file, 600, true);
+        assert!(
+            refused > 300,
+            "{file}: only {refused} of 600 mutations were refused"
+        );
+    }
+}
+
+/// Imports `cases` mutations of the fixture `file`; returns how many were refused. `run`: run
+/// what imports on the host interpreter too (a zero input).
+fn mutate(file: &str, cases: usize, run: bool) -> usize {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/tflite/person_detect.tflite");
+        .join("../tests/fixtures/tflite")
+        .join(file);
     let good = std::fs::read(path).unwrap();
     assert!(tinynas_tflite::import(&good).is_ok());
     let mut rng = Rng(SplitMix(0x7f1_17e));
     let (mut ok, mut refused) = (0usize, 0usize);
     // Most of the file is weight data, where a flip changes values but not structure; bias the
     // mutations to the first and last 8 KiB, where the flatbuffer's tables and vectors sit.
-    for case in 0..1200 {
+    for case in 0..cases {
         let mut v = good.clone();
         let at = |rng: &mut Rng, len: usize| {
             if rng.below(4) == 0 {
@@ -76,24 +103,31 @@ fn a_thousand_mutations_of_person_detect_never_panic() {
                 format!("byte at {i}")
             }
         };
-        let r = std::panic::catch_unwind(|| tinynas_tflite::import(&v));
-        match r {
-            Ok(Ok(imported)) => {
-                ok += 1;
-                // What imports must also lower and plan without panicking.
+        let r = std::panic::catch_unwind(|| {
+            let imported = tinynas_tflite::import(&v)?;
+            // What imports must also lower and plan without panicking, and run.
+            if let (true, Ok(host)) = (run, HostModel::new(&imported.model)) {
+                let m = &imported.model;
+                let n = m.input_shape.elements();
+                let _ = match m.input_type {
+                    InputType::U8 => host.run(Input::U8(&vec![0; n])),
+                    InputType::I8 => host.run(Input::I8(&vec![0; n])),
+                };
+            } else {
                 let _ = tinynas_model::lower::lower(&imported.model);
             }
+            Ok::<_, tinynas_tflite::ImportError>(())
+        });
+        match r {
+            Ok(Ok(())) => ok += 1,
             Ok(Err(e)) => {
                 refused += 1;
                 assert!(!e.to_string().is_empty());
             }
-            Err(_) => panic!("case {case} ({what}) panicked the reader"),
+            Err(_) => panic!("{file}: case {case} ({what}) panicked"),
         }
     }
-    assert_eq!(ok + refused, 1200);
-    // The mutations reach the structure: most of them are refused.
-    assert!(
-        refused > 600,
-        "only {refused} of 1200 mutations were refused"
-    );
+    assert_eq!(ok + refused, cases);
+    eprintln!("{file}: {ok} mutations imported, {refused} refused");
+    refused
 }
