@@ -82,6 +82,28 @@ pub enum BenchError {
     Trace(String),
 }
 
+impl BenchError {
+    /// Why this model cannot be measured on this board, where that is the model's doing and
+    /// not the tool's or the machine's: its firmware does not fit the board's memory (the link
+    /// fails), or its run does not finish in time. A search rejects such a candidate and goes on;
+    /// every other error stops it.
+    pub fn unmeasurable(&self) -> Option<String> {
+        match self {
+            BenchError::Firmware(firmware::FirmwareError::Build {
+                overflow: Some(o),
+                target,
+                ..
+            }) => Some(format!(
+                "its firmware does not fit the board ({target}: {o})"
+            )),
+            BenchError::Board(crate::board::BoardError::Timeout { seconds, .. }) => Some(format!(
+                "its firmware did not finish within {seconds} s on the board"
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Seeded random inputs for a model (raw bytes; `i8` models read them as `i8`).
 pub fn random_inputs(model: &Model, n: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut r = SplitMix(seed);

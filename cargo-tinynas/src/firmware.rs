@@ -123,6 +123,10 @@ pub enum FirmwareError {
         status: String,
         hint: String,
         log: String,
+        /// The linker's words when the firmware does not fit the board's memory (`section
+        /// '.bss' will not fit in region 'RAM': overflowed by 1234 bytes`): the model is too
+        /// big for this board, not a fault of the tool.
+        overflow: Option<String>,
     },
     #[error(
         "cargo built no firmware binary (is the {0} target installed? `rustup target add {0}`)"
@@ -349,11 +353,20 @@ pub fn build(spec: &Spec<'_>, cache: &Path) -> Result<Firmware, FirmwareError> {
         } else {
             String::new()
         };
+        let overflow = log
+            .lines()
+            .find(|l| l.contains("will not fit in region") || l.contains("overflowed by"))
+            .map(|l| {
+                // From the linker's own words on.
+                let at = l.find("section").unwrap_or(0);
+                l[at..].trim().to_string()
+            });
         return Err(FirmwareError::Build {
             target: spec.target.into(),
             status: out.status.to_string(),
             hint,
             log,
+            overflow,
         });
     }
     let elf = String::from_utf8_lossy(&out.stdout)

@@ -171,7 +171,7 @@ impl Searcher<'_> {
                 ..Default::default()
             };
             let o = match crate::bench::run(&bytes, self.board, &opts, &s.firmware_cache, |_| {}) {
-                Ok(o) => o,
+                Ok(o) => Some(o),
                 Err(source) => {
                     // Ctrl-C in a terminal reaches cargo, rustc and QEMU too, so the measurement
                     // fails with them; then the failure is the interruption (the handler may set
@@ -180,40 +180,48 @@ impl Searcher<'_> {
                     if stop.load(Ordering::Relaxed) {
                         return Ok(None);
                     }
-                    return Err(SearchError::Bench {
-                        arch: name.clone(),
-                        source: Box::new(source),
-                    });
+                    // A candidate too big or too slow for the board is over budget, journaled
+                    // with the reason; the search goes on.
+                    let Some(why) = source.unmeasurable() else {
+                        return Err(SearchError::Bench {
+                            arch: name.clone(),
+                            source: Box::new(source),
+                        });
+                    };
+                    entry.status = Status::OverBudgetMeasured(format!("not measurable: {why}"));
+                    None
                 }
             };
-            if !o.outputs_match() {
-                return Err(SearchError::Mismatch { arch: name });
+            if let Some(o) = o {
+                if !o.outputs_match() {
+                    return Err(SearchError::Mismatch { arch: name });
+                }
+                let m = &o.measurement;
+                let input_bytes: u64 = o.inputs.iter().map(|i| i.len() as u64).sum();
+                let measured = Measured {
+                    board: m.board.clone(),
+                    latency: m.latency.iter().copied().max().unwrap_or(0),
+                    unit: m.unit.name().to_string(),
+                    peak_sram_bytes: m.peak_sram_bytes(),
+                    flash_bytes: m.sizes.flash().saturating_sub(input_bytes),
+                    outputs_match_host: true,
+                };
+                if let Some(t) = self.table.as_mut() {
+                    let rows = predict::Table::rows_of(&model, &m.per_step)?;
+                    t.extend(&rows);
+                    // The board's table in the cache is shared by later searches; a failed write
+                    // costs only predictions.
+                    let _ = predict::Table::merge_into_cache(&s.firmware_cache, &t.board, &rows);
+                    entry.layers = Some(rows);
+                }
+                if let Some(p) = entry.predicted_latency {
+                    self.predictions.push((name.clone(), p, measured.latency));
+                }
+                if let Some(why) = over_budget(s, &measured) {
+                    entry.status = Status::OverBudgetMeasured(why);
+                }
+                entry.measured = Some(measured);
             }
-            let m = &o.measurement;
-            let input_bytes: u64 = o.inputs.iter().map(|i| i.len() as u64).sum();
-            let measured = Measured {
-                board: m.board.clone(),
-                latency: m.latency.iter().copied().max().unwrap_or(0),
-                unit: m.unit.name().to_string(),
-                peak_sram_bytes: m.peak_sram_bytes(),
-                flash_bytes: m.sizes.flash().saturating_sub(input_bytes),
-                outputs_match_host: true,
-            };
-            if let Some(t) = self.table.as_mut() {
-                let rows = predict::Table::rows_of(&model, &m.per_step)?;
-                t.extend(&rows);
-                // The board's table in the cache is shared by later searches; a failed write
-                // costs only predictions.
-                let _ = predict::Table::merge_into_cache(&s.firmware_cache, &t.board, &rows);
-                entry.layers = Some(rows);
-            }
-            if let Some(p) = entry.predicted_latency {
-                self.predictions.push((name.clone(), p, measured.latency));
-            }
-            if let Some(why) = over_budget(s, &measured) {
-                entry.status = Status::OverBudgetMeasured(why);
-            }
-            entry.measured = Some(measured);
         }
         entry.seconds = start.elapsed().as_secs_f64();
         if final_run {

@@ -109,6 +109,37 @@ pub enum SearchError {
     Stopped,
     #[error("no candidate fits the budget ({0}); raise the budget or lower the input size")]
     NothingFits(String),
+    #[error("{0}")]
+    BudgetBeyondBoard(String),
+}
+
+/// The budgets a board can measure: a model may use at most the memory its firmware is linked
+/// with, so a larger budget would let candidates through that no measurement can take. Says
+/// what to change.
+pub fn check_board_holds_budgets(b: &Budgets, board: &dyn Board) -> Result<(), SearchError> {
+    let mem = board.memory();
+    let mut over = Vec::new();
+    if b.ram_bytes > mem.ram_length {
+        over.push(format!(
+            "the SRAM budget ({} bytes) is more than the {} bytes of RAM",
+            b.ram_bytes, mem.ram_length
+        ));
+    }
+    if b.flash_bytes > mem.flash_length {
+        over.push(format!(
+            "the flash budget ({} bytes) is more than the {} bytes of flash",
+            b.flash_bytes, mem.flash_length
+        ));
+    }
+    if over.is_empty() {
+        return Ok(());
+    }
+    Err(SearchError::BudgetBeyondBoard(format!(
+        "{} that board {} measures with ({}): lower max-ram / max-flash in [package.metadata.tinynas] to the chip's real sizes, or measure on a board with more memory (--board: qemu-m0-an385, qemu-m3-an385, qemu-m4 and qemu-m7 have 4 MiB, qemu-m55 512 KiB)",
+        over.join(", and "),
+        board.name(),
+        mem.source
+    )))
 }
 
 /// What the caller is told as the search goes.
@@ -254,6 +285,7 @@ pub fn run(
     stop: &AtomicBool,
     mut on: impl FnMut(Event<'_>),
 ) -> Result<Outcome, SearchError> {
+    check_board_holds_budgets(&s.budgets, board)?;
     let (mut data, _skipped) = load(&s.data, Some(s.input), false)?;
     let sp = split::stratified(&data.labels, &data.assigned, s.val, s.test, s.seed);
     let classes = data.classes.clone();
@@ -356,6 +388,38 @@ mod tests {
 
     /// In the repository, the journal key covers the bench firmware's sources (`build.rs` found
     /// them), so a search resumed after the kernels change measures again.
+    /// Budgets larger than the memory the board links with are refused before any work, saying
+    /// what to change; budgets within it pass.
+    #[test]
+    fn budgets_beyond_the_board_are_refused_up_front() {
+        let model = tinynas_model::random::network(&mut SplitMix(1), &Default::default());
+        let board = crate::board::fake::FakeBoard {
+            model,
+            inputs: Vec::new(),
+            runs: 0,
+        };
+        let budgets = |ram_bytes, flash_bytes| Budgets {
+            ram_bytes,
+            flash_bytes,
+            latency_cycles: None,
+            clock_hz: None,
+            explain: Vec::new(),
+        };
+        // The fake board links with 256 KiB of RAM and 1 MiB of flash.
+        assert!(check_board_holds_budgets(&budgets(256 << 10, 1 << 20), &board).is_ok());
+        let e = check_board_holds_budgets(&budgets(300_000, 2 << 20), &board)
+            .unwrap_err()
+            .to_string();
+        for says in [
+            "SRAM budget (300000 bytes) is more than the 262144 bytes of RAM",
+            "flash budget (2097152 bytes)",
+            "lower max-ram / max-flash",
+            "--board",
+        ] {
+            assert!(e.contains(says), "{says}: {e}");
+        }
+    }
+
     #[test]
     fn the_journal_key_covers_the_firmware_sources() {
         let id = env!("TINYNAS_FIRMWARE_SOURCES");
