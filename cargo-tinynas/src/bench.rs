@@ -80,6 +80,8 @@ pub enum BenchError {
     Inputs(usize),
     #[error("the firmware's trace does not fit the model: {0}")]
     Trace(String),
+    #[error("the stack used all {size} bytes of RAM the board leaves it after the statics ({statics} bytes, the model's arena included): it overflowed into them, so neither the outputs nor the figures can be trusted; the model needs more RAM than this board has (a smaller model, or a board or chip with more RAM)")]
+    StackOverflow { size: u64, statics: u64 },
 }
 
 impl BenchError {
@@ -99,6 +101,14 @@ impl BenchError {
             BenchError::Board(crate::board::BoardError::Timeout { seconds, .. }) => Some(format!(
                 "its firmware did not finish within {seconds} s on the board"
             )),
+            BenchError::StackOverflow { size, .. } => Some(format!(
+                "its stack overflowed the {size} bytes of RAM the board leaves after the statics"
+            )),
+            BenchError::Board(crate::board::BoardError::Report(
+                crate::report::ReportError::Fault(f),
+            )) if f.contains("stack overflow") => {
+                Some(format!("its stack overflowed the board's RAM ({f})"))
+            }
             _ => None,
         }
     }
@@ -180,6 +190,15 @@ pub fn run_with_inputs(
     let fw = firmware::build(&spec, cache)?;
     progress(&format!("running on {}", board.name()));
     let measurement = board.run(&fw)?;
+    // Painted to its very bottom: the stack ran into the statics below it.
+    if measurement.stack_size_bytes > 0
+        && measurement.stack_peak_bytes >= measurement.stack_size_bytes
+    {
+        return Err(BenchError::StackOverflow {
+            size: measurement.stack_size_bytes,
+            statics: fw.sizes.static_ram(),
+        });
+    }
     let host = host_outputs(&model, &inputs)?;
     let mut mismatches = Vec::new();
     for (i, (d, h)) in measurement.outputs.iter().zip(&host).enumerate() {

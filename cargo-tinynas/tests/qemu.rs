@@ -229,6 +229,55 @@ fn a_model_too_big_for_the_ram_fails_to_link_with_a_clear_message() {
     assert!(e.contains("its 1 test input(s)"), "{e}");
 }
 
+/// A stack that runs into the statics is an error that says so (never a silent mismatch or a
+/// figure), and a search would reject the candidate.
+#[test]
+fn a_stack_overflow_is_caught() {
+    let bytes = fixture("nanonas-k8-c3.tnas"); // 11 KiB arena
+    let mut b = board("qemu-m4");
+    b.memory = Some(cargo_tinynas::board::MemoryLayout {
+        flash_origin: 0,
+        flash_length: 256 << 10,
+        ram_origin: 0x2000_0000,
+        ram_length: 16 << 10,
+        source: "a test chip with 16 KiB RAM".into(),
+    });
+    let run = |b: &mut QemuBoard, extra_stack_bytes| {
+        bench::run(
+            &bytes,
+            b,
+            &Options {
+                inputs: 1,
+                extra_stack_bytes,
+                ..Options::default()
+            },
+            &cache(),
+            |_| {},
+        )
+    };
+    // Without the extra buffer the model fits and measures.
+    let fits = run(&mut b, 0).unwrap();
+    assert!(fits.outputs_match());
+    let m = &fits.measurement;
+    // A buffer that takes the stack a few hundred bytes past its end, into the small statics
+    // just below it (nothing faults): the painted stack is used to its bottom.
+    let pad = (m.stack_size_bytes - m.stack_peak_bytes + 256) as usize;
+    let e = run(&mut b, pad).unwrap_err();
+    assert!(
+        matches!(e, bench::BenchError::StackOverflow { size, .. } if size == m.stack_size_bytes),
+        "{e}"
+    );
+    assert!(e
+        .unmeasurable()
+        .is_some_and(|w| w.contains("stack overflowed")));
+    // With 8 KiB more, the stack runs into the arena: the model's writes there clobber the
+    // kernels' frames, a hard fault whose stack pointer is below the stack's end.
+    let e = run(&mut b, 8192).unwrap_err();
+    let why = e.unmeasurable().unwrap_or_else(|| panic!("{e}"));
+    assert!(why.contains("stack overflowed"), "{why}");
+    assert!(e.to_string().contains("stack overflow"), "{e}");
+}
+
 /// The CLI on the committed fixture: exit 0, JSON with the instruction count, peak SRAM and the
 /// match flag.
 #[test]
