@@ -668,6 +668,39 @@ fn evolve_search_reports_the_predictor_and_resumes() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// Settings no measurement could honour are refused before any training, saying what to
+/// change: an SRAM budget larger than the RAM the board's firmware is linked with, and a
+/// non-square input for `evolve` (which keeps the data's resolution, so the firmware needs no
+/// resize that no figure counts).
+#[test]
+fn search_refuses_budgets_beyond_the_board_and_evolve_on_non_square_input() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-refusals");
+    let dir = root.join("fw");
+    search_project(&dir);
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    for (edit, args, says) in [
+        (
+            ("max-ram = 6000", "max-ram = 5000000"),
+            &["search"][..],
+            "the SRAM budget (5000000 bytes) is more than the 4194304 bytes of RAM",
+        ),
+        (
+            ("input = \"8x8x1\"", "input = \"8x6x1\""),
+            &["search", "--strategy", "evolve"][..],
+            "strategy evolve searches square inputs at the data's resolution, and the input is 8x6",
+        ),
+    ] {
+        std::fs::write(dir.join("Cargo.toml"), manifest.replace(edit.0, edit.1)).unwrap();
+        let o = tinynas(&dir, args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(!err.contains("epoch"), "trained first: {err}");
+        assert_eq!(journal_lines(&dir), 0);
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 /// A project that names a chip (no `board`) with no debug probe connected: `search` measures on
 /// the QEMU board of the chip's instruction set with the chip's flash and RAM sizes and says so;
 /// `verify`, whose point is the real chip, does not emulate and exits 5 (no board). Skipped, with

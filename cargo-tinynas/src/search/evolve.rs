@@ -34,10 +34,10 @@ impl Searcher<'_> {
         on: &mut dyn FnMut(Event<'_>),
     ) -> Result<Option<Entry>, SearchError> {
         let mut rng = SplitMix(self.s.seed ^ 0xE70_1E5);
-        let res_choices = [
-            self.base.h.min(self.base.w),
-            (self.base.h.min(self.base.w) * 3 / 4) & !1,
-        ];
+        // The data's own resolution only: a smaller one would need a resize in the firmware that
+        // neither the generated crate provides nor any figure counts (`run` refuses non-square
+        // inputs for this strategy).
+        let res_choices = [self.base.h];
         let mut seen = std::collections::BTreeSet::new();
         let population = population.max(2);
         let mut generation: Vec<Arch> = Vec::new();

@@ -11,8 +11,8 @@
 //! fine-tune when post-training quantisation loses more than a point) and measured again.
 //!
 //! Strategy `evolve` (beyond the paper) searches a wider space, [`Blocks`]: 3x3 or 5x5 convolutions,
-//! stride-2 downsampling instead of pooling, a width per block, 2 to 6 blocks, and the input
-//! resolution (the data's, or three quarters of it). A seeded evolutionary search keeps a
+//! stride-2 downsampling instead of pooling, a width per block, 2 to 6 blocks, at the data's own
+//! (square) resolution, so the firmware needs no resize that no figure would count. A seeded evolutionary search keeps a
 //! population, mutates the best candidates that fit, and trains only children **predicted** to
 //! fit: arena and parameter bytes exactly from the model, latency from [`predict`]'s per-board
 //! table of measured layer latencies. Every trained candidate is still measured on the board (and
@@ -111,6 +111,8 @@ pub enum SearchError {
     NothingFits(String),
     #[error("{0}")]
     BudgetBeyondBoard(String),
+    #[error("strategy evolve searches square inputs at the data's resolution, and the input is {h}x{w}: set `input` in [package.metadata.tinynas] to a square size (e.g. {m}x{m}x{c}), or use --strategy nanonas", m = .h.min(.w))]
+    NonSquareInput { h: usize, w: usize, c: usize },
 }
 
 /// The budgets a board can measure: a model may use at most the memory its firmware is linked
@@ -213,10 +215,11 @@ impl Outcome {
 /// resumed after they change measures again.
 pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
     // The prefix names the search's own version: bump it whenever the same settings would
-    // evaluate other candidates (v2: depthwise-separable blocks in the evolve space), so that an
-    // older journal is not resumed into a different search.
+    // evaluate other candidates (v2: depthwise-separable blocks in the evolve space; v3: evolve at
+    // the data's resolution only), so that an older journal is not resumed into a different
+    // search.
     let text = format!(
-        "v2|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
+        "v3|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
         s.strategy,
         s.input,
         s.budgets.ram_bytes,
@@ -286,6 +289,13 @@ pub fn run(
     mut on: impl FnMut(Event<'_>),
 ) -> Result<Outcome, SearchError> {
     check_board_holds_budgets(&s.budgets, board)?;
+    if matches!(s.strategy, Strategy::Evolve { .. }) && s.input.h != s.input.w {
+        return Err(SearchError::NonSquareInput {
+            h: s.input.h,
+            w: s.input.w,
+            c: s.input.c,
+        });
+    }
     let (mut data, _skipped) = load(&s.data, Some(s.input), false)?;
     let sp = split::stratified(&data.labels, &data.assigned, s.val, s.test, s.seed);
     let classes = data.classes.clone();
