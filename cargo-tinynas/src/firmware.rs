@@ -228,6 +228,13 @@ pub fn render(
         files.push((path, text));
     }
     files.push(("src/inputs.rs", inputs_rs(spec)?));
+    // The model's code as `model!` would expand it: the firmware builds no proc macro.
+    let model =
+        tinynas_model::codegen::source(spec.model, "Model").map_err(|e| FirmwareError::Io {
+            context: "cannot generate the model's code".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    files.push(("src/model.rs", model));
     Ok(files)
 }
 

@@ -165,6 +165,28 @@ fn split_arena(step: &Step, arena: usize) -> (TokenStream, Vec<TokenStream>) {
     (lets, srcs)
 }
 
+/// What `model!(name, "...")` expands to, as Rust source for a file that `include!`s it: the
+/// bench firmware gets its model this way, so that it builds no proc macro (no `syn`, no model
+/// crate for the host). `name` is a Rust identifier.
+pub fn source(model: &Model, name: &str) -> Result<String, Error> {
+    let ident = type_ident(name)?;
+    Ok(expand(model, &Options::new(ident))?.to_string())
+}
+
+/// `name` as an identifier, or an error (never `Ident::new`'s panic).
+fn type_ident(name: &str) -> Result<Ident, Error> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+        && name != "_";
+    if !ok {
+        return Err(Error::Model(format!("{name:?} is not a Rust identifier")));
+    }
+    Ok(Ident::new(name, Span::call_site()))
+}
+
 /// Generates the model type.
 pub fn expand(model: &Model, opts: &Options) -> Result<TokenStream, Error> {
     let program = lower(model)?;
@@ -476,6 +498,19 @@ fn doc_summary(model: &Model, arena: usize) -> String {
 mod tests {
     use super::*;
     use crate::random::{network, Config, SplitMix};
+
+    /// The source the bench firmware includes is the macro's expansion; a name that is no
+    /// identifier is an error, not a panic.
+    #[test]
+    fn source_is_the_expansion_and_checks_the_name() {
+        let m = network(&mut SplitMix(3), &Config::default());
+        let ident = Ident::new("Net", Span::call_site());
+        let want = expand(&m, &Options::new(ident)).unwrap().to_string();
+        assert_eq!(source(&m, "Net").unwrap(), want);
+        for bad in ["", "_", "1x", "a-b", "ü"] {
+            assert!(source(&m, bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn expands_random_networks_to_parseable_tokens() {

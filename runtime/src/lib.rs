@@ -24,6 +24,7 @@ pub mod kernels {
     pub use tinynas_kernels::*;
 }
 pub use tinynas_kernels::fixed;
+#[cfg(feature = "macros")]
 pub use tinynas_macros::model;
 
 /// The result of one inference: the output values (int8, in the model's output quantisation)
