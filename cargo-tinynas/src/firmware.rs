@@ -306,16 +306,20 @@ pub fn build(spec: &Spec<'_>, cache: &Path) -> Result<Firmware, FirmwareError> {
         Some(cpu) => cache.join(format!("target-{cpu}")),
         None => cache.join("target"),
     };
-    let out = Command::new(cargo)
-        .current_dir(&dir)
-        .args([
-            "build",
-            "--release",
-            "--message-format",
-            "json-render-diagnostics",
-            "--target",
-            spec.target,
-        ])
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&dir).args([
+        "build",
+        "--release",
+        "--message-format",
+        "json-render-diagnostics",
+        "--target",
+        spec.target,
+    ]);
+    // Two rustc processes at once need more than a 256 MiB container or a 512 MB gateway has.
+    if crate::host_memory::build_one_job_at_a_time() {
+        cmd.args(["--jobs", "1"]);
+    }
+    let out = cmd
         .env("CARGO_TARGET_DIR", &target_dir)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")

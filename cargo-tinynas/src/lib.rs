@@ -18,6 +18,7 @@ pub mod firmware;
 pub mod fsutil;
 pub mod generate;
 pub mod hash;
+pub mod host_memory;
 pub mod inspect;
 pub mod kernel_bench;
 pub mod modelfile;
