@@ -278,20 +278,18 @@ fn a_stack_overflow_is_caught() {
     assert!(e.to_string().contains("stack overflow"), "{e}");
 }
 
-/// The CLI on the committed fixture: exit 0, JSON with the instruction count, peak SRAM and the
-/// match flag.
-#[test]
-fn cli_bench_json_on_the_fixture() {
+/// `cargo tinynas bench --model tests/fixtures/<fixture> <args> --message-format json`: asserts
+/// success and one JSON object on stdout, and returns it.
+fn cli_bench_json(fixture: &str, args: &[&str]) -> serde_json::Value {
     let out = common::tinynas()
         .args(["bench", "--model"])
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/nanonas-k8-c3.tnas"))
-        .args([
-            "--board",
-            "qemu-m4",
-            "--message-format",
-            "json",
-            "--per-layer",
-        ])
+        .arg(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures")
+                .join(fixture),
+        )
+        .args(args)
+        .args(["--message-format", "json"])
         .env("TINYNAS_CACHE_DIR", cache())
         .output()
         .unwrap();
@@ -302,7 +300,14 @@ fn cli_bench_json_on_the_fixture() {
     );
     let line = String::from_utf8(out.stdout).unwrap();
     assert_eq!(line.lines().count(), 1, "one JSON object per line");
-    let j: serde_json::Value = serde_json::from_str(&line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+/// The CLI on the committed fixture: exit 0, JSON with the instruction count, peak SRAM and the
+/// match flag.
+#[test]
+fn cli_bench_json_on_the_fixture() {
+    let j = cli_bench_json("nanonas-k8-c3.tnas", &["--board", "qemu-m4", "--per-layer"]);
     assert_eq!(j["latency_unit"], "instructions");
     assert!(j["instructions"].as_u64().unwrap() > 1_000_000);
     assert!(j["peak_sram_bytes"].as_u64().unwrap() > j["sram"]["arena_bytes"].as_u64().unwrap());
@@ -376,28 +381,17 @@ fn cli_without_qemu_or_probe_exits_5_before_building() {
 /// The emulator linked with a real chip's sizes (at the machine's addresses) runs and reports.
 #[test]
 fn cli_qemu_with_a_chip_uses_its_sizes() {
-    let out = common::tinynas()
-        .args(["bench", "--model"])
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/all-ops.tnas"))
-        .args([
+    let j = cli_bench_json(
+        "all-ops.tnas",
+        &[
             "--board",
             "qemu-m4",
             "--chip",
             "nRF52840_xxAA",
             "--inputs",
             "1",
-            "--message-format",
-            "json",
-        ])
-        .env("TINYNAS_CACHE_DIR", cache())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["outputs_match_host"], true);
     // nRF52840 has 256 KiB of RAM: the stack is what is left after the statics.
     let s = &j["sram"];
@@ -425,20 +419,10 @@ fn a_firmware_of_another_report_version_is_refused() {
 #[test]
 fn cli_bench_opt_level_trades_code_size() {
     let run = |level: &str| {
-        let out = common::tinynas()
-            .args(["bench", "--model"])
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/evolve-dw.tnas"))
-            .args(["--board", "qemu-m4", "--inputs", "1", "--opt-level", level])
-            .args(["--message-format", "json"])
-            .env("TINYNAS_CACHE_DIR", cache())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let j = cli_bench_json(
+            "evolve-dw.tnas",
+            &["--board", "qemu-m4", "--inputs", "1", "--opt-level", level],
         );
-        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(j["opt_level"], level);
         assert_eq!(j["outputs_match_host"], true);
         j["flash"]["text_bytes"].as_u64().unwrap()
