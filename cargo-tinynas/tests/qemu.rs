@@ -194,18 +194,24 @@ fn a_crashing_guest_is_a_clear_error() {
     );
 }
 
-/// A model too large for the chip's RAM fails at link time with a message that says so.
-#[test]
-fn a_model_too_big_for_the_ram_fails_to_link_with_a_clear_message() {
-    let bytes = fixture("nanonas-k8-c3.tnas"); // 11 KiB arena
+/// qemu-m4 linked as a chip with `kib` KiB of RAM (and 256 KiB of flash).
+fn small_chip_on_qemu_m4(kib: u64) -> QemuBoard {
     let mut b = board("qemu-m4");
     b.memory = Some(cargo_tinynas::board::MemoryLayout {
         flash_origin: 0,
         flash_length: 256 << 10,
         ram_origin: 0x2000_0000,
-        ram_length: 8 << 10,
-        source: "a test chip with 8 KiB RAM".into(),
+        ram_length: kib << 10,
+        source: format!("a test chip with {kib} KiB RAM"),
     });
+    b
+}
+
+/// A model too large for the chip's RAM fails at link time with a message that says so.
+#[test]
+fn a_model_too_big_for_the_ram_fails_to_link_with_a_clear_message() {
+    let bytes = fixture("nanonas-k8-c3.tnas"); // 11 KiB arena
+    let mut b = small_chip_on_qemu_m4(8);
     let e = bench::run(
         &bytes,
         &mut b,
@@ -234,14 +240,7 @@ fn a_model_too_big_for_the_ram_fails_to_link_with_a_clear_message() {
 #[test]
 fn a_stack_overflow_is_caught() {
     let bytes = fixture("nanonas-k8-c3.tnas"); // 11 KiB arena
-    let mut b = board("qemu-m4");
-    b.memory = Some(cargo_tinynas::board::MemoryLayout {
-        flash_origin: 0,
-        flash_length: 256 << 10,
-        ram_origin: 0x2000_0000,
-        ram_length: 16 << 10,
-        source: "a test chip with 16 KiB RAM".into(),
-    });
+    let mut b = small_chip_on_qemu_m4(16);
     let run = |b: &mut QemuBoard, extra_stack_bytes| {
         bench::run(
             &bytes,
