@@ -366,7 +366,7 @@ pub fn table(o: &Outcome) -> String {
     );
     let _ = writeln!(
         s,
-        "{:>4}  {:<28} {:<16} {:>10} {:>10} {:>12} {:>9} {:>9}",
+        "{:>4}  {:<28} {:<18} {:>10} {:>10} {:>12} {:>9} {:>9}",
         "#", "name", "op", "output", "MACs", unit, "per MAC", "act bytes"
     );
     for l in j["layers"].as_array().into_iter().flatten() {
@@ -385,7 +385,7 @@ pub fn table(o: &Outcome) -> String {
             .map_or("-".into(), |v| format!("{v:.2}"));
         let _ = writeln!(
             s,
-            "{:>4}  {:<28} {:<16} {:>10} {:>10} {:>12} {:>9} {:>9}",
+            "{:>4}  {:<28} {:<18} {:>10} {:>10} {:>12} {:>9} {:>9}",
             l["step"].to_string(),
             crate::inspect::fit_name(l["name"].as_str().unwrap_or(""), crate::inspect::NAME_WIDTH),
             l["op"].as_str().unwrap_or(""),

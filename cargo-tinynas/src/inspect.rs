@@ -74,7 +74,7 @@ pub fn render(model: &Model, r: &serde_json::Value) -> String {
     );
     let _ = writeln!(
         s,
-        "{:>3}  {:<28} {:<16} {:>10} {:>12} {:>8} {:>10} {:>8}",
+        "{:>3}  {:<28} {:<18} {:>10} {:>12} {:>8} {:>10} {:>8}",
         "#", "name", "op", "output", "MACs", "params", "act bytes", "offset"
     );
     for l in r["layers"].as_array().into_iter().flatten() {
@@ -83,7 +83,7 @@ pub fn render(model: &Model, r: &serde_json::Value) -> String {
             .map_or("-".to_string(), |o| o.to_string());
         let _ = writeln!(
             s,
-            "{:>3}  {:<28} {:<16} {:>10} {:>12} {:>8} {:>10} {:>8}",
+            "{:>3}  {:<28} {:<18} {:>10} {:>12} {:>8} {:>10} {:>8}",
             l["index"].to_string(),
             fit_name(l["name"].as_str().unwrap_or(""), NAME_WIDTH),
             l["op"].as_str().unwrap_or(""),
