@@ -87,8 +87,8 @@ pub enum BenchError {
 impl BenchError {
     /// Why this model cannot be measured on this board, where that is the model's doing and
     /// not the tool's or the machine's: its firmware does not fit the board's memory (the link
-    /// fails), or its run does not finish in time. A search rejects such a candidate and goes on;
-    /// every other error stops it.
+    /// fails, or its stack overflows at run time), or its run does not finish in time. A search
+    /// rejects such a candidate and goes on; every other error stops it.
     pub fn unmeasurable(&self) -> Option<String> {
         match self {
             BenchError::Firmware(firmware::FirmwareError::Build {
