@@ -182,8 +182,8 @@ fn hex_addr(v: u64) -> String {
     format!("{v:#010X}").replacen("0X", "0x", 1)
 }
 
-/// The rendered files of a bench firmware project, by relative path.
-pub fn render(
+/// The files rendered from `templates/bench/` (the only ones that name the package).
+fn render_templates(
     spec: &Spec<'_>,
     package: &str,
     runtime: &Path,
@@ -227,15 +227,21 @@ pub fn render(
             .map_err(|source| FirmwareError::Template { name, source })?;
         files.push((path, text));
     }
-    files.push(("src/inputs.rs", inputs_rs(spec)?));
-    // The model's code as `model!` would expand it: the firmware builds no proc macro.
+    Ok(files)
+}
+
+/// The files written from the model and the inputs: the inputs in flash, and the model's code
+/// as `model!` would expand it (the firmware builds no proc macro).
+fn generated_files(spec: &Spec<'_>) -> Result<Vec<(&'static str, String)>, FirmwareError> {
     let model =
         tinynas_model::codegen::source(spec.model, "Model").map_err(|e| FirmwareError::Io {
             context: "cannot generate the model's code".into(),
             source: std::io::Error::other(e.to_string()),
         })?;
-    files.push(("src/model.rs", model));
-    Ok(files)
+    Ok(vec![
+        ("src/inputs.rs", inputs_rs(spec)?),
+        ("src/model.rs", model),
+    ])
 }
 
 fn inputs_rs(spec: &Spec<'_>) -> Result<String, FirmwareError> {
@@ -279,15 +285,18 @@ pub fn build(spec: &Spec<'_>, cache: &Path) -> Result<Firmware, FirmwareError> {
     let runtime = runtime_path()?;
     // The project is named by a hash of everything in it, so identical requests share a build
     // and different ones never overwrite each other's binary in the shared target folder.
-    let probe = render(spec, "tinynas-bench", &runtime)?;
+    // The model's code and the inputs do not depend on the name: generated once.
+    let generated = generated_files(spec)?;
+    let probe = render_templates(spec, "tinynas-bench", &runtime)?;
     let mut h = crc32fast::Hasher::new();
     h.update(spec.model_bytes);
-    for (p, t) in &probe {
+    for (p, t) in probe.iter().chain(&generated) {
         h.update(p.as_bytes());
         h.update(t.as_bytes());
     }
     let package = format!("tinynas-bench-{:08x}", h.finalize());
-    let files = render(spec, &package, &runtime)?;
+    let mut files = render_templates(spec, &package, &runtime)?;
+    files.extend(generated);
     let dir = cache.join("projects").join(&package);
     for (p, text) in &files {
         let path = dir.join(p);
