@@ -26,6 +26,8 @@ pub struct Args {
     pub val: f64,
     pub test: f64,
     pub augment: bool,
+    /// Label smoothing of the loss (0: none).
+    pub label_smoothing: f32,
     pub strict: bool,
     pub out: PathBuf,
     /// When to fine-tune with quantisation-aware training.
@@ -122,6 +124,7 @@ pub fn run(
         schedule: args.schedule,
         seed: args.seed,
         augment: args.augment,
+        label_smoothing: args.label_smoothing,
     };
     let (history, best) = fit_until(
         &mut net,

@@ -610,8 +610,11 @@ fn example_project_end_to_end() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// `search --strategy evolve`: the wider space, candidates predicted to fit, every one measured;
-/// the latency predictor's error is reported; run again, everything comes from the journal (with
+/// `search --strategy evolve`: the wider space in three rungs (screened for one epoch, the best
+/// trained for the proxy epochs and measured, the best few trained three times as long), with the
+/// latency predictor's error reported. A `--time-budget` too short for more than the first fitting
+/// candidate stops there with the best so far and says why; run again without it, the search
+/// resumes from the journal and completes; run once more, everything comes from the journal (with
 /// the predictor's table replayed) and the result is the same.
 #[test]
 fn evolve_search_reports_the_predictor_and_resumes() {
@@ -623,7 +626,7 @@ fn evolve_search_reports_the_predictor_and_resumes() {
         "--strategy",
         "evolve",
         "--population",
-        "3",
+        "4",
         "--generations",
         "1",
         "--message-format",
@@ -632,12 +635,73 @@ fn evolve_search_reports_the_predictor_and_resumes() {
         "1",
         "--no-generate",
     ];
+    let entries = |stdout: &[u8]| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["reason"] == "candidate")
+            .collect()
+    };
+    let measured = |e: &[serde_json::Value]| {
+        e.iter()
+            .filter(|v| v["kind"] == "candidate" && v["measured"].is_object())
+            .count()
+    };
+    let short = [&args[..], &["--time-budget", "1ms"]].concat();
+    let o = tinynas(&dir, &short);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cut = finished(&o.stdout);
+    assert!(
+        cut["stopped_because"]
+            .as_str()
+            .unwrap()
+            .contains("--time-budget"),
+        "{cut}"
+    );
+    let cut_entries = entries(&o.stdout);
+    // Every screened network of the first generation (3 x population), then candidates until
+    // one fits: the first fitting one ends the search.
+    let screened = |e: &[serde_json::Value]| {
+        e.iter()
+            .filter(|v| v["kind"] == "screen")
+            .inspect(|v| {
+                assert_eq!(v["status"], "screened", "{v}");
+                assert_eq!(v["epochs"], 1, "{v}");
+                assert!(v["measured"].is_null(), "{v}");
+            })
+            .count()
+    };
+    assert_eq!(screened(&cut_entries), 12, "{cut_entries:?}");
+    let fits = cut_entries
+        .iter()
+        .filter(|v| v["kind"] == "candidate" && v["status"] == "fits")
+        .count();
+    assert_eq!(fits, 1, "{cut_entries:?}");
+
     let o = tinynas(&dir, &args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let first = finished(&o.stdout);
+    assert_eq!(
+        first["resumed"].as_u64().unwrap(),
+        cut["candidates"].as_u64().unwrap() + 1,
+        "the cut search's candidates and its final model came from the journal"
+    );
     assert!(
         first["winner"].as_str().unwrap().starts_with("blocks:r="),
         "{first}"
+    );
+    let all = entries(&o.stdout);
+    assert_eq!(screened(&all), 24, "two generations of 12");
+    // Two generations of 4 measured at the proxy epochs, then the best 2 at three times as many.
+    assert!(measured(&all) <= 10, "{all:?}");
+    let longer: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|v| v["kind"] == "candidate" && v["epochs"] == 6)
+        .collect();
+    assert_eq!(longer.len(), 2, "{all:?}");
+    assert!(
+        longer.iter().any(|v| v["arch"] == first["winner"]),
+        "the winner is one of the promoted: {first}"
     );
     let p = &first["predictor"];
     assert!(p["candidates"].as_u64().unwrap() >= 1, "{first}");
@@ -659,9 +723,11 @@ fn evolve_search_reports_the_predictor_and_resumes() {
     let o = tinynas(&dir, &args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let again = finished(&o.stdout);
+    // The cut search's final model is in the journal too, unless it retrained the same winner.
+    let finals = 1 + u64::from(cut["winner"] != first["winner"]);
     assert_eq!(
         again["resumed"].as_u64().unwrap(),
-        first["candidates"].as_u64().unwrap() + 1
+        first["candidates"].as_u64().unwrap() + finals
     );
     assert_eq!(again["final"], first["final"]);
     assert_eq!(again["predictor"], first["predictor"]);

@@ -34,6 +34,7 @@ fn two_epochs() -> Options {
         schedule: Schedule::Constant,
         seed: 5,
         augment: false,
+        label_smoothing: 0.0,
     }
 }
 
@@ -327,6 +328,71 @@ fn cli_train_on_an_image_folder() {
 }
 
 /// `search` refuses counts of zero before it reads the project (exit 2, the flag named).
+/// `train --recipe final` is the search's final recipe: the same model, byte for byte, as the flags
+/// that recipe stands for (Adam, batch 32, lr 0.003, cosine, flips and shifts, label smoothing
+/// 0.1); a flag it sets is refused next to it, as a usage error.
+#[test]
+fn train_recipe_final_is_the_search_final_recipe() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("train-recipe");
+    let _ = std::fs::remove_dir_all(&dir);
+    for (class, bright) in [("dark", false), ("light", true)] {
+        std::fs::create_dir_all(dir.join("data").join(class)).unwrap();
+        for i in 0..24u32 {
+            let img = image::GrayImage::from_fn(8, 8, |x, y| {
+                let base = if bright { 170 } else { 50 };
+                image::Luma([(base + (x * 5 + y * 11 + i * 3) % 60) as u8])
+            });
+            img.save(dir.join("data").join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let train = |args: &[&str], out: &str| {
+        let o = train_command(&dir)
+            .args(["--epochs", "2", "--qat", "never", "--out"])
+            .arg(dir.join(out))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(dir.join(out)).unwrap()
+    };
+    let recipe = train(&["--recipe", "final"], "recipe.tnas");
+    let r = cargo_tinynas::search::final_recipe(2, 1);
+    let (batch, lr, smoothing) = (
+        r.batch.to_string(),
+        r.lr.to_string(),
+        r.label_smoothing.to_string(),
+    );
+    assert!(r.augment && r.schedule == tinynas_train::optim::Schedule::Cosine);
+    let flags = [
+        "--batch",
+        &batch,
+        "--lr",
+        &lr,
+        "--optimizer",
+        "adam",
+        "--schedule",
+        "cosine",
+        "--augment",
+        "--label-smoothing",
+        &smoothing,
+    ];
+    assert_eq!(recipe, train(&flags, "flags.tnas"));
+    assert_ne!(
+        recipe,
+        train(&[], "defaults.tnas"),
+        "the defaults are another recipe"
+    );
+    let o = train_command(&dir)
+        .args(["--recipe", "final", "--lr", "0.1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--recipe") && err.contains("--lr"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn search_refuses_counts_of_zero() {
     for flag in [

@@ -1,7 +1,7 @@
 //! The training loop: mini-batches from the dataset cache, augmentation, Adam, per-epoch
 //! validation, keeping the best epoch. Deterministic from a seed (single-threaded for now).
 
-use super::layers::softmax_cross_entropy;
+use super::layers::softmax_cross_entropy_smoothed;
 use super::net::Net;
 use super::optim::{Optimizer, OptimizerKind, Schedule};
 use super::Tensor;
@@ -20,6 +20,8 @@ pub struct Options {
     pub seed: u64,
     /// Random horizontal flips and shifts of up to 2 pixels.
     pub augment: bool,
+    /// Label smoothing of the loss (0: plain cross-entropy).
+    pub label_smoothing: f32,
 }
 
 /// One epoch's figures.
@@ -182,7 +184,7 @@ pub fn fit_until(
             );
             let labels: Vec<usize> = chunk.iter().map(|&i| data.label(i)).collect();
             let y = net.forward(&x, true);
-            let (loss, dy) = softmax_cross_entropy(&y, &labels);
+            let (loss, dy) = softmax_cross_entropy_smoothed(&y, &labels, opts.label_smoothing);
             net.backward(&dy);
             opt.step(net.params());
             loss_sum += f64::from(loss) * chunk.len() as f64;

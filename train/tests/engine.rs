@@ -85,6 +85,7 @@ fn trains_exports_and_evaluates_an_in_memory_data_set() {
         schedule: Schedule::Constant,
         seed: 7,
         augment: false,
+        label_smoothing: 0.0,
     };
     let before = evaluate(&mut net, &mut data, &val, 32).unwrap();
     let history = fit(&mut net, &mut data, &train, &val, &opts, |_| {}).unwrap();

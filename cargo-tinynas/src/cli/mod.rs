@@ -55,6 +55,15 @@ pub(crate) fn fraction(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A label smoothing: from 0 up to (not including) 1.
+pub(crate) fn smoothing(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        Ok(_) => Err("must be from 0 up to (not including) 1, e.g. 0.1".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub(crate) mod bench;
 pub(crate) mod generate;
 pub(crate) mod import;

@@ -40,11 +40,25 @@ pub(crate) struct SearchArgs {
     /// Worker threads for training (default: all cores).
     #[arg(long)]
     pub(crate) threads: Option<usize>,
+    /// Stop starting candidates when this much search time (e.g. 45m, 1h, 1h30m) would not also
+    /// hold the winner's retraining; the best candidate so far wins. Counts the journaled
+    /// candidates' time, so a resumed search goes on where the budget left it.
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) time_budget: Option<std::time::Duration>,
     /// Seconds a board run may take.
     #[arg(long, default_value_t = 120)]
     pub(crate) timeout: u64,
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub(crate) message_format: MessageFormat,
+}
+
+/// A duration like `45m`, `1h` or `1h30m`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be longer than zero, e.g. 1h".into()),
+        Err(e) => Err(format!("{e}: write e.g. 45m, 1h or 1h30m")),
+    }
 }
 
 /// The search on a pool of `--threads` workers.
@@ -89,6 +103,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
         qat: cargo_tinynas::train::QatPolicy::Auto,
         state_dir: p.dir.join(".tinynas").join("search"),
         firmware_cache: cargo_tinynas::firmware::cache_dir(),
+        time_budget: a.time_budget,
     };
     if !json {
         let how = match strategy_kind {
@@ -224,11 +239,15 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                     ("over", Some(format!("over budget (measured): {w}")))
                 }
                 Status::Invalid(w) => ("invalid", Some(format!("invalid: {w}"))),
+                Status::Screened => ("screen", None),
             };
-            let name = if entry.kind == EntryKind::Final {
-                format!("{} (final)", entry.arch)
-            } else {
-                entry.arch.clone()
+            let name = match entry.kind {
+                EntryKind::Final => format!("{} (final)", entry.arch),
+                EntryKind::Screen => format!("{} (1 epoch)", entry.arch),
+                EntryKind::Candidate if entry.epochs != settings.proxy_epochs => {
+                    format!("{} ({} epochs)", entry.arch, entry.epochs)
+                }
+                EntryKind::Candidate => entry.arch.clone(),
             };
             eprintln!(
                 "{:>7} {:>7} {lat:>21} {sram:>11} {flash:>9} {:>8.1}  {status:<6}  {name}{}",
@@ -313,6 +332,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             "{}",
             serde_json::json!({
                 "reason": "search-finished", "winner": outcome.winner.arch, "final": final_json, "candidates": outcome.candidates.len(),
+                "screened": outcome.candidates.iter().filter(|e| e.kind == EntryKind::Screen).count(),
                 "board": board.name(), "core": board.core(), "stopped_because": outcome.stopped_because,
                 "budget_use": shares.map(|(sram, flash, latency)| serde_json::json!({"sram": sram, "flash": flash, "latency": latency})),
                 "resumed": outcome.resumed, "pareto": outcome.pareto.iter().map(|e| e.arch.clone()).collect::<Vec<_>>(),
@@ -352,7 +372,26 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                 e.arch,
             );
         }
-        eprintln!("winner: {} (best proxy validation accuracy {:.1} % among {} candidates), retrained for {} epochs:", outcome.winner.arch, 100.0 * outcome.winner.float_val.unwrap_or(0.0), outcome.candidates.len(), f.epochs);
+        let screened = outcome
+            .candidates
+            .iter()
+            .filter(|e| e.kind == EntryKind::Screen)
+            .count();
+        let trained = outcome.candidates.len() - screened;
+        let among = if screened > 0 {
+            format!(
+                "{trained} candidates trained and measured, {screened} more screened for one epoch"
+            )
+        } else {
+            format!("{trained} candidates")
+        };
+        eprintln!(
+            "winner: {} (best validation accuracy {:.1} % after {} epochs among {among}), retrained for {} epochs:",
+            outcome.winner.arch,
+            100.0 * outcome.winner.float_val.unwrap_or(0.0),
+            outcome.winner.epochs,
+            f.epochs
+        );
         eprintln!(
             "  float validation {:.1} %, int8 validation {:.1} %, int8 test {:.1} %",
             100.0 * f.float_val.unwrap_or(0.0),

@@ -48,6 +48,15 @@ pub(crate) struct TrainArgs {
     /// Random flips and shifts of the training images.
     #[arg(long)]
     pub(crate) augment: bool,
+    /// Train exactly as `cargo tinynas search` retrains its winner (Adam, batch 32, lr 0.003,
+    /// cosine, --augment, --label-smoothing 0.1), e.g. to compare a published architecture with
+    /// a search's winner; set --epochs to the search's final-epochs (30 by default).
+    #[arg(long, value_enum, conflicts_with_all = ["batch", "lr", "optimizer", "momentum", "schedule", "augment", "label_smoothing"])]
+    pub(crate) recipe: Option<RecipeArg>,
+    /// Label smoothing: the label's target is 1 - this, spread evenly over the classes (0: plain
+    /// cross-entropy; 0.1 is usual).
+    #[arg(long, default_value_t = 0.0, value_parser = super::smoothing)]
+    pub(crate) label_smoothing: f32,
     /// Treat unreadable or non-image files in the dataset as an error.
     #[arg(long)]
     pub(crate) strict: bool,
@@ -79,6 +88,12 @@ pub(crate) struct TrainArgs {
     pub(crate) per_layer: bool,
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub(crate) message_format: MessageFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RecipeArg {
+    /// The search's final recipe.
+    Final,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -207,7 +222,7 @@ pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
         }
         eprintln!("\nstopping after this batch (Ctrl-C again to quit without saving)");
     });
-    let args = command::Args {
+    let mut args = command::Args {
         data: data.clone(),
         arch: a.arch,
         input: a.input,
@@ -225,6 +240,7 @@ pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
         val: a.val,
         test: a.test,
         augment: a.augment,
+        label_smoothing: a.label_smoothing,
         strict: a.strict,
         out: a.out.clone(),
         qat: match a.qat {
@@ -234,6 +250,12 @@ pub(crate) fn train_on_pool(a: TrainArgs) -> anyhow::Result<i32> {
         },
         qat_epochs: a.qat_epochs,
     };
+    if a.recipe == Some(RecipeArg::Final) {
+        let r = cargo_tinynas::search::final_recipe(a.epochs, a.seed);
+        (args.batch, args.lr, args.optimizer, args.schedule) =
+            (r.batch, r.lr, r.optimizer, r.schedule);
+        (args.augment, args.label_smoothing) = (r.augment, r.label_smoothing);
+    }
     let json = a.message_format == MessageFormat::Json;
     let epochs = a.epochs;
     // A bar per epoch on a terminal (indicatif draws nothing when stderr is not one).

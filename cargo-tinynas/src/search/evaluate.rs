@@ -1,5 +1,6 @@
 //! The evaluation of one candidate: trained for its epochs, quantised, checked against the
-//! budgets from the model alone, then measured on the board (or read back from the journal).
+//! budgets from the model alone, then measured on the board (or read back from the journal). A
+//! screened candidate (`evolve`'s first rung) is only trained: its validation accuracy ranks it.
 
 use super::*;
 
@@ -15,7 +16,7 @@ impl Searcher<'_> {
         let s = self.s;
         let name = arch.to_string();
         let final_run = kind == EntryKind::Final;
-        if let Some(e) = self.journal.get(kind, &name).cloned() {
+        if let Some(e) = self.journal.get(kind, &name, epochs).cloned() {
             // The final model is kept next to the journal; a candidate needs no file.
             let bytes = if final_run {
                 match std::fs::read(self.dir.join("winner.tnas")) {
@@ -86,14 +87,10 @@ impl Searcher<'_> {
             arch: &name,
             final_run,
         });
-        let opts = Options {
-            epochs,
-            batch: if final_run { 128 } else { 16 },
-            lr: if final_run { 0.01 } else { 1e-3 },
-            optimizer: OptimizerKind::Adam,
-            schedule: Schedule::Constant,
-            seed: s.seed,
-            augment: false,
+        let opts = if final_run {
+            final_recipe(epochs, s.seed)
+        } else {
+            proxy_recipe(epochs, s.seed)
         };
         let stop = self.stop;
         let (history, best) = fit_until(
@@ -110,12 +107,23 @@ impl Searcher<'_> {
             return Ok(None); // stopped: nothing is journaled
         };
         entry.float_val = history.iter().map(|e| e.val_accuracy).reduce(f32::max);
+        if kind == EntryKind::Screen {
+            entry.status = Status::Screened;
+            entry.params = Some(net.param_count());
+            entry.seconds = start.elapsed().as_secs_f64();
+            self.journal.append(&entry).map_err(self.jerr())?;
+            on(Event::Evaluated {
+                entry: &entry,
+                resumed: false,
+            });
+            return Ok(Some((entry, Vec::new())));
+        }
         let ptq = export(&mut best, data, calib, self.classes.clone())?;
         let (model, int8_val) = if final_run {
             // The winner gets the quantisation-aware fine-tune when it needs one.
             let qopts = Options {
                 epochs: 2,
-                lr: 1e-3,
+                lr: opts.lr * 0.1,
                 schedule: Schedule::Cosine,
                 ..opts
             };

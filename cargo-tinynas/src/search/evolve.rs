@@ -25,7 +25,63 @@ impl Searcher<'_> {
         }
     }
 
-    /// The evolutionary search over [`Blocks`]; the best candidate that fits.
+    /// Whether an architecture is predicted to fit within `share` of every budget, with a latency
+    /// prediction when there is a latency budget (growing needs one: without it, a network
+    /// widened to the memory budgets would mostly be too slow).
+    fn predicted_within(&self, arch: Arch, share: f64) -> bool {
+        let Some(model) = self.shape_model(arch) else {
+            return false;
+        };
+        let b = &self.s.budgets;
+        let arena = tinynas_model::plan::plan(&model).arena_bytes as f64;
+        let params: u64 = model.nodes.iter().map(|n| n.param_bytes() as u64).sum();
+        if arena > share * b.ram_bytes as f64 || params as f64 > share * b.flash_bytes as f64 {
+            return false;
+        }
+        match b.latency_cycles {
+            None => true,
+            Some(budget) => self
+                .table
+                .as_ref()
+                .and_then(|t| t.predict(&model))
+                .is_some_and(|p| p as f64 <= share * budget as f64),
+        }
+    }
+
+    /// Budget pressure: the architecture with every width scaled by the largest of 1.25x to 4x
+    /// that is still predicted to fit in [`GROW_SHARE`] of each budget (unchanged when none is,
+    /// or when the latency of one of its layers cannot be predicted yet).
+    pub(super) fn grow(&self, arch: Arch) -> Arch {
+        let mut best = arch;
+        for f in [1.25, 1.5, 2.0, 2.5, 3.0, 4.0] {
+            let g = scale_widths(arch, f);
+            if g == best || !self.predicted_within(g, GROW_SHARE) {
+                break;
+            }
+            best = g;
+        }
+        best
+    }
+
+    /// Whether the time budget leaves room for more candidates: the seconds journaled so far (the
+    /// same figure on resume) plus the winner's retraining, estimated from `best`'s seconds per
+    /// epoch (its measuring included, so on the safe side), are within `--time-budget`. Until a
+    /// candidate fits (`best` is `None`) the search goes on: it never ends with nothing.
+    pub(super) fn time_left(&self, best: Option<&Entry>) -> bool {
+        let (Some(budget), Some(best)) = (self.s.time_budget, best) else {
+            return true;
+        };
+        let final_estimate = best.seconds / best.epochs.max(1) as f64 * self.s.final_epochs as f64;
+        self.journal.seconds() + final_estimate < budget.as_secs_f64()
+    }
+
+    /// The `evolve` search over [`Blocks`], with three rungs of training (successive halving):
+    /// each generation screens `3 x population` architectures predicted to fit for one epoch,
+    /// trains the best `population` of them for the proxy epochs and measures them on the board,
+    /// and breeds the next generation from the better half of everything that fitted (mutated,
+    /// then grown towards the budgets). At the end the best few are trained three times as long
+    /// and the winner is the best of those. Stops early, keeping the best so far, when the time
+    /// budget runs out.
     pub(super) fn evolve(
         &mut self,
         population: usize,
@@ -40,22 +96,51 @@ impl Searcher<'_> {
         let res_choices = [self.base.h];
         let mut seen = std::collections::BTreeSet::new();
         let population = population.max(2);
-        let mut generation: Vec<Arch> = Vec::new();
-        for _ in 0..population * 50 {
-            if generation.len() == population {
+        let screened = SCREEN_FACTOR * population;
+        let score = |e: &Entry| e.float_val.unwrap_or(0.0);
+        let by_score = |a: &(Arch, Entry), b: &(Arch, Entry)| score(&b.1).total_cmp(&score(&a.1));
+        let mut fitting: Vec<(Arch, Entry)> = Vec::new();
+        let mut pool: Vec<Arch> = Vec::new();
+        for _ in 0..screened * 50 {
+            if pool.len() == screened {
                 break;
             }
-            let a = random_blocks(&mut rng, &res_choices);
+            let mut a = random_blocks(&mut rng, &res_choices);
+            if rng.chance(GROW_CHANCE) {
+                a = self.grow(a);
+            }
             if seen.insert(a.to_string()) && self.predicted_fit(a) {
-                generation.push(a);
+                pool.push(a);
             }
         }
-        let score = |e: &Entry| e.float_val.unwrap_or(0.0);
-        let mut fitting: Vec<(Arch, Entry)> = Vec::new();
-        for g in 0..=generations {
-            for &arch in &generation {
+        'generations: for g in 0..=generations {
+            // Rung 1: one epoch each, to rank.
+            let mut ranked: Vec<(Arch, Entry)> = Vec::new();
+            for &arch in &pool {
                 if self.stop.load(Ordering::Relaxed) {
                     return Ok(None);
+                }
+                if !self.time_left(fitting.first().map(|f| &f.1)) {
+                    self.out_of_time();
+                    break 'generations;
+                }
+                let Some((e, _)) = self.evaluate(arch, EntryKind::Screen, 1, on)? else {
+                    return Ok(None);
+                };
+                candidates.push(e.clone());
+                if e.status == Status::Screened {
+                    ranked.push((arch, e));
+                }
+            }
+            ranked.sort_by(by_score);
+            // Rung 2: the best of them for the proxy epochs, measured.
+            for (arch, _) in ranked.into_iter().take(population) {
+                if self.stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                if !self.time_left(fitting.first().map(|f| &f.1)) {
+                    self.out_of_time();
+                    break 'generations;
                 }
                 let Some((e, _)) =
                     self.evaluate(arch, EntryKind::Candidate, self.s.proxy_epochs, on)?
@@ -65,39 +150,88 @@ impl Searcher<'_> {
                 candidates.push(e.clone());
                 if e.status == Status::Fits {
                     fitting.push((arch, e));
+                    fitting.sort_by(by_score);
                 }
             }
             if g == generations {
                 self.stopped_because = format!(
-                    "ran the first generation and {generations} more of {population} candidates each (--generations, --population)"
+                    "ran the first generation and {generations} more, each screening {screened} networks for one epoch and training the best {population} (--generations, --population)"
                 );
                 break;
             }
             // Parents: the better half of everything that fitted so far.
-            fitting.sort_by(|a, b| score(&b.1).total_cmp(&score(&a.1)));
             let parents: Vec<Arch> = fitting
                 .iter()
                 .take(population.div_ceil(2))
                 .map(|(a, _)| *a)
                 .collect();
-            generation.clear();
+            pool.clear();
             if parents.is_empty() {
                 break;
             }
-            for _ in 0..population * 50 {
-                if generation.len() == population {
+            for _ in 0..screened * 50 {
+                if pool.len() == screened {
                     break;
                 }
                 let p = parents[rng.int(0, parents.len() as i64 - 1) as usize];
-                let child = mutate(&mut rng, p, &res_choices);
+                let mut child = mutate(&mut rng, p, &res_choices);
+                if rng.chance(GROW_CHANCE) {
+                    child = self.grow(child);
+                }
                 if seen.insert(child.to_string()) && self.predicted_fit(child) {
-                    generation.push(child);
+                    pool.push(child);
                 }
             }
         }
-        fitting.sort_by(|a, b| score(&b.1).total_cmp(&score(&a.1)));
-        Ok(fitting.into_iter().next().map(|(_, e)| e))
+        // Rung 3: the best few trained three times as long; the winner is the best of those
+        // (a few points of proxy noise no longer decide it).
+        let promoted = population.div_ceil(3);
+        if promoted < 2 || fitting.len() < 2 {
+            return Ok(fitting.into_iter().next().map(|(_, e)| e));
+        }
+        let leader = fitting[0].1.clone();
+        let mut best: Option<Entry> = None;
+        for (arch, _) in fitting.iter().take(promoted) {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            if !self.time_left(Some(&leader)) {
+                self.out_of_time();
+                break;
+            }
+            let Some((e, _)) =
+                self.evaluate(*arch, EntryKind::Candidate, 3 * self.s.proxy_epochs, on)?
+            else {
+                return Ok(None);
+            };
+            candidates.push(e.clone());
+            if e.status == Status::Fits && best.as_ref().is_none_or(|b| score(&e) > score(b)) {
+                best = Some(e);
+            }
+        }
+        Ok(best.or(Some(leader)))
     }
+}
+
+/// `evolve` screens this many architectures per candidate it trains for the proxy epochs.
+pub const SCREEN_FACTOR: usize = 3;
+/// Share of each budget a grown network is predicted to stay within (the latency predictor's
+/// error is about 10 %).
+pub const GROW_SHARE: f64 = 0.9;
+/// Share of new networks that are grown towards the budgets (the others keep their widths, so
+/// the search still sees narrow, deep networks).
+pub const GROW_CHANCE: f64 = 0.75;
+
+/// Every block's width scaled by `f` (rounded, 4 to 128 channels).
+pub fn scale_widths(arch: Arch, f: f64) -> Arch {
+    let Arch::Blocks(mut b) = arch else {
+        return arch;
+    };
+    let n = usize::from(b.n).min(MAX_BLOCKS);
+    for x in &mut b.blocks[..n] {
+        x.out = ((f64::from(x.out) * f).round() as u16).clamp(4, 128);
+    }
+    Arch::Blocks(b)
 }
 
 fn pick<T: Copy>(rng: &mut SplitMix, v: &[T]) -> T {
@@ -113,10 +247,11 @@ pub fn random_blocks(rng: &mut SplitMix, res: &[usize]) -> Arch {
         blocks: [Block::default(); MAX_BLOCKS],
     };
     // The stem is a plain convolution: a depthwise one would see only the image's 1-3 channels.
+    // A stride-2 stem quarters the cost of everything after it (the budget goes into width).
     b.blocks[0] = Block {
         k: 3,
-        stride: 1,
-        out: pick(rng, &[4u16, 6, 8, 12, 16]),
+        stride: if rng.chance(0.3) { 2 } else { 1 },
+        out: pick(rng, &[4u16, 6, 8, 12, 16, 24]),
         sep: false,
     };
     for i in 1..n {
@@ -131,8 +266,8 @@ pub fn random_blocks(rng: &mut SplitMix, res: &[usize]) -> Arch {
     Arch::Blocks(b)
 }
 
-/// One random change: a width, a kernel size, a stride, plain vs depthwise-separable, a block more
-/// or less, or the resolution.
+/// One random change: a width, a kernel size, a stride (the stem's too), plain vs
+/// depthwise-separable, a block more or less, or the resolution.
 pub fn mutate(rng: &mut SplitMix, arch: Arch, res: &[usize]) -> Arch {
     let Arch::Blocks(mut b) = arch else {
         return arch;
@@ -147,7 +282,7 @@ pub fn mutate(rng: &mut SplitMix, arch: Arch, res: &[usize]) -> Arch {
             b.blocks[i].out = ((o * f).round() as u16).clamp(4, 128);
         }
         1 if n > 1 => b.blocks[j].k = if b.blocks[j].k == 3 { 5 } else { 3 },
-        2 if n > 1 => b.blocks[j].stride = 3 - b.blocks[j].stride,
+        2 => b.blocks[i].stride = 3 - b.blocks[i].stride,
         3 if n < MAX_BLOCKS => {
             let last = b.blocks[n - 1];
             b.blocks[n] = Block {

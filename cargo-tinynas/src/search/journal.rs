@@ -36,14 +36,18 @@ pub enum Status {
     OverBudgetMeasured(String),
     /// Not a valid network for this input (too many cells).
     Invalid(String),
+    /// `evolve`'s first rung: trained one epoch to rank it, predicted to fit, not measured.
+    Screened,
 }
 
-/// What an entry records: a candidate of the search, or the retrained winner (written
-/// `"candidate"` and `"final"`, as journals have always been).
+/// What an entry records: a candidate of the search (trained its epochs, measured on the board),
+/// a screened one (`evolve`: trained briefly to rank it, not measured), or the retrained winner
+/// (written `"candidate"`, `"screen"` and `"final"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
     Candidate,
+    Screen,
     Final,
 }
 
@@ -51,6 +55,7 @@ impl EntryKind {
     pub fn as_str(self) -> &'static str {
         match self {
             EntryKind::Candidate => "candidate",
+            EntryKind::Screen => "screen",
             EntryKind::Final => "final",
         }
     }
@@ -88,14 +93,15 @@ pub struct Entry {
 #[derive(Debug)]
 pub struct Journal {
     pub path: PathBuf,
-    /// Entries read back, by `kind/arch`.
+    /// Entries read back, by `kind/arch/epochs` (`evolve` trains one architecture for several
+    /// numbers of epochs).
     pub done: BTreeMap<String, Entry>,
     /// Lines that could not be read (a line cut short by a kill).
     pub skipped_lines: usize,
 }
 
-fn key(kind: EntryKind, arch: &str) -> String {
-    format!("{}/{arch}", kind.as_str())
+fn key(kind: EntryKind, arch: &str, epochs: usize) -> String {
+    format!("{}/{arch}/{epochs}", kind.as_str())
 }
 
 impl Journal {
@@ -107,7 +113,7 @@ impl Journal {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 match serde_json::from_str::<Entry>(line) {
                     Ok(e) => {
-                        done.insert(key(e.kind, &e.arch), e);
+                        done.insert(key(e.kind, &e.arch, e.epochs), e);
                     }
                     Err(_) => skipped_lines += 1,
                 }
@@ -123,8 +129,13 @@ impl Journal {
         })
     }
 
-    pub fn get(&self, kind: EntryKind, arch: &str) -> Option<&Entry> {
-        self.done.get(&key(kind, arch))
+    pub fn get(&self, kind: EntryKind, arch: &str, epochs: usize) -> Option<&Entry> {
+        self.done.get(&key(kind, arch, epochs))
+    }
+
+    /// Seconds spent on every entry so far (what `--time-budget` counts, the same on resume).
+    pub fn seconds(&self) -> f64 {
+        self.done.values().map(|e| e.seconds).sum()
     }
 
     /// Appends an entry and syncs it to disk.
@@ -151,7 +162,7 @@ impl Journal {
         }
         f.write_all(line.as_bytes())?;
         f.sync_data()?;
-        self.done.insert(key(e.kind, &e.arch), e.clone());
+        self.done.insert(key(e.kind, &e.arch, e.epochs), e.clone());
         Ok(())
     }
 }
@@ -205,14 +216,32 @@ mod tests {
         assert_eq!(j.done.len(), 2);
         assert_eq!(j.skipped_lines, 1);
         assert_eq!(
-            j.get(EntryKind::Candidate, "nanonas:k=1,c=1")
+            j.get(EntryKind::Candidate, "nanonas:k=1,c=1", 3)
                 .unwrap()
                 .status,
             Status::OverBudgetMeasured("SRAM 9000 > 8000".into())
         );
         j.append(&entry("nanonas:k=2,c=0", Status::Fits)).unwrap();
+        // The same architecture at other epochs (evolve's rungs) is an entry of its own.
+        let mut longer = entry("nanonas:k=2,c=0", Status::Fits);
+        longer.epochs = 9;
+        j.append(&longer).unwrap();
         let j = Journal::open(&path).unwrap();
-        assert_eq!(j.done.len(), 3, "the entry after the cut line reads back");
+        assert_eq!(j.done.len(), 4, "the entry after the cut line reads back");
+        assert_eq!(
+            j.get(EntryKind::Candidate, "nanonas:k=2,c=0", 9)
+                .unwrap()
+                .epochs,
+            9
+        );
+        assert_eq!(
+            j.get(EntryKind::Candidate, "nanonas:k=2,c=0", 3)
+                .unwrap()
+                .epochs,
+            3
+        );
+        assert!(j.get(EntryKind::Screen, "nanonas:k=2,c=0", 3).is_none());
+        assert_eq!(j.seconds(), 6.0);
         let _ = std::fs::remove_file(&path);
     }
 
@@ -230,10 +259,10 @@ mod tests {
         let j = Journal::open(&path).unwrap();
         let _ = std::fs::remove_file(&path);
         assert_eq!((j.done.len(), j.skipped_lines), (2, 0));
-        let fin = j.get(EntryKind::Final, "nanonas:k=3,c=4").unwrap();
+        let fin = j.get(EntryKind::Final, "nanonas:k=3,c=4", 30).unwrap();
         assert_eq!((fin.epochs, fin.model_crc), (30, Some(1785238431)));
-        assert!(j.get(EntryKind::Candidate, "nanonas:k=1,c=0").is_some());
-        assert!(j.get(EntryKind::Final, "nanonas:k=1,c=0").is_none());
+        assert!(j.get(EntryKind::Candidate, "nanonas:k=1,c=0", 3).is_some());
+        assert!(j.get(EntryKind::Final, "nanonas:k=1,c=0", 3).is_none());
         for line in lines {
             let e: Entry = serde_json::from_str(line).unwrap();
             assert_eq!(serde_json::to_string(&e).unwrap(), line);

@@ -6,17 +6,23 @@
 //! improving. Each candidate trains `proxy_epochs` (Adam, lr 1e-3, batch 16) and is quantised;
 //! one that passes the analytic checks (planned arena against the SRAM budget, parameter bytes
 //! against the flash budget) is then **measured on the board**, and the budgets are checked on the
-//! measured peak SRAM, flash and latency. The winner is retrained from scratch (`final_epochs`,
-//! Adam lr 0.01, batch 128, keeping the best epoch), quantised (with the quantisation-aware
-//! fine-tune when post-training quantisation loses more than a point) and measured again.
+//! measured peak SRAM, flash and latency. The winner is retrained from scratch with
+//! [`final_recipe`] (`final_epochs`, keeping the best epoch), quantised (with the
+//! quantisation-aware fine-tune when post-training quantisation loses more than a point) and
+//! measured again.
 //!
 //! Strategy `evolve` (beyond the paper) searches a wider space, [`Blocks`]: 3x3 or 5x5 convolutions,
 //! stride-2 downsampling instead of pooling, a width per block, 2 to 6 blocks, at the data's own
-//! (square) resolution, so the firmware needs no resize that no figure would count. A seeded evolutionary search keeps a
-//! population, mutates the best candidates that fit, and trains only children **predicted** to
-//! fit: arena and parameter bytes exactly from the model, latency from [`predict`]'s per-board
-//! table of measured layer latencies. Every trained candidate is still measured on the board (and
-//! its layers added to the table); the predictor's error against those measurements is reported.
+//! (square) resolution, so the firmware needs no resize that no figure would count. A seeded
+//! evolutionary search in three rungs (successive halving): each generation screens three times
+//! the population for one epoch, trains the best for the proxy epochs and measures them, and the
+//! best few are finally trained three times as long to choose the winner. Only networks
+//! **predicted** to fit are trained: arena and parameter bytes exactly from the model, latency
+//! from [`predict`]'s per-board table of measured layer latencies; most new networks are grown
+//! (every width scaled up) to what the budgets are predicted to allow. Every candidate past the
+//! screen is measured on the board (and its layers added to the table); the predictor's error
+//! against those measurements is reported. `--time-budget` stops either strategy early with the
+//! best candidate so far.
 //!
 //! Every evaluation goes to the [`journal`]; a search killed and started again resumes from it.
 
@@ -27,7 +33,7 @@ mod nanonas;
 mod pareto;
 pub mod predict;
 
-pub use evolve::{mutate, random_blocks};
+pub use evolve::{mutate, random_blocks, scale_widths};
 pub use pareto::{pareto, svg};
 
 use std::path::PathBuf;
@@ -78,6 +84,50 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Bench firmware cache.
     pub firmware_cache: PathBuf,
+    /// `--time-budget`: no new candidate once the journaled seconds and the winner's estimated
+    /// retraining would pass it; the best candidate so far wins. Not part of the fingerprint, so a
+    /// search stopped by it resumes with a larger one.
+    pub time_budget: Option<std::time::Duration>,
+}
+
+/// How each candidate is trained for its proxy epochs: Adam at 1e-3, batch 16, constant rate, no
+/// augmentation (short runs rank best with small batches and no regularisation).
+pub fn proxy_recipe(epochs: usize, seed: u64) -> Options {
+    Options {
+        epochs,
+        batch: 16,
+        lr: 1e-3,
+        optimizer: OptimizerKind::Adam,
+        schedule: Schedule::Constant,
+        seed,
+        augment: false,
+        label_smoothing: 0.0,
+    }
+}
+
+/// Batch size of the final recipe.
+pub const FINAL_BATCH: usize = 32;
+/// Base learning rate of the final recipe.
+pub const FINAL_LR: f32 = 3e-3;
+/// Label smoothing of the final recipe.
+pub const FINAL_LABEL_SMOOTHING: f32 = 0.1;
+
+/// How the winner is retrained, and what `cargo tinynas train --recipe final` uses, so that a
+/// published architecture is trained exactly like a winner: Adam at [`FINAL_LR`], batch
+/// [`FINAL_BATCH`], a cosine schedule down to zero, flips and shifts of up to 2 pixels, label
+/// smoothing [`FINAL_LABEL_SMOOTHING`]; the quantisation-aware fine-tune (when needed) at a tenth
+/// of the rate.
+pub fn final_recipe(epochs: usize, seed: u64) -> Options {
+    Options {
+        epochs,
+        batch: FINAL_BATCH,
+        lr: FINAL_LR,
+        optimizer: OptimizerKind::Adam,
+        schedule: Schedule::Cosine,
+        seed,
+        augment: true,
+        label_smoothing: FINAL_LABEL_SMOOTHING,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,10 +266,11 @@ impl Outcome {
 pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
     // The prefix names the search's own version: bump it whenever the same settings would
     // evaluate other candidates (v2: depthwise-separable blocks in the evolve space; v3: evolve at
-    // the data's resolution only), so that an older journal is not resumed into a different
+    // the data's resolution only; v4: evolve's rungs, growth and stride-2 stems, the final
+    // recipe), so that an older journal is not resumed into a different
     // search.
     let text = format!(
-        "v3|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
+        "v4|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
         s.strategy,
         s.input,
         s.budgets.ram_bytes,
@@ -259,6 +310,16 @@ struct Searcher<'a> {
 }
 
 impl Searcher<'_> {
+    /// Notes that the time budget ended the search.
+    fn out_of_time(&mut self) {
+        if let Some(t) = self.s.time_budget {
+            self.stopped_because = format!(
+                "the time budget ({}) would not hold another candidate and the winner's retraining (--time-budget); the best candidate so far wins",
+                humantime::format_duration(t)
+            );
+        }
+    }
+
     fn jerr(&self) -> impl FnOnce(std::io::Error) -> SearchError {
         let path = self.jpath.clone();
         move |source| SearchError::Journal { path, source }
@@ -451,6 +512,7 @@ mod tests {
             false,
             false,
         );
+        let mut seen_stem_s2 = false;
         let mut a = random_blocks(&mut rng, &res);
         for i in 0..300 {
             a = if i % 3 == 0 {
@@ -467,6 +529,7 @@ mod tests {
             seen_s2 |= b.blocks().iter().any(|x| x.stride == 2);
             seen_sep |= b.blocks().iter().any(|x| x.sep);
             seen_plain |= b.blocks()[1..].iter().any(|x| !x.sep);
+            seen_stem_s2 |= b.blocks[0].stride == 2;
             assert!(!b.blocks[0].sep, "{text}");
             let input = ImageShape { h: 28, w: 28, c: 1 };
             // Valid unless it downsamples past 2x2; then Net::new says so.
@@ -476,7 +539,23 @@ mod tests {
             }
         }
         assert_eq!(seen_res.len(), 2);
-        assert!(seen_k5 && seen_s2 && seen_sep && seen_plain);
+        assert!(seen_k5 && seen_s2 && seen_sep && seen_plain && seen_stem_s2);
+    }
+
+    /// Growing scales every width, rounded and kept within 4 to 128 channels; nothing else moves.
+    #[test]
+    fn scaling_widths_keeps_the_structure() {
+        let a: Arch = "blocks:r=32,3s2x8,d5s1x12,3s2x100".parse().unwrap();
+        assert_eq!(
+            scale_widths(a, 1.5).to_string(),
+            "blocks:r=32,3s2x12,d5s1x18,3s2x128"
+        );
+        assert_eq!(
+            scale_widths(a, 0.1).to_string(),
+            "blocks:r=32,3s2x4,d5s1x4,3s2x10"
+        );
+        let n: Arch = "nanonas:k=4,c=2".parse().unwrap();
+        assert_eq!(scale_widths(n, 2.0), n);
     }
 
     #[test]

@@ -18,6 +18,10 @@ impl Searcher<'_> {
                 if self.stop.load(Ordering::Relaxed) {
                     break 'k;
                 }
+                if !self.time_left(best.as_ref().or(best_k.as_ref())) {
+                    self.out_of_time();
+                    break 'k;
+                }
                 let arch = Arch::NanoNas { k, c };
                 let Some((e, _)) =
                     self.evaluate(arch, EntryKind::Candidate, self.s.proxy_epochs, on)?

@@ -17,7 +17,7 @@ mod window;
 pub use activation::{Dropout, Relu};
 pub use conv::{Conv2d, DepthwiseConv2d};
 pub use dense::Dense;
-pub use loss::softmax_cross_entropy;
+pub use loss::{softmax_cross_entropy, softmax_cross_entropy_smoothed};
 pub use norm::{BatchNorm, BN_MOMENTUM};
 pub use pool::{GlobalAvgPool, Pool};
 pub use quant::{quantize_bias, quantize_weights, FakeQuant};

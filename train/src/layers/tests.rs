@@ -428,17 +428,38 @@ fn dropout_scales_kept_units_and_their_gradients() {
 fn cross_entropy_gradient_matches_finite_differences() {
     let logits = random(3, 1, 1, 4, 23, false);
     let labels = [0usize, 3, 1];
-    let (_, g) = softmax_cross_entropy(&logits, &labels);
-    let eps = 1e-3f32;
-    for i in 0..logits.data.len() {
-        let mut p = logits.clone();
-        p.data[i] += eps;
-        let (up, _) = softmax_cross_entropy(&p, &labels);
-        p.data[i] -= 2.0 * eps;
-        let (down, _) = softmax_cross_entropy(&p, &labels);
-        let n = (up - down) / (2.0 * eps);
-        assert!((g.data[i] - n).abs() < 1e-3, "{i}: {} vs {n}", g.data[i]);
+    for smoothing in [0.0f32, 0.1, 0.5] {
+        let (_, g) = softmax_cross_entropy_smoothed(&logits, &labels, smoothing);
+        let eps = 1e-3f32;
+        for i in 0..logits.data.len() {
+            let mut p = logits.clone();
+            p.data[i] += eps;
+            let (up, _) = softmax_cross_entropy_smoothed(&p, &labels, smoothing);
+            p.data[i] -= 2.0 * eps;
+            let (down, _) = softmax_cross_entropy_smoothed(&p, &labels, smoothing);
+            let n = (up - down) / (2.0 * eps);
+            assert!(
+                (g.data[i] - n).abs() < 1e-3,
+                "{smoothing} {i}: {} vs {n}",
+                g.data[i]
+            );
+        }
     }
+    // Smoothing 0 is plain cross-entropy, bit for bit; smoothing pulls the target off one-hot,
+    // so a confident right answer costs more than without it.
+    assert_eq!(
+        softmax_cross_entropy(&logits, &labels),
+        softmax_cross_entropy_smoothed(&logits, &labels, 0.0)
+    );
+    let confident = Tensor::from(1, 1, 1, 4, vec![9.0, 0.0, 0.0, 0.0]);
+    let (plain, _) = softmax_cross_entropy(&confident, &[0]);
+    let (smoothed, g) = softmax_cross_entropy_smoothed(&confident, &[0], 0.1);
+    assert!(smoothed > plain + 0.1, "{smoothed} vs {plain}");
+    assert!(
+        g.data[0] > 0.0,
+        "the label's logit is pushed down past its target: {:?}",
+        g.data
+    );
 }
 
 #[test]

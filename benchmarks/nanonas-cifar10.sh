@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# NanoNAS's three CIFAR-10 budgets as a benchmark you can rerun (issue "A search that beats
+# NanoNAS's own picks", item 4). For each chip:
+#   1. NanoNAS's published pick is trained with the search's final recipe
+#      (`cargo tinynas train --recipe final`) and measured on the chip's core in QEMU, linked with
+#      the chip's real RAM and flash (`bench --board B --chip C`);
+#   2. a firmware project for that chip is made, with the budget NanoNAS used (the chip's whole
+#      SRAM and flash) and a latency ceiling equal to the pick's measured latency;
+#   3. `cargo tinynas search --strategy nanonas` and `--strategy evolve --time-budget` run there.
+# Each command runs under benchmarks/tree_rss.py (peak RSS of the whole process tree, wall time).
+# One table is written to $OUT/table.md (and every JSON line to $OUT/<chip>/).
+#
+#   bash benchmarks/nanonas-cifar10.sh                 # all three chips (about 5 hours here)
+#   CHIPS=STM32L010RBTx bash benchmarks/nanonas-cifar10.sh   # one chip
+#
+# Settings (environment): CHIPS, OUT (default target/nanonas-cifar10), TIME_BUDGET (evolve's
+# --time-budget, default 55m), PROXY_EPOCHS (3), FINAL_EPOCHS (30), POPULATION (6),
+# GENERATIONS (3), THREADS (2), STRATEGIES ("nanonas evolve"), CIFAR (a folder with train/ and
+# test/ class folders; default: ../shared/data/cifar10 unpacked into $OUT/cifar10).
+# Needs python3 (for tree_rss.py and the table) and what `bash .ci/setup` installs.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$repo/target/nanonas-cifar10}
+TIME_BUDGET=${TIME_BUDGET:-55m}
+PROXY_EPOCHS=${PROXY_EPOCHS:-3}
+FINAL_EPOCHS=${FINAL_EPOCHS:-30}
+POPULATION=${POPULATION:-6}
+GENERATIONS=${GENERATIONS:-3}
+THREADS=${THREADS:-2}
+STRATEGIES=${STRATEGIES:-nanonas evolve}
+CHIPS=${CHIPS:-STM32L010RBTx STM32L151UCYx STM32L412KBUx}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+# chip -> emulated board of its core, RAM and flash budget (the chip's whole memory), pick's k.
+budget() {
+    case "$1" in
+        STM32L010RBTx) echo "qemu-m0-an385 20480 131072 6" ;;
+        STM32L151UCYx) echo "qemu-m3-an385 32768 262144 8" ;;
+        STM32L412KBUx) echo "qemu-m4 40960 131072 14" ;;
+        *) echo "unknown chip $1: use STM32L010RBTx, STM32L151UCYx or STM32L412KBUx" >&2; exit 2 ;;
+    esac
+}
+
+if [ -z "${CIFAR:-}" ]; then
+    CIFAR=$OUT/cifar10
+    if [ ! -d "$CIFAR/test" ]; then
+        src=$repo/../shared/data/cifar10
+        [ -f "$src/train.tar.gz" ] || { echo "no CIFAR-10 at $src: set CIFAR to a folder with train/ and test/" >&2; exit 2; }
+        mkdir -p "$CIFAR.partial"
+        tar xzf "$src/train.tar.gz" -C "$CIFAR.partial"
+        tar xzf "$src/test.tar.gz" -C "$CIFAR.partial"
+        mv "$CIFAR.partial" "$CIFAR"
+    fi
+fi
+
+(cd "$repo" && cargo build --release --locked -p cargo-tinynas)
+tool() { "$repo/target/release/cargo-tinynas" tinynas "$@"; }
+rss() { python3 "$repo/benchmarks/tree_rss.py" "$@"; }
+
+for chip in $CHIPS; do
+    read -r board ram flash k <<<"$(budget "$chip")"
+    dir=$OUT/$chip
+    mkdir -p "$dir"
+    echo "== $chip: $board, $ram B SRAM, $flash B flash, NanoNAS's pick A($k,4)" >&2
+    # 1. The pick, with the final recipe, measured on the chip's core.
+    if [ ! -f "$dir/pick.json" ]; then
+        rss "$dir/pick.rss.json" "$repo/target/release/cargo-tinynas" tinynas train \
+            --data "$CIFAR" --arch "nanonas:k=$k,c=4" --recipe final --epochs "$FINAL_EPOCHS" \
+            --threads "$THREADS" --out "$dir/pick.tnas" --message-format json >"$dir/pick.train.jsonl"
+        tool bench --model "$dir/pick.tnas" --board "$board" --chip "$chip" --message-format json \
+            >"$dir/pick.bench.json"
+        tail -n 1 "$dir/pick.train.jsonl" >"$dir/pick.json"
+    fi
+    latency=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["latency"]["max"])' "$dir/pick.bench.json")
+    # 2. The firmware project of that chip (the emulated board links with the chip's sizes).
+    for strategy in $STRATEGIES; do
+        p=$dir/$strategy
+        mkdir -p "$p/src"
+        cat >"$p/Cargo.toml" <<TOML
+[package]
+name = "fw-$(echo "$chip" | tr 'A-Z' 'a-z')"
+version = "0.1.0"
+edition = "2021"
+
+[dependencies]
+
+[workspace]
+
+[package.metadata.tinynas]
+data = "$CIFAR"
+input = "32x32x3"
+board = "$board"
+chip = "$chip"
+max-ram = $ram
+max-flash = $flash
+# The pick's measured latency: instructions at one per cycle, at 1 kHz that many milliseconds.
+clock-hz = 1000
+max-latency-ms = $latency
+seed = 1
+proxy-epochs = $PROXY_EPOCHS
+final-epochs = $FINAL_EPOCHS
+TOML
+        echo '#![no_std]' >"$p/src/lib.rs"
+        # 3. The search (resumes from its journal if it was stopped).
+        extra=()
+        if [ "$strategy" = evolve ]; then
+            extra=(--population "$POPULATION" --generations "$GENERATIONS" --time-budget "$TIME_BUDGET")
+        fi
+        if [ ! -f "$p/search.done" ]; then
+            (cd "$p" && rss "$p/search.rss.json" "$repo/target/release/cargo-tinynas" tinynas search \
+                --strategy "$strategy" "${extra[@]}" --threads "$THREADS" --no-generate \
+                --message-format json >"$p/search.jsonl")
+            touch "$p/search.done"
+        fi
+    done
+done
+
+# The table.
+python3 - "$OUT" $CHIPS <<'PY'
+import json, os, sys
+out, chips = sys.argv[1], sys.argv[2:]
+picks = {"STM32L010RBTx": "A(6,4)", "STM32L151UCYx": "A(8,4)", "STM32L412KBUx": "A(14,4)"}
+def last(path, reason):
+    rows = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
+    return next((r for r in reversed(rows) if r.get("reason") == reason), None)
+lines = ["| chip (budget) | network | int8 test | instructions | peak SRAM | flash | candidates | wall | peak RSS |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+for chip in chips:
+    d = os.path.join(out, chip)
+    train = last(os.path.join(d, "pick.train.jsonl"), "train-report")
+    bench = json.load(open(os.path.join(d, "pick.bench.json")))
+    rss = json.load(open(os.path.join(d, "pick.rss.json")))
+    flash = bench["flash_bytes"] - bench["flash"].get("bench_input_bytes", 0)
+    mib = lambda b: f"{b / 2**20:.0f} MiB"
+    lines.append(f"| {chip} | NanoNAS's pick {picks.get(chip, '?')} (`train --recipe final`) | {100 * train['int8_test_accuracy']:.1f} % | "
+                 f"{bench['latency']['max']:,} | {bench['peak_sram_bytes']:,} B | {flash:,} B | - | {rss['wall_seconds'] / 60:.0f} min | {mib(rss['peak_rss_bytes'])} |")
+    for strategy in ("nanonas", "evolve"):
+        p = os.path.join(d, strategy)
+        if not os.path.exists(os.path.join(p, "search.jsonl")):
+            continue
+        done = last(os.path.join(p, "search.jsonl"), "search-finished")
+        rss = json.load(open(os.path.join(p, "search.rss.json")))
+        if done is None:
+            lines.append(f"| {chip} | `search --strategy {strategy}`: did not finish (exit {rss['exit_code']}) | | | | | | | |")
+            continue
+        f, m = done["final"], done["final"]["measured"]
+        rows = [json.loads(l) for l in open(os.path.join(p, "search.jsonl")) if l.startswith("{")]
+        measured = sum(1 for r in rows if r.get("reason") == "candidate" and r.get("kind") == "candidate")
+        screened = sum(1 for r in rows if r.get("reason") == "candidate" and r.get("kind") == "screen")
+        cands = f"{measured}" + (f" (+{screened} screened)" if screened else "")
+        lines.append(f"| {chip} | `search --strategy {strategy}`: {done['winner']} | {100 * f['int8_test']:.1f} % | {m['latency']:,} | "
+                     f"{m['peak_sram_bytes']:,} B | {m['flash_bytes']:,} B | {cands} | {rss['wall_seconds'] / 60:.0f} min | {mib(rss['peak_rss_bytes'])} |")
+table = "\n".join(lines) + "\n"
+open(os.path.join(out, "table.md"), "w").write(table)
+print(table)
+PY

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Runs a command and records the peak resident memory of its whole process tree.
+
+    tree_rss.py OUT.json CMD [ARGS...]
+
+The command's stdout and stderr pass through; its exit code is this script's. Every 0.2 s the
+resident set sizes (VmRSS) of the command and all its descendants (cargo, rustc, QEMU, ...) are
+added up; OUT.json gets {"peak_rss_bytes": ..., "wall_seconds": ..., "exit_code": ...}. Linux only
+(reads /proc). Part of benchmarks/nanonas-cifar10.sh; run by hand, not by the tests.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def children_of():
+    parent = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+            # The name is in parentheses and may hold spaces: the ppid follows the last ')'.
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            parent[int(pid)] = ppid
+        except (OSError, ValueError, IndexError):
+            pass
+    return parent
+
+
+def rss_bytes(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss(root):
+    parent = children_of()
+    tree = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid in parent.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sum(rss_bytes(p) for p in tree)
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    out, cmd = sys.argv[1], sys.argv[2:]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss(proc.pid))
+        time.sleep(0.2)
+    wall = time.monotonic() - start
+    with open(out, "w") as f:
+        json.dump({"peak_rss_bytes": peak, "wall_seconds": wall, "exit_code": proc.returncode}, f)
+    sys.exit(proc.returncode)
+
+
+if __name__ == "__main__":
+    main()
