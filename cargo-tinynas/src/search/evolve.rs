@@ -133,8 +133,17 @@ impl Searcher<'_> {
                 }
             }
             ranked.sort_by(by_score);
-            // Rung 2: the best of them for the proxy epochs, measured.
-            for (arch, _) in ranked.into_iter().take(population) {
+            // Rung 2: the best of them for the proxy epochs, measured. Each measurement teaches
+            // the latency table; a network it now predicts too slow is passed over.
+            let mut trained = 0;
+            for (arch, _) in ranked {
+                if trained == population {
+                    break;
+                }
+                if !self.predicted_fit(arch) {
+                    continue;
+                }
+                trained += 1;
                 if self.stop.load(Ordering::Relaxed) {
                     return Ok(None);
                 }
@@ -159,28 +168,33 @@ impl Searcher<'_> {
                 );
                 break;
             }
-            // Parents: the better half of everything that fitted so far.
+            // Parents: the better half of everything that fitted so far. While nothing fits yet,
+            // fresh networks instead (the table now predicts what it could not for the first).
             let parents: Vec<Arch> = fitting
                 .iter()
                 .take(population.div_ceil(2))
                 .map(|(a, _)| *a)
                 .collect();
             pool.clear();
-            if parents.is_empty() {
-                break;
-            }
             for _ in 0..screened * 50 {
                 if pool.len() == screened {
                     break;
                 }
-                let p = parents[rng.int(0, parents.len() as i64 - 1) as usize];
-                let mut child = mutate(&mut rng, p, &res_choices);
+                let mut child = if parents.is_empty() {
+                    random_blocks(&mut rng, &res_choices)
+                } else {
+                    let p = parents[rng.int(0, parents.len() as i64 - 1) as usize];
+                    mutate(&mut rng, p, &res_choices)
+                };
                 if rng.chance(GROW_CHANCE) {
                     child = self.grow(child);
                 }
                 if seen.insert(child.to_string()) && self.predicted_fit(child) {
                     pool.push(child);
                 }
+            }
+            if pool.is_empty() {
+                break;
             }
         }
         // Rung 3: the best few trained three times as long; the winner is the best of those
