@@ -93,7 +93,7 @@ impl Searcher<'_> {
             proxy_recipe(epochs, s.seed)
         };
         let stop = self.stop;
-        let (history, best) = fit_until(
+        let (mut history, mut best) = fit_until(
             &mut net,
             data,
             train,
@@ -103,6 +103,29 @@ impl Searcher<'_> {
             stop,
         )
         .map_err(TrainError::from)?;
+        // A final training that never beat guessing (a tiny network on a tiny data set: the
+        // final recipe's rate is too low for a handful of steps to move it) is done again from
+        // the same start at the rate of the earlier recipe, FINAL_RETRY_LR.
+        let chance = 1.0 / self.classes.len().max(1) as f32 + 0.01;
+        let learnt = |h: &[tinynas_train::fit::Epoch]| h.iter().any(|e| e.val_accuracy > chance);
+        if final_run && history.len() == epochs && !learnt(&history) {
+            net = Net::new(arch, input, self.classes.len(), s.seed)
+                .map_err(|e| TrainError::ArchSpec(e.to_string()))?;
+            let retry = Options {
+                lr: FINAL_RETRY_LR,
+                ..opts
+            };
+            (history, best) = fit_until(
+                &mut net,
+                data,
+                train,
+                val,
+                &retry,
+                |p| on(Event::Progress(p)),
+                stop,
+            )
+            .map_err(TrainError::from)?;
+        }
         let Some(mut best) = best.filter(|_| history.len() == epochs) else {
             return Ok(None); // stopped: nothing is journaled
         };

@@ -109,6 +109,8 @@ pub fn proxy_recipe(epochs: usize, seed: u64) -> Options {
 pub const FINAL_BATCH: usize = 32;
 /// Base learning rate of the final recipe.
 pub const FINAL_LR: f32 = 3e-3;
+/// The rate a final training that never beat guessing is done again at (the earlier recipe's).
+pub const FINAL_RETRY_LR: f32 = 0.01;
 /// Label smoothing of the final recipe.
 pub const FINAL_LABEL_SMOOTHING: f32 = 0.1;
 
