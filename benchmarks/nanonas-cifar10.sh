@@ -16,7 +16,10 @@
 # Settings (environment): CHIPS, OUT (default target/nanonas-cifar10), TIME_BUDGET (evolve's
 # --time-budget, default 55m), PROXY_EPOCHS (3), FINAL_EPOCHS (30), POPULATION (6),
 # GENERATIONS (3), THREADS (2), STRATEGIES ("nanonas evolve"), CIFAR (a folder with train/ and
-# test/ class folders; default: ../shared/data/cifar10 unpacked into $OUT/cifar10).
+# test/ class folders; default: ../shared/data/cifar10 unpacked into $OUT/cifar10), MEMORY_LIMIT
+# (default 256M: each search runs in a cgroup v1 memory cgroup of that size holding its whole
+# process tree, as on a small gateway; the tool then builds firmware one job at a time. Needs
+# root; without it, or with MEMORY_LIMIT=, the searches run unlimited and the table says so).
 # Needs python3 (for tree_rss.py and the table) and what `bash .ci/setup` installs.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,6 +60,27 @@ fi
 (cd "$repo" && cargo build --release --locked -p cargo-tinynas)
 tool() { "$repo/target/release/cargo-tinynas" tinynas "$@"; }
 rss() { python3 "$repo/benchmarks/tree_rss.py" "$@"; }
+MEMORY_LIMIT=${MEMORY_LIMIT-256M}
+# limited JSON CMD...: runs CMD in a fresh memory cgroup of $MEMORY_LIMIT (when one can be made)
+# and writes the cgroup's limit, peak usage (page cache included) and OOM kills to JSON.
+limited() {
+    local json=$1 cg=/sys/fs/cgroup/memory/tinynas-bench-$$ code=0
+    shift
+    if [ -z "$MEMORY_LIMIT" ] || ! mkdir "$cg" 2>/dev/null; then
+        [ -z "$MEMORY_LIMIT" ] || echo "cannot make a memory cgroup (needs root and cgroup v1): running unlimited" >&2
+        echo '{"limit_bytes": null}' >"$json"
+        "$@" || code=$?
+        return $code
+    fi
+    echo "$MEMORY_LIMIT" >"$cg/memory.limit_in_bytes"
+    sh -c 'echo $$ > "$0" && exec "$@"' "$cg/cgroup.procs" "$@" || code=$?
+    local oom
+    oom=$(awk '$1 == "oom_kill" {print $2}' "$cg/memory.oom_control")
+    printf '{"limit_bytes": %s, "max_usage_bytes": %s, "oom_kills": %s}\n' \
+        "$(cat "$cg/memory.limit_in_bytes")" "$(cat "$cg/memory.max_usage_in_bytes")" "${oom:-0}" >"$json"
+    rmdir "$cg" 2>/dev/null || true
+    return $code
+}
 
 for chip in $CHIPS; do
     read -r board ram flash k <<<"$(budget "$chip")"
@@ -108,7 +132,7 @@ TOML
             extra=(--population "$POPULATION" --generations "$GENERATIONS" --time-budget "$TIME_BUDGET")
         fi
         if [ ! -f "$p/search.done" ]; then
-            (cd "$p" && rss "$p/search.rss.json" "$repo/target/release/cargo-tinynas" tinynas search \
+            (cd "$p" && limited "$p/search.cgroup.json" rss "$p/search.rss.json" "$repo/target/release/cargo-tinynas" tinynas search \
                 --strategy "$strategy" "${extra[@]}" --threads "$THREADS" --no-generate \
                 --message-format json >"$p/search.jsonl")
             touch "$p/search.done"
@@ -124,7 +148,7 @@ picks = {"STM32L010RBTx": "A(6,4)", "STM32L151UCYx": "A(8,4)", "STM32L412KBUx": 
 def last(path, reason):
     rows = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
     return next((r for r in reversed(rows) if r.get("reason") == reason), None)
-lines = ["| chip (budget) | network | int8 test | instructions | peak SRAM | flash | candidates | wall | peak RSS |",
+lines = ["| chip (budget) | network | int8 test | instructions | peak SRAM | flash | candidates | wall | peak RSS (tree) |",
          "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
 for chip in chips:
     d = os.path.join(out, chip)
@@ -149,8 +173,11 @@ for chip in chips:
         measured = sum(1 for r in rows if r.get("reason") == "candidate" and r.get("kind") == "candidate")
         screened = sum(1 for r in rows if r.get("reason") == "candidate" and r.get("kind") == "screen")
         cands = f"{measured}" + (f" (+{screened} screened)" if screened else "")
+        cg_path = os.path.join(p, "search.cgroup.json")
+        cg = json.load(open(cg_path)) if os.path.exists(cg_path) else {}
+        limit = f" in a {mib(cg['limit_bytes'])} cgroup, {cg['oom_kills']} OOM kills" if cg.get("limit_bytes") else ", no memory limit"
         lines.append(f"| {chip} | `search --strategy {strategy}`: {done['winner']} | {100 * f['int8_test']:.1f} % | {m['latency']:,} | "
-                     f"{m['peak_sram_bytes']:,} B | {m['flash_bytes']:,} B | {cands} | {rss['wall_seconds'] / 60:.0f} min | {mib(rss['peak_rss_bytes'])} |")
+                     f"{m['peak_sram_bytes']:,} B | {m['flash_bytes']:,} B | {cands} | {rss['wall_seconds'] / 60:.0f} min | {mib(rss['peak_rss_bytes'])}{limit} |")
 table = "\n".join(lines) + "\n"
 open(os.path.join(out, "table.md"), "w").write(table)
 print(table)
