@@ -57,8 +57,14 @@ if [ -z "${CIFAR:-}" ]; then
     fi
 fi
 
-(cd "$repo" && cargo build --release --locked -p cargo-tinynas)
-tool() { "$repo/target/release/cargo-tinynas" tinynas "$@"; }
+# TOOL: a cargo-tinynas binary to use instead of building this checkout's (with
+# TINYNAS_RUNTIME_PATH, the runtime its bench firmware builds with: a frozen copy lets you edit
+# the kernels while the benchmark runs).
+if [ -z "${TOOL:-}" ]; then
+    (cd "$repo" && cargo build --release --locked -p cargo-tinynas)
+    TOOL=$repo/target/release/cargo-tinynas
+fi
+tool() { "$TOOL" tinynas "$@"; }
 rss() { python3 "$repo/benchmarks/tree_rss.py" "$@"; }
 MEMORY_LIMIT=${MEMORY_LIMIT-256M}
 # limited JSON CMD...: runs CMD in a fresh memory cgroup of $MEMORY_LIMIT (when one can be made)
@@ -89,7 +95,7 @@ for chip in $CHIPS; do
     echo "== $chip: $board, $ram B SRAM, $flash B flash, NanoNAS's pick A($k,4)" >&2
     # 1. The pick, with the final recipe, measured on the chip's core.
     if [ ! -f "$dir/pick.json" ]; then
-        rss "$dir/pick.rss.json" "$repo/target/release/cargo-tinynas" tinynas train \
+        rss "$dir/pick.rss.json" "$TOOL" tinynas train \
             --data "$CIFAR" --arch "nanonas:k=$k,c=4" --recipe final --epochs "$FINAL_EPOCHS" \
             --threads "$THREADS" --out "$dir/pick.tnas" --message-format json >"$dir/pick.train.jsonl"
         tool bench --model "$dir/pick.tnas" --board "$board" --chip "$chip" --message-format json \
@@ -132,7 +138,7 @@ TOML
             extra=(--population "$POPULATION" --generations "$GENERATIONS" --time-budget "$TIME_BUDGET")
         fi
         if [ ! -f "$p/search.done" ]; then
-            (cd "$p" && limited "$p/search.cgroup.json" rss "$p/search.rss.json" "$repo/target/release/cargo-tinynas" tinynas search \
+            (cd "$p" && limited "$p/search.cgroup.json" rss "$p/search.rss.json" "$TOOL" tinynas search \
                 --strategy "$strategy" "${extra[@]}" --threads "$THREADS" --no-generate \
                 --message-format json >"$p/search.jsonl")
             touch "$p/search.done"
