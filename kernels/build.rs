@@ -11,12 +11,19 @@
 //! * `tinynas_v6m`: Armv6-M (`thumbv6m`: Cortex-M0, M0+, M1): its own convolution inner loop.
 //!
 //! Everything else (Armv7-M, RISC-V, the host) takes the portable path.
+//!
+//! * `tinynas_small`: the crate is built at `opt-level` `s` or `z` (the firmware asked for size):
+//!   the largest depthwise paths are kept as one called copy instead of being inlined.
 
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(tinynas_dsp)");
     println!("cargo:rustc-check-cfg=cfg(tinynas_v6m)");
     println!("cargo:rustc-check-cfg=cfg(tinynas_mve)");
+    println!("cargo:rustc-check-cfg=cfg(tinynas_small)");
     println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
+    if matches!(std::env::var("OPT_LEVEL").as_deref(), Ok("s" | "z")) {
+        println!("cargo:rustc-cfg=tinynas_small");
+    }
     let target = std::env::var("TARGET").unwrap_or_default();
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
     let flags: Vec<&str> = flags.split('\x1f').collect();

@@ -287,7 +287,9 @@ fn crc32(v: &[i8]) -> u32 {
     h.finalize()
 }
 
-fn build(m: &QemuMachine, cases: &[u8], dir: &Path) -> PathBuf {
+/// Builds the kernel check for board `m` at `opt_level` (the kernels inline differently at `s`
+/// and `z`).
+fn build(m: &QemuMachine, opt_level: &str, cases: &[u8], dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let (cases_path, memory) = (dir.join("cases.bin"), dir.join("memory.x"));
     std::fs::write(&cases_path, cases).unwrap();
@@ -300,8 +302,8 @@ fn build(m: &QemuMachine, cases: &[u8], dir: &Path) -> PathBuf {
     )
     .unwrap();
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/kernel-check");
-    let target_dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("kernel-check-{}", m.board));
+    let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("kernel-check-{}-{opt_level}", m.board));
     let flags_var = format!(
         "CARGO_TARGET_{}_RUSTFLAGS",
         m.target.to_uppercase().replace(['-', '.'], "_")
@@ -319,6 +321,7 @@ fn build(m: &QemuMachine, cases: &[u8], dir: &Path) -> PathBuf {
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("TINYNAS_KERNEL_CASES", &cases_path)
         .env("TINYNAS_MEMORY_X", &memory)
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", opt_level)
         .env(
             flags_var,
             format!("-C link-arg=-Tlink.x -C target-cpu={}", m.cpu),
@@ -372,7 +375,7 @@ fn run(m: &QemuMachine, elf: &Path) -> Vec<u32> {
     crcs
 }
 
-fn check_board(board: &str, seed: u64) {
+fn check_board(board: &str, opt_level: &str, seed: u64) {
     let m = machine(board).unwrap();
     let mut r = SplitMix(seed);
     let cases: Vec<Case> = (0..CASES_PER_KIND * KINDS.len())
@@ -388,8 +391,8 @@ fn check_board(board: &str, seed: u64) {
             end += 1;
         }
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("kernel-cases-{board}-{image}"));
-        let crcs = run(m, &build(m, &bytes, &dir));
+            .join(format!("kernel-cases-{board}-{opt_level}-{image}"));
+        let crcs = run(m, &build(m, opt_level, &bytes, &dir));
         assert_eq!(crcs.len(), end - start, "{board}: cases reported");
         for (c, &got) in cases[start..end].iter().zip(&crcs) {
             assert_eq!(
@@ -407,7 +410,7 @@ fn check_board(board: &str, seed: u64) {
         assert!(n >= 200, "{board}: only {n} cases of {k}");
     }
     eprintln!(
-        "{board}: {} cases ({} per kernel) in {image} firmware images, all equal to the reference",
+        "{board} at opt-level {opt_level}: {} cases ({} per kernel) in {image} firmware images, all equal to the reference",
         cases.len(),
         CASES_PER_KIND
     );
@@ -415,15 +418,22 @@ fn check_board(board: &str, seed: u64) {
 
 #[test]
 fn fast_kernels_equal_the_reference_on_qemu_m4() {
-    check_board("qemu-m4", 0x4D34);
+    check_board("qemu-m4", "3", 0x4D34);
+}
+
+/// At opt-level `s` (and `z`) the kernels keep their largest depthwise paths as called copies
+/// (`cfg(tinynas_small)`): the same cases through that build.
+#[test]
+fn fast_kernels_equal_the_reference_on_qemu_m4_at_opt_level_s() {
+    check_board("qemu-m4", "s", 0x4D3453);
 }
 
 #[test]
 fn fast_kernels_equal_the_reference_on_qemu_m55() {
-    check_board("qemu-m55", 0x4D3535);
+    check_board("qemu-m55", "3", 0x4D3535);
 }
 
 #[test]
 fn fast_kernels_equal_the_reference_on_qemu_m0() {
-    check_board("qemu-m0", 0x4D30);
+    check_board("qemu-m0", "3", 0x4D30);
 }

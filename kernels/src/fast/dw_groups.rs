@@ -437,7 +437,9 @@ impl Spans {
 /// Each rectangle of output pixels with the same window runs along its rows (or columns, where
 /// it is taller than wide), a row per [`Mac::dw_row`]. A window wholly in the padding has no
 /// taps: its pixels are the requantised bias.
-#[inline(always)]
+// One copy at opt-level s or z (see `DwBlocks::pixel`).
+#[cfg_attr(tinynas_small, inline(never))]
+#[cfg_attr(not(tinynas_small), inline(always))]
 pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
     input: &[i8],
     output: &mut [i8],
@@ -593,7 +595,9 @@ pub fn rows_scratch_bytes(d: &crate::ConvDims) -> usize {
 /// layers whose output rows are short (the border columns then cost more as separate calls than
 /// their padded taps do). Then the last `c % 4` channels by `tail`, as [`depthwise_groups`].
 /// False (nothing written) where the layer does not fit or `scratch` is short.
-#[inline(always)]
+// One copy at opt-level s or z (see `DwBlocks::pixel`).
+#[cfg_attr(tinynas_small, inline(never))]
+#[cfg_attr(not(tinynas_small), inline(always))]
 pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
     input: &[i8],
     output: &mut [i8],
