@@ -138,7 +138,7 @@ TOML
             extra=(--population "$POPULATION" --generations "$GENERATIONS" --time-budget "$TIME_BUDGET")
         fi
         if [ ! -f "$p/search.done" ]; then
-            (cd "$p" && limited "$p/search.cgroup.json" rss "$p/search.rss.json" "$TOOL" tinynas search \
+            (cd "$p" && limited "$p/search.cgroup.json" python3 "$repo/benchmarks/tree_rss.py" "$p/search.rss.json" "$TOOL" tinynas search \
                 --strategy "$strategy" "${extra[@]}" --threads "$THREADS" --no-generate \
                 --message-format json >"$p/search.jsonl")
             touch "$p/search.done"
