@@ -64,11 +64,7 @@ impl Searcher<'_> {
             Ok(n) => n,
             Err(e) => {
                 entry.status = Status::Invalid(e.to_string());
-                self.journal.append(&entry).map_err(self.jerr())?;
-                on(Event::Evaluated {
-                    entry: &entry,
-                    resumed: false,
-                });
+                self.record(&entry, on)?;
                 return Ok(Some((entry, Vec::new())));
             }
         };
@@ -93,38 +89,36 @@ impl Searcher<'_> {
             proxy_recipe(epochs, s.seed)
         };
         let stop = self.stop;
-        let (mut history, mut best) = fit_until(
-            &mut net,
-            data,
-            train,
-            val,
-            &opts,
-            |p| on(Event::Progress(p)),
-            stop,
-        )
-        .map_err(TrainError::from)?;
         // A final training that never beat guessing (a tiny network on a tiny data set: the
         // final recipe's rate is too low for a handful of steps to move it) is done again from
         // the same start at the rate of the earlier recipe, FINAL_RETRY_LR.
         let chance = 1.0 / self.classes.len().max(1) as f32 + 0.01;
-        let learnt = |h: &[tinynas_train::fit::Epoch]| h.iter().any(|e| e.val_accuracy > chance);
-        if final_run && history.len() == epochs && !learnt(&history) {
-            net = Net::new(arch, input, self.classes.len(), s.seed)
-                .map_err(|e| TrainError::ArchSpec(e.to_string()))?;
-            let retry = Options {
-                lr: FINAL_RETRY_LR,
-                ..opts
-            };
+        let rates: &[f32] = if final_run {
+            &[opts.lr, FINAL_RETRY_LR]
+        } else {
+            &[opts.lr]
+        };
+        let (mut history, mut best) = (Vec::new(), None);
+        for (i, &lr) in rates.iter().enumerate() {
+            if i > 0 {
+                net = Net::new(arch, input, self.classes.len(), s.seed)
+                    .map_err(|e| TrainError::ArchSpec(e.to_string()))?;
+            }
+            let o = Options { lr, ..opts };
             (history, best) = fit_until(
                 &mut net,
                 data,
                 train,
                 val,
-                &retry,
+                &o,
                 |p| on(Event::Progress(p)),
                 stop,
             )
             .map_err(TrainError::from)?;
+            let learnt = history.iter().any(|e| e.val_accuracy > chance);
+            if learnt || history.len() < epochs {
+                break;
+            }
         }
         let Some(mut best) = best.filter(|_| history.len() == epochs) else {
             return Ok(None); // stopped: nothing is journaled
@@ -134,11 +128,7 @@ impl Searcher<'_> {
             entry.status = Status::Screened;
             entry.params = Some(net.param_count());
             entry.seconds = start.elapsed().as_secs_f64();
-            self.journal.append(&entry).map_err(self.jerr())?;
-            on(Event::Evaluated {
-                entry: &entry,
-                resumed: false,
-            });
+            self.record(&entry, on)?;
             return Ok(Some((entry, Vec::new())));
         }
         let ptq = export(&mut best, data, calib, self.classes.clone())?;
@@ -259,12 +249,18 @@ impl Searcher<'_> {
             crate::fsutil::write_atomic(&self.dir.join("winner.tnas"), &bytes)
                 .map_err(self.jerr())?;
         }
-        self.journal.append(&entry).map_err(self.jerr())?;
+        self.record(&entry, on)?;
+        Ok(Some((entry, bytes)))
+    }
+
+    /// Journals a new entry, then reports it.
+    fn record(&mut self, entry: &Entry, on: &mut dyn FnMut(Event<'_>)) -> Result<(), SearchError> {
+        self.journal.append(entry).map_err(self.jerr())?;
         on(Event::Evaluated {
-            entry: &entry,
+            entry,
             resumed: false,
         });
-        Ok(Some((entry, bytes)))
+        Ok(())
     }
 }
 

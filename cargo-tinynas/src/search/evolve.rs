@@ -4,48 +4,40 @@
 use super::*;
 
 impl Searcher<'_> {
+    /// What an untrained architecture is predicted to need: its arena and parameter bytes
+    /// (exact, from the planner) and its latency when the table knows every kind of its layers.
+    /// `None` when it does not build.
+    fn predicted_needs(&self, arch: Arch) -> Option<(u64, u64, Option<u64>)> {
+        let model = self.shape_model(arch)?;
+        let arena = tinynas_model::plan::plan(&model).arena_bytes as u64;
+        let params = model.nodes.iter().map(|n| n.param_bytes() as u64).sum();
+        let latency = self.table.as_ref().and_then(|t| t.predict(&model));
+        Some((arena, params, latency))
+    }
+
     /// Whether an untrained architecture is predicted to fit: arena and parameter bytes exactly,
     /// latency from the table when it knows every kind of layer (else it is left to the board).
     pub(super) fn predicted_fit(&self, arch: Arch) -> bool {
-        let Some(model) = self.shape_model(arch) else {
-            return false;
-        };
-        let b = &self.s.budgets;
-        let arena = tinynas_model::plan::plan(&model).arena_bytes as u64;
-        let params: u64 = model.nodes.iter().map(|n| n.param_bytes() as u64).sum();
-        if arena > b.ram_bytes || params > b.flash_bytes {
-            return false;
-        }
-        match (
-            b.latency_cycles,
-            self.table.as_ref().and_then(|t| t.predict(&model)),
-        ) {
-            (Some(budget), Some(p)) => p <= budget,
-            _ => true,
-        }
+        self.predicted_within(arch, 1.0, true)
     }
 
-    /// Whether an architecture is predicted to fit within `share` of every budget, with a latency
-    /// prediction when there is a latency budget (growing needs one: without it, a network
-    /// widened to the memory budgets would mostly be too slow).
-    fn predicted_within(&self, arch: Arch, share: f64) -> bool {
-        let Some(model) = self.shape_model(arch) else {
+    /// Whether an architecture is predicted to fit within `share` of every budget. A latency
+    /// the table cannot predict yet counts as fitting when `unknown_latency_fits` (growing says
+    /// no: without a prediction, a network widened to the memory budgets would mostly be too
+    /// slow).
+    fn predicted_within(&self, arch: Arch, share: f64, unknown_latency_fits: bool) -> bool {
+        let Some((arena, params, latency)) = self.predicted_needs(arch) else {
             return false;
         };
         let b = &self.s.budgets;
-        let arena = tinynas_model::plan::plan(&model).arena_bytes as f64;
-        let params: u64 = model.nodes.iter().map(|n| n.param_bytes() as u64).sum();
-        if arena > share * b.ram_bytes as f64 || params as f64 > share * b.flash_bytes as f64 {
-            return false;
-        }
-        match b.latency_cycles {
-            None => true,
-            Some(budget) => self
-                .table
-                .as_ref()
-                .and_then(|t| t.predict(&model))
-                .is_some_and(|p| p as f64 <= share * budget as f64),
-        }
+        let within = |need: u64, budget: u64| need as f64 <= share * budget as f64;
+        within(arena, b.ram_bytes)
+            && within(params, b.flash_bytes)
+            && match (b.latency_cycles, latency) {
+                (None, _) => true,
+                (Some(budget), Some(p)) => within(p, budget),
+                (Some(_), None) => unknown_latency_fits,
+            }
     }
 
     /// Budget pressure: the architecture with every width scaled by the largest of 1.25x to 4x
@@ -55,7 +47,7 @@ impl Searcher<'_> {
         let mut best = arch;
         for f in [1.25, 1.5, 2.0, 2.5, 3.0, 4.0] {
             let g = scale_widths(arch, f);
-            if g == best || !self.predicted_within(g, GROW_SHARE) {
+            if g == best || !self.predicted_within(g, GROW_SHARE, false) {
                 break;
             }
             best = g;
