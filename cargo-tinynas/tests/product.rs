@@ -734,6 +734,77 @@ fn evolve_search_reports_the_predictor_and_resumes() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// `--evolve-without screening,promotion` (an ablation): each generation trains `--population`
+/// networks as drawn, nothing is screened or trained longer, and the best proxy score wins; the
+/// option is refused next to `--strategy nanonas` (exit 2).
+#[test]
+fn evolve_without_screening_and_promotion_trains_as_drawn() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-evolve-without");
+    let dir = root.join("c");
+    search_project(&dir);
+    let o = tinynas(
+        &dir,
+        &[
+            "search",
+            "--strategy",
+            "evolve",
+            "--population",
+            "4",
+            "--generations",
+            "1",
+            "--evolve-without",
+            "screening,promotion",
+            "--message-format",
+            "json",
+            "--threads",
+            "1",
+            "--no-generate",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let done = finished(&o.stdout);
+    let entries: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "candidate" && v["kind"] != "final")
+        .collect();
+    assert!(
+        entries.iter().all(|v| v["kind"] == "candidate"),
+        "{entries:?}"
+    );
+    // Two generations of at most 4, all at the proxy epochs (2 in this project): with two or
+    // more fitting, promotion would have trained the best 2 for 6.
+    assert!((1..=8).contains(&entries.len()), "{entries:?}");
+    assert!(entries.iter().all(|v| v["epochs"] == 2), "{entries:?}");
+    let fits = entries.iter().filter(|v| v["status"] == "fits").count();
+    assert!(fits >= 2, "{entries:?}");
+    assert!(
+        done["stopped_because"]
+            .as_str()
+            .unwrap()
+            .contains("each training 4 networks"),
+        "{done}"
+    );
+    let o = tinynas(
+        &dir,
+        &[
+            "search",
+            "--strategy",
+            "nanonas",
+            "--evolve-without",
+            "growth",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("--evolve-without applies to --strategy evolve"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 /// The gateway promise (issue "A search that beats NanoNAS's own picks", item 5): a short search
 /// with a cold firmware cache completes inside a 256 MiB memory cgroup that holds the whole
 /// process tree (the tool, cargo, rustc building the bench firmware, QEMU), and nothing in it is

@@ -45,11 +45,25 @@ pub(crate) struct SearchArgs {
     /// candidates' time, so a resumed search goes on where the budget left it.
     #[arg(long, value_parser = parse_duration)]
     pub(crate) time_budget: Option<std::time::Duration>,
+    /// evolve without some of its parts, to measure what each contributes (an ablation):
+    /// growth (networks are not widened towards the budgets), screening (no one-epoch rung:
+    /// each generation trains --population networks as drawn), promotion (no longer training of
+    /// the best few: the best proxy score wins). Comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub(crate) evolve_without: Vec<EvolvePart>,
     /// Seconds a board run may take.
     #[arg(long, default_value_t = 120)]
     pub(crate) timeout: u64,
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub(crate) message_format: MessageFormat,
+}
+
+/// A part of `evolve` that `--evolve-without` switches off.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EvolvePart {
+    Growth,
+    Screening,
+    Promotion,
 }
 
 /// A duration like `45m`, `1h` or `1h30m`.
@@ -87,6 +101,10 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
         "evolve" => search::Strategy::Evolve { population: a.population.max(2), generations: a.generations },
         other => anyhow::bail!("unknown strategy {other:?}: use nanonas or evolve ([package.metadata.tinynas] strategy, or --strategy)"),
     };
+    if !a.evolve_without.is_empty() && strategy_kind == search::Strategy::NanoNas {
+        eprintln!("error: --evolve-without applies to --strategy evolve only");
+        return Ok(exit_codes::USAGE);
+    }
     let mut board = a.target.open_board(&p, a.timeout)?;
     let budgets = p.budgets(&board.memory())?;
     let settings = search::Settings {
@@ -104,6 +122,11 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
         state_dir: p.dir.join(".tinynas").join("search"),
         firmware_cache: cargo_tinynas::firmware::cache_dir(),
         time_budget: a.time_budget,
+        evolve_without: search::Without {
+            growth: a.evolve_without.contains(&EvolvePart::Growth),
+            screening: a.evolve_without.contains(&EvolvePart::Screening),
+            promotion: a.evolve_without.contains(&EvolvePart::Promotion),
+        },
     };
     if !json {
         let how = match strategy_kind {

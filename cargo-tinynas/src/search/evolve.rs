@@ -88,7 +88,12 @@ impl Searcher<'_> {
         let res_choices = [self.base.h];
         let mut seen = std::collections::BTreeSet::new();
         let population = population.max(2);
-        let screened = SCREEN_FACTOR * population;
+        let without = self.s.evolve_without;
+        let screened = if without.screening {
+            population
+        } else {
+            SCREEN_FACTOR * population
+        };
         let score = |e: &Entry| e.float_val.unwrap_or(0.0);
         let by_score = |a: &(Arch, Entry), b: &(Arch, Entry)| score(&b.1).total_cmp(&score(&a.1));
         let mut fitting: Vec<(Arch, Entry)> = Vec::new();
@@ -98,7 +103,7 @@ impl Searcher<'_> {
                 break;
             }
             let mut a = random_blocks(&mut rng, &res_choices);
-            if rng.chance(GROW_CHANCE) {
+            if rng.chance(GROW_CHANCE) && !without.growth {
                 a = self.grow(a);
             }
             if seen.insert(a.to_string()) && self.predicted_fit(a) {
@@ -106,9 +111,9 @@ impl Searcher<'_> {
             }
         }
         'generations: for g in 0..=generations {
-            // Rung 1: one epoch each, to rank.
+            // Rung 1: one epoch each, to rank (without screening, the pool as drawn).
             let mut ranked: Vec<(Arch, Entry)> = Vec::new();
-            for &arch in &pool {
+            for &arch in pool.iter().filter(|_| !without.screening) {
                 if self.stop.load(Ordering::Relaxed) {
                     return Ok(None);
                 }
@@ -125,10 +130,15 @@ impl Searcher<'_> {
                 }
             }
             ranked.sort_by(by_score);
+            let ranked: Vec<Arch> = if without.screening {
+                pool.clone()
+            } else {
+                ranked.into_iter().map(|(a, _)| a).collect()
+            };
             // Rung 2: the best of them for the proxy epochs, measured. Each measurement teaches
             // the latency table; a network it now predicts too slow is passed over.
             let mut trained = 0;
-            for (arch, _) in ranked {
+            for arch in ranked {
                 if trained == population {
                     break;
                 }
@@ -155,9 +165,11 @@ impl Searcher<'_> {
                 }
             }
             if g == generations {
-                self.stopped_because = format!(
-                    "ran the first generation and {generations} more, each screening {screened} networks for one epoch and training the best {population} (--generations, --population)"
-                );
+                self.stopped_because = if without.screening {
+                    format!("ran the first generation and {generations} more, each training {population} networks (--generations, --population)")
+                } else {
+                    format!("ran the first generation and {generations} more, each screening {screened} networks for one epoch and training the best {population} (--generations, --population)")
+                };
                 break;
             }
             // Parents: the better half of everything that fitted so far. While nothing fits yet,
@@ -178,7 +190,7 @@ impl Searcher<'_> {
                     let p = parents[rng.int(0, parents.len() as i64 - 1) as usize];
                     mutate(&mut rng, p, &res_choices)
                 };
-                if rng.chance(GROW_CHANCE) {
+                if rng.chance(GROW_CHANCE) && !without.growth {
                     child = self.grow(child);
                 }
                 if seen.insert(child.to_string()) && self.predicted_fit(child) {
@@ -192,7 +204,7 @@ impl Searcher<'_> {
         // Rung 3: the best few trained three times as long; the winner is the best of those
         // (a few points of proxy noise no longer decide it).
         let promoted = population.div_ceil(3);
-        if promoted < 2 || fitting.len() < 2 {
+        if without.promotion || promoted < 2 || fitting.len() < 2 {
             return Ok(fitting.into_iter().next().map(|(_, e)| e));
         }
         let leader = fitting[0].1.clone();

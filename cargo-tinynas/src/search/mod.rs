@@ -65,6 +65,16 @@ pub enum Strategy {
     },
 }
 
+/// Parts of `evolve` switched off (`--evolve-without`), to measure what each one contributes:
+/// growth towards the budgets, the one-epoch screening rung (each generation then trains
+/// `population` networks straight away), the promotion rung (the best proxy score wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Without {
+    pub growth: bool,
+    pub screening: bool,
+    pub promotion: bool,
+}
+
 /// What to search, and where.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -88,6 +98,8 @@ pub struct Settings {
     /// retraining would pass it; the best candidate so far wins. Not part of the fingerprint, so a
     /// search stopped by it resumes with a larger one.
     pub time_budget: Option<std::time::Duration>,
+    /// `evolve` without some of its parts (an ablation; part of the fingerprint when set).
+    pub evolve_without: Without,
 }
 
 /// How each candidate is trained for its proxy epochs: Adam at 1e-3, batch 16, constant rate, no
@@ -287,6 +299,12 @@ pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
         env!("CARGO_PKG_VERSION"),
         env!("TINYNAS_FIRMWARE_SOURCES"),
     );
+    // Only an ablation adds to it: the journals of full searches keep their fingerprints.
+    let text = if s.evolve_without == Without::default() {
+        text
+    } else {
+        format!("{text}|without {:?}", s.evolve_without)
+    };
     crate::hash::fnv1a(text.as_bytes())
 }
 
