@@ -15,7 +15,8 @@
 #
 # Settings (environment): CHIPS, OUT (default target/nanonas-cifar10), TIME_BUDGET (evolve's
 # --time-budget, default 55m), PROXY_EPOCHS (3), FINAL_EPOCHS (30), POPULATION (6),
-# GENERATIONS (3), THREADS (2), STRATEGIES ("nanonas evolve"), CIFAR (a folder with train/ and
+# GENERATIONS (3), THREADS (2), STRATEGIES ("nanonas evolve"; an ablation is
+# evolve-without-PART[,PART], PART one of growth, screening, promotion), CIFAR (a folder with train/ and
 # test/ class folders; default: ../shared/data/cifar10 unpacked into $OUT/cifar10), MEMORY_LIMIT
 # (default 256M: each search runs in a cgroup v1 memory cgroup of that size holding its whole
 # process tree, as on a small gateway; the tool then builds firmware one job at a time. Needs
@@ -134,12 +135,17 @@ TOML
         echo '#![no_std]' >"$p/src/lib.rs"
         # 3. The search (resumes from its journal if it was stopped).
         extra=()
-        if [ "$strategy" = evolve ]; then
-            extra=(--population "$POPULATION" --generations "$GENERATIONS" --time-budget "$TIME_BUDGET")
-        fi
+        base=${strategy%%-*}
+        case "$strategy" in
+            evolve) extra=(--population "$POPULATION" --generations "$GENERATIONS" --time-budget "$TIME_BUDGET") ;;
+            evolve-without-*) extra=(--population "$POPULATION" --generations "$GENERATIONS" --time-budget "$TIME_BUDGET"
+                                     --evolve-without "${strategy#evolve-without-}") ;;
+            nanonas) ;;
+            *) echo "unknown strategy $strategy: nanonas, evolve or evolve-without-PART[,PART]" >&2; exit 2 ;;
+        esac
         if [ ! -f "$p/search.done" ]; then
             (cd "$p" && limited "$p/search.cgroup.json" python3 "$repo/benchmarks/tree_rss.py" "$p/search.rss.json" "$TOOL" tinynas search \
-                --strategy "$strategy" "${extra[@]}" --threads "$THREADS" --no-generate \
+                --strategy "$base" "${extra[@]}" --threads "$THREADS" --no-generate \
                 --message-format json >"$p/search.jsonl")
             touch "$p/search.done"
         fi
@@ -151,6 +157,10 @@ python3 - "$OUT" $CHIPS <<'PY'
 import json, os, sys
 out, chips = sys.argv[1], sys.argv[2:]
 picks = {"STM32L010RBTx": "A(6,4)", "STM32L151UCYx": "A(8,4)", "STM32L412KBUx": "A(14,4)"}
+def label(strategy):
+    if strategy.startswith("evolve-without-"):
+        return f"evolve --evolve-without {strategy[len('evolve-without-'):]}"
+    return strategy
 def last(path, reason):
     rows = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
     return next((r for r in reversed(rows) if r.get("reason") == reason), None)
@@ -165,14 +175,15 @@ for chip in chips:
     mib = lambda b: f"{b / 2**20:.0f} MiB"
     lines.append(f"| {chip} | NanoNAS's pick {picks.get(chip, '?')} (`train --recipe final`) | {100 * train['int8_test_accuracy']:.1f} % | "
                  f"{bench['latency']['max']:,} | {bench['peak_sram_bytes']:,} B | {flash:,} B | - | {rss['wall_seconds'] / 60:.0f} min | {mib(rss['peak_rss_bytes'])} |")
-    for strategy in ("nanonas", "evolve"):
+    ablations = sorted(x for x in os.listdir(d) if x.startswith("evolve-without-"))
+    for strategy in ["nanonas", "evolve"] + ablations:
         p = os.path.join(d, strategy)
         if not os.path.exists(os.path.join(p, "search.jsonl")):
             continue
         done = last(os.path.join(p, "search.jsonl"), "search-finished")
         rss = json.load(open(os.path.join(p, "search.rss.json")))
         if done is None:
-            lines.append(f"| {chip} | `search --strategy {strategy}`: did not finish (exit {rss['exit_code']}) | | | | | | | |")
+            lines.append(f"| {chip} | `search --strategy {label(strategy)}`: did not finish (exit {rss['exit_code']}) | | | | | | | |")
             continue
         f, m = done["final"], done["final"]["measured"]
         rows = [json.loads(l) for l in open(os.path.join(p, "search.jsonl")) if l.startswith("{")]
@@ -182,7 +193,7 @@ for chip in chips:
         cg_path = os.path.join(p, "search.cgroup.json")
         cg = json.load(open(cg_path)) if os.path.exists(cg_path) else {}
         limit = f" in a {mib(cg['limit_bytes'])} cgroup, {cg['oom_kills']} OOM kills" if cg.get("limit_bytes") else ", no memory limit"
-        lines.append(f"| {chip} | `search --strategy {strategy}`: {done['winner']} | {100 * f['int8_test']:.1f} % | {m['latency']:,} | "
+        lines.append(f"| {chip} | `search --strategy {label(strategy)}`: {done['winner']} | {100 * f['int8_test']:.1f} % | {m['latency']:,} | "
                      f"{m['peak_sram_bytes']:,} B | {m['flash_bytes']:,} B | {cands} | {rss['wall_seconds'] / 60:.0f} min | {mib(rss['peak_rss_bytes'])}{limit} |")
 table = "\n".join(lines) + "\n"
 open(os.path.join(out, "table.md"), "w").write(table)
