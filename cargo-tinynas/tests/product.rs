@@ -142,17 +142,13 @@ fn search_project(dir: &Path) {
     )
     .unwrap();
     std::fs::write(dir.join("src/lib.rs"), "#![no_std]\n").unwrap();
-    for (class, bright) in [("dark", false), ("light", true)] {
-        let d = dir.join("images").join(class);
-        std::fs::create_dir_all(&d).unwrap();
-        for i in 0..40u32 {
-            let img = image::GrayImage::from_fn(8, 8, |x, y| {
-                let base = if bright { 150 } else { 60 };
-                image::Luma([(base + (x * 13 + y * 7 + i * 11) % 50) as u8])
-            });
-            img.save(d.join(format!("{i}.png"))).unwrap();
-        }
-    }
+    let pattern = common::Pattern {
+        px: 13,
+        py: 7,
+        pi: 11,
+        range: 50,
+    };
+    common::dark_and_light_images(&dir.join("images"), 40, 8, (60, 150), pattern);
 }
 
 fn finished(stdout: &[u8]) -> serde_json::Value {

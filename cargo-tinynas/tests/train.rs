@@ -210,17 +210,13 @@ fn train_command(dir: &Path) -> std::process::Command {
 fn cli_train_on_an_image_folder() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("train-cli");
     let _ = std::fs::remove_dir_all(&dir);
-    for (class, bright) in [("dark", false), ("light", true)] {
-        std::fs::create_dir_all(dir.join("data").join(class)).unwrap();
-        for i in 0..30u32 {
-            let img = image::GrayImage::from_fn(12, 12, |x, y| {
-                let base = if bright { 180 } else { 40 };
-                image::Luma([(base + (x * 7 + y * 3 + i) % 40) as u8])
-            });
-            img.save(dir.join("data").join(class).join(format!("{i}.png")))
-                .unwrap();
-        }
-    }
+    let pattern = common::Pattern {
+        px: 7,
+        py: 3,
+        pi: 1,
+        range: 40,
+    };
+    common::dark_and_light_images(&dir.join("data"), 30, 12, (40, 180), pattern);
     let out = dir.join("m.tnas");
     let o = train_command(&dir)
         .args([
@@ -335,17 +331,13 @@ fn cli_train_on_an_image_folder() {
 fn train_recipe_final_is_the_search_final_recipe() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("train-recipe");
     let _ = std::fs::remove_dir_all(&dir);
-    for (class, bright) in [("dark", false), ("light", true)] {
-        std::fs::create_dir_all(dir.join("data").join(class)).unwrap();
-        for i in 0..24u32 {
-            let img = image::GrayImage::from_fn(8, 8, |x, y| {
-                let base = if bright { 170 } else { 50 };
-                image::Luma([(base + (x * 5 + y * 11 + i * 3) % 60) as u8])
-            });
-            img.save(dir.join("data").join(class).join(format!("{i}.png")))
-                .unwrap();
-        }
-    }
+    let pattern = common::Pattern {
+        px: 5,
+        py: 11,
+        pi: 3,
+        range: 60,
+    };
+    common::dark_and_light_images(&dir.join("data"), 24, 8, (50, 170), pattern);
     let train = |args: &[&str], out: &str| {
         let o = train_command(&dir)
             .args(["--epochs", "2", "--qat", "never", "--out"])

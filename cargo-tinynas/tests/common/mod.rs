@@ -8,3 +8,35 @@ pub fn tinynas() -> Command {
     c.arg("tinynas");
     c
 }
+
+/// Grey pixel `(x, y)` of image `i` of a class whose pixels start at `base`: the "pattern"
+/// `(x * px + y * py + i * pi) % range` on top.
+#[derive(Clone, Copy)]
+pub struct Pattern {
+    pub px: u32,
+    pub py: u32,
+    pub pi: u32,
+    pub range: u32,
+}
+
+/// A two-class image folder under `dir`: `dark/` and `light/`, each `n` PNGs of `size x size`
+/// grey pixels at `bases.0` and `bases.1` plus `pattern` (an easy problem for a tiny network).
+#[allow(dead_code)] // not every test file that has `mod common;` makes images
+pub fn dark_and_light_images(
+    dir: &std::path::Path,
+    n: u32,
+    size: u32,
+    bases: (u32, u32),
+    p: Pattern,
+) {
+    for (class, base) in [("dark", bases.0), ("light", bases.1)] {
+        let d = dir.join(class);
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..n {
+            let img = image::GrayImage::from_fn(size, size, |x, y| {
+                image::Luma([(base + (x * p.px + y * p.py + i * p.pi) % p.range) as u8])
+            });
+            img.save(d.join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
