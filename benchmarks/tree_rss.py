@@ -5,7 +5,9 @@
 
 The command's stdout and stderr pass through; its exit code is this script's. Every 0.2 s the
 resident set sizes (VmRSS) of the command and all its descendants (cargo, rustc, QEMU, ...) are
-added up; OUT.json gets {"peak_rss_bytes": ..., "wall_seconds": ..., "exit_code": ...}. Linux only
+added up, and so are their proportional set sizes (Pss: a page shared by n processes counts 1/n
+in each, so shared libraries count once; the sum of VmRSS counts them in every process);
+OUT.json gets {"peak_rss_bytes": ..., "peak_pss_bytes": ..., "wall_seconds": ..., "exit_code": ...}. Linux only
 (reads /proc). Part of benchmarks/nanonas-cifar10.sh; run by hand, not by the tests.
 """
 import json
@@ -31,15 +33,25 @@ def children_of():
     return parent
 
 
-def rss_bytes(pid):
+def field_bytes(path, name):
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(name):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def rss_bytes(pid):
+    return field_bytes(f"/proc/{pid}/status", "VmRSS:")
+
+
+def pss_bytes(pid):
+    # Proportional set size: a page shared by n processes (rustc's shared library, mapped by
+    # every rustc) counts 1/n in each, so the sum over the tree counts it once.
+    return field_bytes(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def tree_rss(root):
@@ -52,7 +64,7 @@ def tree_rss(root):
             if ppid in tree and pid not in tree:
                 tree.add(pid)
                 grew = True
-    return sum(rss_bytes(p) for p in tree)
+    return sum(rss_bytes(p) for p in tree), sum(pss_bytes(p) for p in tree)
 
 
 def main():
@@ -61,13 +73,15 @@ def main():
     out, cmd = sys.argv[1], sys.argv[2:]
     start = time.monotonic()
     proc = subprocess.Popen(cmd)
-    peak = 0
+    peak, peak_pss = 0, 0
     while proc.poll() is None:
-        peak = max(peak, tree_rss(proc.pid))
+        rss, pss = tree_rss(proc.pid)
+        peak, peak_pss = max(peak, rss), max(peak_pss, pss)
         time.sleep(0.2)
     wall = time.monotonic() - start
     with open(out, "w") as f:
-        json.dump({"peak_rss_bytes": peak, "wall_seconds": wall, "exit_code": proc.returncode}, f)
+        json.dump({"peak_rss_bytes": peak, "peak_pss_bytes": peak_pss, "wall_seconds": wall,
+                   "exit_code": proc.returncode}, f)
     sys.exit(proc.returncode)
 
 

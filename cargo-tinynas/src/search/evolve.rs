@@ -55,8 +55,8 @@ impl Searcher<'_> {
         best
     }
 
-    /// Whether the time budget leaves room for more candidates: the seconds journaled so far (the
-    /// same figure on resume) plus the winner's retraining, estimated from `best`'s seconds per
+    /// Whether the time budget leaves room for more candidates: the search's time so far
+    /// ([`Self::seconds_used`]) plus the winner's retraining, estimated from `best`'s seconds per
     /// epoch (its measuring included, so on the safe side), are within `--time-budget`. Until a
     /// candidate fits (`best` is `None`) the search goes on: it never ends with nothing.
     pub(super) fn time_left(&self, best: Option<&Entry>) -> bool {
@@ -64,7 +64,7 @@ impl Searcher<'_> {
             return true;
         };
         let final_estimate = best.seconds / best.epochs.max(1) as f64 * self.s.final_epochs as f64;
-        self.journal.seconds() + final_estimate < budget.as_secs_f64()
+        self.seconds_used() + final_estimate < budget.as_secs_f64()
     }
 
     /// The `evolve` search over [`Blocks`], with three rungs of training (successive halving):

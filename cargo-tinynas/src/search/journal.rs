@@ -133,7 +133,7 @@ impl Journal {
         self.done.get(&key(kind, arch, epochs))
     }
 
-    /// Seconds spent on every entry so far (what `--time-budget` counts, the same on resume).
+    /// Seconds spent on every entry so far (where a resumed search's `--time-budget` starts).
     pub fn seconds(&self) -> f64 {
         self.done.values().map(|e| e.seconds).sum()
     }

@@ -327,9 +327,20 @@ struct Searcher<'a> {
     predictions: Vec<(String, u64, u64)>,
     /// Why the strategy stopped looking, for people (set by the strategy).
     stopped_because: String,
+    /// When this run started, and the seconds of the entries journaled by earlier runs: the
+    /// search's time so far ([`Searcher::seconds_used`]).
+    started: Instant,
+    earlier_seconds: f64,
 }
 
 impl Searcher<'_> {
+    /// The search's time so far, what `--time-budget` counts: this run's wall time (loading the
+    /// data, building and running bench firmware, everything) plus the journaled seconds of the
+    /// entries earlier runs left (so a resumed search goes on where the budget left it).
+    fn seconds_used(&self) -> f64 {
+        self.earlier_seconds + self.started.elapsed().as_secs_f64()
+    }
+
     /// Notes that the time budget ended the search.
     fn out_of_time(&mut self) {
         if let Some(t) = self.s.time_budget {
@@ -369,6 +380,8 @@ pub fn run(
     stop: &AtomicBool,
     mut on: impl FnMut(Event<'_>),
 ) -> Result<Outcome, SearchError> {
+    // What `--time-budget` counts from: the data's loading is part of the search's time.
+    let started = Instant::now();
     check_board_holds_budgets(&s.budgets, board)?;
     if matches!(s.strategy, Strategy::Evolve { .. }) && s.input.h != s.input.w {
         return Err(SearchError::NonSquareInput {
@@ -392,6 +405,7 @@ pub fn run(
         source,
     })?;
     let resumed = journal.done.len();
+    let earlier_seconds = journal.seconds();
     on(Event::Started {
         journal: &jpath,
         resumed,
@@ -436,6 +450,8 @@ pub fn run(
         table,
         predictions: Vec::new(),
         stopped_because: String::new(),
+        started,
+        earlier_seconds,
     };
     let mut candidates = Vec::new();
     let best = match s.strategy {
