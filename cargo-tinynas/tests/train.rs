@@ -194,6 +194,33 @@ fn depthwise_separable_blocks_learn_and_export() {
     check_qat_simulation(&mut net, &mut data, &calib, &val, 2500);
 }
 
+/// Pooled blocks (a stride-1 convolution, then a 2x2 max pool: NanoNAS's way to downsample, in
+/// the `evolve` space) learn and export to int8 with a max pool node per pooled block.
+#[test]
+fn pooled_blocks_learn_and_export() {
+    use tinynas_train::export::{export, int8_accuracy};
+    let mut data = cache();
+    let train: Vec<usize> = (0..4000).collect();
+    let val: Vec<usize> = (60_000..61_000).collect();
+    let arch: Arch = "blocks:r=28,3s1x8p,d3s1x16p,3s1x24".parse().unwrap();
+    let mut net = Net::new(arch, data.shape, 10, 1).unwrap();
+    fit(&mut net, &mut data, &train, &val, &two_epochs(), |_| {}).unwrap();
+    let float = evaluate(&mut net, &mut data, &val, 64).unwrap();
+    let calib: Vec<usize> = (0..500).collect();
+    let classes = data.classes.clone();
+    let model = export(&mut net, &mut data, &calib, classes).unwrap();
+    let pools = model
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, tinynas_model::Op::MaxPool2d(_)))
+        .count();
+    assert_eq!(pools, 2, "one max pool per pooled block");
+    let int8 = int8_accuracy(&model, &mut data, &val).unwrap();
+    eprintln!("{arch}: float {float:.3}, int8 {int8:.3}");
+    assert!(float > 0.5, "{arch} reaches only {float} after 2 epochs");
+    assert!((float - int8).abs() <= 0.03, "{float} -> {int8}");
+}
+
 /// The CLI on a small image folder made by the test: it trains, writes a model that reads back,
 /// and its last line is the int8 test accuracy.
 /// `cargo tinynas train` on `dir/data` with a tiny architecture at 8x8, its cache in `dir`.

@@ -25,19 +25,22 @@ pub const MAX_BLOCKS: usize = 6;
 /// depthwise-separable block (`sep`) is a `k`x`k` depthwise convolution with that stride on the
 /// input's channels (+ batch norm + ReLU), then a 1x1 convolution to `out` channels (+ batch
 /// norm + ReLU), as in MobileNet: about `k*k + out` MACs per input channel and pixel instead of
-/// `k*k*out`.
+/// `k*k*out`. A pooled block (`pool`) ends with a 2x2 max pool of stride 2, as NanoNAS's cells
+/// downsample: a stride-1 convolution then the pool keeps the strongest of four responses where
+/// a stride-2 convolution computes only one of them (at four times the MACs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Block {
     pub k: u8,
     pub stride: u8,
     pub out: u16,
     pub sep: bool,
+    pub pool: bool,
 }
 
 /// The `evolve` space: the input resized to `res`x`res`, a stem of `blocks[0]`, then the other
 /// blocks, global average pooling, dropout 0.2 and a dense layer. Written
-/// `blocks:r=28,3s1x8,d5s2x16,3s2x24` (`KsSxC` per block, `dKsSxC` for a depthwise-separable
-/// one).
+/// `blocks:r=28,3s1x8,d5s2x16,3s1x24p` (`KsSxC` per block, `dKsSxC` for a depthwise-separable
+/// one, a `p` after it for a pooled one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Blocks {
     pub res: u16,
@@ -59,7 +62,8 @@ impl std::fmt::Display for Arch {
                 write!(f, "blocks:r={}", b.res)?;
                 for x in b.blocks() {
                     let d = if x.sep { "d" } else { "" };
-                    write!(f, ",{d}{}s{}x{}", x.k, x.stride, x.out)?;
+                    let p = if x.pool { "p" } else { "" };
+                    write!(f, ",{d}{}s{}x{}{p}", x.k, x.stride, x.out)?;
                 }
                 Ok(())
             }
@@ -69,7 +73,8 @@ impl std::fmt::Display for Arch {
 
 fn parse_blocks(args: &str) -> Result<Arch, String> {
     let usage = "expected blocks:r=RES,KsSxC,... e.g. blocks:r=28,3s1x8,5s2x16 \
-                 (dKsSxC: a depthwise-separable block, e.g. d3s2x16)";
+                 (dKsSxC: a depthwise-separable block, e.g. d3s2x16; KsSxCp: a block ending in a \
+                 2x2 max pool, e.g. 3s1x16p)";
     let mut parts = args.split(',');
     let res: u16 = parts
         .next()
@@ -87,6 +92,10 @@ fn parse_blocks(args: &str) -> Result<Arch, String> {
         let (sep, p1) = match p.trim().strip_prefix('d') {
             Some(rest) => (true, rest),
             None => (false, p.trim()),
+        };
+        let (pool, p1) = match p1.strip_suffix('p') {
+            Some(rest) => (true, rest),
+            None => (false, p1),
         };
         let (k, rest) = p1.split_once('s').ok_or_else(bad)?;
         let (stride, out) = rest.split_once('x').ok_or_else(bad)?;
@@ -106,6 +115,7 @@ fn parse_blocks(args: &str) -> Result<Arch, String> {
                 .filter(|c| (1..=512).contains(c))
                 .ok_or_else(bad)?,
             sep,
+            pool,
         };
         if usize::from(b.n) == MAX_BLOCKS {
             return Err(format!("at most {MAX_BLOCKS} blocks"));
@@ -327,6 +337,18 @@ impl Net {
                 push_with_bn_relu(&mut layers, conv, out);
             }
             h = h.div_ceil(stride);
+            if blk.pool {
+                // The pooled map is 2x2 at least, as a stride-2 block's is.
+                if h < 4 {
+                    return Err(ArchError::Downsamples {
+                        arch,
+                        block: i,
+                        side: h,
+                    });
+                }
+                layers.push(Box::new(Pool::new(true, [2, 2], 2, Padding::Valid)));
+                h /= 2;
+            }
             in_c = out;
         }
         Ok(Self::with_head(
@@ -496,6 +518,22 @@ mod tests {
         );
         assert!("blocks:r=28,3s1x8,x5s2x16".parse::<Arch>().is_err());
         assert!("blocks:r=28,3s1x8,d4s2x16".parse::<Arch>().is_err());
+        // Pooled blocks: NanoNAS's cell (a stride-1 convolution, then a 2x2 max pool) as a block,
+        // so A(4,1) is `3s1x4p,3s1x8` up to the pool's place.
+        let a: Arch = "blocks:r=28,3s1x4p,d3s1x8p".parse().unwrap();
+        assert_eq!(a.to_string(), "blocks:r=28,3s1x4p,d3s1x8p");
+        let n = Net::new(a, ImageShape { h: 28, w: 28, c: 1 }, 10, 1).unwrap();
+        assert_eq!(
+            n.forward_macs(),
+            28 * 28 * 9 * 4 + 14 * 14 * 9 * 4 + 14 * 14 * 4 * 8 + 8 * 10
+        );
+        assert_eq!(n.layer_names()[3], "max pool 2x2");
+        assert!("blocks:r=28,3s1x8pp".parse::<Arch>().is_err());
+        assert!("blocks:r=28,3s1xp".parse::<Arch>().is_err());
+        // A pool that would leave less than 2x2: 8 -> 4 (stride 2) -> 2 -> 1.
+        let a: Arch = "blocks:r=8,3s2x4p,3s1x4p".parse().unwrap();
+        let e = Net::new(a, ImageShape { h: 8, w: 8, c: 1 }, 10, 1).unwrap_err();
+        assert!(matches!(e, ArchError::Downsamples { block: 1, .. }), "{e}");
     }
 
     #[test]

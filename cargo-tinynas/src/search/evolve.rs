@@ -265,27 +265,46 @@ pub fn random_blocks(rng: &mut SplitMix, res: &[usize]) -> Arch {
         blocks: [Block::default(); MAX_BLOCKS],
     };
     // The stem is a plain convolution: a depthwise one would see only the image's 1-3 channels.
-    // A stride-2 stem quarters the cost of everything after it (the budget goes into width).
+    // A stride-2 stem quarters the cost of everything after it (the budget goes into width); a
+    // pooled one (NanoNAS's downsampling) keeps the best of four stride-1 responses.
+    let (stride, pool) = downsampling(rng, 0.3, 0.3);
     b.blocks[0] = Block {
         k: 3,
-        stride: if rng.chance(0.3) { 2 } else { 1 },
+        stride,
         out: pick(rng, &[4u16, 6, 8, 12, 16, 24]),
         sep: false,
+        pool,
     };
     for i in 1..n {
         let prev = f64::from(b.blocks[i - 1].out);
+        let (stride, pool) = downsampling(rng, 0.35, 0.35);
         b.blocks[i] = Block {
             k: pick(rng, &[3u8, 5]),
-            stride: if rng.chance(0.6) { 2 } else { 1 },
+            stride,
             out: ((prev * pick(rng, &[1.0, 1.5, 2.0])).round() as u16).clamp(4, 96),
             sep: rng.chance(0.5),
+            pool,
         };
     }
     Arch::Blocks(b)
 }
 
+/// How a random block downsamples: by a stride-2 convolution (chance `strided`), by a stride-1
+/// convolution and a 2x2 max pool (chance `pooled`), or not at all. Returns (stride, pool).
+fn downsampling(rng: &mut SplitMix, strided: f64, pooled: f64) -> (u8, bool) {
+    let r = rng.real(0.0, 1.0);
+    if r < strided {
+        (2, false)
+    } else if r < strided + pooled {
+        (1, true)
+    } else {
+        (1, false)
+    }
+}
+
 /// One random change: a width, a kernel size, a stride (the stem's too), plain vs
-/// depthwise-separable, a block more or less, or the resolution.
+/// depthwise-separable, how a block downsamples (a stride-2 convolution or a stride-1 one and a
+/// max pool), a block more or less, or the resolution.
 pub fn mutate(rng: &mut SplitMix, arch: Arch, res: &[usize]) -> Arch {
     let Arch::Blocks(mut b) = arch else {
         return arch;
@@ -293,7 +312,7 @@ pub fn mutate(rng: &mut SplitMix, arch: Arch, res: &[usize]) -> Arch {
     let n = usize::from(b.n);
     let i = rng.int(0, n as i64 - 1) as usize;
     let j = rng.int(1, (n as i64 - 1).max(1)) as usize;
-    match rng.int(0, 6) {
+    match rng.int(0, 7) {
         0 => {
             let o = f64::from(b.blocks[i].out);
             let f = if rng.chance(0.5) { 1.5 } else { 1.0 / 1.5 };
@@ -308,10 +327,20 @@ pub fn mutate(rng: &mut SplitMix, arch: Arch, res: &[usize]) -> Arch {
                 stride: pick(rng, &[1u8, 2]),
                 out: last.out,
                 sep: rng.chance(0.5),
+                pool: false,
             };
             b.n += 1;
         }
         5 if n > 1 => b.blocks[j].sep = !b.blocks[j].sep,
+        // Striding and pooling swap; a block that does neither starts pooling.
+        6 => {
+            let x = &mut b.blocks[i];
+            (x.stride, x.pool) = match (x.stride, x.pool) {
+                (2, _) => (1, true),
+                (_, true) => (2, false),
+                _ => (1, true),
+            };
+        }
         4 if n > 2 => {
             for x in j..n - 1 {
                 b.blocks[x] = b.blocks[x + 1];

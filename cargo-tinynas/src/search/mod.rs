@@ -281,10 +281,10 @@ pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
     // The prefix names the search's own version: bump it whenever the same settings would
     // evaluate other candidates (v2: depthwise-separable blocks in the evolve space; v3: evolve at
     // the data's resolution only; v4: evolve's rungs, growth and stride-2 stems, the final
-    // recipe), so that an older journal is not resumed into a different
-    // search.
+    // recipe; v5: pooled blocks in the evolve space), so that an older journal is not resumed
+    // into a different search.
     let text = format!(
-        "v4|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
+        "v5|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
         s.strategy,
         s.input,
         s.budgets.ram_bytes,
@@ -548,7 +548,7 @@ mod tests {
             false,
             false,
         );
-        let mut seen_stem_s2 = false;
+        let (mut seen_stem_s2, mut seen_pool, mut seen_stem_pool) = (false, false, false);
         let mut a = random_blocks(&mut rng, &res);
         for i in 0..300 {
             a = if i % 3 == 0 {
@@ -566,6 +566,8 @@ mod tests {
             seen_sep |= b.blocks().iter().any(|x| x.sep);
             seen_plain |= b.blocks()[1..].iter().any(|x| !x.sep);
             seen_stem_s2 |= b.blocks[0].stride == 2;
+            seen_pool |= b.blocks()[1..].iter().any(|x| x.pool);
+            seen_stem_pool |= b.blocks[0].pool;
             assert!(!b.blocks[0].sep, "{text}");
             let input = ImageShape { h: 28, w: 28, c: 1 };
             // Valid unless it downsamples past 2x2; then Net::new says so.
@@ -576,6 +578,7 @@ mod tests {
         }
         assert_eq!(seen_res.len(), 2);
         assert!(seen_k5 && seen_s2 && seen_sep && seen_plain && seen_stem_s2);
+        assert!(seen_pool && seen_stem_pool);
     }
 
     /// Growing scales every width, rounded and kept within 4 to 128 channels; nothing else moves.
