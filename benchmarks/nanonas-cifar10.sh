@@ -16,7 +16,7 @@
 # Settings (environment): CHIPS, OUT (default target/nanonas-cifar10), TIME_BUDGET (evolve's
 # --time-budget, default 55m), PROXY_EPOCHS (3), FINAL_EPOCHS (30), POPULATION (6),
 # GENERATIONS (3), THREADS (2), STRATEGIES ("nanonas evolve"; an ablation is
-# evolve-without-PART[,PART], PART one of growth, screening, promotion), CIFAR (a folder with train/ and
+# evolve-without-PART[,PART], PART one of growth, screening, promotion, pooling, fresh), CIFAR (a folder with train/ and
 # test/ class folders; default: ../shared/data/cifar10 unpacked into $OUT/cifar10), MEMORY_LIMIT
 # (default 256M: each search runs in a cgroup v1 memory cgroup of that size holding its whole
 # process tree, as on a small gateway; the tool then builds firmware one job at a time. Needs

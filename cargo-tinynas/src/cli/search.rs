@@ -48,7 +48,8 @@ pub(crate) struct SearchArgs {
     /// evolve without some of its parts, to measure what each contributes (an ablation):
     /// growth (networks are not widened towards the budgets), screening (no one-epoch rung:
     /// each generation trains --population networks as drawn), promotion (no longer training of
-    /// the best few: the best proxy score wins). Comma-separated.
+    /// the best few: the best proxy score wins), pooling (no pooled blocks in the space), fresh
+    /// (later generations are all bred, none drawn afresh). Comma-separated.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub(crate) evolve_without: Vec<EvolvePart>,
     /// Seconds a board run may take.
@@ -64,6 +65,8 @@ pub(crate) enum EvolvePart {
     Growth,
     Screening,
     Promotion,
+    Pooling,
+    Fresh,
 }
 
 /// A duration like `45m`, `1h` or `1h30m`.
@@ -126,6 +129,8 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             growth: a.evolve_without.contains(&EvolvePart::Growth),
             screening: a.evolve_without.contains(&EvolvePart::Screening),
             promotion: a.evolve_without.contains(&EvolvePart::Promotion),
+            pooling: a.evolve_without.contains(&EvolvePart::Pooling),
+            fresh: a.evolve_without.contains(&EvolvePart::Fresh),
         },
     };
     if !json {

@@ -94,6 +94,11 @@ impl Searcher<'_> {
         } else {
             SCREEN_FACTOR * population
         };
+        let pooling = !without.pooling;
+        // Fresh random networks in every later generation's pool, so that it does not narrow to
+        // variants of one family (at the STM32L412's CIFAR-10 budget every candidate from the
+        // second generation on was one).
+        let fresh = if without.fresh { 0 } else { screened / 3 };
         let score = |e: &Entry| e.float_val.unwrap_or(0.0);
         let by_score = |a: &(Arch, Entry), b: &(Arch, Entry)| score(&b.1).total_cmp(&score(&a.1));
         let mut fitting: Vec<(Arch, Entry)> = Vec::new();
@@ -102,7 +107,7 @@ impl Searcher<'_> {
             if pool.len() == screened {
                 break;
             }
-            let mut a = random_blocks(&mut rng, &res_choices);
+            let mut a = random_blocks(&mut rng, &res_choices, pooling);
             if rng.chance(GROW_CHANCE) && !without.growth {
                 a = self.grow(a);
             }
@@ -172,8 +177,9 @@ impl Searcher<'_> {
                 };
                 break;
             }
-            // Parents: the better half of everything that fitted so far. While nothing fits yet,
-            // fresh networks instead (the table now predicts what it could not for the first).
+            // Parents: the better half of everything that fitted so far; a third of the pool is
+            // drawn fresh. While nothing fits yet, all of it (the table now predicts what it
+            // could not for the first generation).
             let parents: Vec<Arch> = fitting
                 .iter()
                 .take(population.div_ceil(2))
@@ -184,11 +190,11 @@ impl Searcher<'_> {
                 if pool.len() == screened {
                     break;
                 }
-                let mut child = if parents.is_empty() {
-                    random_blocks(&mut rng, &res_choices)
+                let mut child = if parents.is_empty() || pool.len() < fresh {
+                    random_blocks(&mut rng, &res_choices, pooling)
                 } else {
                     let p = parents[rng.int(0, parents.len() as i64 - 1) as usize];
-                    mutate(&mut rng, p, &res_choices)
+                    mutate(&mut rng, p, &res_choices, pooling)
                 };
                 if rng.chance(GROW_CHANCE) && !without.growth {
                     child = self.grow(child);
@@ -256,8 +262,8 @@ fn pick<T: Copy>(rng: &mut SplitMix, v: &[T]) -> T {
     v[rng.int(0, v.len() as i64 - 1) as usize]
 }
 
-/// A random network of the `evolve` space.
-pub fn random_blocks(rng: &mut SplitMix, res: &[usize]) -> Arch {
+/// A random network of the `evolve` space (with pooled blocks when `pooling`).
+pub fn random_blocks(rng: &mut SplitMix, res: &[usize], pooling: bool) -> Arch {
     let n = rng.int(2, 5) as usize;
     let mut b = Blocks {
         res: pick(rng, res) as u16,
@@ -267,7 +273,8 @@ pub fn random_blocks(rng: &mut SplitMix, res: &[usize]) -> Arch {
     // The stem is a plain convolution: a depthwise one would see only the image's 1-3 channels.
     // A stride-2 stem quarters the cost of everything after it (the budget goes into width); a
     // pooled one (NanoNAS's downsampling) keeps the best of four stride-1 responses.
-    let (stride, pool) = downsampling(rng, 0.3, 0.3);
+    let pooled = |p: f64| if pooling { p } else { 0.0 };
+    let (stride, pool) = downsampling(rng, 0.3, pooled(0.3));
     b.blocks[0] = Block {
         k: 3,
         stride,
@@ -277,7 +284,7 @@ pub fn random_blocks(rng: &mut SplitMix, res: &[usize]) -> Arch {
     };
     for i in 1..n {
         let prev = f64::from(b.blocks[i - 1].out);
-        let (stride, pool) = downsampling(rng, 0.35, 0.35);
+        let (stride, pool) = downsampling(rng, 0.35, pooled(0.35));
         b.blocks[i] = Block {
             k: pick(rng, &[3u8, 5]),
             stride,
@@ -304,8 +311,8 @@ fn downsampling(rng: &mut SplitMix, strided: f64, pooled: f64) -> (u8, bool) {
 
 /// One random change: a width, a kernel size, a stride (the stem's too), plain vs
 /// depthwise-separable, how a block downsamples (a stride-2 convolution or a stride-1 one and a
-/// max pool), a block more or less, or the resolution.
-pub fn mutate(rng: &mut SplitMix, arch: Arch, res: &[usize]) -> Arch {
+/// max pool, when `pooling`), a block more or less, or the resolution.
+pub fn mutate(rng: &mut SplitMix, arch: Arch, res: &[usize], pooling: bool) -> Arch {
     let Arch::Blocks(mut b) = arch else {
         return arch;
     };
@@ -333,7 +340,7 @@ pub fn mutate(rng: &mut SplitMix, arch: Arch, res: &[usize]) -> Arch {
         }
         5 if n > 1 => b.blocks[j].sep = !b.blocks[j].sep,
         // Striding and pooling swap; a block that does neither starts pooling.
-        6 => {
+        6 if pooling => {
             let x = &mut b.blocks[i];
             (x.stride, x.pool) = match (x.stride, x.pool) {
                 (2, _) => (1, true),

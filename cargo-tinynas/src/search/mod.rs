@@ -67,12 +67,15 @@ pub enum Strategy {
 
 /// Parts of `evolve` switched off (`--evolve-without`), to measure what each one contributes:
 /// growth towards the budgets, the one-epoch screening rung (each generation then trains
-/// `population` networks straight away), the promotion rung (the best proxy score wins).
+/// `population` networks straight away), the promotion rung (the best proxy score wins), pooled
+/// blocks in the space, the fresh third of each later generation (all of it bred).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Without {
     pub growth: bool,
     pub screening: bool,
     pub promotion: bool,
+    pub pooling: bool,
+    pub fresh: bool,
 }
 
 /// What to search, and where.
@@ -281,7 +284,7 @@ pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
     // The prefix names the search's own version: bump it whenever the same settings would
     // evaluate other candidates (v2: depthwise-separable blocks in the evolve space; v3: evolve at
     // the data's resolution only; v4: evolve's rungs, growth and stride-2 stems, the final
-    // recipe; v5: pooled blocks in the evolve space), so that an older journal is not resumed
+    // recipe; v5: pooled blocks and a fresh third in evolve), so that an older journal is not resumed
     // into a different search.
     let text = format!(
         "v5|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
@@ -549,12 +552,12 @@ mod tests {
             false,
         );
         let (mut seen_stem_s2, mut seen_pool, mut seen_stem_pool) = (false, false, false);
-        let mut a = random_blocks(&mut rng, &res);
+        let mut a = random_blocks(&mut rng, &res, true);
         for i in 0..300 {
             a = if i % 3 == 0 {
-                random_blocks(&mut rng, &res)
+                random_blocks(&mut rng, &res, true)
             } else {
-                mutate(&mut rng, a, &res)
+                mutate(&mut rng, a, &res, true)
             };
             let text = a.to_string();
             assert_eq!(text.parse::<Arch>(), Ok(a), "{text}");
@@ -579,6 +582,17 @@ mod tests {
         assert_eq!(seen_res.len(), 2);
         assert!(seen_k5 && seen_s2 && seen_sep && seen_plain && seen_stem_s2);
         assert!(seen_pool && seen_stem_pool);
+        // Without pooling (`--evolve-without pooling`) no block pools, drawn or mutated.
+        let mut a = random_blocks(&mut rng, &res, false);
+        for i in 0..300 {
+            a = if i % 3 == 0 {
+                random_blocks(&mut rng, &res, false)
+            } else {
+                mutate(&mut rng, a, &res, false)
+            };
+            let Arch::Blocks(b) = a else { panic!() };
+            assert!(b.blocks().iter().all(|x| !x.pool), "{a}");
+        }
     }
 
     /// Growing scales every width, rounded and kept within 4 to 128 channels; nothing else moves.
