@@ -41,8 +41,9 @@ pub(crate) struct SearchArgs {
     #[arg(long)]
     pub(crate) threads: Option<usize>,
     /// Stop starting candidates when this much search time (e.g. 45m, 1h, 1h30m) would not also
-    /// hold the winner's retraining; the best candidate so far wins. Counts the journaled
-    /// candidates' time, so a resumed search goes on where the budget left it.
+    /// hold the winner's retraining; the best candidate so far wins. Counts this run's wall time
+    /// plus the journaled time of earlier runs, so a resumed search goes on where the budget left
+    /// it.
     #[arg(long, value_parser = parse_duration)]
     pub(crate) time_budget: Option<std::time::Duration>,
     /// evolve without some of its parts, to measure what each contributes (an ablation):
