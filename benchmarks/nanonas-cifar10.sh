@@ -16,11 +16,15 @@
 # Settings (environment): CHIPS, OUT (default target/nanonas-cifar10), TIME_BUDGET (evolve's
 # --time-budget, default 55m), PROXY_EPOCHS (3), FINAL_EPOCHS (30), POPULATION (6),
 # GENERATIONS (3), THREADS (2), STRATEGIES ("nanonas evolve"; an ablation is
-# evolve-without-PART[,PART], PART one of growth, screening, promotion, pooling, fresh), CIFAR (a folder with train/ and
+# evolve-without-PART[,PART], PART one of growth, screening, promotion, pooling, fresh, calibration, seeds), CIFAR (a folder with train/ and
 # test/ class folders; default: ../shared/data/cifar10 unpacked into $OUT/cifar10), MEMORY_LIMIT
 # (default 256M: each search runs in a cgroup v1 memory cgroup of that size holding its whole
 # process tree, as on a small gateway; the tool then builds firmware one job at a time. Needs
-# root; without it, or with MEMORY_LIMIT=, the searches run unlimited and the table says so).
+# root; without it, or with MEMORY_LIMIT=, the searches run unlimited and the table says so),
+# COLD_CACHE (default 1: drop the page cache before each limited search, so the toolchain's files
+# are charged to the search's cgroup; for a cold build cache too, point TINYNAS_CACHE_DIR at an
+# empty folder. Run nothing else that reads the same toolchain while a search runs: the pages it
+# caches are charged to it, not to the search).
 # Needs python3 (for tree_rss.py and the table) and what `bash .ci/setup` installs.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,6 +72,7 @@ fi
 tool() { "$TOOL" tinynas "$@"; }
 rss() { python3 "$repo/benchmarks/tree_rss.py" "$@"; }
 MEMORY_LIMIT=${MEMORY_LIMIT-256M}
+COLD_CACHE=${COLD_CACHE:-1}
 # limited JSON CMD...: runs CMD in a fresh memory cgroup of $MEMORY_LIMIT (when one can be made)
 # and writes the cgroup's limit, peak usage (page cache included) and OOM kills to JSON.
 limited() {
@@ -80,11 +85,18 @@ limited() {
         return $code
     fi
     echo "$MEMORY_LIMIT" >"$cg/memory.limit_in_bytes"
+    # A cold page cache: cgroup v1 charges a cached file page to the cgroup that first read it, so
+    # toolchain files (rustc's libraries, the linker, QEMU) that earlier builds left cached would be
+    # used by the search without counting against its limit. Dropping the cache first puts them in.
+    local cold=false
+    if [ "$COLD_CACHE" = 1 ] && sync && echo 3 2>/dev/null >/proc/sys/vm/drop_caches; then
+        cold=true
+    fi
     sh -c 'echo $$ > "$0" && exec "$@"' "$cg/cgroup.procs" "$@" || code=$?
     local oom
     oom=$(awk '$1 == "oom_kill" {print $2}' "$cg/memory.oom_control")
-    printf '{"limit_bytes": %s, "max_usage_bytes": %s, "oom_kills": %s}\n' \
-        "$(cat "$cg/memory.limit_in_bytes")" "$(cat "$cg/memory.max_usage_in_bytes")" "${oom:-0}" >"$json"
+    printf '{"limit_bytes": %s, "max_usage_bytes": %s, "oom_kills": %s, "cold_page_cache": %s}\n' \
+        "$(cat "$cg/memory.limit_in_bytes")" "$(cat "$cg/memory.max_usage_in_bytes")" "${oom:-0}" "$cold" >"$json"
     rmdir "$cg" 2>/dev/null || true
     return $code
 }
@@ -196,7 +208,8 @@ for chip in chips:
         cands = f"{measured}" + (f" (+{screened} screened)" if screened else "")
         cg_path = os.path.join(p, "search.cgroup.json")
         cg = json.load(open(cg_path)) if os.path.exists(cg_path) else {}
-        limit = f" in a {mib(cg['limit_bytes'])} cgroup, {cg['oom_kills']} OOM kills" if cg.get("limit_bytes") else ", no memory limit"
+        limit = (f" in a {mib(cg['limit_bytes'])} cgroup{' (cold page cache)' if cg.get('cold_page_cache') else ''}, "
+                 f"peak {mib(cg['max_usage_bytes'])}, {cg['oom_kills']} OOM kills") if cg.get("limit_bytes") else ", no memory limit"
         lines.append(f"| {chip} | `search --strategy {label(strategy)}`: {done['winner']} | {100 * f['int8_test']:.1f} % | {m['latency']:,} | "
                      f"{m['peak_sram_bytes']:,} B | {m['flash_bytes']:,} B | {cands} | {rss['wall_seconds'] / 60:.0f} min | {mem(rss)}{limit} |")
 table = "\n".join(lines) + "\n"

@@ -29,6 +29,20 @@ pub fn build_one_job_at_a_time() -> bool {
         && available().is_some_and(|b| b < LOW_MEMORY_BYTES)
 }
 
+/// Hands the memory the allocator keeps after frees back to the system, so that a child process
+/// started next (a firmware build: rustc needs about 140 MB for some crates) finds it free.
+/// glibc keeps freed blocks of a training's buffers in its heaps; `malloc_trim` returns their
+/// pages. Elsewhere a no-op.
+pub fn release_freed() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: malloc_trim only gives free pages of the allocator's heaps back to the kernel (it
+    // takes each arena's lock); no live allocation is touched, and it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// `MemAvailable` of `/proc/meminfo`, in bytes.
 fn mem_available(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;

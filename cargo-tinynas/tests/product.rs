@@ -22,6 +22,15 @@ fn tinynas_with(
     c.output().unwrap()
 }
 
+/// The JSON lines of `stdout` with this `reason`, in order.
+fn lines_with(stdout: &[u8], reason: &str) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == reason)
+        .collect()
+}
+
 /// A fresh firmware project in `fw`: a `no_std` library package `name` of its own workspace,
 /// and `.cargo/config.toml` holding `cargo_config` (target and probe-rs runner line).
 fn fresh_firmware(fw: &Path, name: &str, cargo_config: &str) {
@@ -152,10 +161,9 @@ fn search_project(dir: &Path) {
 }
 
 fn finished(stdout: &[u8]) -> serde_json::Value {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["reason"] == "search-finished")
+    lines_with(stdout, "search-finished")
+        .into_iter()
+        .next()
         .unwrap_or_else(|| {
             panic!(
                 "no search-finished line in {}",
@@ -228,11 +236,7 @@ fn search_measures_on_qemu_generates_and_resumes_after_kill_9_and_ctrl_c() {
     assert!(full["candidates"].as_u64().unwrap() >= 2, "{full}");
     assert!(fin["int8_test"].as_f64().unwrap() > 0.8, "{full}");
     // Every candidate line: measured, or over budget from the model alone, or invalid.
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|v: &serde_json::Value| v["reason"] == "candidate")
-        .collect();
+    let lines = lines_with(&o.stdout, "candidate");
     for l in &lines {
         match l["status"].as_str().unwrap() {
             "fits" | "over-budget-measured" => assert!(l["measured"].is_object(), "{l}"),
@@ -292,11 +296,7 @@ fn search_measures_on_qemu_generates_and_resumes_after_kill_9_and_ctrl_c() {
     let before = journal_lines(&b);
     let o = tinynas(&b, &args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let started = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["reason"] == "search-started")
-        .unwrap();
+    let started = lines_with(&o.stdout, "search-started").remove(0);
     assert_eq!(started["resumed"].as_u64().unwrap() as usize, before);
     let resumed = finished(&o.stdout);
     assert_eq!(resumed["winner"], full["winner"]);
@@ -631,12 +631,13 @@ fn evolve_search_reports_the_predictor_and_resumes() {
         "1",
         "--no-generate",
     ];
-    let entries = |stdout: &[u8]| -> Vec<serde_json::Value> {
-        String::from_utf8_lossy(stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["reason"] == "candidate")
-            .collect()
+    let entries = |stdout: &[u8]| lines_with(stdout, "candidate");
+    // A cache of its own: the board's latency table starts empty.
+    let cache = root.join("cache");
+    let tinynas = |dir: &Path, args: &[&str]| {
+        tinynas_with(dir, args, |c| {
+            c.env("TINYNAS_CACHE_DIR", &cache);
+        })
     };
     let measured = |e: &[serde_json::Value]| {
         e.iter()
@@ -655,6 +656,19 @@ fn evolve_search_reports_the_predictor_and_resumes() {
         "{cut}"
     );
     let cut_entries = entries(&o.stdout);
+    // Before the first generation the three probes were measured, so every measured candidate,
+    // the first generation's too, had a predicted latency.
+    let probes = lines_with(&o.stdout, "calibrating");
+    assert_eq!(probes.len(), 3, "{probes:?}");
+    assert!(probes.iter().all(|v| v["of"] == 3), "{probes:?}");
+    let measured_cut: Vec<&serde_json::Value> = cut_entries
+        .iter()
+        .filter(|v| v["measured"].is_object())
+        .collect();
+    assert!(!measured_cut.is_empty());
+    for v in measured_cut {
+        assert!(v["predicted_latency"].is_u64(), "{v}");
+    }
     // Every screened network of the first generation (3 x population), then candidates until
     // one fits: the first fitting one ends the search.
     let screened = |e: &[serde_json::Value]| {
@@ -676,6 +690,10 @@ fn evolve_search_reports_the_predictor_and_resumes() {
 
     let o = tinynas(&dir, &args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        lines_with(&o.stdout, "calibrating").is_empty(),
+        "a resumed search predicts from its snapshot: no probes"
+    );
     let first = finished(&o.stdout);
     assert_eq!(
         first["resumed"].as_u64().unwrap(),
@@ -759,10 +777,9 @@ fn evolve_without_screening_and_promotion_trains_as_drawn() {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let done = finished(&o.stdout);
-    let entries: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "candidate" && v["kind"] != "final")
+    let entries: Vec<serde_json::Value> = lines_with(&o.stdout, "candidate")
+        .into_iter()
+        .filter(|v| v["kind"] != "final")
         .collect();
     assert!(
         entries.iter().all(|v| v["kind"] == "candidate"),

@@ -50,7 +50,9 @@ pub(crate) struct SearchArgs {
     /// growth (networks are not widened towards the budgets), screening (no one-epoch rung:
     /// each generation trains --population networks as drawn), promotion (no longer training of
     /// the best few: the best proxy score wins), pooling (no pooled blocks in the space), fresh
-    /// (later generations are all bred, none drawn afresh). Comma-separated.
+    /// (later generations are all bred, none drawn afresh), calibration (no probe networks
+    /// measured before the first generation: it is drawn without latency predictions), seeds (no
+    /// NanoNAS-shaped networks in the first generation). Comma-separated.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub(crate) evolve_without: Vec<EvolvePart>,
     /// Seconds a board run may take.
@@ -68,6 +70,8 @@ pub(crate) enum EvolvePart {
     Promotion,
     Pooling,
     Fresh,
+    Calibration,
+    Seeds,
 }
 
 /// A duration like `45m`, `1h` or `1h30m`.
@@ -132,6 +136,8 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             promotion: a.evolve_without.contains(&EvolvePart::Promotion),
             pooling: a.evolve_without.contains(&EvolvePart::Pooling),
             fresh: a.evolve_without.contains(&EvolvePart::Fresh),
+            calibration: a.evolve_without.contains(&EvolvePart::Calibration),
+            seeds: a.evolve_without.contains(&EvolvePart::Seeds),
         },
     };
     if !json {
@@ -206,6 +212,19 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             }
         }
         Event::Training { .. } => {}
+        Event::Calibrating { arch, index, of } => {
+            if json {
+                out!(
+                    "{}",
+                    serde_json::json!({"reason": "calibrating", "arch": arch, "index": index, "of": of})
+                );
+            } else {
+                eprintln!(
+                    "measuring probe {}/{of} on the board (untrained; teaches the latency predictor every kind of layer): {arch}",
+                    index + 1
+                );
+            }
+        }
         Event::Measuring { arch } => {
             if json {
                 out!(

@@ -67,6 +67,100 @@ impl Searcher<'_> {
         self.seconds_used() + final_estimate < budget.as_secs_f64()
     }
 
+    /// Measures the [`PROBES`] whose kinds of layer the latency table does not know yet
+    /// (untrained, one input each) and adds their rows to it and to the board's table in the
+    /// cache. Without them the first generation is drawn blind to latency: it cannot be grown
+    /// towards the budgets, and what the board finds too slow costs a proxy training each. A
+    /// probe the board cannot hold is skipped.
+    pub(super) fn calibrate(&mut self, on: &mut dyn FnMut(Event<'_>)) -> Result<(), SearchError> {
+        let Some(table) = &self.table else {
+            return Ok(());
+        };
+        let mut wanted = Vec::new();
+        for arch in probes(self.base.h) {
+            let Some(model) = self.shape_model(arch) else {
+                continue;
+            };
+            let new = predict::calls(&model)?
+                .iter()
+                .any(|(kind, ..)| !table.knows(kind));
+            if new {
+                wanted.push((arch, model));
+            }
+        }
+        let of = wanted.len();
+        for (index, (arch, model)) in wanted.into_iter().enumerate() {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let name = arch.to_string();
+            on(Event::Calibrating {
+                arch: &name,
+                index,
+                of,
+            });
+            let bytes = tinynas_model::format::to_bytes(&model);
+            let opts = crate::bench::Options {
+                inputs: 1,
+                seed: self.s.seed,
+                per_layer: true,
+                trace: false,
+                ..Default::default()
+            };
+            let o = match crate::bench::run(
+                &bytes,
+                self.board,
+                &opts,
+                &self.s.firmware_cache,
+                |_| {},
+            ) {
+                Ok(o) => o,
+                Err(source) => {
+                    // As for a candidate: an interruption, or a probe this board cannot hold.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    if self.stop.load(Ordering::Relaxed) || source.unmeasurable().is_some() {
+                        continue;
+                    }
+                    return Err(SearchError::Bench {
+                        arch: name,
+                        source: Box::new(source),
+                    });
+                }
+            };
+            if !o.outputs_match() {
+                return Err(SearchError::Mismatch { arch: name });
+            }
+            let rows = predict::Table::rows_of(&model, &o.measurement.per_step)?;
+            if let Some(t) = self.table.as_mut() {
+                t.extend(&rows);
+                let _ = predict::Table::merge_into_cache(&self.s.firmware_cache, &t.board, &rows);
+            }
+        }
+        Ok(())
+    }
+
+    /// The first generation's NanoNAS-shaped networks: for 3 and 4 cells, NanoNAS's A(k, c)
+    /// written as blocks (3x3 convolutions, each cell's downsampling a 2x2 max pool), with the
+    /// largest k predicted to fit in [`GROW_SHARE`] of every budget. None while the table cannot
+    /// predict their latency.
+    fn seeds(&self) -> Vec<Arch> {
+        let mut out = Vec::new();
+        for cells in [3, 4] {
+            let mut best = None;
+            for k in 2..=64 {
+                let Some(a) = nanonas_blocks(self.base.h, k, cells) else {
+                    break;
+                };
+                if !self.predicted_within(a, GROW_SHARE, false) {
+                    break;
+                }
+                best = Some(a);
+            }
+            out.extend(best);
+        }
+        out
+    }
+
     /// The `evolve` search over [`Blocks`], with three rungs of training (successive halving):
     /// each generation screens `3 x population` architectures predicted to fit for one epoch,
     /// trains the best `population` of them for the proxy epochs and measures them on the board,
@@ -103,6 +197,13 @@ impl Searcher<'_> {
         let by_score = |a: &(Arch, Entry), b: &(Arch, Entry)| score(&b.1).total_cmp(&score(&a.1));
         let mut fitting: Vec<(Arch, Entry)> = Vec::new();
         let mut pool: Vec<Arch> = Vec::new();
+        if !without.seeds {
+            for a in self.seeds() {
+                if seen.insert(a.to_string()) && self.predicted_fit(a) {
+                    pool.push(a);
+                }
+            }
+        }
         for _ in 0..screened * 50 {
             if pool.len() == screened {
                 break;
@@ -245,6 +346,36 @@ pub const GROW_SHARE: f64 = 0.9;
 /// Share of new networks that are grown towards the budgets (the others keep their widths, so
 /// the search still sees narrow, deep networks).
 pub const GROW_CHANCE: f64 = 0.75;
+
+/// Networks that together hold every kind of layer the `evolve` space draws (a test checks
+/// it), at resolution `res`: measured untrained before the first generation
+/// ([`Searcher::calibrate`]) when the table lacks a kind.
+pub fn probes(res: usize) -> Vec<Arch> {
+    // Two downsamplings at most each, so that they build from 8x8 up.
+    [
+        "3s1x8p,d3s1x16,5s1x16,d5s2x16",
+        "3s2x8,d5s1x16,5s2x16",
+        "3s1x8,d3s2x16,3s2x16",
+    ]
+    .iter()
+    .filter_map(|b| format!("blocks:r={res},{b}").parse().ok())
+    .collect()
+}
+
+/// NanoNAS's A(k, c) in the blocks space: a 3x3 convolution with k filters, then `cells` cells of
+/// [2x2 max pool, 3x3 convolution] with NanoNAS's widths (`None` when it has too many blocks).
+pub fn nanonas_blocks(res: usize, k: usize, cells: usize) -> Option<Arch> {
+    let ch = tinynas_model::random::nanonas_channels(k, cells);
+    if ch.len() > MAX_BLOCKS || ch.iter().any(|&c| c > 128) {
+        return None;
+    }
+    let blocks: Vec<String> = ch
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("3s1x{c}{}", if i + 1 < ch.len() { "p" } else { "" }))
+        .collect();
+    format!("blocks:r={res},{}", blocks.join(",")).parse().ok()
+}
 
 /// Every block's width scaled by `f` (rounded, 4 to 128 channels).
 pub fn scale_widths(arch: Arch, f: f64) -> Arch {

@@ -33,7 +33,7 @@ mod nanonas;
 mod pareto;
 pub mod predict;
 
-pub use evolve::{mutate, random_blocks, scale_widths};
+pub use evolve::{mutate, nanonas_blocks, probes, random_blocks, scale_widths};
 pub use pareto::{pareto, svg};
 
 use std::path::PathBuf;
@@ -68,7 +68,9 @@ pub enum Strategy {
 /// Parts of `evolve` switched off (`--evolve-without`), to measure what each one contributes:
 /// growth towards the budgets, the one-epoch screening rung (each generation then trains
 /// `population` networks straight away), the promotion rung (the best proxy score wins), pooled
-/// blocks in the space, the fresh third of each later generation (all of it bred).
+/// blocks in the space, the fresh third of each later generation (all of it bred), the probes
+/// that teach the latency table every kind of layer before the first generation, the
+/// NanoNAS-shaped networks among the first generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Without {
     pub growth: bool,
@@ -76,6 +78,8 @@ pub struct Without {
     pub promotion: bool,
     pub pooling: bool,
     pub fresh: bool,
+    pub calibration: bool,
+    pub seeds: bool,
 }
 
 /// What to search, and where.
@@ -229,6 +233,13 @@ pub enum Event<'a> {
     Measuring {
         arch: &'a str,
     },
+    /// `evolve`: an untrained probe network is measured on the board (`index` of `of`), so that
+    /// the latency table knows every kind of layer before the first generation.
+    Calibrating {
+        arch: &'a str,
+        index: usize,
+        of: usize,
+    },
     /// A candidate is done (`resumed`: read from the journal).
     Evaluated {
         entry: &'a Entry,
@@ -284,10 +295,10 @@ pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
     // The prefix names the search's own version: bump it whenever the same settings would
     // evaluate other candidates (v2: depthwise-separable blocks in the evolve space; v3: evolve at
     // the data's resolution only; v4: evolve's rungs, growth and stride-2 stems, the final
-    // recipe; v5: pooled blocks and a fresh third in evolve), so that an older journal is not resumed
-    // into a different search.
+    // recipe; v5: pooled blocks and a fresh third in evolve; v6: evolve's latency probes and
+    // NanoNAS-shaped seeds), so that an older journal is not resumed into a different search.
     let text = format!(
-        "v5|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
+        "v6|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
         s.strategy,
         s.input,
         s.budgets.ram_bytes,
@@ -418,22 +429,18 @@ pub fn run(
     let calib: Vec<usize> = sp.train.iter().copied().take(512).collect();
     // evolve: the table as it was when this search started (kept next to the journal, so that a
     // resumed search predicts exactly as the first run did), grown by the journal's rows.
-    let table = match s.strategy {
-        Strategy::NanoNas => None,
-        Strategy::Evolve { .. } => {
-            let snap = dir.join("table-start.json");
-            Some(match predict::Table::read(&snap) {
-                Some(t) => t,
-                None => {
-                    let t = predict::Table::load(&s.firmware_cache, &board.name());
-                    t.write(&snap).map_err(|source| SearchError::Journal {
-                        path: snap.clone(),
-                        source,
-                    })?;
-                    t
-                }
-            })
-        }
+    // A new search first measures the probes the table lacks; the snapshot is written after
+    // them, so a search stopped while probing probes again when resumed.
+    let snap = dir.join("table-start.json");
+    let (table, probe) = match s.strategy {
+        Strategy::NanoNas => (None, false),
+        Strategy::Evolve { .. } => match predict::Table::read(&snap) {
+            Some(t) => (Some(t), false),
+            None => (
+                Some(predict::Table::load(&s.firmware_cache, &board.name())),
+                true,
+            ),
+        },
     };
     let board_shape = s.input;
     let mut caches = std::collections::BTreeMap::new();
@@ -456,6 +463,19 @@ pub fn run(
         started,
         earlier_seconds,
     };
+    if probe {
+        if !s.evolve_without.calibration {
+            se.calibrate(&mut on)?;
+        }
+        if !stop.load(Ordering::Relaxed) {
+            if let Some(t) = &se.table {
+                t.write(&snap).map_err(|source| SearchError::Journal {
+                    path: snap.clone(),
+                    source,
+                })?;
+            }
+        }
+    }
     let mut candidates = Vec::new();
     let best = match s.strategy {
         Strategy::NanoNas => se.nanonas(&mut candidates, &mut on)?,
@@ -593,6 +613,66 @@ mod tests {
             let Arch::Blocks(b) = a else { panic!() };
             assert!(b.blocks().iter().all(|x| !x.pool), "{a}");
         }
+    }
+
+    /// The probes hold every kind of kernel call the evolve space draws at 32x32 and 8x8 (so
+    /// that the first generation has latency predictions), and the NanoNAS-shaped seeds are
+    /// NanoNAS's own networks: same layers, same MACs.
+    #[test]
+    fn probes_cover_the_space_and_seeds_are_nanonas_networks() {
+        let kinds = |a: Arch, res: usize| -> Option<std::collections::BTreeSet<String>> {
+            let input = ImageShape {
+                h: res,
+                w: res,
+                c: 3,
+            };
+            let net = Net::new(a, Net::input_of(a, input), 10, 1).ok()?;
+            let model = tinynas_train::export::shape_model(&net, Vec::new()).ok()?;
+            let calls = predict::calls(&model).ok()?;
+            Some(calls.into_iter().map(|(k, ..)| k).collect())
+        };
+        for res in [32, 8] {
+            let probes = probes(res);
+            assert_eq!(probes.len(), 3, "every probe builds at {res}x{res}");
+            let known: std::collections::BTreeSet<String> = probes
+                .iter()
+                .flat_map(|&p| kinds(p, res).expect("a probe builds"))
+                .collect();
+            let mut rng = SplitMix(5);
+            let mut a = random_blocks(&mut rng, &[res], true);
+            let mut drawn = std::collections::BTreeSet::new();
+            for i in 0..3000 {
+                a = if i % 3 == 0 {
+                    random_blocks(&mut rng, &[res], true)
+                } else {
+                    mutate(&mut rng, a, &[res], true)
+                };
+                drawn.extend(kinds(scale_widths(a, 2.0), res).unwrap_or_default());
+            }
+            let missing: Vec<&String> = drawn.difference(&known).collect();
+            assert!(
+                missing.is_empty(),
+                "at {res}x{res} no probe has {missing:?}"
+            );
+            assert!(drawn.len() >= 10, "{drawn:?}");
+        }
+        let seed = nanonas_blocks(32, 14, 4).unwrap();
+        assert_eq!(
+            seed.to_string(),
+            "blocks:r=32,3s1x14p,3s1x28p,3s1x42p,3s1x53p,3s1x60"
+        );
+        let input = ImageShape { h: 32, w: 32, c: 3 };
+        let shape = |a: Arch| {
+            let net = Net::new(a, input, 10, 1).unwrap();
+            let m = tinynas_train::export::shape_model(&net, Vec::new()).unwrap();
+            (m.macs(), m.params(), predict::calls(&m).unwrap())
+        };
+        assert_eq!(shape(seed), shape(Arch::NanoNas { k: 14, c: 4 }));
+        assert_eq!(
+            nanonas_blocks(32, 4, 6),
+            None,
+            "7 blocks: more than the space holds"
+        );
     }
 
     /// Growing scales every width, rounded and kept within 4 to 128 channels; nothing else moves.

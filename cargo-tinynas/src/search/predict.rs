@@ -123,6 +123,11 @@ impl Table {
             .collect())
     }
 
+    /// Whether a kind of kernel call has been measured.
+    pub fn knows(&self, kind: &str) -> bool {
+        self.rows.iter().any(|r| r.kind == kind)
+    }
+
     /// Adds rows not in the table yet.
     pub fn extend(&mut self, rows: &[Row]) {
         for r in rows {
