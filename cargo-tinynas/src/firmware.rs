@@ -20,6 +20,7 @@ const MEMORY_X: &str = include_str!("../../templates/bench/memory.x.j2");
 const CONFIG_TOML: &str = include_str!("../../templates/bench/config.toml.j2");
 const BUILD_RS: &str = include_str!("../../templates/bench/build.rs.j2");
 const MAIN_RS: &str = include_str!("../../templates/bench/main.rs.j2");
+const LINK_X: &str = include_str!("../../templates/bench/link.x.j2");
 
 /// What goes into a bench firmware.
 #[derive(Debug, Clone)]
@@ -204,6 +205,8 @@ fn render_templates(
         ram_length => m.ram_length,
         target => spec.target,
         target_cpu => spec.target_cpu.unwrap_or(""),
+        // Hard-float targets: Reset enables the FPU before any Rust code runs.
+        fpu => spec.target.ends_with("eabihf"),
         report_version => crate::report::VERSION,
         per_layer => spec.per_layer,
         trace => spec.trace,
@@ -218,6 +221,7 @@ fn render_templates(
     for (path, name, src) in [
         ("Cargo.toml", "Cargo.toml.j2", CARGO_TOML),
         ("memory.x", "memory.x.j2", MEMORY_X),
+        ("link.x", "link.x.j2", LINK_X),
         (".cargo/config.toml", "config.toml.j2", CONFIG_TOML),
         ("build.rs", "build.rs.j2", BUILD_RS),
         ("src/main.rs", "main.rs.j2", MAIN_RS),
