@@ -349,7 +349,7 @@ pub const GROW_CHANCE: f64 = 0.75;
 
 /// Networks that together hold every kind of layer the `evolve` space draws (a test checks
 /// it), at resolution `res`: measured untrained before the first generation
-/// ([`Searcher::calibrate`]) when the table lacks a kind.
+/// (`calibrate`, before the first generation) when the table lacks a kind.
 pub fn probes(res: usize) -> Vec<Arch> {
     // Two downsamplings at most each, so that they build from 8x8 up.
     [
