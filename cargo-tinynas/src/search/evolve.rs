@@ -348,8 +348,8 @@ pub const GROW_SHARE: f64 = 0.9;
 pub const GROW_CHANCE: f64 = 0.75;
 
 /// Networks that together hold every kind of layer the `evolve` space draws (a test checks
-/// it), at resolution `res`: measured untrained before the first generation
-/// (`calibrate`, before the first generation) when the table lacks a kind.
+/// it), at resolution `res`: measured untrained before the first generation when the table
+/// lacks a kind.
 pub fn probes(res: usize) -> Vec<Arch> {
     // Two downsamplings at most each, so that they build from 8x8 up.
     [
