@@ -197,32 +197,17 @@ impl Searcher<'_> {
                 trace: false,
                 ..Default::default()
             };
-            let o = match crate::bench::run(&bytes, self.board, &opts, &s.firmware_cache, |_| {}) {
-                Ok(o) => Some(o),
-                Err(source) => {
-                    // Ctrl-C in a terminal reaches cargo, rustc and QEMU too, so the measurement
-                    // fails with them; then the failure is the interruption (the handler may set
-                    // the flag a moment after the children died), and nothing is journaled.
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                    if stop.load(Ordering::Relaxed) {
-                        return Ok(None);
-                    }
-                    // A candidate too big or too slow for the board is over budget, journaled
-                    // with the reason; the search goes on.
-                    let Some(why) = source.unmeasurable() else {
-                        return Err(SearchError::Bench {
-                            arch: name.clone(),
-                            source: Box::new(source),
-                        });
-                    };
+            let o = match self.run_on_board(&bytes, &name, &opts)? {
+                OnBoard::Stopped => return Ok(None), // nothing is journaled
+                // A candidate too big or too slow for the board is over budget, journaled with
+                // the reason; the search goes on.
+                OnBoard::Unmeasurable(why) => {
                     entry.status = Status::OverBudgetMeasured(format!("not measurable: {why}"));
                     None
                 }
+                OnBoard::Measured(o) => Some(o),
             };
             if let Some(o) = o {
-                if !o.outputs_match() {
-                    return Err(SearchError::Mismatch { arch: name });
-                }
                 let m = &o.measurement;
                 let input_bytes: u64 = o.inputs.iter().map(|i| i.len() as u64).sum();
                 let measured = Measured {
@@ -233,12 +218,9 @@ impl Searcher<'_> {
                     flash_bytes: m.sizes.flash().saturating_sub(input_bytes),
                     outputs_match_host: true,
                 };
-                if let Some(t) = self.table.as_mut() {
+                if self.table.is_some() {
                     let rows = predict::Table::rows_of(&model, &m.per_step)?;
-                    t.extend(&rows);
-                    // The board's table in the cache is shared by later searches; a failed write
-                    // costs only predictions.
-                    let _ = predict::Table::merge_into_cache(&s.firmware_cache, &t.board, &rows);
+                    self.learn(&rows);
                     entry.layers = Some(rows);
                 }
                 if let Some(p) = entry.predicted_latency {
@@ -259,6 +241,47 @@ impl Searcher<'_> {
         Ok(Some((entry, bytes)))
     }
 
+    /// Builds and runs a model's bench firmware on the board; its outputs must equal the host's.
+    /// A failure while the search is being stopped is the interruption: Ctrl-C in a terminal
+    /// reaches cargo, rustc and QEMU too, and the handler may set the flag a moment after the
+    /// children died. A firmware too big or too slow for the board is unmeasurable, with the
+    /// reason; any other failure is an error.
+    pub(super) fn run_on_board(
+        &mut self,
+        bytes: &[u8],
+        name: &str,
+        opts: &crate::bench::Options,
+    ) -> Result<OnBoard, SearchError> {
+        match crate::bench::run(bytes, self.board, opts, &self.s.firmware_cache, |_| {}) {
+            Ok(o) if !o.outputs_match() => Err(SearchError::Mismatch {
+                arch: name.to_string(),
+            }),
+            Ok(o) => Ok(OnBoard::Measured(Box::new(o))),
+            Err(source) => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                if self.stop.load(Ordering::Relaxed) {
+                    return Ok(OnBoard::Stopped);
+                }
+                match source.unmeasurable() {
+                    Some(why) => Ok(OnBoard::Unmeasurable(why)),
+                    None => Err(SearchError::Bench {
+                        arch: name.to_string(),
+                        source: Box::new(source),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Adds measured rows to the latency table and to the board's table in the cache (shared by
+    /// later searches; a failed write costs only predictions).
+    pub(super) fn learn(&mut self, rows: &[predict::Row]) {
+        if let Some(t) = self.table.as_mut() {
+            t.extend(rows);
+            let _ = predict::Table::merge_into_cache(&self.s.firmware_cache, &t.board, rows);
+        }
+    }
+
     /// Journals a new entry, then reports it.
     fn record(&mut self, entry: &Entry, on: &mut dyn FnMut(Event<'_>)) -> Result<(), SearchError> {
         self.journal.append(entry).map_err(self.jerr())?;
@@ -268,6 +291,13 @@ impl Searcher<'_> {
         });
         Ok(())
     }
+}
+
+/// What a run on the board gave ([`Searcher::run_on_board`]).
+pub(super) enum OnBoard {
+    Measured(Box<crate::bench::Outcome>),
+    Unmeasurable(String),
+    Stopped,
 }
 
 /// What a measurement exceeds, as one line (`None` when it fits).

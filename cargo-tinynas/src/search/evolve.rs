@@ -107,34 +107,12 @@ impl Searcher<'_> {
                 trace: false,
                 ..Default::default()
             };
-            let o = match crate::bench::run(
-                &bytes,
-                self.board,
-                &opts,
-                &self.s.firmware_cache,
-                |_| {},
-            ) {
-                Ok(o) => o,
-                Err(source) => {
-                    // As for a candidate: an interruption, or a probe this board cannot hold.
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                    if self.stop.load(Ordering::Relaxed) || source.unmeasurable().is_some() {
-                        continue;
-                    }
-                    return Err(SearchError::Bench {
-                        arch: name,
-                        source: Box::new(source),
-                    });
-                }
+            // An interruption, or a probe this board cannot hold: the next (or none).
+            let OnBoard::Measured(o) = self.run_on_board(&bytes, &name, &opts)? else {
+                continue;
             };
-            if !o.outputs_match() {
-                return Err(SearchError::Mismatch { arch: name });
-            }
             let rows = predict::Table::rows_of(&model, &o.measurement.per_step)?;
-            if let Some(t) = self.table.as_mut() {
-                t.extend(&rows);
-                let _ = predict::Table::merge_into_cache(&self.s.firmware_cache, &t.board, &rows);
-            }
+            self.learn(&rows);
         }
         Ok(())
     }

@@ -40,6 +40,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use evaluate::OnBoard;
 use journal::{Entry, EntryKind, Journal, Measured, Status};
 
 use crate::board::Board;
