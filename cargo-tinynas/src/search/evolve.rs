@@ -327,12 +327,13 @@ pub const GROW_CHANCE: f64 = 0.75;
 
 /// Networks that together hold every kind of layer the `evolve` space draws (a test checks
 /// it), at resolution `res`: measured untrained before the first generation when the table
-/// lacks a kind.
+/// lacks a kind. The 3x3 stride-1 convolution, the space's commonest, appears twice: as a
+/// 3-channel stem and as a 16-to-16 convolution, so that its fit has two shapes to go on.
 pub fn probes(res: usize) -> Vec<Arch> {
     // Two downsamplings at most each, so that they build from 8x8 up.
     [
         "3s1x8p,d3s1x16,5s1x16,d5s2x16",
-        "3s2x8,d5s1x16,5s2x16",
+        "3s2x8,d5s1x16,3s1x16,5s2x16",
         "3s1x8,d3s2x16,3s2x16",
     ]
     .iter()

@@ -297,9 +297,10 @@ pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
     // evaluate other candidates (v2: depthwise-separable blocks in the evolve space; v3: evolve at
     // the data's resolution only; v4: evolve's rungs, growth and stride-2 stems, the final
     // recipe; v5: pooled blocks and a fresh third in evolve; v6: evolve's latency probes and
-    // NanoNAS-shaped seeds), so that an older journal is not resumed into a different search.
+    // NanoNAS-shaped seeds; v7: a 16-channel 3x3 convolution in the probes, two-row fits), so
+    // that an older journal is not resumed into a different search.
     let text = format!(
-        "v6|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
+        "v7|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
         s.strategy,
         s.input,
         s.budgets.ram_bytes,
@@ -621,7 +622,8 @@ mod tests {
     /// NanoNAS's own networks: same layers, same MACs.
     #[test]
     fn probes_cover_the_space_and_seeds_are_nanonas_networks() {
-        let kinds = |a: Arch, res: usize| -> Option<std::collections::BTreeSet<String>> {
+        type Calls = Vec<(String, u64, u64)>;
+        let calls = |a: Arch, res: usize| -> Option<Calls> {
             let input = ImageShape {
                 h: res,
                 w: res,
@@ -629,8 +631,10 @@ mod tests {
             };
             let net = Net::new(a, Net::input_of(a, input), 10, 1).ok()?;
             let model = tinynas_train::export::shape_model(&net, Vec::new()).ok()?;
-            let calls = predict::calls(&model).ok()?;
-            Some(calls.into_iter().map(|(k, ..)| k).collect())
+            predict::calls(&model).ok()
+        };
+        let kinds = |a: Arch, res: usize| -> Option<std::collections::BTreeSet<String>> {
+            Some(calls(a, res)?.into_iter().map(|(k, ..)| k).collect())
         };
         for res in [32, 8] {
             let probes = probes(res);
@@ -656,6 +660,15 @@ mod tests {
                 "at {res}x{res} no probe has {missing:?}"
             );
             assert!(drawn.len() >= 10, "{drawn:?}");
+            // The commonest kind is probed in two shapes (the stem and a 16-channel layer), so
+            // that its fit does not take the stem's cost per MAC for every layer's.
+            let shapes: std::collections::BTreeSet<u64> = probes
+                .iter()
+                .flat_map(|&p| calls(p, res).expect("a probe builds"))
+                .filter(|(k, m, _)| k == "conv3x3s1" && *m > 0)
+                .map(|(_, macs, outputs)| macs / outputs)
+                .collect();
+            assert!(shapes.len() >= 2, "at {res}x{res}: {shapes:?}");
         }
         let seed = nanonas_blocks(32, 14, 4).unwrap();
         assert_eq!(

@@ -1,6 +1,7 @@
 //! The latency predictor of the `evolve` strategy: a per-board table of layer latencies measured
 //! on that board (every measured candidate adds its per-layer figures), and for each kind of layer
-//! a least-squares fit `latency = a * MACs + b * output values + c`. A model's predicted latency is
+//! a least-squares fit `latency = a * MACs + b * output values + c` (without `c` from two rows, a
+//! cost per MAC from one). A model's predicted latency is
 //! the sum over its kernel calls. The table is kept in the cache folder, one file per board and
 //! bench-firmware version, so later searches on the same board start from it.
 
@@ -13,6 +14,7 @@ use tinynas_model::Model;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     pub kind: String,
+    /// The kernel's multiply-accumulates, padded taps included ([`kernel_macs`]).
     pub macs: u64,
     pub outputs: u64,
     pub latency: u64,
@@ -43,7 +45,21 @@ fn kind_of(model: &Model, node: Option<usize>) -> String {
     }
 }
 
-/// The kernel calls of a model: kind, MACs and output values of each (in program order).
+/// The multiply-accumulates a kernel does for a node: a (depthwise) convolution's taps over the
+/// padding too (the kernels multiply the zero point there), so a 3x3 layer at 2x2 pixels costs
+/// 9 taps per output value, not the 4 in bounds that [`tinynas_model::Node::macs`] counts.
+fn kernel_macs(node: &tinynas_model::Node) -> u64 {
+    use tinynas_model::Op;
+    match &node.op {
+        Op::Conv2d { conv, .. } | Op::DepthwiseConv2d { conv, .. } if !conv.bias.is_empty() => {
+            node.shape.elements() as u64 * (conv.weights.len() / conv.bias.len()) as u64
+        }
+        _ => node.macs,
+    }
+}
+
+/// The kernel calls of a model: kind, the kernel's MACs ([`kernel_macs`]) and output values of
+/// each (in program order).
 pub fn calls(model: &Model) -> Result<Vec<(String, u64, u64)>, tinynas_model::Error> {
     let program = tinynas_model::lower::lower(model)?;
     Ok(program
@@ -51,7 +67,7 @@ pub fn calls(model: &Model) -> Result<Vec<(String, u64, u64)>, tinynas_model::Er
         .iter()
         .map(|st| {
             let (macs, outputs) = match st.node.and_then(|n| model.nodes.get(n)) {
-                Some(n) => (n.macs, n.shape.elements() as u64),
+                Some(n) => (kernel_macs(n), n.shape.elements() as u64),
                 None => (0, model.input_shape.elements() as u64),
             };
             (kind_of(model, st.node), macs, outputs)
@@ -85,8 +101,10 @@ fn solve3(mut m: [[f64; 3]; 3], mut v: [f64; 3]) -> Option<[f64; 3]> {
 impl Table {
     /// The table file of `board` in `cache`.
     pub fn path(cache: &Path, board: &str) -> PathBuf {
+        // `taps`: rows count the kernel's MACs, padded taps included (older tables counted
+        // MACs in bounds only, and are not mixed in).
         cache.join("latency").join(format!(
-            "{board}-report{}-{}.json",
+            "{board}-report{}-taps-{}.json",
             crate::report::VERSION,
             env!("CARGO_PKG_VERSION")
         ))
@@ -169,12 +187,23 @@ impl Table {
                 v[i] += x[i] * r.latency as f64;
             }
         }
-        // A little ridge on the slopes keeps the fit defined with one or two rows.
-        m[0][0] *= 1.0 + 1e-9;
-        m[1][1] *= 1.0 + 1e-9;
         if rows.len() >= 3 {
+            // A little ridge on the slopes keeps the fit defined when the rows share a shape.
+            let mut m = m;
+            m[0][0] *= 1.0 + 1e-9;
+            m[1][1] *= 1.0 + 1e-9;
             if let Some(x) = solve3(m, v) {
                 return Some(x);
+            }
+        }
+        // Two shapes (say a 3-channel stem and a 16-channel convolution): a cost per MAC and a
+        // cost per output value, without the constant; kept only when both costs are positive.
+        let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
+        if rows.len() >= 2 && det.abs() > 1e-9 * m[0][0] * m[1][1] {
+            let a = (v[0] * m[1][1] - m[0][1] * v[1]) / det;
+            let b = (m[0][0] * v[1] - m[1][0] * v[0]) / det;
+            if a > 0.0 && b > 0.0 {
+                return Some([a, b, 0.0]);
             }
         }
         // Fewer rows: latency per MAC (or per output value when there are no MACs).
@@ -221,6 +250,19 @@ mod tests {
         let [a, b, c] = t.fit("conv3x3s1").unwrap();
         assert!((a - 3.0).abs() < 1e-6 && (b - 7.0).abs() < 1e-6 && (c - 500.0).abs() < 1e-3);
         assert!(t.fit("conv5x5s2").is_none());
+        // Two rows of different shapes: the cost per MAC and per output value, exactly.
+        t.rows.retain(|r| r.macs != 1000 && r.macs != 7000);
+        let [a, b, c] = t.fit("conv3x3s1").unwrap();
+        let lat = |m: f64, o: f64| 3.0 * m + 7.0 * o + 500.0;
+        let (m1, o1, m2, o2) = (5000.0, 300.0, 20000.0, 800.0);
+        assert!(c == 0.0 && a > 0.0 && b > 0.0);
+        assert!((a * m1 + b * o1 - lat(m1, o1)).abs() < 1e-6 * lat(m1, o1));
+        assert!((a * m2 + b * o2 - lat(m2, o2)).abs() < 1e-6 * lat(m2, o2));
+        // Two rows that would need a negative cost: latency per MAC.
+        t.rows[1].latency = t.rows[0].latency;
+        let [a, b, _] = t.fit("conv3x3s1").unwrap();
+        assert_eq!(b, 0.0);
+        assert!((a - 2.0 * lat(m1, o1) / (m1 + m2)).abs() < 1e-9);
         assert_eq!(
             solve3(
                 [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
