@@ -7,7 +7,9 @@ The command's stdout and stderr pass through; its exit code is this script's. Ev
 resident set sizes (VmRSS) of the command and all its descendants (cargo, rustc, QEMU, ...) are
 added up, and so are their proportional set sizes (Pss: a page shared by n processes counts 1/n
 in each, so shared libraries count once; the sum of VmRSS counts them in every process);
-OUT.json gets {"peak_rss_bytes": ..., "peak_pss_bytes": ..., "wall_seconds": ..., "exit_code": ...}. Linux only
+OUT.json gets {"peak_rss_bytes": ..., "peak_pss_bytes": ..., "wall_seconds": ..., "exit_code": ...,
+"at_peak_pss": [...]}, the last being what each process of the tree held when the summed Pss peaked
+(name, pid, Pss; largest first), so a peak can be put down to the tool, rustc or QEMU. Linux only
 (reads /proc). Part of benchmarks/nanonas-cifar10.sh; run by hand, not by the tests.
 """
 import json
@@ -64,7 +66,16 @@ def tree_rss(root):
             if ppid in tree and pid not in tree:
                 tree.add(pid)
                 grew = True
-    return sum(rss_bytes(p) for p in tree), sum(pss_bytes(p) for p in tree)
+    pss = {p: pss_bytes(p) for p in tree}
+    return sum(rss_bytes(p) for p in tree), pss
+
+
+def name_of(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
 
 
 def main():
@@ -73,15 +84,20 @@ def main():
     out, cmd = sys.argv[1], sys.argv[2:]
     start = time.monotonic()
     proc = subprocess.Popen(cmd)
-    peak, peak_pss = 0, 0
+    peak, peak_pss, at_peak = 0, 0, []
     while proc.poll() is None:
-        rss, pss = tree_rss(proc.pid)
-        peak, peak_pss = max(peak, rss), max(peak_pss, pss)
+        rss, by_pid = tree_rss(proc.pid)
+        pss = sum(by_pid.values())
+        peak = max(peak, rss)
+        if pss > peak_pss:
+            peak_pss = pss
+            at_peak = sorted(({"name": name_of(p), "pid": p, "pss_bytes": b} for p, b in by_pid.items()),
+                             key=lambda x: -x["pss_bytes"])
         time.sleep(0.2)
     wall = time.monotonic() - start
     with open(out, "w") as f:
         json.dump({"peak_rss_bytes": peak, "peak_pss_bytes": peak_pss, "wall_seconds": wall,
-                   "exit_code": proc.returncode}, f)
+                   "exit_code": proc.returncode, "at_peak_pss": at_peak}, f)
     sys.exit(proc.returncode)
 
 
