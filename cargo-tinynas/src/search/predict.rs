@@ -3,7 +3,7 @@
 //! a least-squares fit `latency = a * MACs + b * output values + c` (without `c` from two rows, a
 //! cost per MAC from one). A model's predicted latency is
 //! the sum over its kernel calls. The table is kept in the cache folder, one file per board and
-//! bench-firmware version, so later searches on the same board start from it.
+//! bench-firmware version (its sources' id), so later searches on the same board start from it.
 
 use std::path::{Path, PathBuf};
 
@@ -102,11 +102,13 @@ impl Table {
     /// The table file of `board` in `cache`.
     pub fn path(cache: &Path, board: &str) -> PathBuf {
         // `taps`: rows count the kernel's MACs, padded taps included (older tables counted
-        // MACs in bounds only, and are not mixed in).
+        // MACs in bounds only, and are not mixed in). The firmware sources' id: other kernels
+        // take other times (say, a depthwise layer's last channels in a group of four).
         cache.join("latency").join(format!(
-            "{board}-report{}-taps-{}.json",
+            "{board}-report{}-taps-{}-{}.json",
             crate::report::VERSION,
-            env!("CARGO_PKG_VERSION")
+            env!("CARGO_PKG_VERSION"),
+            env!("TINYNAS_FIRMWARE_SOURCES")
         ))
     }
 
