@@ -774,8 +774,8 @@ pub(crate) fn strip_bytes(d: &crate::ConvDims) -> Option<usize> {
 /// likewise), so that every pixel of the row runs the same taps ([`Mac::dw_taps_u8`]: the taps of
 /// the window's rows inside the input, all columns); the bias of each band of rows adds the
 /// padded rows' products and subtracts `128 * sum(w)` of the taps run, which leaves exactly the
-/// reference's sums. The groups of [`groups`], as [`depthwise_groups`]. False (nothing written) where the
-/// layer does not fit or `scratch` is short.
+/// reference's sums. The groups of [`groups`], as [`depthwise_groups`]. False (nothing written)
+/// where the layer does not fit or `scratch` is short.
 #[inline(always)]
 pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
     input: &[i8],
