@@ -14,7 +14,7 @@ use tinynas_model::Model;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     pub kind: String,
-    /// The kernel's multiply-accumulates, padded taps included ([`kernel_macs`]).
+    /// The kernel's multiply-accumulates, padded taps included (`kernel_macs`).
     pub macs: u64,
     pub outputs: u64,
     pub latency: u64,
@@ -58,7 +58,7 @@ fn kernel_macs(node: &tinynas_model::Node) -> u64 {
     }
 }
 
-/// The kernel calls of a model: kind, the kernel's MACs ([`kernel_macs`]) and output values of
+/// The kernel calls of a model: kind, the kernel's MACs (`kernel_macs`) and output values of
 /// each (in program order).
 pub fn calls(model: &Model) -> Result<Vec<(String, u64, u64)>, tinynas_model::Error> {
     let program = tinynas_model::lower::lower(model)?;
