@@ -24,13 +24,34 @@ use super::{FastConv, Requant};
 /// multiple of four (and more than four), one more, `c - 4`, whose group overlaps the one before:
 /// its first channels are computed again, to the same bytes, and its last `c % 4` channels take
 /// the group path too (with the per-pixel tail for its last two channels, a 16x16x18 3x3 layer
-/// took 502,200 instructions on qemu-m4; this way 224,680). Fewer than four channels: no group
+/// took 502,200 instructions on qemu-m4; this way 224,640). Fewer than four channels: no group
 /// (the per-pixel path).
 #[inline(always)]
 pub(crate) fn groups(c: usize) -> impl Iterator<Item = usize> {
     // c.div_ceil(4) groups, the last one starting at c - 4 at the latest (none below 4).
     let n = if c < 4 { 0 } else { c.div_ceil(4) };
     (0..n).map(move |g| (4 * g).min(c.saturating_sub(4)))
+}
+
+/// A layer of fewer than four channels, which has no group: every output pixel by `tail` (until
+/// it gives up). Nothing for four channels or more.
+#[inline(always)]
+fn below_four(
+    input: &[i8],
+    output: &mut [i8],
+    d: &crate::ConvDims,
+    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
+) {
+    let c = d.in_c;
+    if c == 0 || c >= 4 {
+        return;
+    }
+    for (i, y) in output.chunks_exact_mut(c).enumerate() {
+        let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
+        if oy >= d.out_h || !tail(input, y, (oy, ox)) {
+            return;
+        }
+    }
 }
 
 /// The largest kernel (`k_h * k_w` taps) of the group path: 5x5. Larger kernels take the
@@ -458,7 +479,7 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
     output: &mut [i8],
     p: &FastConv<'_>,
     pad: i8,
-    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize), usize) -> bool,
+    tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
 ) -> bool {
     let d = p.dims;
     let c = d.in_c;
@@ -554,14 +575,7 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
             }
         }
     }
-    if c % 4 != 0 && c < 4 {
-        for (i, y) in output.chunks_exact_mut(c).enumerate() {
-            let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
-            if oy >= d.out_h || !tail(input, y, (oy, ox), 0) {
-                return true;
-            }
-        }
-    }
+    below_four(input, output, &d, tail);
     true
 }
 
@@ -616,7 +630,7 @@ pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
     scratch: &mut [i8],
     p: &FastConv<'_>,
     pad: i8,
-    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize), usize) -> bool,
+    tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
 ) -> bool {
     let d = p.dims;
     let c = d.in_c;
@@ -705,14 +719,7 @@ pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
             }
         }
     }
-    if c % 4 != 0 && c < 4 {
-        for (i, y) in output.chunks_exact_mut(c).enumerate() {
-            let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
-            if oy >= d.out_h || !tail(input, y, (oy, ox), 0) {
-                return true;
-            }
-        }
-    }
+    below_four(input, output, &d, tail);
     true
 }
 
@@ -783,7 +790,7 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
     scratch: &mut [i8],
     p: &FastConv<'_>,
     pad: i8,
-    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize), usize) -> bool,
+    tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
 ) -> bool {
     let d = p.dims;
     let c = d.in_c;
@@ -903,14 +910,7 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
             }
         }
     }
-    if c % 4 != 0 && c < 4 {
-        for (i, y) in output.chunks_exact_mut(c).enumerate() {
-            let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
-            if oy >= d.out_h || !tail(input, y, (oy, ox), 0) {
-                return true;
-            }
-        }
-    }
+    below_four(input, output, &d, tail);
     true
 }
 

@@ -560,7 +560,7 @@ fn depthwise_q<M: Mac, const SHORT: bool>(
     // With the generator's scratch: the padded strip (Armv6-M) or padded rows (DSP).
     if (M::DW_STRIP || M::DW_GROUPS) && mult == 1 && !scratch.is_empty() {
         let pad = blocks.pad;
-        let tail = |x: &[i8], y: &mut [i8], at, from| blocks.pixel::<M, SHORT>(x, y, p, at, from);
+        let tail = |x: &[i8], y: &mut [i8], at| blocks.pixel::<M, SHORT>(x, y, p, at, 0);
         let done = if M::DW_STRIP {
             dw_groups::depthwise_strip::<M, SHORT>(input, output, scratch, p, pad, tail)
         } else {
@@ -572,13 +572,9 @@ fn depthwise_q<M: Mac, const SHORT: bool>(
     }
     if M::DW_GROUPS
         && mult == 1
-        && dw_groups::depthwise_groups::<M, SHORT>(
-            input,
-            output,
-            p,
-            blocks.pad,
-            |x, y, at, from| blocks.pixel::<M, SHORT>(x, y, p, at, from),
-        )
+        && dw_groups::depthwise_groups::<M, SHORT>(input, output, p, blocks.pad, |x, y, at| {
+            blocks.pixel::<M, SHORT>(x, y, p, at, 0)
+        })
     {
         return;
     }
