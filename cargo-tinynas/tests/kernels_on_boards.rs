@@ -1,6 +1,7 @@
 //! The fast kernels on the emulated boards, bit for bit against the reference kernels on the host:
 //! random cases (shapes, strides, paddings, zero points, multipliers, shifts, activations) for
-//! every fast kernel, at least 200 per kernel on qemu-m4 (Armv7E-M DSP), qemu-m55 (Armv8.1-M,
+//! every fast kernel, at least 200 per kernel on qemu-m4 (Armv7E-M DSP), qemu-m3 (Armv7-M, the
+//! portable paths), qemu-m55 (Armv8.1-M,
 //! built for `cortex-m55`) and qemu-m0 (Armv6-M). The cases are batched into a few firmware images
 //! per board (`tests/kernel-check`), each printing a CRC-32 of every output.
 //!
@@ -78,13 +79,33 @@ fn quant(r: &mut SplitMix) -> OutputQuant {
 }
 
 fn case(r: &mut SplitMix, kind: usize) -> Case {
-    let (ih, iw) = (r.int(1, 7) as usize, r.int(1, 7) as usize);
     let depthwise = kind == 2 || kind == 6;
+    // A third of the depthwise cases: the portable channel path's layers (`dw_channel`: square
+    // 3x3 or 5x5 kernels, strides 1 and 2, outputs of at least 32 pixels).
+    let channel = depthwise && r.chance(0.3);
+    let (ih, iw) = if channel {
+        (r.int(10, 14) as usize, r.int(10, 14) as usize)
+    } else {
+        (r.int(1, 7) as usize, r.int(1, 7) as usize)
+    };
     // Depthwise and max pool: past 16 channels, the vector kernels' wide step.
-    let ic = r.int(1, if depthwise || kind == 4 { 20 } else { 9 }) as usize;
+    // (The channel path's cases at most 8, so that their outputs fit the check's buffer.)
+    let ic = r.int(
+        1,
+        if channel {
+            8
+        } else if depthwise || kind == 4 {
+            20
+        } else {
+            9
+        },
+    ) as usize;
     let (kh, kw, s) = if kind == 4 && r.chance(0.3) {
         // The usual 2x2 pool (its own path).
         (2, 2, r.int(1, 2) as usize)
+    } else if channel {
+        let k = if r.chance(0.5) { 3 } else { 5 };
+        (k, k, r.int(1, 2) as usize)
     } else {
         (
             r.int(1, 5) as usize,
@@ -93,16 +114,19 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
         )
     };
     // Convolutions: past 8 channels, the DSP path's one loop over the channels.
-    let oc = if depthwise {
+    let oc = if channel {
+        ic
+    } else if depthwise {
         ic * r.int(1, 2) as usize
     } else if kind <= 1 {
         r.int(1, 16) as usize
     } else {
         r.int(1, 9) as usize
     };
+    let low = |n: usize| if channel { n.div_ceil(s) - 1 } else { 1 };
     let (oh, ow) = (
-        r.int(1, (ih.div_ceil(s) + 1) as i64) as usize,
-        r.int(1, (iw.div_ceil(s) + 1) as i64) as usize,
+        r.int(low(ih) as i64, (ih.div_ceil(s) + 1) as i64) as usize,
+        r.int(low(iw) as i64, (iw.div_ceil(s) + 1) as i64) as usize,
     );
     let (mut pt, mut pl) = (
         r.int(0, kh as i64 - 1) as usize,
@@ -431,6 +455,12 @@ fn fast_kernels_equal_the_reference_on_qemu_m4_at_opt_level_s() {
 #[test]
 fn fast_kernels_equal_the_reference_on_qemu_m55() {
     check_board("qemu-m55", "3", 0x4D3535);
+}
+
+/// Armv7-M without the DSP extension: the portable paths (the depthwise channel path among them).
+#[test]
+fn fast_kernels_equal_the_reference_on_qemu_m3() {
+    check_board("qemu-m3", "3", 0x4D33);
 }
 
 #[test]

@@ -8,12 +8,14 @@
 //! * weights are stored as the kernel reads them (convolution rows zero-padded to a multiple of 4);
 //! * a layer is run by the kernel its shape calls for ([`conv2d`] with a block of four im2col
 //!   columns in planned scratch, [`depthwise_conv2d`] over channel lanes, or on DSP and Armv6-M
-//!   group by group of four channels, [`dw_groups`]), chosen by the generator, never at run time;
+//!   group by group of four channels, [`dw_groups`], or on the portable path one channel at a
+//!   time, [`dw_channel`]), chosen by the generator, never at run time;
 //! * the first convolution of a `u8` model reads the pixels directly ([`conv2d_u8`]): the
 //!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered.
 //!
 //! The instruction-set paths are in [`mac`]: the inner loops are the only difference between them.
 
+pub mod dw_channel;
 pub mod dw_groups;
 pub mod mac;
 
@@ -557,6 +559,12 @@ fn depthwise_q<M: Mac, const SHORT: bool>(
     let d = p.dims;
     let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
     let mut blocks = DwBlocks::new(pad_value(&p.quant), mult);
+    if M::DW_CHANNELS
+        && mult == 1
+        && dw_channel::depthwise_channels::<M, SHORT>(input, output, scratch, p, blocks.pad)
+    {
+        return;
+    }
     // With the generator's scratch: the padded strip (Armv6-M) or padded rows (DSP).
     if (M::DW_STRIP || M::DW_GROUPS) && mult == 1 && !scratch.is_empty() {
         let pad = blocks.pad;

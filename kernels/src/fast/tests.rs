@@ -130,18 +130,37 @@ fn quant() -> impl Strategy<Value = OutputQuant> {
 
 /// `k`: kernel sides; `depthwise`: output channels are a multiple of the input's.
 fn case(k: std::ops::RangeInclusive<usize>, depthwise: bool) -> impl Strategy<Value = Case> {
+    case_in(1..=9, k, 1..=3, depthwise, false)
+}
+
+/// [`case`] with the input sides `hw` and the strides `strides`; `square`: a square kernel and a
+/// depth multiplier of 1 (depthwise).
+fn case_in(
+    hw: std::ops::RangeInclusive<usize>,
+    k: std::ops::RangeInclusive<usize>,
+    strides: std::ops::RangeInclusive<usize>,
+    depthwise: bool,
+    square: bool,
+) -> impl Strategy<Value = Case> {
     (
-        1usize..=9,
-        1usize..=9,
+        hw.clone(),
+        hw,
         // Depthwise: past 16 channels, the vector kernels' wide step.
         1usize..=if depthwise { 21 } else { 11 },
         1usize..=11,
         k.clone(),
         k,
-        1usize..=3,
+        strides,
     )
         .prop_flat_map(move |(ih, iw, ic, oc, kh, kw, s)| {
-            let oc = if depthwise { ic * (1 + oc % 3) } else { oc };
+            let kw = if square { kh } else { kw };
+            let oc = if square {
+                ic
+            } else if depthwise {
+                ic * (1 + oc % 3)
+            } else {
+                oc
+            };
             let oh = 1..=ih.div_ceil(s) + 1;
             let ow = 1..=iw.div_ceil(s) + 1;
             let nw = if depthwise {
@@ -222,6 +241,50 @@ fn check_conv<M: Mac>(c: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The fast depthwise kernels of every instruction set against the reference on `c`.
+fn depthwise_case(c: &Case) -> Result<(), TestCaseError> {
+    let mut want = vec![0i8; c.out_len()];
+    crate::depthwise_conv2d(&c.input, &mut want, &c.reference());
+    let bias = c.folded(true);
+    // Without scratch, with the scratch of both padded-rows paths (DSP, Armv6-M) at each
+    // alignment, and with exactly the channel path's ring (portable).
+    let rows = dw_groups::full_rows_bytes(&c.dims)
+        .unwrap_or(0)
+        .max(dw_groups::strip_bytes(&c.dims).unwrap_or(0));
+    let ring = dw_channel::scratch_bytes(&c.dims).unwrap_or(0);
+    let sizes = [
+        (0, None),
+        (rows, Some(0)),
+        (rows, Some(1)),
+        (rows, Some(3)),
+        (ring, Some(1)),
+    ];
+    for narrow in [false, c.narrow(&bias, true)] {
+        let kernels = [
+            depthwise::<Portable>,
+            depthwise::<Dsp>,
+            depthwise::<Mve>,
+            depthwise::<V6m>,
+        ];
+        for run in kernels {
+            for (len, skip) in sizes {
+                let mut scratch = vec![0i8; skip.map_or(0, |s| len + s)];
+                let scratch = &mut scratch[skip.unwrap_or(0).min(len)..];
+                let mut got = vec![0i8; c.out_len()];
+                let acc_bound = c.bound(&bias, true);
+                let f = FastConv {
+                    narrow,
+                    acc_bound,
+                    ..c.fast(&bias)
+                };
+                run(&c.input, &mut got, scratch, &f);
+                prop_assert_eq!(&got, &want, "narrow {} scratch {} {:?}", narrow, len, skip);
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
@@ -253,30 +316,18 @@ proptest! {
 
     #[test]
     fn depthwise_equals_the_reference(c in case(1..=5, true)) {
-        let mut want = vec![0i8; c.out_len()];
-        crate::depthwise_conv2d(&c.input, &mut want, &c.reference());
-        let bias = c.folded(true);
-        // Without scratch, and with the scratch of both padded-rows paths (DSP, Armv6-M) at each
-        // alignment.
-        let rows = dw_groups::full_rows_bytes(&c.dims)
-            .unwrap_or(0)
-            .max(dw_groups::strip_bytes(&c.dims).unwrap_or(0));
-        for narrow in [false, c.narrow(&bias, true)] {
-            let kernels = [depthwise::<Portable>, depthwise::<Dsp>, depthwise::<Mve>, depthwise::<V6m>];
-            for run in kernels {
-                for skip in [None, Some(0), Some(1), Some(3)] {
-                    let mut scratch = vec![0i8; skip.map_or(0, |s| rows + s)];
-                    let scratch = &mut scratch[skip.unwrap_or(0).min(rows)..];
-                    let mut got = vec![0i8; c.out_len()];
-                    let acc_bound = c.bound(&bias, true);
-                    let f = FastConv { narrow, acc_bound, ..c.fast(&bias) };
-                    run(&c.input, &mut got, scratch, &f);
-                    prop_assert_eq!(&got, &want, "narrow {} scratch {:?}", narrow, skip);
-                }
-            }
-        }
+        depthwise_case(&c)?;
     }
 
+    /// The portable channel path's layers (`dw_channel`: 3x3 and 5x5, strides 1 and 2, outputs of
+    /// at least 32 pixels) through every instruction set's kernels.
+    #[test]
+    fn depthwise_channels_equal_the_reference(c in case_in(6..=14, 3..=5, 1..=2, true, true)) {
+        depthwise_case(&c)?;
+    }
+}
+
+proptest! {
     #[test]
     fn dense_equals_the_reference(
         (input, weights, bias, m, s, q) in (1usize..=300, 1usize..=13).prop_flat_map(|(n, o)| (

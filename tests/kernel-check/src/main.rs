@@ -138,7 +138,8 @@ fn main() -> ! {
             6 => {
                 // The padded rows' scratch, at a varying alignment (the kernel aligns it).
                 let at = (index % 4) as usize;
-                let n = fast::dw_groups::rows_scratch_bytes(&dims);
+                let n = fast::dw_groups::rows_scratch_bytes(&dims)
+                    .max(fast::dw_channel::scratch_bytes(&dims).unwrap_or(0));
                 fast::depthwise_conv2d_rows(input, y, &mut scratch[at..at + n], &conv)
             }
             3 => fast::fully_connected(
