@@ -5,14 +5,15 @@
 //! Without SIMD a multiply-accumulate is one instruction (MLA) and each operand one load, so what
 //! costs is everything around them. The lane-wise blocks of the general path walk every tap of
 //! every pixel with its bounds and a stack accumulator (about 19 instructions per MAC on the
-//! Cortex-M3); here the channel's weights stay in registers for the whole layer, each input row
-//! of the channel is copied once into the ring (its left and right padding and the rows above and
-//! below the input written out as the zero point), so every output pixel runs the same `k_h * k_w`
-//! loads and multiply-accumulates from `k_h` row slices, with no border case: padded taps read the
-//! zero point, whose product cancels the folded `input_offset * sum(w)` of the bias exactly as the
-//! reference skips them. Measured on qemu-m3-an385 (`bench --per-layer`): 10.6 to 12.2
+//! Cortex-M3); here the channel's weights are read once for the layer, each input row of the
+//! channel is copied once into the ring (its left and right padding and the rows above and below
+//! the input written out as the zero point), and every four output pixels run the same `k_h * k_w`
+//! taps from `k_h` row slices (four accumulators in registers, each weight loaded once for the
+//! four), with no border case: padded taps read the zero point, whose product cancels the folded
+//! `input_offset * sum(w)` of the bias exactly as the reference skips them. Measured on qemu-m3-an385 (`bench --per-layer`): 10.6 to 12.2
 //! instructions per MAC on 16x16, 14x14 and 7x7 layers that took 16.7 to 19.7 the other way.
 
+use super::dw_groups::padded_width;
 use super::mac::Mac;
 use super::{FastConv, Requant};
 use crate::ConvDims;
@@ -28,20 +29,9 @@ fn takes(d: &ConvDims) -> bool {
 }
 
 /// Below this many output pixels a channel's fixed work (its weights, the ring's rows) outweighs
-/// what the ring saves: measured on qemu-m3-an385, a 4x4 output ran 1.5 times as long this way
-/// as through the lane-wise blocks, a 7x7 one 0.66 times.
+/// what the ring saves: measured on qemu-m3-an385, a 4x4 output ran 1.4 times as long this way
+/// as through the lane-wise blocks, a 7x7 one 0.68 times.
 const MIN_PIXELS: usize = 32;
-
-/// Padded row width: the input's columns with the left padding, and as many more as the last
-/// output column's window reaches.
-fn padded_width(d: &ConvDims) -> Option<usize> {
-    let have = d.pad_left.checked_add(d.in_w)?;
-    let need = match d.out_w.checked_sub(1) {
-        Some(last) => last.checked_mul(d.stride)?.checked_add(d.k_w)?,
-        None => 0,
-    };
-    Some(have.max(need))
-}
 
 /// Scratch bytes the path needs for a layer (`k_h` padded rows of one channel), `None` where it
 /// does not take the layer.

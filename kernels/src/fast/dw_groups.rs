@@ -580,8 +580,9 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
 }
 
 /// Columns of one group's padded copy in [`depthwise_rows`]: the left padding, the input, and
-/// the right padding the last output column's window reaches (`None` on overflow).
-fn padded_width(d: &crate::ConvDims) -> Option<usize> {
+/// the right padding the last output column's window reaches (`None` on overflow). Also the
+/// rows of [`super::dw_channel`]'s ring.
+pub(super) fn padded_width(d: &crate::ConvDims) -> Option<usize> {
     let have = d.pad_left.checked_add(d.in_w)?;
     let need = match d.out_w.checked_sub(1) {
         Some(last) => last.checked_mul(d.stride)?.checked_add(d.k_w)?,
