@@ -56,6 +56,16 @@ pub fn give(v: Vec<f32>) {
     }
 }
 
+/// Frees the pooled spare buffers. The pool lives as long as the process: after a training it
+/// holds the buffers of that network's shapes (in a search that trained many networks, 19 to 64 MB
+/// of them were still held while the next bench firmware was built). Call when no training runs
+/// for a while; the next one refills it.
+pub fn release_pool() {
+    if let Ok(mut pool) = POOL.lock() {
+        *pool = Vec::new();
+    }
+}
+
 /// `n` samples of `h x w x c`, stored NHWC.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {

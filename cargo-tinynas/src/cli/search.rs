@@ -19,9 +19,10 @@ pub(crate) struct SearchArgs {
     /// evolve: candidates per generation.
     #[arg(long, default_value_t = 6, value_parser = super::at_least_one)]
     pub(crate) population: usize,
-    /// evolve: generations after the first.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) generations: usize,
+    /// evolve: generations after the first (default: 3; with --time-budget, as many as the
+    /// budget holds).
+    #[arg(long)]
+    pub(crate) generations: Option<usize>,
     /// Epochs of each candidate's training (default: proxy-epochs of the config, else 3).
     #[arg(long, value_parser = super::at_least_one)]
     pub(crate) proxy_epochs: Option<usize>,
@@ -106,7 +107,14 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
         .unwrap_or_else(|| "nanonas".into());
     let strategy_kind = match strategy.as_str() {
         "nanonas" => search::Strategy::NanoNas,
-        "evolve" => search::Strategy::Evolve { population: a.population.max(2), generations: a.generations },
+        "evolve" => search::Strategy::Evolve {
+            population: a.population.max(2),
+            generations: match (a.generations, a.time_budget) {
+                (Some(g), _) => g,
+                (None, Some(_)) => search::UNTIL_OUT_OF_TIME,
+                (None, None) => 3,
+            },
+        },
         other => anyhow::bail!("unknown strategy {other:?}: use nanonas or evolve ([package.metadata.tinynas] strategy, or --strategy)"),
     };
     if !a.evolve_without.is_empty() && strategy_kind == search::Strategy::NanoNas {
@@ -143,6 +151,12 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
     if !json {
         let how = match strategy_kind {
             search::Strategy::NanoNas => "strategy nanonas".to_string(),
+            search::Strategy::Evolve {
+                population,
+                generations,
+            } if generations == search::UNTIL_OUT_OF_TIME => format!(
+                "strategy evolve: population {population}, generations until the time budget"
+            ),
             search::Strategy::Evolve {
                 population,
                 generations,

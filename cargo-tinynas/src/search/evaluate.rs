@@ -168,11 +168,12 @@ impl Searcher<'_> {
             (ptq, v)
         };
         entry.int8_val = Some(int8_val);
-        // The float networks (weights, gradients, each layer's last activations) are not needed
-        // to measure: freed, and handed back to the system, before the firmware build, which on a
-        // small gateway needs the room.
+        // The float networks (weights, gradients, each layer's last activations) and the training
+        // engine's spare buffers are not needed to measure: freed, and handed back to the system,
+        // before the firmware build, which on a small gateway needs the room.
         drop(best);
         drop(net);
+        tinynas_train::tensor::release_pool();
         crate::host_memory::release_freed();
         let plan = tinynas_model::plan::plan(&model);
         let param_bytes: usize = model.nodes.iter().map(|n| n.param_bytes()).sum();

@@ -56,15 +56,18 @@ impl Searcher<'_> {
     }
 
     /// Whether the time budget leaves room for more candidates: the search's time so far
-    /// ([`Self::seconds_used`]) plus the winner's retraining, estimated from `best`'s seconds per
-    /// epoch (its measuring included, so on the safe side), are within `--time-budget`. Until a
-    /// candidate fits (`best` is `None`) the search goes on: it never ends with nothing.
-    pub(super) fn time_left(&self, best: Option<&Entry>) -> bool {
+    /// ([`Self::seconds_used`]), plus `promotions` trainings of three times the proxy epochs
+    /// (the promotion rung still to come) and the winner's retraining, both estimated from
+    /// `best`'s seconds per epoch (its measuring included, so on the safe side), are within
+    /// `--time-budget`. Until a candidate fits (`best` is `None`) the search goes on: it never
+    /// ends with nothing.
+    pub(super) fn time_left(&self, best: Option<&Entry>, promotions: usize) -> bool {
         let (Some(budget), Some(best)) = (self.s.time_budget, best) else {
             return true;
         };
-        let final_estimate = best.seconds / best.epochs.max(1) as f64 * self.s.final_epochs as f64;
-        self.seconds_used() + final_estimate < budget.as_secs_f64()
+        let per_epoch = best.seconds / best.epochs.max(1) as f64;
+        let epochs_ahead = self.s.final_epochs + promotions * 3 * self.s.proxy_epochs;
+        self.seconds_used() + per_epoch * (epochs_ahead as f64) < budget.as_secs_f64()
     }
 
     /// Measures the [`PROBES`] whose kinds of layer the latency table does not know yet
@@ -171,6 +174,13 @@ impl Searcher<'_> {
         // variants of one family (at the STM32L412's CIFAR-10 budget every candidate from the
         // second generation on was one).
         let fresh = if without.fresh { 0 } else { screened / 3 };
+        // The promotion rung's trainings, kept room for while generations run.
+        let promoted = population.div_ceil(3);
+        let reserved = if without.promotion || promoted < 2 {
+            0
+        } else {
+            promoted
+        };
         let score = |e: &Entry| e.float_val.unwrap_or(0.0);
         let by_score = |a: &(Arch, Entry), b: &(Arch, Entry)| score(&b.1).total_cmp(&score(&a.1));
         let mut fitting: Vec<(Arch, Entry)> = Vec::new();
@@ -201,8 +211,8 @@ impl Searcher<'_> {
                 if self.stop.load(Ordering::Relaxed) {
                     return Ok(None);
                 }
-                if !self.time_left(fitting.first().map(|f| &f.1)) {
-                    self.out_of_time();
+                if !self.time_left(fitting.first().map(|f| &f.1), reserved) {
+                    self.out_of_time(AHEAD_OF_A_GENERATION);
                     break 'generations;
                 }
                 let Some((e, _)) = self.evaluate(arch, EntryKind::Screen, 1, on)? else {
@@ -233,8 +243,8 @@ impl Searcher<'_> {
                 if self.stop.load(Ordering::Relaxed) {
                     return Ok(None);
                 }
-                if !self.time_left(fitting.first().map(|f| &f.1)) {
-                    self.out_of_time();
+                if !self.time_left(fitting.first().map(|f| &f.1), reserved) {
+                    self.out_of_time(AHEAD_OF_A_GENERATION);
                     break 'generations;
                 }
                 let Some((e, _)) =
@@ -283,23 +293,26 @@ impl Searcher<'_> {
                 }
             }
             if pool.is_empty() {
+                self.stopped_because = format!(
+                    "no new network predicted to fit the budgets was left to draw after {} generation(s)",
+                    g + 1
+                );
                 break;
             }
         }
         // Rung 3: the best few trained three times as long; the winner is the best of those
         // (a few points of proxy noise no longer decide it).
-        let promoted = population.div_ceil(3);
-        if without.promotion || promoted < 2 || fitting.len() < 2 {
+        if reserved == 0 || fitting.len() < 2 {
             return Ok(fitting.into_iter().next().map(|(_, e)| e));
         }
         let leader = fitting[0].1.clone();
         let mut best: Option<Entry> = None;
-        for (arch, _) in fitting.iter().take(promoted) {
+        for (arch, _) in fitting.iter().take(reserved) {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(None);
             }
-            if !self.time_left(Some(&leader)) {
-                self.out_of_time();
+            if !self.time_left(Some(&leader), 1) {
+                self.out_of_time("the winner's retraining");
                 break;
             }
             let Some((e, _)) =
@@ -315,6 +328,10 @@ impl Searcher<'_> {
         Ok(best.or(Some(leader)))
     }
 }
+
+/// What the time budget keeps room for while `evolve`'s generations run.
+const AHEAD_OF_A_GENERATION: &str =
+    "the longer trainings of the best few and the winner's retraining";
 
 /// `evolve` screens this many architectures per candidate it trains for the proxy epochs.
 pub const SCREEN_FACTOR: usize = 3;

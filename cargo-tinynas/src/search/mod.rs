@@ -61,10 +61,13 @@ pub enum Strategy {
     Evolve {
         /// Candidates per generation.
         population: usize,
-        /// Generations after the first.
+        /// Generations after the first ([`UNTIL_OUT_OF_TIME`]: as many as the time budget holds).
         generations: usize,
     },
 }
+
+/// `evolve`'s generations when `--time-budget` alone says when to stop.
+pub const UNTIL_OUT_OF_TIME: usize = usize::MAX;
 
 /// Parts of `evolve` switched off (`--evolve-without`), to measure what each one contributes:
 /// growth towards the budgets, the one-epoch screening rung (each generation then trains
@@ -357,11 +360,12 @@ impl Searcher<'_> {
         self.earlier_seconds + self.started.elapsed().as_secs_f64()
     }
 
-    /// Notes that the time budget ended the search.
-    fn out_of_time(&mut self) {
+    /// Notes that the time budget ended the search: it would not hold another candidate and
+    /// `ahead` (what still has to run, e.g. "the winner's retraining").
+    fn out_of_time(&mut self, ahead: &str) {
         if let Some(t) = self.s.time_budget {
             self.stopped_because = format!(
-                "the time budget ({}) would not hold another candidate and the winner's retraining (--time-budget); the best candidate so far wins",
+                "the time budget ({}) would not hold another candidate and {ahead} (--time-budget); the best candidate so far wins",
                 humantime::format_duration(t)
             );
         }

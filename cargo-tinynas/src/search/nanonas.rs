@@ -18,8 +18,8 @@ impl Searcher<'_> {
                 if self.stop.load(Ordering::Relaxed) {
                     break 'k;
                 }
-                if !self.time_left(best.as_ref().or(best_k.as_ref())) {
-                    self.out_of_time();
+                if !self.time_left(best.as_ref().or(best_k.as_ref()), 0) {
+                    self.out_of_time("the winner's retraining");
                     break 'k;
                 }
                 let arch = Arch::NanoNas { k, c };
