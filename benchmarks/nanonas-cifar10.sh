@@ -15,7 +15,7 @@
 #
 # Settings (environment): CHIPS, OUT (default target/nanonas-cifar10), TIME_BUDGET (evolve's
 # --time-budget, default 55m), PROXY_EPOCHS (3), FINAL_EPOCHS (30), POPULATION (6),
-# GENERATIONS (3), THREADS (2), STRATEGIES ("nanonas evolve"; an ablation is
+# GENERATIONS (evolve's --generations; default unset: generations until the time budget), THREADS (2), STRATEGIES ("nanonas evolve"; an ablation is
 # evolve-without-PART[,PART], PART one of growth, screening, promotion, pooling, fresh, calibration, seeds), CIFAR (a folder with train/ and
 # test/ class folders; default: ../shared/data/cifar10 unpacked into $OUT/cifar10), MEMORY_LIMIT
 # (default 256M: each search runs in a cgroup v1 memory cgroup of that size holding its whole
@@ -33,7 +33,7 @@ TIME_BUDGET=${TIME_BUDGET:-55m}
 PROXY_EPOCHS=${PROXY_EPOCHS:-3}
 FINAL_EPOCHS=${FINAL_EPOCHS:-30}
 POPULATION=${POPULATION:-6}
-GENERATIONS=${GENERATIONS:-3}
+GENERATIONS=${GENERATIONS:-}
 THREADS=${THREADS:-2}
 STRATEGIES=${STRATEGIES:-nanonas evolve}
 CHIPS=${CHIPS:-STM32L010RBTx STM32L151UCYx STM32L412KBUx}
@@ -148,10 +148,11 @@ TOML
         # 3. The search (resumes from its journal if it was stopped).
         extra=()
         base=${strategy%%-*}
+        evolve=(--population "$POPULATION" --time-budget "$TIME_BUDGET")
+        if [ -n "$GENERATIONS" ]; then evolve+=(--generations "$GENERATIONS"); fi
         case "$strategy" in
-            evolve) extra=(--population "$POPULATION" --generations "$GENERATIONS" --time-budget "$TIME_BUDGET") ;;
-            evolve-without-*) extra=(--population "$POPULATION" --generations "$GENERATIONS" --time-budget "$TIME_BUDGET"
-                                     --evolve-without "${strategy#evolve-without-}") ;;
+            evolve) extra=("${evolve[@]}") ;;
+            evolve-without-*) extra=("${evolve[@]}" --evolve-without "${strategy#evolve-without-}") ;;
             nanonas) ;;
             *) echo "unknown strategy $strategy: nanonas, evolve or evolve-without-PART[,PART]" >&2; exit 2 ;;
         esac
