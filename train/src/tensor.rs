@@ -66,6 +66,15 @@ pub fn release_pool() {
     }
 }
 
+/// Bytes the pool holds in spare buffers (their capacities).
+pub fn pooled_bytes() -> usize {
+    POOL.lock().map_or(0, |pool| {
+        pool.iter()
+            .map(|v| v.capacity() * std::mem::size_of::<f32>())
+            .sum()
+    })
+}
+
 /// `n` samples of `h x w x c`, stored NHWC.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {

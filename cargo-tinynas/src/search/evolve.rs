@@ -331,7 +331,7 @@ impl Searcher<'_> {
 
 /// What the time budget keeps room for while `evolve`'s generations run.
 const AHEAD_OF_A_GENERATION: &str =
-    "the longer trainings of the best few and the winner's retraining";
+    "what follows the generations (the best few trained longer, the winner's retraining)";
 
 /// `evolve` screens this many architectures per candidate it trains for the proxy epochs.
 pub const SCREEN_FACTOR: usize = 3;
