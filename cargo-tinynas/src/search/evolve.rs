@@ -66,7 +66,7 @@ impl Searcher<'_> {
             return true;
         };
         let per_epoch = best.seconds / best.epochs.max(1) as f64;
-        let epochs_ahead = self.s.final_epochs + promotions * 3 * self.s.proxy_epochs;
+        let epochs_ahead = self.s.final_epochs + promotions * PROMOTED_EPOCHS * self.s.proxy_epochs;
         self.seconds_used() + per_epoch * (epochs_ahead as f64) < budget.as_secs_f64()
     }
 
@@ -315,8 +315,12 @@ impl Searcher<'_> {
                 self.out_of_time("the winner's retraining");
                 break;
             }
-            let Some((e, _)) =
-                self.evaluate(*arch, EntryKind::Candidate, 3 * self.s.proxy_epochs, on)?
+            let Some((e, _)) = self.evaluate(
+                *arch,
+                EntryKind::Candidate,
+                PROMOTED_EPOCHS * self.s.proxy_epochs,
+                on,
+            )?
             else {
                 return Ok(None);
             };
@@ -332,6 +336,10 @@ impl Searcher<'_> {
 /// What the time budget keeps room for while `evolve`'s generations run.
 const AHEAD_OF_A_GENERATION: &str =
     "what follows the generations (the best few trained longer, the winner's retraining)";
+
+/// The promotion rung trains the best few for this many times the proxy epochs (and the time
+/// budget keeps room for it at that length).
+const PROMOTED_EPOCHS: usize = 3;
 
 /// `evolve` screens this many architectures per candidate it trains for the proxy epochs.
 pub const SCREEN_FACTOR: usize = 3;
