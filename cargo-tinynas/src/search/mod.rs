@@ -33,7 +33,7 @@ mod nanonas;
 mod pareto;
 pub mod predict;
 
-pub use evolve::{mutate, nanonas_blocks, probes, random_blocks, scale_widths};
+pub use evolve::{breed, mutate, nanonas_blocks, probes, random_blocks, scale_widths};
 pub use pareto::{pareto, svg};
 
 use std::path::PathBuf;
@@ -352,6 +352,10 @@ struct Searcher<'a> {
     earlier_seconds: f64,
 }
 
+/// What the time budget keeps room for once no more candidates run: the winner's retraining for
+/// the final epochs (`nanonas`, and `evolve`'s promotion rung).
+const THE_RETRAINING: &str = "the winner's retraining";
+
 impl Searcher<'_> {
     /// The search's time so far, what `--time-budget` counts: this run's wall time (loading the
     /// data, building and running bench firmware, everything) plus the journaled seconds of the
@@ -361,7 +365,7 @@ impl Searcher<'_> {
     }
 
     /// Notes that the time budget ended the search: it would not hold another candidate and
-    /// `ahead` (what still has to run, e.g. "the winner's retraining").
+    /// `ahead` (what still has to run, e.g. [`THE_RETRAINING`]).
     fn out_of_time(&mut self, ahead: &str) {
         if let Some(t) = self.s.time_budget {
             self.stopped_because = format!(
@@ -619,6 +623,38 @@ mod tests {
             let Arch::Blocks(b) = a else { panic!() };
             assert!(b.blocks().iter().all(|x| !x.pool), "{a}");
         }
+    }
+
+    /// Once every one-change child of a parent has been drawn (what happens after some
+    /// generations of the same parents), breeding still gives new networks, a few changes away,
+    /// that parse back; while one-change children are new, they are what it gives.
+    #[test]
+    fn breeding_goes_past_a_drawn_out_neighbourhood() {
+        let parent: Arch = "blocks:r=32,3s1x12p,3s1x36p,3s1x36p,3s1x45"
+            .parse()
+            .unwrap();
+        let mut rng = SplitMix(3);
+        let mut seen = std::collections::BTreeSet::new();
+        let first = breed(&mut rng, parent, &[32], true, &seen, |a| a);
+        assert_eq!(first, mutate(&mut SplitMix(3), parent, &[32], true));
+        seen.insert(parent.to_string());
+        for _ in 0..20_000 {
+            seen.insert(mutate(&mut rng, parent, &[32], true).to_string());
+        }
+        let neighbours = seen.len();
+        let mut new = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            let child = breed(&mut rng, parent, &[32], true, &seen, |a| a);
+            assert_eq!(child.to_string().parse::<Arch>(), Ok(child));
+            if !seen.contains(&child.to_string()) {
+                new.insert(child.to_string());
+            }
+        }
+        assert!(
+            new.len() >= 50,
+            "{} new of 100 ({neighbours} one-change children)",
+            new.len()
+        );
     }
 
     /// The probes hold every kind of kernel call the evolve space draws at 32x32 and 8x8 (so

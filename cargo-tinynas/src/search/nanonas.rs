@@ -19,7 +19,7 @@ impl Searcher<'_> {
                     break 'k;
                 }
                 if !self.time_left(best.as_ref().or(best_k.as_ref()), 0) {
-                    self.out_of_time("the winner's retraining");
+                    self.out_of_time(THE_RETRAINING);
                     break 'k;
                 }
                 let arch = Arch::NanoNas { k, c };
