@@ -33,7 +33,9 @@ mod nanonas;
 mod pareto;
 pub mod predict;
 
-pub use evolve::{breed, mutate, nanonas_blocks, probes, random_blocks, scale_widths};
+pub use evolve::{
+    breed, mutate, nanonas_blocks, probes, random_blocks, scale_widths, GROW_CHANCE, MAX_CHANGES,
+};
 pub use pareto::{pareto, svg};
 
 use std::path::PathBuf;
