@@ -145,10 +145,10 @@ impl Searcher<'_> {
     /// The `evolve` search over [`Blocks`], with three rungs of training (successive halving):
     /// each generation screens `3 x population` architectures predicted to fit for one epoch,
     /// trains the best `population` of them for the proxy epochs and measures them on the board,
-    /// and breeds the next generation from the best `population / 2` of everything that fitted (mutated,
-    /// then grown towards the budgets). At the end the best few are trained three times as long
-    /// and the winner is the best of those. Stops early, keeping the best so far, when the time
-    /// budget runs out.
+    /// and breeds the next generation from the best `population / 2` of everything that fitted
+    /// ([`breed`]: mutated, then grown towards the budgets). At the end the best few are trained
+    /// three times as long and the winner is the best of those. Stops early, keeping the best so
+    /// far, when the time budget runs out.
     pub(super) fn evolve(
         &mut self,
         population: usize,
@@ -267,8 +267,8 @@ impl Searcher<'_> {
                 break;
             }
             // Parents: the best `population / 2` of everything that fitted so far; a third of the
-            // pool is drawn fresh. While nothing fits yet, all of it (the table now predicts what it
-            // could not for the first generation).
+            // pool is drawn fresh. While nothing fits yet, all of it (the table now predicts what
+            // it could not for the first generation).
             let parents: Vec<Arch> = fitting
                 .iter()
                 .take(population.div_ceil(2))
@@ -449,7 +449,7 @@ fn downsampling(rng: &mut SplitMix, strided: f64, pooled: f64) -> (u8, bool) {
 
 /// Most changes a bred network is from its parent. The parents change little from one
 /// generation to the next, and after some generations every one-change child of theirs has been
-/// drawn before: at the STM32L010's CIFAR-10 budget (15 generations in 55 minutes) breeding
+/// drawn before: at the STM32L010's CIFAR-10 budget (15 generations in 53 minutes) breeding
 /// found no new child predicted to fit from the ninth generation on, and the last seven
 /// screened only their fresh third, six random networks each. A child already drawn takes one
 /// more change instead.
