@@ -113,6 +113,13 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
             r.int(1, 3) as usize,
         )
     };
+    // A sixth of the convolutions: a 3x3 window over one channel (the kernels' own copy for a
+    // grayscale image's first layer).
+    let (ic, kh, kw) = if kind <= 1 && r.chance(1.0 / 6.0) {
+        (1, 3, 3)
+    } else {
+        (ic, kh, kw)
+    };
     // Convolutions: past 8 channels, the DSP path's one loop over the channels.
     let oc = if channel {
         ic

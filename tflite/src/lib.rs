@@ -568,7 +568,24 @@ impl<'a> Importer<'a> {
                         if f0 != 1 || xs.c == 0 || oc % xs.c != 0 {
                             return Err(fail(format!("filter shape {fdims:?} does not fit an input of {} channels", xs.c)));
                         }
-                        (Op::DepthwiseConv2d { multiplier: oc / xs.c, conv }, vec![x])
+                        if xs.c == 1 {
+                            // One input channel: output channel `o` is the sum over the window
+                            // of `x * w[ky][kx][o]`, which is a convolution's arithmetic (the
+                            // same sums, bias and per-channel requantisation, so the same
+                            // values), and the convolution kernels run it several times
+                            // faster. Filter `[1][kh][kw][oc]` becomes `[oc][kh][kw][1]`.
+                            let taps = kh * kw;
+                            let mut conv = conv;
+                            conv.weights = (0..oc * taps)
+                                .map(|i| conv.weights[(i % taps) * oc + i / taps])
+                                .collect();
+                            notes.push(format!(
+                                "operator {index} (DEPTHWISE_CONV_2D) reads one channel: imported as a convolution with {oc} output channels (the same values; the convolution kernels are faster)"
+                            ));
+                            (Op::Conv2d { out_channels: oc, conv }, vec![x])
+                        } else {
+                            (Op::DepthwiseConv2d { multiplier: oc / xs.c, conv }, vec![x])
+                        }
                     } else {
                         if f3.max(0) as usize != xs.c {
                             return Err(fail(format!(

@@ -19,9 +19,22 @@ fn person_detect_equals_tflite_reference_kernels_in_every_tensor() {
     // Taps that land inside the input; counting the padding taps too gives the 7,157,888 that
     // the other runtimes' per-MAC figures use.
     assert_eq!(m.macs(), 7_072_280);
-    // The first layer is a depthwise convolution with depth multiplier 8.
+    // The first layer, a depthwise convolution of the one-channel input with depth multiplier 8,
+    // is imported as the convolution it equals (its 8 output channels are TF Lite's, as every
+    // tensor's hash above says), and the import says so.
     assert!(matches!(
         m.nodes[0].op,
-        Op::DepthwiseConv2d { multiplier: 8, .. }
+        Op::Conv2d {
+            out_channels: 8,
+            ..
+        }
     ));
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.starts_with("operator 0 (DEPTHWISE_CONV_2D) reads one channel")),
+        "{:?}",
+        imported.notes
+    );
 }

@@ -11,7 +11,9 @@
 //!   group by group of four channels, [`dw_groups`], or on the portable path one channel at a
 //!   time, [`dw_channel`]), chosen by the generator, never at run time;
 //! * the first convolution of a `u8` model reads the pixels directly ([`conv2d_u8`]): the
-//!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered.
+//!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered;
+//! * a 3x3 convolution over one input channel (a grayscale image's first layer) runs in its own
+//!   copy of [`conv2d`] with those sides as constants (except at `opt-level` `s` and `z`).
 //!
 //! The instruction-set paths are in [`mac`]: the inner loops are the only difference between them.
 
@@ -312,8 +314,14 @@ fn copy<T: Pixel>(dst: &mut [i8], src: &[T]) {
             (*d0, *d1, *d2, *d3) = (b0 as i8, b1 as i8, b2 as i8, b3 as i8);
         }
     }
-    for (d, &s) in d4.into_remainder().iter_mut().zip(s4.remainder()) {
-        *d = s.to_i8();
+    // The last one to three values one by one: as a loop of unknown length the compiler calls
+    // `memcpy` for them (i8 input), which costs more than the copy itself where rows are short (a
+    // one-channel input's 3x3 window: three such calls per output pixel).
+    match (d4.into_remainder(), s4.remainder()) {
+        ([d0], [s0]) => *d0 = s0.to_i8(),
+        ([d0, d1], [s0, s1]) => (*d0, *d1) = (s0.to_i8(), s1.to_i8()),
+        ([d0, d1, d2], [s0, s1, s2]) => (*d0, *d1, *d2) = (s0.to_i8(), s1.to_i8(), s2.to_i8()),
+        _ => {}
     }
 }
 
@@ -340,21 +348,30 @@ pub fn conv2d_u8(input: &[u8], output: &mut [i8], scratch: &mut [i8], p: &FastCo
 
 #[inline(always)]
 fn im2col<M: Mac, T: Pixel>(input: &[T], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
-    if p.narrow {
-        im2col_q::<M, T, true>(input, output, scratch, p);
-    } else {
-        im2col_q::<M, T, false>(input, output, scratch, p);
+    // A 3x3 window over one channel (a grayscale image's first layer) in its own copy: nine
+    // values per column, where the loops of the shared copy cost more than the arithmetic.
+    let one_channel = (p.dims.k_h, p.dims.k_w, p.dims.in_c) == (3, 3, 1) && !cfg!(tinynas_small);
+    match (p.narrow, one_channel) {
+        (true, true) => im2col_q::<M, T, true, true>(input, output, scratch, p),
+        (true, false) => im2col_q::<M, T, true, false>(input, output, scratch, p),
+        (false, true) => im2col_q::<M, T, false, true>(input, output, scratch, p),
+        (false, false) => im2col_q::<M, T, false, false>(input, output, scratch, p),
     }
 }
 
+/// `THREE_BY_ONE`: the caller checked that the layer has a 3x3 kernel over one input channel;
+/// the copy then works with those as constants.
 #[inline]
-fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
+fn im2col_q<M: Mac, T: Pixel, const SHORT: bool, const THREE_BY_ONE: bool>(
     input: &[T],
     output: &mut [i8],
     scratch: &mut [i8],
     p: &FastConv<'_>,
 ) {
-    let d = p.dims;
+    let mut d = p.dims;
+    if THREE_BY_ONE {
+        (d.k_h, d.k_w, d.in_c) = (3, 3, 1);
+    }
     let (k, kp) = (d.k_h * d.k_w * d.in_c, padded_k(&d));
     // The block is read by word (and doubleword) loads: align it (the planner left 3 bytes).
     let align = scratch.as_ptr().align_offset(4).min(3);

@@ -130,13 +130,15 @@ fn quant() -> impl Strategy<Value = OutputQuant> {
 
 /// `k`: kernel sides; `depthwise`: output channels are a multiple of the input's.
 fn case(k: std::ops::RangeInclusive<usize>, depthwise: bool) -> impl Strategy<Value = Case> {
-    case_in(1..=9, k, 1..=3, depthwise, false)
+    let channels = if depthwise { 1..=21 } else { 1..=11 };
+    case_in(1..=9, channels, k, 1..=3, depthwise, false)
 }
 
 /// [`case`] with the input sides `hw` and the strides `strides`; `square`: a square kernel and a
 /// depth multiplier of 1 (depthwise).
 fn case_in(
     hw: std::ops::RangeInclusive<usize>,
+    channels: std::ops::RangeInclusive<usize>,
     k: std::ops::RangeInclusive<usize>,
     strides: std::ops::RangeInclusive<usize>,
     depthwise: bool,
@@ -146,7 +148,7 @@ fn case_in(
         hw.clone(),
         hw,
         // Depthwise: past 16 channels, the vector kernels' wide step.
-        1usize..=if depthwise { 21 } else { 11 },
+        channels,
         1usize..=11,
         k.clone(),
         k,
@@ -296,6 +298,18 @@ proptest! {
         check_conv::<Mve>(&c)?;
     }
 
+    /// A 3x3 window over one input channel (a grayscale image's first layer): its own copy of
+    /// the convolution, with those sides as constants (inputs up to 14x14 so that most windows
+    /// are inside).
+    #[test]
+    fn one_channel_3x3_conv2d_equals_the_reference(c in case_in(1..=14, 1..=1, 3..=3, 1..=3, false, false)) {
+        prop_assert_eq!((c.dims.k_h, c.dims.k_w, c.dims.in_c), (3, 3, 1));
+        check_conv::<Portable>(&c)?;
+        check_conv::<Dsp>(&c)?;
+        check_conv::<V6m>(&c)?;
+        check_conv::<Mve>(&c)?;
+    }
+
     /// The vector requantisation's lane (MVE: VQRDMULH, the sign fix-up, VRSHL), instruction by
     /// instruction, against the reference, on any accumulator.
     #[test]
@@ -322,7 +336,7 @@ proptest! {
     /// The portable channel path's layers (`dw_channel`: 3x3 and 5x5, strides 1 and 2, outputs of
     /// at least 32 pixels) through every instruction set's kernels.
     #[test]
-    fn depthwise_channels_equal_the_reference(c in case_in(6..=14, 3..=5, 1..=2, true, true)) {
+    fn depthwise_channels_equal_the_reference(c in case_in(6..=14, 1..=21, 3..=5, 1..=2, true, true)) {
         depthwise_case(&c)?;
     }
 }
