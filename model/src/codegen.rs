@@ -219,12 +219,15 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                 });
                 match &step.kernel {
                     Kernel::Conv2d { .. } => {
-                        let f = if step.inputs.first() == Some(&Location::Input)
-                            && model.input_type == InputType::U8
-                        {
-                            quote!(conv2d_u8)
-                        } else {
-                            quote!(conv2d)
+                        let raw = step.inputs.first() == Some(&Location::Input)
+                            && model.input_type == InputType::U8;
+                        // A narrow 3x3 layer over one channel: the kernels' own copy for it.
+                        let one = (dims.k_h, dims.k_w, dims.in_c) == (3, 3, 1) && narrow;
+                        let f = match (raw, one) {
+                            (true, true) => quote!(conv2d_u8_one_channel),
+                            (true, false) => quote!(conv2d_u8),
+                            (false, true) => quote!(conv2d_one_channel),
+                            (false, false) => quote!(conv2d),
                         };
                         quote!(#p::fast::#f(#x, y, scratch, &#layer);)
                     }

@@ -196,10 +196,8 @@ impl Searcher<'_> {
             if pool.len() == screened {
                 break;
             }
-            let mut a = random_blocks(&mut rng, &res_choices, pooling);
-            if rng.chance(GROW_CHANCE) && !without.growth {
-                a = self.grow(a);
-            }
+            let grow = |a: Arch| if without.growth { a } else { self.grow(a) };
+            let a = draw_fresh(&mut rng, &res_choices, pooling, grow);
             if seen.insert(a.to_string()) && self.predicted_fit(a) {
                 pool.push(a);
             }
@@ -281,12 +279,7 @@ impl Searcher<'_> {
                 }
                 let grow = |a: Arch| if without.growth { a } else { self.grow(a) };
                 let child = if parents.is_empty() || pool.len() < fresh {
-                    let a = random_blocks(&mut rng, &res_choices, pooling);
-                    if rng.chance(GROW_CHANCE) {
-                        grow(a)
-                    } else {
-                        a
-                    }
+                    draw_fresh(&mut rng, &res_choices, pooling, grow)
                 } else {
                     let p = parents[rng.int(0, parents.len() as i64 - 1) as usize];
                     breed(&mut rng, p, &res_choices, pooling, &seen, grow)
@@ -444,6 +437,22 @@ fn downsampling(rng: &mut SplitMix, strided: f64, pooled: f64) -> (u8, bool) {
         (1, true)
     } else {
         (1, false)
+    }
+}
+
+/// A random network of the space ([`random_blocks`]), grown (`grow`) with chance
+/// [`GROW_CHANCE`]: the first generation, and the fresh third of every later one.
+fn draw_fresh(
+    rng: &mut SplitMix,
+    res: &[usize],
+    pooling: bool,
+    grow: impl Fn(Arch) -> Arch,
+) -> Arch {
+    let a = random_blocks(rng, res, pooling);
+    if rng.chance(GROW_CHANCE) {
+        grow(a)
+    } else {
+        a
     }
 }
 

@@ -13,7 +13,7 @@
 //! * the first convolution of a `u8` model reads the pixels directly ([`conv2d_u8`]): the
 //!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered;
 //! * a 3x3 convolution over one input channel (a grayscale image's first layer) runs in its own
-//!   copy of [`conv2d`] with those sides as constants (except at `opt-level` `s` and `z`).
+//!   copy of the kernel with those sides as constants ([`conv2d_one_channel`]).
 //!
 //! The instruction-set paths are in [`mac`]: the inner loops are the only difference between them.
 
@@ -348,15 +348,49 @@ pub fn conv2d_u8(input: &[u8], output: &mut [i8], scratch: &mut [i8], p: &FastCo
 
 #[inline(always)]
 fn im2col<M: Mac, T: Pixel>(input: &[T], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
-    // A 3x3 window over one channel (a grayscale image's first layer) in its own copy: nine
-    // values per column, where the loops of the shared copy cost more than the arithmetic.
-    let one_channel = (p.dims.k_h, p.dims.k_w, p.dims.in_c) == (3, 3, 1) && !cfg!(tinynas_small);
-    match (p.narrow, one_channel) {
-        (true, true) => im2col_q::<M, T, true, true>(input, output, scratch, p),
-        (true, false) => im2col_q::<M, T, true, false>(input, output, scratch, p),
-        (false, true) => im2col_q::<M, T, false, true>(input, output, scratch, p),
-        (false, false) => im2col_q::<M, T, false, false>(input, output, scratch, p),
+    if p.narrow {
+        im2col_q::<M, T, true, false>(input, output, scratch, p);
+    } else {
+        im2col_q::<M, T, false, false>(input, output, scratch, p);
     }
+}
+
+/// [`conv2d`] of a layer with a 3x3 kernel over one input channel (a grayscale image's first
+/// layer): a narrow one runs in its own copy of the kernel with those sides as constants (nine
+/// values per column, where the loops of the shared copy cost more than the arithmetic), except
+/// at `opt-level` `s` and `z`; any other layer as [`conv2d`]. The generator calls it for such
+/// layers only: the copy is compiled wherever this is called, and rustc's memory is what a
+/// small gateway's search runs short of (each copy of the kernel adds about 5 MiB to building a
+/// bench firmware).
+#[inline(always)]
+pub fn conv2d_one_channel(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+    one_channel::<Selected, i8>(input, output, scratch, p);
+}
+
+/// [`conv2d_one_channel`] on the model's raw `u8` input, as [`conv2d_u8`].
+#[inline(always)]
+pub fn conv2d_u8_one_channel(
+    input: &[u8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
+    one_channel::<Selected, u8>(input, output, scratch, p);
+}
+
+#[inline(always)]
+fn one_channel<M: Mac, T: Pixel>(
+    input: &[T],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
+    #[cfg(not(tinynas_small))]
+    if p.narrow && (p.dims.k_h, p.dims.k_w, p.dims.in_c) == (3, 3, 1) {
+        im2col_q::<M, T, true, true>(input, output, scratch, p);
+        return;
+    }
+    im2col::<M, T>(input, output, scratch, p);
 }
 
 /// `THREE_BY_ONE`: the caller checked that the layer has a 3x3 kernel over one input channel;

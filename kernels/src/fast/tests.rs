@@ -234,11 +234,18 @@ fn check_conv<M: Mac>(c: &Case) -> Result<(), TestCaseError> {
         let mut got = vec![0i8; c.out_len()];
         im2col::<M, i8>(&c.input, &mut got, scratch, &f);
         prop_assert_eq!(&got, &want, "im2col, skew {}", skew);
+        // What the generator calls for a 3x3 layer over one channel (the others as above).
+        let mut got = vec![0i8; c.out_len()];
+        one_channel::<M, i8>(&c.input, &mut got, scratch, &f);
+        prop_assert_eq!(&got, &want, "one channel, skew {}", skew);
         // The same layer on raw u8 pixels: x_u8 = x_i8 + 128.
         let raw: Vec<u8> = c.input.iter().map(|&x| (x as u8) ^ 0x80).collect();
         let mut got = vec![0i8; c.out_len()];
         im2col::<M, u8>(&raw, &mut got, scratch, &f);
         prop_assert_eq!(&got, &want, "im2col u8, skew {}", skew);
+        let mut got = vec![0i8; c.out_len()];
+        one_channel::<M, u8>(&raw, &mut got, scratch, &f);
+        prop_assert_eq!(&got, &want, "one channel u8, skew {}", skew);
     }
     Ok(())
 }

@@ -128,11 +128,19 @@ fn main() -> ! {
         };
         let y = &mut out[..n_out];
         match kind {
+            // A 3x3 layer over one channel: what the generator calls for it.
+            0 if (conv.dims.k_h, conv.dims.k_w, conv.dims.in_c) == (3, 3, 1) => {
+                fast::conv2d_one_channel(input, y, scratch, &conv)
+            }
             0 => fast::conv2d(input, y, scratch, &conv),
             1 => {
                 // SAFETY: the same bytes read as u8 (the raw pixels).
                 let raw = unsafe { core::slice::from_raw_parts(input.as_ptr().cast::<u8>(), n_in) };
-                fast::conv2d_u8(raw, y, scratch, &conv)
+                if (conv.dims.k_h, conv.dims.k_w, conv.dims.in_c) == (3, 3, 1) {
+                    fast::conv2d_u8_one_channel(raw, y, scratch, &conv)
+                } else {
+                    fast::conv2d_u8(raw, y, scratch, &conv)
+                }
             }
             2 => fast::depthwise_conv2d(input, y, &conv),
             6 => {
