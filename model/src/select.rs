@@ -8,7 +8,10 @@
 //!   scratch where the planner has room for it without raising the arena (DSP: each group's rows
 //!   where short rows make that pay off, [`tinynas_kernels::fast::dw_groups::rows_pay_off`];
 //!   Armv6-M: a strip of a window's rows; elsewhere, the portable path's ring of one channel's
-//!   padded rows, `tinynas_kernels::fast::dw_channel`), else `depthwise_conv2d`.
+//!   padded rows, `tinynas_kernels::fast::dw_channel`), else `depthwise_conv2d`; a layer the
+//!   group path takes ([`tinynas_kernels::fast::dw_groups::groups_take`]) through
+//!   `depthwise_conv2d_groups` instead, the same with less code (the generator's choice, in
+//!   `codegen`). A narrow 3x3 Conv2d over one channel: `conv2d_one_channel`.
 //! * FullyConnected, MaxPool2d, GlobalAveragePool: their fast kernels, no scratch.
 //! * AvgPool2d, Add, Softmax: the reference kernels (they are a small share of any model here).
 //! * A `u8` model whose input is read only by convolutions needs no converted copy of its input

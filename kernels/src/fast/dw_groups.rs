@@ -579,6 +579,16 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
     true
 }
 
+/// Whether the group path ([`depthwise_groups`]) takes a layer: depth multiplier 1, at least 4
+/// channels, at most [`MAX_TAPS`] taps, a kernel no wider than the input ([`DwTaps::fits`]),
+/// and output rows and columns whose windows change at most [`MAX_SPANS`] times. The generator
+/// calls [`super::depthwise_conv2d_groups`] for these layers.
+pub fn groups_take(d: &crate::ConvDims) -> bool {
+    DwTaps::fits(d)
+        && spans(d.out_h, d.k_h, d.stride, d.pad_top, d.in_h).is_some()
+        && spans(d.out_w, d.k_w, d.stride, d.pad_left, d.in_w).is_some()
+}
+
 /// Columns of one group's padded copy in [`depthwise_rows`]: the left padding, the input, and
 /// the right padding the last output column's window reaches (`None` on overflow). Also the
 /// rows of [`super::dw_channel`]'s ring.

@@ -13,7 +13,13 @@
 //! * the first convolution of a `u8` model reads the pixels directly ([`conv2d_u8`]): the
 //!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered;
 //! * a 3x3 convolution over one input channel (a grayscale image's first layer) runs in its own
-//!   copy of the kernel with those sides as constants ([`conv2d_one_channel`]).
+//!   copy of the kernel with those sides as constants ([`conv2d_one_channel`]);
+//! * a depthwise layer the group path takes ([`dw_groups::groups_take`]) is called through
+//!   [`depthwise_conv2d_groups`], which leaves out the general path's register loop that such a
+//!   layer never reaches (on DSP, 1.9 KB of code at opt-level 3).
+//!
+//! What is compiled is what the generator calls: each entry point above instantiates its own
+//! code, so the generator calls the narrowest one that takes the layer.
 //!
 //! The instruction-set paths are in [`mac`]: the inner loops are the only difference between them.
 
@@ -378,6 +384,13 @@ pub fn conv2d_u8_one_channel(
     one_channel::<Selected, u8>(input, output, scratch, p);
 }
 
+/// Whether [`conv2d_one_channel`]'s copy takes a layer of these sides (a 3x3 kernel over one
+/// input channel; the copy also needs the layer to be narrow, [`FastConv::narrow`]): the
+/// generator's test and the kernel's.
+pub const fn one_channel_takes(d: &ConvDims) -> bool {
+    d.k_h == 3 && d.k_w == 3 && d.in_c == 1
+}
+
 #[inline(always)]
 fn one_channel<M: Mac, T: Pixel>(
     input: &[T],
@@ -386,7 +399,7 @@ fn one_channel<M: Mac, T: Pixel>(
     p: &FastConv<'_>,
 ) {
     #[cfg(not(tinynas_small))]
-    if p.narrow && (p.dims.k_h, p.dims.k_w, p.dims.in_c) == (3, 3, 1) {
+    if p.narrow && one_channel_takes(&p.dims) {
         im2col_q::<M, T, true, true>(input, output, scratch, p);
         return;
     }
@@ -573,7 +586,7 @@ const BLOCK: usize = 32;
 /// stack, one lane-wise multiply-accumulate per kernel tap (padded taps multiply the zero point).
 #[inline(always)]
 pub fn depthwise_conv2d(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
-    depthwise::<Selected>(input, output, &mut [], p);
+    depthwise::<Selected, true>(input, output, &mut [], p);
 }
 
 /// [`depthwise_conv2d`] with the scratch the planner found room for
@@ -588,20 +601,45 @@ pub fn depthwise_conv2d_rows(
     scratch: &mut [i8],
     p: &FastConv<'_>,
 ) {
-    depthwise::<Selected>(input, output, scratch, p);
+    depthwise::<Selected, true>(input, output, scratch, p);
 }
 
+/// [`depthwise_conv2d_rows`] (or, with an empty `scratch`, [`depthwise_conv2d`]) of a layer that
+/// [`dw_groups::groups_take`]: the generator calls it for such layers. Where the instruction set
+/// has the group path (DSP, Armv6-M) that path runs every such layer, so the general path's
+/// register loop is not compiled: only its per-pixel blocks remain, which no such layer reaches.
+/// Any other layer still gets exactly the reference's bytes, slowly.
 #[inline(always)]
-fn depthwise<M: Mac>(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+pub fn depthwise_conv2d_groups(
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
+    depthwise::<Selected, false>(input, output, scratch, p);
+}
+
+/// `GENERAL`: whether the general path's register loop is compiled where the group path exists
+/// (false: the caller checked [`dw_groups::groups_take`]).
+#[inline(always)]
+fn depthwise<M: Mac, const GENERAL: bool>(
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
     if p.narrow {
-        depthwise_q::<M, true>(input, output, scratch, p);
+        depthwise_q::<M, true, GENERAL>(input, output, scratch, p);
     } else {
-        depthwise_q::<M, false>(input, output, scratch, p);
+        depthwise_q::<M, false, GENERAL>(input, output, scratch, p);
     }
 }
 
-#[inline]
-fn depthwise_q<M: Mac, const SHORT: bool>(
+// At opt-level s or z one copy, called: without the register loop it is small enough that LLVM
+// inlined its dispatch into every depthwise call (person_detect on qemu-m4: 700 B more code).
+#[cfg_attr(tinynas_small, inline(never))]
+#[cfg_attr(not(tinynas_small), inline)]
+fn depthwise_q<M: Mac, const SHORT: bool, const GENERAL: bool>(
     input: &[i8],
     output: &mut [i8],
     scratch: &mut [i8],
@@ -645,6 +683,7 @@ fn depthwise_q<M: Mac, const SHORT: bool>(
         let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
         let (y0, x0) = (oy * d.stride, ox * d.stride);
         let interior = M::DW_ROWS
+            && (GENERAL || !M::DW_GROUPS)
             && mult == 1
             && y0 >= d.pad_top
             && y0 + d.k_h <= d.in_h + d.pad_top
@@ -754,7 +793,9 @@ fn depthwise_vector<M: Mac, const SHORT: bool>(
                 };
                 done = M::dw_pixel(&px, y);
             }
-            if done < d.out_c && !blocks.pixel::<M, SHORT>(input, y, p, (oy, ox), done) {
+            // A channel tail (channels not a multiple of 4) reaches it at every pixel: inlined
+            // here (the evolve fixture on qemu-m55: 2 % more instructions called).
+            if done < d.out_c && !blocks.pixel_inline::<M, SHORT>(input, y, p, (oy, ox), done) {
                 return;
             }
         }
@@ -784,11 +825,27 @@ impl DwBlocks {
 
     /// Channels `from..` of output pixel `(oy, ox)`, lane-wise by [`Mac::mac_lanes`], one tap at a
     /// time (padded taps multiply the zero point). False where a slice is too short.
-    // At opt-level s or z one copy, called (smaller, and measured faster there: person_detect on
-    // qemu-m4 at s, 1.5 KB less code and 0.2 % fewer instructions); inlined otherwise.
+    // One copy, called: the group and general paths reach it only at borders, channel tails and
+    // multipliers above 1. Measured on person_detect (qemu-m4): at opt-level s 1.5 KB less code
+    // and 0.2 % fewer instructions than inlined; at 3 (where it was inlined into its three
+    // callers) 2.6 KB less and 0.07 % fewer.
+    #[inline(never)]
+    fn pixel<M: Mac, const SHORT: bool>(
+        &mut self,
+        input: &[i8],
+        y: &mut [i8],
+        p: &FastConv<'_>,
+        at: (usize, usize),
+        from: usize,
+    ) -> bool {
+        self.pixel_inline::<M, SHORT>(input, y, p, at, from)
+    }
+
+    /// [`DwBlocks::pixel`] inlined into its caller (the vector path's channel tail), except at
+    /// opt-level s or z.
     #[cfg_attr(tinynas_small, inline(never))]
     #[cfg_attr(not(tinynas_small), inline(always))]
-    fn pixel<M: Mac, const SHORT: bool>(
+    fn pixel_inline<M: Mac, const SHORT: bool>(
         &mut self,
         input: &[i8],
         y: &mut [i8],

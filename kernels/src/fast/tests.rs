@@ -250,6 +250,9 @@ fn check_conv<M: Mac>(c: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A depthwise kernel of one instruction set: input, output, scratch, parameters.
+type DepthwiseFn = fn(&[i8], &mut [i8], &mut [i8], &FastConv<'_>);
+
 /// The fast depthwise kernels of every instruction set against the reference on `c`.
 fn depthwise_case(c: &Case) -> Result<(), TestCaseError> {
     let mut want = vec![0i8; c.out_len()];
@@ -268,14 +271,33 @@ fn depthwise_case(c: &Case) -> Result<(), TestCaseError> {
         (rows, Some(3)),
         (ring, Some(1)),
     ];
+    // What the generator calls for a layer the group path takes (`depthwise_conv2d_groups`), and
+    // for any other layer. (The first also gives the reference's bytes on any layer: tested.)
+    let general: [DepthwiseFn; 4] = [
+        depthwise::<Portable, true>,
+        depthwise::<Dsp, true>,
+        depthwise::<Mve, true>,
+        depthwise::<V6m, true>,
+    ];
+    let grouped: [DepthwiseFn; 4] = [
+        depthwise::<Portable, false>,
+        depthwise::<Dsp, false>,
+        depthwise::<Mve, false>,
+        depthwise::<V6m, false>,
+    ];
+    // The generator's test is exactly where the group path takes the layer (so no layer it
+    // sends to `depthwise_conv2d_groups` needs the register loop that leaves out).
+    let f = FastConv {
+        acc_bound: c.bound(&bias, true),
+        ..c.fast(&bias)
+    };
+    let mut got = vec![0i8; c.out_len()];
+    let pad = pad_value(&f.quant);
+    let taken =
+        dw_groups::depthwise_groups::<Dsp, false>(&c.input, &mut got, &f, pad, |_, _, _| true);
+    prop_assert_eq!(taken, dw_groups::groups_take(&c.dims), "{:?}", c.dims);
     for narrow in [false, c.narrow(&bias, true)] {
-        let kernels = [
-            depthwise::<Portable>,
-            depthwise::<Dsp>,
-            depthwise::<Mve>,
-            depthwise::<V6m>,
-        ];
-        for run in kernels {
+        for run in general.into_iter().chain(grouped) {
             for (len, skip) in sizes {
                 let mut scratch = vec![0i8; skip.map_or(0, |s| len + s)];
                 let scratch = &mut scratch[skip.unwrap_or(0).min(len)..];
@@ -522,8 +544,11 @@ fn total<M: Mac>(d: ConvDims, s: &[Vec<i8>; 3], n: (usize, usize), q: OutputQuan
     im2col::<M, i8>(&input, &mut out, &mut scratch, &f);
     let raw: Vec<u8> = input.iter().map(|&x| x as u8).collect();
     im2col::<M, u8>(&raw, &mut out, &mut scratch, &f);
-    depthwise::<M>(&input, &mut out, &mut [], &f);
-    depthwise::<M>(&input, &mut out, &mut scratch, &f);
+    depthwise::<M, true>(&input, &mut out, &mut [], &f);
+    depthwise::<M, true>(&input, &mut out, &mut scratch, &f);
+    // What the generator calls for layers the group path takes, here on any layer.
+    depthwise::<M, false>(&input, &mut out, &mut [], &f);
+    depthwise::<M, false>(&input, &mut out, &mut scratch, &f);
     let dense_p = FastDense {
         weights: &weights,
         bias: &ints,

@@ -129,18 +129,23 @@ fn main() -> ! {
         let y = &mut out[..n_out];
         match kind {
             // A 3x3 layer over one channel: what the generator calls for it.
-            0 if (conv.dims.k_h, conv.dims.k_w, conv.dims.in_c) == (3, 3, 1) => {
+            0 if fast::one_channel_takes(&conv.dims) => {
                 fast::conv2d_one_channel(input, y, scratch, &conv)
             }
             0 => fast::conv2d(input, y, scratch, &conv),
             1 => {
                 // SAFETY: the same bytes read as u8 (the raw pixels).
                 let raw = unsafe { core::slice::from_raw_parts(input.as_ptr().cast::<u8>(), n_in) };
-                if (conv.dims.k_h, conv.dims.k_w, conv.dims.in_c) == (3, 3, 1) {
+                if fast::one_channel_takes(&conv.dims) {
                     fast::conv2d_u8_one_channel(raw, y, scratch, &conv)
                 } else {
                     fast::conv2d_u8(raw, y, scratch, &conv)
                 }
+            }
+            // A layer the group path takes: what the generator calls for it on even cases, the
+            // general entry on odd ones (both give the reference's bytes).
+            2 if fast::dw_groups::groups_take(&dims) && index % 2 == 0 => {
+                fast::depthwise_conv2d_groups(input, y, &mut [], &conv)
             }
             2 => fast::depthwise_conv2d(input, y, &conv),
             6 => {
@@ -148,7 +153,12 @@ fn main() -> ! {
                 let at = (index % 4) as usize;
                 let n = fast::dw_groups::rows_scratch_bytes(&dims)
                     .max(fast::dw_channel::scratch_bytes(&dims).unwrap_or(0));
-                fast::depthwise_conv2d_rows(input, y, &mut scratch[at..at + n], &conv)
+                let scratch = &mut scratch[at..at + n];
+                if fast::dw_groups::groups_take(&dims) && (index / 4) % 2 == 0 {
+                    fast::depthwise_conv2d_groups(input, y, scratch, &conv)
+                } else {
+                    fast::depthwise_conv2d_rows(input, y, scratch, &conv)
+                }
             }
             3 => fast::fully_connected(
                 input,
