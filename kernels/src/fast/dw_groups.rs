@@ -579,9 +579,9 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
     true
 }
 
-/// Whether the group path ([`depthwise_groups`]) takes a layer: depth multiplier 1, at least 4
+/// Whether the group path (`depthwise_groups`) takes a layer: depth multiplier 1, at least 4
 /// channels, at most [`MAX_TAPS`] taps, a kernel no wider than the input ([`DwTaps::fits`]),
-/// and output rows and columns whose windows change at most [`MAX_SPANS`] times. The generator
+/// and output rows and columns whose windows change at most `MAX_SPANS` (12) times. The generator
 /// calls [`super::depthwise_conv2d_groups`] for these layers.
 pub fn groups_take(d: &crate::ConvDims) -> bool {
     DwTaps::fits(d)
