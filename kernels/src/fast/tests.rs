@@ -271,8 +271,9 @@ fn depthwise_case(c: &Case) -> Result<(), TestCaseError> {
         (rows, Some(3)),
         (ring, Some(1)),
     ];
-    // What the generator calls for a layer the group path takes (`depthwise_conv2d_groups`), and
-    // for any other layer. (The first also gives the reference's bytes on any layer: tested.)
+    // What the generator calls for any layer (`general`) and for a layer the group path takes
+    // (`grouped`, `depthwise_conv2d_groups`); both run on every case here, as `grouped` must give
+    // the reference's bytes on any layer too.
     let general: [DepthwiseFn; 4] = [
         depthwise::<Portable, true>,
         depthwise::<Dsp, true>,
