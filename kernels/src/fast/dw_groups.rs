@@ -513,6 +513,10 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
             return true;
         };
         let rq = if SHORT { Requant4::new(p, c0) } else { None };
+        // (Never: the slices were read above.) So with `SHORT`, `rq` is `Some` below.
+        if SHORT && rq.is_none() {
+            return true;
+        }
         for (oy0, oy1, ky_lo, ky_hi) in ys.iter() {
             for (ox0, ox1, kx_lo, kx_hi) in xs.iter() {
                 let win = ((ky_lo, ky_hi), (kx_lo, kx_hi));
@@ -528,8 +532,9 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
                 } else {
                     None
                 };
+                let empty = taps.rect(win).is_none();
                 match &rq {
-                    _ if taps.rect(win).is_none() => {}
+                    _ if empty => {}
                     Some(k) if ox1 - ox0 >= oy1 - oy0 => {
                         for oy in oy0..oy1 {
                             let at = (base(oy, ox0, c0), d.stride * c);
@@ -560,9 +565,16 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
                 }
                 // A window wholly in the padding (no taps), and every window without the short
                 // requantisation: pixel by pixel.
-                if rq.is_none() || taps.rect(win).is_none() {
+                if rq.is_none() || empty {
                     for (oy, ox) in (oy0..oy1).flat_map(|y| (ox0..ox1).map(move |x| (y, x))) {
-                        let acc = M::dw_taps(b, input, base(oy, ox, c0), &taps, win);
+                        // No taps inside: the bias alone. With `SHORT`, `rq` is always `Some`
+                        // (above), so only such windows come here: its copy compiles no
+                        // tap loop.
+                        let acc = if SHORT || empty {
+                            b
+                        } else {
+                            M::dw_taps(b, input, base(oy, ox, c0), &taps, win)
+                        };
                         let at = y_at(oy, ox, c0);
                         let Some(y) = output.get_mut(at..at + 4) else {
                             return true;
@@ -692,6 +704,10 @@ pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
             return true;
         };
         let rq = if SHORT { Requant4::new(p, c0) } else { None };
+        // (Never: the slices were read above.) So with `SHORT`, `rq` is `Some` below.
+        if SHORT && rq.is_none() {
+            return true;
+        }
         for (oy0, oy1, ky_lo, ky_hi) in ys.iter() {
             let win = ((ky_lo, ky_hi), (0, d.k_w));
             let inside = if (ky_lo, ky_hi) == (0, d.k_h) {
@@ -710,15 +726,22 @@ pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
                 let base = y0.wrapping_mul(row as isize);
                 let step = d.stride.wrapping_mul(4);
                 let y_at = oy.wrapping_mul(d.out_w).wrapping_mul(c).wrapping_add(c0);
-                if let (Some(k), Some(_)) = (&rq, taps.rect(win)) {
+                let empty = taps.rect(win).is_none();
+                if let (Some(k), false) = (&rq, empty) {
                     let px = (base, step);
                     M::dw_row(&taps, win, b, k, buf, px, d.out_w, output, (y_at, c));
                     continue;
                 }
-                // No taps inside (a row wholly in the padding), or the full requantisation.
+                // No taps inside (a row wholly in the padding: the bias alone), or the full
+                // requantisation.
                 for ox in 0..d.out_w {
                     let at = base.wrapping_add(step.wrapping_mul(ox) as isize);
-                    let acc = M::dw_taps(b, buf, at, &taps, win);
+                    // With `SHORT` only such rows come here (as in `depthwise_groups`).
+                    let acc = if SHORT || empty {
+                        b
+                    } else {
+                        M::dw_taps(b, buf, at, &taps, win)
+                    };
                     let yo = y_at.wrapping_add(ox.wrapping_mul(c));
                     let Some(y) = output.get_mut(yo..).and_then(|y| y.get_mut(..4)) else {
                         return true;

@@ -654,10 +654,21 @@ fn depthwise_q<M: Mac, const SHORT: bool, const GENERAL: bool>(
     {
         return;
     }
+    // Behind the group path of a layer that `groups_take` (GENERAL false), the per-pixel work
+    // (a channel tail below four, a layer the path refuses after all) is never reached: one
+    // small scalar copy keeps it exact without compiling the stack blocks (person_detect on
+    // qemu-m4: 2.3 KB less code).
+    let compact = !GENERAL && M::DW_GROUPS;
     // With the generator's scratch: the padded strip (Armv6-M) or padded rows (DSP).
     if (M::DW_STRIP || M::DW_GROUPS) && mult == 1 && !scratch.is_empty() {
         let pad = blocks.pad;
-        let tail = |x: &[i8], y: &mut [i8], at| blocks.pixel::<M, SHORT>(x, y, p, at, 0);
+        let tail = |x: &[i8], y: &mut [i8], at| {
+            if compact {
+                pixel_scalar::<M, SHORT>(x, y, p, at, 0)
+            } else {
+                blocks.pixel::<M, SHORT>(x, y, p, at, 0)
+            }
+        };
         let done = if M::DW_STRIP {
             dw_groups::depthwise_strip::<M, SHORT>(input, output, scratch, p, pad, tail)
         } else {
@@ -670,7 +681,11 @@ fn depthwise_q<M: Mac, const SHORT: bool, const GENERAL: bool>(
     if M::DW_GROUPS
         && mult == 1
         && dw_groups::depthwise_groups::<M, SHORT>(input, output, p, blocks.pad, |x, y, at| {
-            blocks.pixel::<M, SHORT>(x, y, p, at, 0)
+            if compact {
+                pixel_scalar::<M, SHORT>(x, y, p, at, 0)
+            } else {
+                blocks.pixel::<M, SHORT>(x, y, p, at, 0)
+            }
         })
     {
         return;
@@ -725,10 +740,70 @@ fn depthwise_q<M: Mac, const SHORT: bool, const GENERAL: bool>(
                 done = c0 + 4;
             }
         }
-        if !blocks.pixel::<M, SHORT>(input, y, p, (oy, ox), done) {
+        let at = (oy, ox);
+        let done = if compact {
+            pixel_scalar::<M, SHORT>(input, y, p, at, done)
+        } else {
+            blocks.pixel::<M, SHORT>(input, y, p, at, done)
+        };
+        if !done {
             return;
         }
     }
+}
+
+/// Channels `from..` of depthwise output pixel `(oy, ox)`, one channel and one tap at a time
+/// (padded taps multiply the zero point): what [`DwBlocks::pixel`] computes, in a few hundred
+/// bytes of code. False where a slice is too short.
+#[inline(never)]
+fn pixel_scalar<M: Mac, const SHORT: bool>(
+    input: &[i8],
+    y: &mut [i8],
+    p: &FastConv<'_>,
+    (oy, ox): (usize, usize),
+    from: usize,
+) -> bool {
+    let d = p.dims;
+    let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
+    let pad = i32::from(pad_value(&p.quant));
+    for c in from..d.out_c {
+        let (Some(&b), Some(&m), Some(&s), Some(y)) = (
+            p.bias.get(c),
+            p.multiplier.get(c),
+            p.shift.get(c),
+            y.get_mut(c),
+        ) else {
+            return false;
+        };
+        let mut acc = b;
+        for ky in 0..d.k_h {
+            let iy = (oy * d.stride + ky)
+                .checked_sub(d.pad_top)
+                .filter(|&y| y < d.in_h);
+            for kx in 0..d.k_w {
+                let ix = (ox * d.stride + kx)
+                    .checked_sub(d.pad_left)
+                    .filter(|&x| x < d.in_w);
+                let Some(&w) = p.weights.get((ky * d.k_w + kx) * d.out_c + c) else {
+                    return false;
+                };
+                let x = match (iy, ix) {
+                    // Output channel c reads input channel c / mult.
+                    (Some(iy), Some(ix)) => {
+                        let at = (iy * d.in_w + ix) * d.in_c + c.checked_div(mult).unwrap_or(0);
+                        let Some(&x) = input.get(at) else {
+                            return false;
+                        };
+                        i32::from(x)
+                    }
+                    _ => pad,
+                };
+                acc = acc.wrapping_add(x * i32::from(w));
+            }
+        }
+        *y = Requant::new::<SHORT>(m, s).apply::<M, SHORT>(acc, &p.quant);
+    }
+    true
 }
 
 /// Depthwise in vector lanes (MVE; depth multiplier 1, channels a multiple of 4, shifts in
