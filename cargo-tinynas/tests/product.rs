@@ -443,6 +443,69 @@ fn copy_dir(from: &Path, to: &Path, skip: &[&str]) {
     }
 }
 
+/// Every file under `dir` (but `skip`), by path relative to it, with its bytes.
+fn files_under(dir: &Path, skip: &[&str]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(
+        base: &Path,
+        dir: &Path,
+        skip: &[&str],
+        out: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    ) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if skip.iter().any(|s| e.file_name() == *s) {
+                continue;
+            }
+            if p.is_dir() {
+                walk(base, &p, skip, out);
+            } else {
+                let rel = p
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, skip, &mut out);
+    out
+}
+
+/// The README's main command, on a copy of the example as committed (its model crate included,
+/// no journal): `search` succeeds, and leaves the committed crate byte for byte as it is, as the
+/// README says. So the crate's vendored runtime is this commit's, and its model card has this
+/// commit's figures: after a change to the kernels, the code generator or training, run the
+/// README's main command and commit the example's crate with the change.
+#[test]
+fn the_readme_main_command_leaves_the_committed_example_crate_unchanged() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fashion-classifier");
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-readme-example");
+    let _ = std::fs::remove_dir_all(&root);
+    let fw = root.join("fashion-classifier");
+    copy_dir(&example, &fw, &["target", ".tinynas"]);
+    let crate_dir = "fashion-classifier-model";
+    let before = files_under(&example.join(crate_dir), &["target", "Cargo.lock"]);
+    let o = tinynas(&fw, &["search"]);
+    assert!(
+        o.status.success(),
+        "the README's main command failed on the committed example: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let after = files_under(&fw.join(crate_dir), &["target", "Cargo.lock"]);
+    let changed: Vec<&String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "the search changed the committed example crate (run the README's main command and \
+         commit examples/fashion-classifier/{crate_dir}): {changed:?}"
+    );
+}
+
 /// The example firmware project end to end, on a copy without its model: `init`, `search
 /// --strategy nanonas` (few epochs), `generate`, `verify` on QEMU; then the firmware itself built
 /// against the generated crate for thumbv7em-none-eabihf and run under QEMU on its four test

@@ -68,6 +68,9 @@ fn exp_on_interval_between_negative_one_quarter_and_0_excl(a: i32) -> i32 {
 }
 
 /// gemmlowp's `exp_on_negative_values` for an input with 5 integer bits (Q5.26), result in Q0.31.
+/// Not inlined: softmax calls it twice per value, on a handful of values, and each inlined copy
+/// was about 1 KB of code at opt-level 3.
+#[inline(never)]
 pub fn exp_on_negative_values_q5(a: i32) -> i32 {
     const FRACTIONAL_BITS: u32 = 26;
     let one_quarter: i32 = 1 << (FRACTIONAL_BITS - 2);

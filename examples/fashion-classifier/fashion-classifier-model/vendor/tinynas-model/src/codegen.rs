@@ -8,6 +8,8 @@ use crate::lower::{lower, ConvDims, Kernel, OutputQuant, Program, Step, Weights}
 use crate::plan::Location;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, ToTokens};
+use tinynas_kernels::fast;
+use tinynas_kernels::fast::dw_groups::groups_take;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -219,19 +221,31 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                 });
                 match &step.kernel {
                     Kernel::Conv2d { .. } => {
-                        let f = if step.inputs.first() == Some(&Location::Input)
-                            && model.input_type == InputType::U8
-                        {
-                            quote!(conv2d_u8)
-                        } else {
-                            quote!(conv2d)
+                        let raw = step.inputs.first() == Some(&Location::Input)
+                            && model.input_type == InputType::U8;
+                        // A narrow 3x3 layer over one channel: the kernels' own copy for it.
+                        let one = fast::one_channel_takes(dims) && narrow;
+                        let f = match (raw, one) {
+                            (true, true) => quote!(conv2d_u8_one_channel),
+                            (true, false) => quote!(conv2d_u8),
+                            (false, true) => quote!(conv2d_one_channel),
+                            (false, false) => quote!(conv2d),
                         };
                         quote!(#p::fast::#f(#x, y, scratch, &#layer);)
                     }
-                    _ if step.scratch.is_some() => {
-                        quote!(#p::fast::depthwise_conv2d_rows(#x, y, scratch, &#layer);)
-                    }
-                    _ => quote!(#p::fast::depthwise_conv2d(#x, y, &#layer);),
+                    // The narrowest entry that takes the layer: what is called is what is compiled.
+                    _ => match (groups_take(dims), step.scratch.is_some()) {
+                        (true, true) => {
+                            quote!(#p::fast::depthwise_conv2d_groups(#x, y, scratch, &#layer);)
+                        }
+                        (true, false) => {
+                            quote!(#p::fast::depthwise_conv2d_groups(#x, y, &mut [], &#layer);)
+                        }
+                        (false, true) => {
+                            quote!(#p::fast::depthwise_conv2d_rows(#x, y, scratch, &#layer);)
+                        }
+                        (false, false) => quote!(#p::fast::depthwise_conv2d(#x, y, &#layer);),
+                    },
                 }
             }
             Kernel::FullyConnected {

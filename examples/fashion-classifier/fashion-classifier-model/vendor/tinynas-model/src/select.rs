@@ -7,13 +7,18 @@
 //! * DepthwiseConv2d: `tinynas_kernels::fast::depthwise_conv2d_rows` with the padded rows'
 //!   scratch where the planner has room for it without raising the arena (DSP: each group's rows
 //!   where short rows make that pay off, [`tinynas_kernels::fast::dw_groups::rows_pay_off`];
-//!   Armv6-M: a strip of a window's rows), else `depthwise_conv2d`.
+//!   Armv6-M: a strip of a window's rows; elsewhere, the portable path's ring of one channel's
+//!   padded rows, `tinynas_kernels::fast::dw_channel`), else `depthwise_conv2d`; a layer the
+//!   group path takes ([`tinynas_kernels::fast::dw_groups::groups_take`]) through
+//!   `depthwise_conv2d_groups` instead, the same with less code (the generator's choice, in
+//!   `codegen`). A narrow 3x3 Conv2d over one channel: `conv2d_one_channel`.
 //! * FullyConnected, MaxPool2d, GlobalAveragePool: their fast kernels, no scratch.
 //! * AvgPool2d, Add, Softmax: the reference kernels (they are a small share of any model here).
 //! * A `u8` model whose input is read only by convolutions needs no converted copy of its input
 //!   in the arena: those convolutions gather from the caller's pixels ([`reads_raw_input`]).
 
 use crate::ir::{InputType, Model, Op};
+use tinynas_kernels::fast::dw_channel;
 use tinynas_kernels::fast::dw_groups::{rows_pay_off, rows_scratch_bytes};
 use tinynas_kernels::fast::im2col_scratch_bytes;
 use tinynas_kernels::ConvDims;
@@ -61,7 +66,9 @@ pub fn scratch_bytes(model: &Model, i: usize) -> usize {
 
 /// Scratch bytes node `i` can use if the memory planner has room for them without raising the
 /// liveness floor (0 for most): a depthwise layer whose output rows are short enough that the
-/// padded-rows kernel pays off (`tinynas_kernels::fast::depthwise_conv2d_rows`).
+/// padded-rows kernel pays off (`tinynas_kernels::fast::depthwise_conv2d_rows`), else the
+/// portable channel path's smaller ring where that path takes the layer (the DSP and Armv6-M
+/// paths run such a layer as without scratch).
 pub fn optional_scratch_bytes(model: &Model, i: usize) -> usize {
     let Some(Op::DepthwiseConv2d { conv, .. }) = model.nodes.get(i).map(|n| &n.op) else {
         return 0;
@@ -70,6 +77,6 @@ pub fn optional_scratch_bytes(model: &Model, i: usize) -> usize {
     if rows_pay_off(&d) {
         rows_scratch_bytes(&d)
     } else {
-        0
+        dw_channel::scratch_bytes(&d).unwrap_or(0)
     }
 }

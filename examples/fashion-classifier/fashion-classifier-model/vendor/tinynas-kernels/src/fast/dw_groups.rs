@@ -20,6 +20,40 @@
 use super::mac::{Clamp, Mac};
 use super::{FastConv, Requant};
 
+/// The first channels of a layer's groups of four: 0, 4, 8, ..., and where `c` is not a
+/// multiple of four (and more than four), one more, `c - 4`, whose group overlaps the one before:
+/// its first channels are computed again, to the same bytes, and its last `c % 4` channels take
+/// the group path too (with the per-pixel tail for its last two channels, a 16x16x18 3x3 layer
+/// took 502,200 instructions on qemu-m4; this way 224,640). Fewer than four channels: no group
+/// (the per-pixel path).
+#[inline(always)]
+pub(crate) fn groups(c: usize) -> impl Iterator<Item = usize> {
+    // c.div_ceil(4) groups, the last one starting at c - 4 at the latest (none below 4).
+    let n = if c < 4 { 0 } else { c.div_ceil(4) };
+    (0..n).map(move |g| (4 * g).min(c.saturating_sub(4)))
+}
+
+/// A layer of fewer than four channels, which has no group: every output pixel by `tail` (until
+/// it gives up). Nothing for four channels or more.
+#[inline(always)]
+fn below_four(
+    input: &[i8],
+    output: &mut [i8],
+    d: &crate::ConvDims,
+    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
+) {
+    let c = d.in_c;
+    if c == 0 || c >= 4 {
+        return;
+    }
+    for (i, y) in output.chunks_exact_mut(c).enumerate() {
+        let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
+        if oy >= d.out_h || !tail(input, y, (oy, ox)) {
+            return;
+        }
+    }
+}
+
 /// The largest kernel (`k_h * k_w` taps) of the group path: 5x5. Larger kernels take the
 /// per-pixel path (the runs live on the stack, 12 bytes a tap).
 pub const MAX_TAPS: usize = 25;
@@ -430,9 +464,9 @@ impl Spans {
     }
 }
 
-/// The group path of a depthwise layer that [`DwTaps::fits`]: channel groups `0..4 * (c / 4)`,
-/// then the last `c % 4` channels of each pixel by `tail`. False (nothing written) where the
-/// layer does not fit.
+/// The group path of a depthwise layer that [`DwTaps::fits`]: the channel groups of [`groups`]
+/// (a layer of fewer than four channels by `tail`, pixel by pixel). False (nothing written)
+/// where the layer does not fit.
 ///
 /// Each rectangle of output pixels with the same window runs along its rows (or columns, where
 /// it is taller than wide), a row per [`Mac::dw_row`]. A window wholly in the padding has no
@@ -445,7 +479,7 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
     output: &mut [i8],
     p: &FastConv<'_>,
     pad: i8,
-    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize), usize) -> bool,
+    tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
 ) -> bool {
     let d = p.dims;
     let c = d.in_c;
@@ -469,7 +503,7 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
     let mut taps = DwTaps::default();
     // Armv6-M's row loop with its three-multiply requantisation, where the layer allows it.
     let rows3 = SHORT && M::strip_row_takes(p);
-    for c0 in (0..c.saturating_sub(3)).step_by(4) {
+    for c0 in groups(c) {
         let (Some(bias), Some(m), Some(s), Some(total)) = (
             p.bias.get(c0..c0 + 4),
             p.multiplier.get(c0..c0 + 4),
@@ -479,6 +513,10 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
             return true;
         };
         let rq = if SHORT { Requant4::new(p, c0) } else { None };
+        // (Never: the slices were read above.) So with `SHORT`, `rq` is `Some` below.
+        if SHORT && rq.is_none() {
+            return true;
+        }
         for (oy0, oy1, ky_lo, ky_hi) in ys.iter() {
             for (ox0, ox1, kx_lo, kx_hi) in xs.iter() {
                 let win = ((ky_lo, ky_hi), (kx_lo, kx_hi));
@@ -494,8 +532,9 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
                 } else {
                     None
                 };
+                let empty = taps.rect(win).is_none();
                 match &rq {
-                    _ if taps.rect(win).is_none() => {}
+                    _ if empty => {}
                     Some(k) if ox1 - ox0 >= oy1 - oy0 => {
                         for oy in oy0..oy1 {
                             let at = (base(oy, ox0, c0), d.stride * c);
@@ -526,9 +565,16 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
                 }
                 // A window wholly in the padding (no taps), and every window without the short
                 // requantisation: pixel by pixel.
-                if rq.is_none() || taps.rect(win).is_none() {
+                if rq.is_none() || empty {
                     for (oy, ox) in (oy0..oy1).flat_map(|y| (ox0..ox1).map(move |x| (y, x))) {
-                        let acc = M::dw_taps(b, input, base(oy, ox, c0), &taps, win);
+                        // No taps inside: the bias alone. With `SHORT`, `rq` is always `Some`
+                        // (above), so only such windows come here: its copy compiles no
+                        // tap loop.
+                        let acc = if SHORT || empty {
+                            b
+                        } else {
+                            M::dw_taps(b, input, base(oy, ox, c0), &taps, win)
+                        };
                         let at = y_at(oy, ox, c0);
                         let Some(y) = output.get_mut(at..at + 4) else {
                             return true;
@@ -541,21 +587,24 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
             }
         }
     }
-    if c % 4 != 0 {
-        let from = c - c % 4;
-        for (i, y) in output.chunks_exact_mut(c).enumerate() {
-            let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
-            if oy >= d.out_h || !tail(input, y, (oy, ox), from) {
-                return true;
-            }
-        }
-    }
+    below_four(input, output, &d, tail);
     true
 }
 
+/// Whether the group path (`depthwise_groups`) takes a layer: depth multiplier 1, at least 4
+/// channels, at most [`MAX_TAPS`] taps, a kernel no wider than the input ([`DwTaps::fits`]),
+/// and output rows and columns whose windows change at most `MAX_SPANS` (12) times. The generator
+/// calls [`super::depthwise_conv2d_groups`] for these layers.
+pub fn groups_take(d: &crate::ConvDims) -> bool {
+    DwTaps::fits(d)
+        && spans(d.out_h, d.k_h, d.stride, d.pad_top, d.in_h).is_some()
+        && spans(d.out_w, d.k_w, d.stride, d.pad_left, d.in_w).is_some()
+}
+
 /// Columns of one group's padded copy in [`depthwise_rows`]: the left padding, the input, and
-/// the right padding the last output column's window reaches (`None` on overflow).
-fn padded_width(d: &crate::ConvDims) -> Option<usize> {
+/// the right padding the last output column's window reaches (`None` on overflow). Also the
+/// rows of [`super::dw_channel`]'s ring.
+pub(super) fn padded_width(d: &crate::ConvDims) -> Option<usize> {
     let have = d.pad_left.checked_add(d.in_w)?;
     let need = match d.out_w.checked_sub(1) {
         Some(last) => last.checked_mul(d.stride)?.checked_add(d.k_w)?,
@@ -593,7 +642,7 @@ pub fn rows_scratch_bytes(d: &crate::ConvDims) -> usize {
 /// output pixel of an output row has the same taps inside (only the rows at the top and bottom
 /// borders differ) and each output row is one [`Mac::dw_row`] over the whole row. Meant for
 /// layers whose output rows are short (the border columns then cost more as separate calls than
-/// their padded taps do). Then the last `c % 4` channels by `tail`, as [`depthwise_groups`].
+/// their padded taps do). The groups of [`groups`], as [`depthwise_groups`].
 /// False (nothing written) where the layer does not fit or `scratch` is short.
 // One copy at opt-level s or z (see `DwBlocks::pixel`).
 #[cfg_attr(tinynas_small, inline(never))]
@@ -604,7 +653,7 @@ pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
     scratch: &mut [i8],
     p: &FastConv<'_>,
     pad: i8,
-    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize), usize) -> bool,
+    tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
 ) -> bool {
     let d = p.dims;
     let c = d.in_c;
@@ -628,7 +677,7 @@ pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
     let padi = i32::from(pad);
     let in_row = d.in_w.wrapping_mul(c);
     let mut taps = DwTaps::default();
-    for c0 in (0..c.saturating_sub(3)).step_by(4) {
+    for c0 in groups(c) {
         // The group's rows, padded.
         for (iy, dst) in super::mac::rows_mut(buf, row).enumerate().take(d.in_h) {
             let src = input.get(iy.wrapping_mul(in_row).wrapping_add(c0)..);
@@ -655,6 +704,10 @@ pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
             return true;
         };
         let rq = if SHORT { Requant4::new(p, c0) } else { None };
+        // (Never: the slices were read above.) So with `SHORT`, `rq` is `Some` below.
+        if SHORT && rq.is_none() {
+            return true;
+        }
         for (oy0, oy1, ky_lo, ky_hi) in ys.iter() {
             let win = ((ky_lo, ky_hi), (0, d.k_w));
             let inside = if (ky_lo, ky_hi) == (0, d.k_h) {
@@ -673,15 +726,22 @@ pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
                 let base = y0.wrapping_mul(row as isize);
                 let step = d.stride.wrapping_mul(4);
                 let y_at = oy.wrapping_mul(d.out_w).wrapping_mul(c).wrapping_add(c0);
-                if let (Some(k), Some(_)) = (&rq, taps.rect(win)) {
+                let empty = taps.rect(win).is_none();
+                if let (Some(k), false) = (&rq, empty) {
                     let px = (base, step);
                     M::dw_row(&taps, win, b, k, buf, px, d.out_w, output, (y_at, c));
                     continue;
                 }
-                // No taps inside (a row wholly in the padding), or the full requantisation.
+                // No taps inside (a row wholly in the padding: the bias alone), or the full
+                // requantisation.
                 for ox in 0..d.out_w {
                     let at = base.wrapping_add(step.wrapping_mul(ox) as isize);
-                    let acc = M::dw_taps(b, buf, at, &taps, win);
+                    // With `SHORT` only such rows come here (as in `depthwise_groups`).
+                    let acc = if SHORT || empty {
+                        b
+                    } else {
+                        M::dw_taps(b, buf, at, &taps, win)
+                    };
                     let yo = y_at.wrapping_add(ox.wrapping_mul(c));
                     let Some(y) = output.get_mut(yo..).and_then(|y| y.get_mut(..4)) else {
                         return true;
@@ -693,15 +753,7 @@ pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
             }
         }
     }
-    if c % 4 != 0 {
-        let from = c - c % 4;
-        for (i, y) in output.chunks_exact_mut(c).enumerate() {
-            let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
-            if oy >= d.out_h || !tail(input, y, (oy, ox), from) {
-                return true;
-            }
-        }
-    }
+    below_four(input, output, &d, tail);
     true
 }
 
@@ -763,8 +815,8 @@ pub(crate) fn strip_bytes(d: &crate::ConvDims) -> Option<usize> {
 /// likewise), so that every pixel of the row runs the same taps ([`Mac::dw_taps_u8`]: the taps of
 /// the window's rows inside the input, all columns); the bias of each band of rows adds the
 /// padded rows' products and subtracts `128 * sum(w)` of the taps run, which leaves exactly the
-/// reference's sums. Then the last `c % 4` channels by `tail`. False (nothing written) where the
-/// layer does not fit or `scratch` is short.
+/// reference's sums. The groups of [`groups`], as [`depthwise_groups`]. False (nothing written)
+/// where the layer does not fit or `scratch` is short.
 #[inline(always)]
 pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
     input: &[i8],
@@ -772,7 +824,7 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
     scratch: &mut [i8],
     p: &FastConv<'_>,
     pad: i8,
-    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize), usize) -> bool,
+    tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
 ) -> bool {
     let d = p.dims;
     let c = d.in_c;
@@ -793,7 +845,7 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
     let mut taps = DwTaps::default();
     // Armv6-M's row loop with its three-multiply requantisation, where the layer allows it.
     let rows3 = SHORT && M::strip_row_takes(p);
-    for c0 in (0..c.saturating_sub(3)).step_by(4) {
+    for c0 in groups(c) {
         // The group's taps, their offsets in the strip increasing (`fits_in`), and weight sums.
         let Some(total) = taps.fill_in(p.weights, &d, c0, (4, row)) else {
             return true;
@@ -892,15 +944,7 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
             }
         }
     }
-    if c % 4 != 0 {
-        let from = c - c % 4;
-        for (i, y) in output.chunks_exact_mut(c).enumerate() {
-            let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
-            if oy >= d.out_h || !tail(input, y, (oy, ox), from) {
-                return true;
-            }
-        }
-    }
+    below_four(input, output, &d, tail);
     true
 }
 

@@ -116,6 +116,10 @@ pub trait Mac {
     /// [`Mac::dw_row4`] (worth it where that is one tight loop: DSP, MVE); otherwise every pixel
     /// goes through the channel blocks of [`Mac::mac_lanes`].
     const DW_ROWS: bool = false;
+    /// Whether depthwise layers (depth multiplier 1, given the generator's scratch) run one channel
+    /// at a time through a ring of padded rows ([`super::dw_channel`]): where a multiply-accumulate
+    /// is one MLA on values loaded one by one (no SIMD), so the weights are best kept in registers.
+    const DW_CHANNELS: bool = false;
     /// Stores column `p` (0 to 3) of a block of four im2col columns: `col` holds `kp` int8 values,
     /// `kp` a multiple of 4, and the block has [`block_bytes`]`(kp)` bytes (each instruction set
     /// lays the block out its own way, within that size).
@@ -406,6 +410,9 @@ pub const fn block_bytes(kp: usize) -> usize {
 
 /// The portable block: the four int8 columns one after the other (half of [`block_bytes`]).
 impl Mac for Portable {
+    // Not at opt-level s or z: its four kernel shapes cost about 10 KB of flash on Armv7-M.
+    const DW_CHANNELS: bool = !cfg!(tinynas_small);
+
     #[inline(always)]
     fn store_column(block: &mut [i8], p: usize, col: &[i8]) {
         if let Some(dst) = block.get_mut(p * col.len()..(p + 1) * col.len()) {

@@ -8,12 +8,22 @@
 //! * weights are stored as the kernel reads them (convolution rows zero-padded to a multiple of 4);
 //! * a layer is run by the kernel its shape calls for ([`conv2d`] with a block of four im2col
 //!   columns in planned scratch, [`depthwise_conv2d`] over channel lanes, or on DSP and Armv6-M
-//!   group by group of four channels, [`dw_groups`]), chosen by the generator, never at run time;
+//!   group by group of four channels, [`dw_groups`], or on the portable path one channel at a
+//!   time, [`dw_channel`]), chosen by the generator, never at run time;
 //! * the first convolution of a `u8` model reads the pixels directly ([`conv2d_u8`]): the
-//!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered.
+//!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered;
+//! * a 3x3 convolution over one input channel (a grayscale image's first layer) runs in its own
+//!   copy of the kernel with those sides as constants ([`conv2d_one_channel`]);
+//! * a depthwise layer the group path takes ([`dw_groups::groups_take`]) is called through
+//!   [`depthwise_conv2d_groups`], which leaves out the general path's register loop that such a
+//!   layer never reaches (on DSP, 1.9 KB of code at opt-level 3).
+//!
+//! What is compiled is what the generator calls: each entry point above instantiates its own
+//! code, so the generator calls the narrowest one that takes the layer.
 //!
 //! The instruction-set paths are in [`mac`]: the inner loops are the only difference between them.
 
+pub mod dw_channel;
 pub mod dw_groups;
 pub mod mac;
 
@@ -310,8 +320,14 @@ fn copy<T: Pixel>(dst: &mut [i8], src: &[T]) {
             (*d0, *d1, *d2, *d3) = (b0 as i8, b1 as i8, b2 as i8, b3 as i8);
         }
     }
-    for (d, &s) in d4.into_remainder().iter_mut().zip(s4.remainder()) {
-        *d = s.to_i8();
+    // The last one to three values one by one: as a loop of unknown length the compiler calls
+    // `memcpy` for them (i8 input), which costs more than the copy itself where rows are short (a
+    // one-channel input's 3x3 window: three such calls per output pixel).
+    match (d4.into_remainder(), s4.remainder()) {
+        ([d0], [s0]) => *d0 = s0.to_i8(),
+        ([d0, d1], [s0, s1]) => (*d0, *d1) = (s0.to_i8(), s1.to_i8()),
+        ([d0, d1, d2], [s0, s1, s2]) => (*d0, *d1, *d2) = (s0.to_i8(), s1.to_i8(), s2.to_i8()),
+        _ => {}
     }
 }
 
@@ -339,20 +355,70 @@ pub fn conv2d_u8(input: &[u8], output: &mut [i8], scratch: &mut [i8], p: &FastCo
 #[inline(always)]
 fn im2col<M: Mac, T: Pixel>(input: &[T], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
     if p.narrow {
-        im2col_q::<M, T, true>(input, output, scratch, p);
+        im2col_q::<M, T, true, false>(input, output, scratch, p);
     } else {
-        im2col_q::<M, T, false>(input, output, scratch, p);
+        im2col_q::<M, T, false, false>(input, output, scratch, p);
     }
 }
 
-#[inline]
-fn im2col_q<M: Mac, T: Pixel, const SHORT: bool>(
+/// [`conv2d`] of a layer with a 3x3 kernel over one input channel (a grayscale image's first
+/// layer): a narrow one runs in its own copy of the kernel with those sides as constants (nine
+/// values per column, where the loops of the shared copy cost more than the arithmetic), except
+/// at `opt-level` `s` and `z`; any other layer as [`conv2d`]. The generator calls it for such
+/// layers only: the copy is compiled wherever this is called, and rustc's memory is what a
+/// small gateway's search runs short of (each copy of the kernel adds about 5 MiB to building a
+/// bench firmware).
+#[inline(always)]
+pub fn conv2d_one_channel(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+    one_channel::<Selected, i8>(input, output, scratch, p);
+}
+
+/// [`conv2d_one_channel`] on the model's raw `u8` input, as [`conv2d_u8`].
+#[inline(always)]
+pub fn conv2d_u8_one_channel(
+    input: &[u8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
+    one_channel::<Selected, u8>(input, output, scratch, p);
+}
+
+/// Whether [`conv2d_one_channel`]'s copy takes a layer of these sides (a 3x3 kernel over one
+/// input channel; the copy also needs the layer to be narrow, [`FastConv::narrow`]): the
+/// generator's test and the kernel's.
+pub const fn one_channel_takes(d: &ConvDims) -> bool {
+    d.k_h == 3 && d.k_w == 3 && d.in_c == 1
+}
+
+#[inline(always)]
+fn one_channel<M: Mac, T: Pixel>(
     input: &[T],
     output: &mut [i8],
     scratch: &mut [i8],
     p: &FastConv<'_>,
 ) {
-    let d = p.dims;
+    #[cfg(not(tinynas_small))]
+    if p.narrow && one_channel_takes(&p.dims) {
+        im2col_q::<M, T, true, true>(input, output, scratch, p);
+        return;
+    }
+    im2col::<M, T>(input, output, scratch, p);
+}
+
+/// `THREE_BY_ONE`: the caller checked that the layer has a 3x3 kernel over one input channel;
+/// the copy then works with those as constants.
+#[inline]
+fn im2col_q<M: Mac, T: Pixel, const SHORT: bool, const THREE_BY_ONE: bool>(
+    input: &[T],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
+    let mut d = p.dims;
+    if THREE_BY_ONE {
+        (d.k_h, d.k_w, d.in_c) = (3, 3, 1);
+    }
     let (k, kp) = (d.k_h * d.k_w * d.in_c, padded_k(&d));
     // The block is read by word (and doubleword) loads: align it (the planner left 3 bytes).
     let align = scratch.as_ptr().align_offset(4).min(3);
@@ -520,7 +586,7 @@ const BLOCK: usize = 32;
 /// stack, one lane-wise multiply-accumulate per kernel tap (padded taps multiply the zero point).
 #[inline(always)]
 pub fn depthwise_conv2d(input: &[i8], output: &mut [i8], p: &FastConv<'_>) {
-    depthwise::<Selected>(input, output, &mut [], p);
+    depthwise::<Selected, true>(input, output, &mut [], p);
 }
 
 /// [`depthwise_conv2d`] with the scratch the planner found room for
@@ -535,20 +601,45 @@ pub fn depthwise_conv2d_rows(
     scratch: &mut [i8],
     p: &FastConv<'_>,
 ) {
-    depthwise::<Selected>(input, output, scratch, p);
+    depthwise::<Selected, true>(input, output, scratch, p);
 }
 
+/// [`depthwise_conv2d_rows`] (or, with an empty `scratch`, [`depthwise_conv2d`]) of a layer that
+/// [`dw_groups::groups_take`]: the generator calls it for such layers. Where the instruction set
+/// has the group path (DSP, Armv6-M) that path runs every such layer, so the general path's
+/// register loop is not compiled: only its per-pixel blocks remain, which no such layer reaches.
+/// Any other layer still gets exactly the reference's bytes, slowly.
 #[inline(always)]
-fn depthwise<M: Mac>(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+pub fn depthwise_conv2d_groups(
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
+    depthwise::<Selected, false>(input, output, scratch, p);
+}
+
+/// `GENERAL`: whether the general path's register loop is compiled where the group path exists
+/// (false: the caller checked [`dw_groups::groups_take`]).
+#[inline(always)]
+fn depthwise<M: Mac, const GENERAL: bool>(
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+) {
     if p.narrow {
-        depthwise_q::<M, true>(input, output, scratch, p);
+        depthwise_q::<M, true, GENERAL>(input, output, scratch, p);
     } else {
-        depthwise_q::<M, false>(input, output, scratch, p);
+        depthwise_q::<M, false, GENERAL>(input, output, scratch, p);
     }
 }
 
-#[inline]
-fn depthwise_q<M: Mac, const SHORT: bool>(
+// At opt-level s or z one copy, called: without the register loop it is small enough that LLVM
+// inlined its dispatch into every depthwise call (person_detect on qemu-m4: 700 B more code).
+#[cfg_attr(tinynas_small, inline(never))]
+#[cfg_attr(not(tinynas_small), inline)]
+fn depthwise_q<M: Mac, const SHORT: bool, const GENERAL: bool>(
     input: &[i8],
     output: &mut [i8],
     scratch: &mut [i8],
@@ -557,10 +648,27 @@ fn depthwise_q<M: Mac, const SHORT: bool>(
     let d = p.dims;
     let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
     let mut blocks = DwBlocks::new(pad_value(&p.quant), mult);
+    if M::DW_CHANNELS
+        && mult == 1
+        && dw_channel::depthwise_channels::<M, SHORT>(input, output, scratch, p, blocks.pad)
+    {
+        return;
+    }
+    // Behind the group path of a layer that `groups_take` (GENERAL false), the per-pixel work
+    // (a channel tail below four, a layer the path refuses after all) is never reached: one
+    // small scalar copy keeps it exact without compiling the stack blocks (person_detect on
+    // qemu-m4: 2.3 KB less code).
+    let compact = !GENERAL && M::DW_GROUPS;
     // With the generator's scratch: the padded strip (Armv6-M) or padded rows (DSP).
     if (M::DW_STRIP || M::DW_GROUPS) && mult == 1 && !scratch.is_empty() {
         let pad = blocks.pad;
-        let tail = |x: &[i8], y: &mut [i8], at, from| blocks.pixel::<M, SHORT>(x, y, p, at, from);
+        let tail = |x: &[i8], y: &mut [i8], at| {
+            if compact {
+                pixel_scalar::<M, SHORT>(x, y, p, at, 0)
+            } else {
+                blocks.pixel::<M, SHORT>(x, y, p, at, 0)
+            }
+        };
         let done = if M::DW_STRIP {
             dw_groups::depthwise_strip::<M, SHORT>(input, output, scratch, p, pad, tail)
         } else {
@@ -572,13 +680,13 @@ fn depthwise_q<M: Mac, const SHORT: bool>(
     }
     if M::DW_GROUPS
         && mult == 1
-        && dw_groups::depthwise_groups::<M, SHORT>(
-            input,
-            output,
-            p,
-            blocks.pad,
-            |x, y, at, from| blocks.pixel::<M, SHORT>(x, y, p, at, from),
-        )
+        && dw_groups::depthwise_groups::<M, SHORT>(input, output, p, blocks.pad, |x, y, at| {
+            if compact {
+                pixel_scalar::<M, SHORT>(x, y, p, at, 0)
+            } else {
+                blocks.pixel::<M, SHORT>(x, y, p, at, 0)
+            }
+        })
     {
         return;
     }
@@ -590,6 +698,7 @@ fn depthwise_q<M: Mac, const SHORT: bool>(
         let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
         let (y0, x0) = (oy * d.stride, ox * d.stride);
         let interior = M::DW_ROWS
+            && (GENERAL || !M::DW_GROUPS)
             && mult == 1
             && y0 >= d.pad_top
             && y0 + d.k_h <= d.in_h + d.pad_top
@@ -631,10 +740,70 @@ fn depthwise_q<M: Mac, const SHORT: bool>(
                 done = c0 + 4;
             }
         }
-        if !blocks.pixel::<M, SHORT>(input, y, p, (oy, ox), done) {
+        let at = (oy, ox);
+        let done = if compact {
+            pixel_scalar::<M, SHORT>(input, y, p, at, done)
+        } else {
+            blocks.pixel::<M, SHORT>(input, y, p, at, done)
+        };
+        if !done {
             return;
         }
     }
+}
+
+/// Channels `from..` of depthwise output pixel `(oy, ox)`, one channel and one tap at a time
+/// (padded taps multiply the zero point): what [`DwBlocks::pixel`] computes, in a few hundred
+/// bytes of code. False where a slice is too short.
+#[inline(never)]
+fn pixel_scalar<M: Mac, const SHORT: bool>(
+    input: &[i8],
+    y: &mut [i8],
+    p: &FastConv<'_>,
+    (oy, ox): (usize, usize),
+    from: usize,
+) -> bool {
+    let d = p.dims;
+    let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
+    let pad = i32::from(pad_value(&p.quant));
+    for c in from..d.out_c {
+        let (Some(&b), Some(&m), Some(&s), Some(y)) = (
+            p.bias.get(c),
+            p.multiplier.get(c),
+            p.shift.get(c),
+            y.get_mut(c),
+        ) else {
+            return false;
+        };
+        let mut acc = b;
+        for ky in 0..d.k_h {
+            let iy = (oy * d.stride + ky)
+                .checked_sub(d.pad_top)
+                .filter(|&y| y < d.in_h);
+            for kx in 0..d.k_w {
+                let ix = (ox * d.stride + kx)
+                    .checked_sub(d.pad_left)
+                    .filter(|&x| x < d.in_w);
+                let Some(&w) = p.weights.get((ky * d.k_w + kx) * d.out_c + c) else {
+                    return false;
+                };
+                let x = match (iy, ix) {
+                    // Output channel c reads input channel c / mult.
+                    (Some(iy), Some(ix)) => {
+                        let at = (iy * d.in_w + ix) * d.in_c + c.checked_div(mult).unwrap_or(0);
+                        let Some(&x) = input.get(at) else {
+                            return false;
+                        };
+                        i32::from(x)
+                    }
+                    _ => pad,
+                };
+                acc = acc.wrapping_add(x * i32::from(w));
+            }
+        }
+        *y = Requant::new::<SHORT>(m, s).apply::<M, SHORT>(acc, &p.quant);
+    }
+    true
 }
 
 /// Depthwise in vector lanes (MVE; depth multiplier 1, channels a multiple of 4, shifts in
@@ -699,7 +868,9 @@ fn depthwise_vector<M: Mac, const SHORT: bool>(
                 };
                 done = M::dw_pixel(&px, y);
             }
-            if done < d.out_c && !blocks.pixel::<M, SHORT>(input, y, p, (oy, ox), done) {
+            // A channel tail (channels not a multiple of 4) reaches it at every pixel: inlined
+            // here (the evolve fixture on qemu-m55: 2 % more instructions called).
+            if done < d.out_c && !blocks.pixel_inline::<M, SHORT>(input, y, p, (oy, ox), done) {
                 return;
             }
         }
@@ -729,11 +900,27 @@ impl DwBlocks {
 
     /// Channels `from..` of output pixel `(oy, ox)`, lane-wise by [`Mac::mac_lanes`], one tap at a
     /// time (padded taps multiply the zero point). False where a slice is too short.
-    // At opt-level s or z one copy, called (smaller, and measured faster there: person_detect on
-    // qemu-m4 at s, 1.5 KB less code and 0.2 % fewer instructions); inlined otherwise.
+    // One copy, called: the group and general paths reach it only at borders, channel tails and
+    // multipliers above 1. Measured on person_detect (qemu-m4): at opt-level s 1.5 KB less code
+    // and 0.2 % fewer instructions than inlined; at 3 (where it was inlined into its three
+    // callers) 2.6 KB less and 0.07 % fewer.
+    #[inline(never)]
+    fn pixel<M: Mac, const SHORT: bool>(
+        &mut self,
+        input: &[i8],
+        y: &mut [i8],
+        p: &FastConv<'_>,
+        at: (usize, usize),
+        from: usize,
+    ) -> bool {
+        self.pixel_inline::<M, SHORT>(input, y, p, at, from)
+    }
+
+    /// [`DwBlocks::pixel`] inlined into its caller (the vector path's channel tail), except at
+    /// opt-level s or z.
     #[cfg_attr(tinynas_small, inline(never))]
     #[cfg_attr(not(tinynas_small), inline(always))]
-    fn pixel<M: Mac, const SHORT: bool>(
+    fn pixel_inline<M: Mac, const SHORT: bool>(
         &mut self,
         input: &[i8],
         y: &mut [i8],

@@ -130,18 +130,39 @@ fn quant() -> impl Strategy<Value = OutputQuant> {
 
 /// `k`: kernel sides; `depthwise`: output channels are a multiple of the input's.
 fn case(k: std::ops::RangeInclusive<usize>, depthwise: bool) -> impl Strategy<Value = Case> {
+    let channels = if depthwise { 1..=21 } else { 1..=11 };
+    case_in(1..=9, channels, k, 1..=3, depthwise, false)
+}
+
+/// [`case`] with the input sides `hw` and the strides `strides`; `square`: a square kernel and a
+/// depth multiplier of 1 (depthwise).
+fn case_in(
+    hw: std::ops::RangeInclusive<usize>,
+    channels: std::ops::RangeInclusive<usize>,
+    k: std::ops::RangeInclusive<usize>,
+    strides: std::ops::RangeInclusive<usize>,
+    depthwise: bool,
+    square: bool,
+) -> impl Strategy<Value = Case> {
     (
-        1usize..=9,
-        1usize..=9,
+        hw.clone(),
+        hw,
         // Depthwise: past 16 channels, the vector kernels' wide step.
-        1usize..=if depthwise { 21 } else { 11 },
+        channels,
         1usize..=11,
         k.clone(),
         k,
-        1usize..=3,
+        strides,
     )
         .prop_flat_map(move |(ih, iw, ic, oc, kh, kw, s)| {
-            let oc = if depthwise { ic * (1 + oc % 3) } else { oc };
+            let kw = if square { kh } else { kw };
+            let oc = if square {
+                ic
+            } else if depthwise {
+                ic * (1 + oc % 3)
+            } else {
+                oc
+            };
             let oh = 1..=ih.div_ceil(s) + 1;
             let ow = 1..=iw.div_ceil(s) + 1;
             let nw = if depthwise {
@@ -213,11 +234,85 @@ fn check_conv<M: Mac>(c: &Case) -> Result<(), TestCaseError> {
         let mut got = vec![0i8; c.out_len()];
         im2col::<M, i8>(&c.input, &mut got, scratch, &f);
         prop_assert_eq!(&got, &want, "im2col, skew {}", skew);
+        // What the generator calls for a 3x3 layer over one channel (the others as above).
+        let mut got = vec![0i8; c.out_len()];
+        one_channel::<M, i8>(&c.input, &mut got, scratch, &f);
+        prop_assert_eq!(&got, &want, "one channel, skew {}", skew);
         // The same layer on raw u8 pixels: x_u8 = x_i8 + 128.
         let raw: Vec<u8> = c.input.iter().map(|&x| (x as u8) ^ 0x80).collect();
         let mut got = vec![0i8; c.out_len()];
         im2col::<M, u8>(&raw, &mut got, scratch, &f);
         prop_assert_eq!(&got, &want, "im2col u8, skew {}", skew);
+        let mut got = vec![0i8; c.out_len()];
+        one_channel::<M, u8>(&raw, &mut got, scratch, &f);
+        prop_assert_eq!(&got, &want, "one channel u8, skew {}", skew);
+    }
+    Ok(())
+}
+
+/// A depthwise kernel of one instruction set: input, output, scratch, parameters.
+type DepthwiseFn = fn(&[i8], &mut [i8], &mut [i8], &FastConv<'_>);
+
+/// The fast depthwise kernels of every instruction set against the reference on `c`.
+fn depthwise_case(c: &Case) -> Result<(), TestCaseError> {
+    let mut want = vec![0i8; c.out_len()];
+    crate::depthwise_conv2d(&c.input, &mut want, &c.reference());
+    let bias = c.folded(true);
+    // Without scratch, with the scratch of both padded-rows paths (DSP, Armv6-M) at each
+    // alignment, and with exactly the channel path's ring (portable).
+    let rows = dw_groups::full_rows_bytes(&c.dims)
+        .unwrap_or(0)
+        .max(dw_groups::strip_bytes(&c.dims).unwrap_or(0));
+    let ring = dw_channel::scratch_bytes(&c.dims).unwrap_or(0);
+    let sizes = [
+        (0, None),
+        (rows, Some(0)),
+        (rows, Some(1)),
+        (rows, Some(3)),
+        (ring, Some(1)),
+    ];
+    // What the generator calls for any layer (`general`) and for a layer the group path takes
+    // (`grouped`, `depthwise_conv2d_groups`); both run on every case here, as `grouped` must give
+    // the reference's bytes on any layer too.
+    let general: [DepthwiseFn; 4] = [
+        depthwise::<Portable, true>,
+        depthwise::<Dsp, true>,
+        depthwise::<Mve, true>,
+        depthwise::<V6m, true>,
+    ];
+    let grouped: [DepthwiseFn; 4] = [
+        depthwise::<Portable, false>,
+        depthwise::<Dsp, false>,
+        depthwise::<Mve, false>,
+        depthwise::<V6m, false>,
+    ];
+    // The generator's test is exactly where the group path takes the layer (so no layer it
+    // sends to `depthwise_conv2d_groups` needs the register loop that leaves out).
+    let f = FastConv {
+        acc_bound: c.bound(&bias, true),
+        ..c.fast(&bias)
+    };
+    let mut got = vec![0i8; c.out_len()];
+    let pad = pad_value(&f.quant);
+    let taken =
+        dw_groups::depthwise_groups::<Dsp, false>(&c.input, &mut got, &f, pad, |_, _, _| true);
+    prop_assert_eq!(taken, dw_groups::groups_take(&c.dims), "{:?}", c.dims);
+    for narrow in [false, c.narrow(&bias, true)] {
+        for run in general.into_iter().chain(grouped) {
+            for (len, skip) in sizes {
+                let mut scratch = vec![0i8; skip.map_or(0, |s| len + s)];
+                let scratch = &mut scratch[skip.unwrap_or(0).min(len)..];
+                let mut got = vec![0i8; c.out_len()];
+                let acc_bound = c.bound(&bias, true);
+                let f = FastConv {
+                    narrow,
+                    acc_bound,
+                    ..c.fast(&bias)
+                };
+                run(&c.input, &mut got, scratch, &f);
+                prop_assert_eq!(&got, &want, "narrow {} scratch {} {:?}", narrow, len, skip);
+            }
+        }
     }
     Ok(())
 }
@@ -227,6 +322,18 @@ proptest! {
 
     #[test]
     fn conv2d_equals_the_reference(c in case(1..=5, false)) {
+        check_conv::<Portable>(&c)?;
+        check_conv::<Dsp>(&c)?;
+        check_conv::<V6m>(&c)?;
+        check_conv::<Mve>(&c)?;
+    }
+
+    /// A 3x3 window over one input channel (a grayscale image's first layer): its own copy of
+    /// the convolution, with those sides as constants (inputs up to 14x14 so that most windows
+    /// are inside).
+    #[test]
+    fn one_channel_3x3_conv2d_equals_the_reference(c in case_in(1..=14, 1..=1, 3..=3, 1..=3, false, false)) {
+        prop_assert_eq!((c.dims.k_h, c.dims.k_w, c.dims.in_c), (3, 3, 1));
         check_conv::<Portable>(&c)?;
         check_conv::<Dsp>(&c)?;
         check_conv::<V6m>(&c)?;
@@ -253,30 +360,18 @@ proptest! {
 
     #[test]
     fn depthwise_equals_the_reference(c in case(1..=5, true)) {
-        let mut want = vec![0i8; c.out_len()];
-        crate::depthwise_conv2d(&c.input, &mut want, &c.reference());
-        let bias = c.folded(true);
-        // Without scratch, and with the scratch of both padded-rows paths (DSP, Armv6-M) at each
-        // alignment.
-        let rows = dw_groups::full_rows_bytes(&c.dims)
-            .unwrap_or(0)
-            .max(dw_groups::strip_bytes(&c.dims).unwrap_or(0));
-        for narrow in [false, c.narrow(&bias, true)] {
-            let kernels = [depthwise::<Portable>, depthwise::<Dsp>, depthwise::<Mve>, depthwise::<V6m>];
-            for run in kernels {
-                for skip in [None, Some(0), Some(1), Some(3)] {
-                    let mut scratch = vec![0i8; skip.map_or(0, |s| rows + s)];
-                    let scratch = &mut scratch[skip.unwrap_or(0).min(rows)..];
-                    let mut got = vec![0i8; c.out_len()];
-                    let acc_bound = c.bound(&bias, true);
-                    let f = FastConv { narrow, acc_bound, ..c.fast(&bias) };
-                    run(&c.input, &mut got, scratch, &f);
-                    prop_assert_eq!(&got, &want, "narrow {} scratch {:?}", narrow, skip);
-                }
-            }
-        }
+        depthwise_case(&c)?;
     }
 
+    /// The portable channel path's layers (`dw_channel`: 3x3 and 5x5, strides 1 and 2, outputs of
+    /// at least 32 pixels) through every instruction set's kernels.
+    #[test]
+    fn depthwise_channels_equal_the_reference(c in case_in(6..=14, 1..=21, 3..=5, 1..=2, true, true)) {
+        depthwise_case(&c)?;
+    }
+}
+
+proptest! {
     #[test]
     fn dense_equals_the_reference(
         (input, weights, bias, m, s, q) in (1usize..=300, 1usize..=13).prop_flat_map(|(n, o)| (
@@ -450,8 +545,11 @@ fn total<M: Mac>(d: ConvDims, s: &[Vec<i8>; 3], n: (usize, usize), q: OutputQuan
     im2col::<M, i8>(&input, &mut out, &mut scratch, &f);
     let raw: Vec<u8> = input.iter().map(|&x| x as u8).collect();
     im2col::<M, u8>(&raw, &mut out, &mut scratch, &f);
-    depthwise::<M>(&input, &mut out, &mut [], &f);
-    depthwise::<M>(&input, &mut out, &mut scratch, &f);
+    depthwise::<M, true>(&input, &mut out, &mut [], &f);
+    depthwise::<M, true>(&input, &mut out, &mut scratch, &f);
+    // What the generator calls for layers the group path takes, here on any layer.
+    depthwise::<M, false>(&input, &mut out, &mut [], &f);
+    depthwise::<M, false>(&input, &mut out, &mut scratch, &f);
     let dense_p = FastDense {
         weights: &weights,
         bias: &ints,
