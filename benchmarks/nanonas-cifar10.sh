@@ -15,7 +15,8 @@
 #
 # Settings (environment): CHIPS, OUT (default target/nanonas-cifar10), TIME_BUDGET (evolve's
 # --time-budget, default 55m), PROXY_EPOCHS (3), FINAL_EPOCHS (30), POPULATION (6),
-# GENERATIONS (evolve's --generations; default unset: generations until the time budget), THREADS (2), STRATEGIES ("nanonas evolve"; an ablation is
+# GENERATIONS (evolve's --generations; default unset: generations until the time budget), SEED (the
+# projects' seed, 1; another seed shows how far one search moves from run to run), THREADS (2), STRATEGIES ("nanonas evolve"; an ablation is
 # evolve-without-PART[,PART], PART one of growth, screening, promotion, pooling, fresh, calibration, seeds), CIFAR (a folder with train/ and
 # test/ class folders; default: ../shared/data/cifar10 unpacked into $OUT/cifar10), MEMORY_LIMIT
 # (default 256M: each search runs in a cgroup v1 memory cgroup of that size holding its whole
@@ -34,6 +35,7 @@ PROXY_EPOCHS=${PROXY_EPOCHS:-3}
 FINAL_EPOCHS=${FINAL_EPOCHS:-30}
 POPULATION=${POPULATION:-6}
 GENERATIONS=${GENERATIONS:-}
+SEED=${SEED:-1}
 THREADS=${THREADS:-2}
 STRATEGIES=${STRATEGIES:-nanonas evolve}
 CHIPS=${CHIPS:-STM32L010RBTx STM32L151UCYx STM32L412KBUx}
@@ -140,7 +142,7 @@ max-flash = $flash
 # The pick's measured latency: instructions at one per cycle, at 1 kHz that many milliseconds.
 clock-hz = 1000
 max-latency-ms = $latency
-seed = 1
+seed = $SEED
 proxy-epochs = $PROXY_EPOCHS
 final-epochs = $FINAL_EPOCHS
 TOML
