@@ -307,7 +307,7 @@ mod imp {
     #[inline(always)]
     pub fn requant_col(acc: [i32; 4], k: &RequantCol, y: &mut [i8], stride: usize) {
         let end = stride.checked_mul(3).and_then(|e| e.checked_add(1));
-        if !end.is_some_and(|e| e <= y.len()) {
+        if end.is_none_or(|e| e > y.len()) {
             return;
         }
         let [a0, a1, a2, a3] = acc;
