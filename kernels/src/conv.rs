@@ -17,6 +17,15 @@ pub struct ConvDims {
     pub pad_left: usize,
 }
 
+impl ConvDims {
+    /// The input row (column) that tap `k` of output row (column) `o` reads, with the padding
+    /// `pad` before an input side of `size`, if it is inside the input.
+    #[inline(always)]
+    pub(crate) fn tap(&self, o: usize, k: usize, pad: usize, size: usize) -> Option<usize> {
+        (o * self.stride + k).checked_sub(pad).filter(|&i| i < size)
+    }
+}
+
 /// Weights and requantisation of a (depthwise) convolution.
 #[derive(Debug, Clone, Copy)]
 pub struct Conv<'a> {
@@ -39,13 +48,6 @@ impl Conv<'_> {
         let v = multiply_by_quantized_multiplier(acc, m, s).wrapping_add(q.output_offset);
         clamp_i8(v, q.act_min, q.act_max)
     }
-
-    /// The input row/column a kernel tap reads, if it is inside the input.
-    #[inline]
-    fn tap(&self, o: usize, k: usize, pad: usize, size: usize) -> Option<usize> {
-        let i = (o * self.dims.stride + k).checked_sub(pad)?;
-        (i < size).then_some(i)
-    }
 }
 
 /// 2-D convolution (TFLM `reference_integer_ops::ConvPerChannel`): for each output,
@@ -57,11 +59,11 @@ pub fn conv2d(input: &[i8], output: &mut [i8], p: &Conv<'_>) {
             for oc in 0..d.out_c {
                 let mut acc = p.bias.get(oc).copied().unwrap_or(0);
                 for ky in 0..d.k_h {
-                    let Some(iy) = p.tap(oy, ky, d.pad_top, d.in_h) else {
+                    let Some(iy) = d.tap(oy, ky, d.pad_top, d.in_h) else {
                         continue;
                     };
                     for kx in 0..d.k_w {
-                        let Some(ix) = p.tap(ox, kx, d.pad_left, d.in_w) else {
+                        let Some(ix) = d.tap(ox, kx, d.pad_left, d.in_w) else {
                             continue;
                         };
                         let x_base = (iy * d.in_w + ix) * d.in_c;
@@ -95,11 +97,11 @@ pub fn depthwise_conv2d(input: &[i8], output: &mut [i8], p: &Conv<'_>) {
                     let oc = ic * multiplier + m;
                     let mut acc = p.bias.get(oc).copied().unwrap_or(0);
                     for ky in 0..d.k_h {
-                        let Some(iy) = p.tap(oy, ky, d.pad_top, d.in_h) else {
+                        let Some(iy) = d.tap(oy, ky, d.pad_top, d.in_h) else {
                             continue;
                         };
                         for kx in 0..d.k_w {
-                            let Some(ix) = p.tap(ox, kx, d.pad_left, d.in_w) else {
+                            let Some(ix) = d.tap(ox, kx, d.pad_left, d.in_w) else {
                                 continue;
                             };
                             let x = at(input, (iy * d.in_w + ix) * d.in_c + ic)

@@ -778,13 +778,9 @@ fn pixel_scalar<M: Mac, const SHORT: bool>(
         };
         let mut acc = b;
         for ky in 0..d.k_h {
-            let iy = (oy * d.stride + ky)
-                .checked_sub(d.pad_top)
-                .filter(|&y| y < d.in_h);
+            let iy = d.tap(oy, ky, d.pad_top, d.in_h);
             for kx in 0..d.k_w {
-                let ix = (ox * d.stride + kx)
-                    .checked_sub(d.pad_left)
-                    .filter(|&x| x < d.in_w);
+                let ix = d.tap(ox, kx, d.pad_left, d.in_w);
                 let Some(&w) = p.weights.get((ky * d.k_w + kx) * d.out_c + c) else {
                     return false;
                 };
@@ -938,13 +934,9 @@ impl DwBlocks {
             };
             acc.copy_from_slice(bias);
             for ky in 0..d.k_h {
-                let iy = (oy * d.stride + ky)
-                    .checked_sub(d.pad_top)
-                    .filter(|&y| y < d.in_h);
+                let iy = d.tap(oy, ky, d.pad_top, d.in_h);
                 for kx in 0..d.k_w {
-                    let ix = (ox * d.stride + kx)
-                        .checked_sub(d.pad_left)
-                        .filter(|&x| x < d.in_w);
+                    let ix = d.tap(ox, kx, d.pad_left, d.in_w);
                     let t = (ky * d.k_w + kx) * d.out_c + c0;
                     let Some(w) = p.weights.get(t..t + n) else {
                         return false;
