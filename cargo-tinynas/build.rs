@@ -81,12 +81,23 @@ fn vendor(root: &Path) {
     let workspace = root.join("Cargo.toml");
     println!("cargo:rerun-if-changed={}", workspace.display());
     let mut entries = Vec::new();
-    if let Some(ws) = read_toml(&workspace) {
+    let ws = read_toml(&workspace);
+    if ws.is_none() && workspace.exists() {
+        println!(
+            "cargo:warning=cannot read {}: generated crates will not vendor the runtime",
+            workspace.display()
+        );
+    }
+    if let Some(ws) = ws {
         for (name, dir) in VENDORED {
             let dir = root.join(dir);
             let manifest = dir.join("Cargo.toml");
             println!("cargo:rerun-if-changed={}", manifest.display());
             let Some(m) = read_toml(&manifest) else {
+                println!(
+                    "cargo:warning=cannot read {}: generated crates will not vendor the runtime",
+                    manifest.display()
+                );
                 entries.clear();
                 break;
             };
