@@ -16,6 +16,7 @@ use crate::chip::MemoryLayout;
 use crate::report::Timer;
 
 const CARGO_TOML: &str = include_str!("../../templates/bench/Cargo.toml.j2");
+const CARGO_LOCK: &str = include_str!("../../templates/bench/Cargo.lock.j2");
 const MEMORY_X: &str = include_str!("../../templates/bench/memory.x.j2");
 const CONFIG_TOML: &str = include_str!("../../templates/bench/config.toml.j2");
 const BUILD_RS: &str = include_str!("../../templates/bench/build.rs.j2");
@@ -220,6 +221,7 @@ fn render_templates(
     let mut files = Vec::new();
     for (path, name, src) in [
         ("Cargo.toml", "Cargo.toml.j2", CARGO_TOML),
+        ("Cargo.lock", "Cargo.lock.j2", CARGO_LOCK),
         ("memory.x", "memory.x.j2", MEMORY_X),
         ("link.x", "link.x.j2", LINK_X),
         (".cargo/config.toml", "config.toml.j2", CONFIG_TOML),
@@ -327,6 +329,9 @@ pub fn build(spec: &Spec<'_>, cache: &Path) -> Result<Firmware, FirmwareError> {
         "json-render-diagnostics",
         "--target",
         spec.target,
+        // The dependencies' versions are the template's (templates/bench/Cargo.lock.j2), not
+        // whatever crates.io holds on the day: the figures depend on the commit alone.
+        "--locked",
     ]);
     // Two rustc processes at once need more than a 256 MiB container or a 512 MB gateway has.
     if crate::host_memory::build_one_job_at_a_time() {
@@ -356,6 +361,12 @@ pub fn build(spec: &Spec<'_>, cache: &Path) -> Result<Firmware, FirmwareError> {
             format!(
                 ": the {} target is not installed; run `rustup target add {}`",
                 spec.target, spec.target
+            )
+        } else if log.contains("--locked") {
+            format!(
+                ": the bench firmware's dependencies are not those its lock file pins (templates/bench/Cargo.lock.j2 of cargo-tinynas {}): the runtime at {} is another version than the tool's (unset TINYNAS_RUNTIME_PATH or point it at this version's runtime/), or its dependencies changed (then update the template)",
+                env!("CARGO_PKG_VERSION"),
+                runtime.display()
             )
         } else if log.contains("will not fit in region") || log.contains("overflowed by") {
             let input_bytes: usize = spec.inputs.iter().map(Vec::len).sum();
