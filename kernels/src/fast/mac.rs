@@ -297,6 +297,39 @@ pub trait Mac {
     ) {
         super::dw_groups::row_portable::<Self>(taps, win, bias, rq, x, px, count, y, ys);
     }
+    /// [`Mac::dw_row`] over `rows` rows: row `j` starts at `base + j * row_step` and writes from
+    /// `y_at + j * y_row` (each a row of `count` pixels `px_step` and `y_step` apart). One call
+    /// for a rectangle of pixels with the same window, so the checks and set-up are paid once
+    /// (the Cortex-M DSP kernel); elsewhere one [`Mac::dw_row`] per row.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn dw_rows(
+        taps: &DwTaps,
+        win: Win,
+        bias: [i32; 4],
+        rq: &Requant4,
+        x: &[i8],
+        (base, px_step, row_step): (isize, usize, usize),
+        (count, rows): (usize, usize),
+        y: &mut [i8],
+        (y_at, y_step, y_row): (usize, usize, usize),
+    ) {
+        for j in 0..rows {
+            let at = base.wrapping_add(j.wrapping_mul(row_step) as isize);
+            let y0 = y_at.wrapping_add(j.wrapping_mul(y_row));
+            Self::dw_row(
+                taps,
+                win,
+                bias,
+                rq,
+                x,
+                (at, px_step),
+                count,
+                y,
+                (y0, y_step),
+            );
+        }
+    }
     /// Whether [`Mac::requant4`] and [`Mac::dw_pixel`] are vector kernels (MVE).
     const VECTOR: bool = false;
     /// The channels of one depthwise output pixel with vector instructions: writes `y[..n]` and
@@ -542,6 +575,21 @@ impl Mac for Dsp {
         ys: (usize, usize),
     ) {
         crate::isa_dsp::dw_row(taps, win, bias, rq, x, px, count, y, ys);
+    }
+
+    #[inline(always)]
+    fn dw_rows(
+        taps: &DwTaps,
+        win: Win,
+        bias: [i32; 4],
+        rq: &Requant4,
+        x: &[i8],
+        px: (isize, usize, usize),
+        n: (usize, usize),
+        y: &mut [i8],
+        ys: (usize, usize, usize),
+    ) {
+        crate::isa_dsp::dw_rows(taps, win, bias, rq, x, px, n, y, ys);
     }
 
     #[inline(always)]

@@ -640,12 +640,9 @@ mod imp {
     }
 
     /// `count >= 1` output pixels of one group, each from window `win` of `taps`: see
-    /// `Mac::dw_row`. Nothing written where the window is empty or a window or an output would
-    /// leave its slice.
+    /// `Mac::dw_row`; [`dw_rows`] with one row.
     #[allow(clippy::too_many_arguments)]
-    // One copy at opt-level s or z (see `fast::DwBlocks::pixel`): 2.2 KB less code there.
-    #[cfg_attr(tinynas_small, inline(never))]
-    #[cfg_attr(not(tinynas_small), inline(always))]
+    #[inline(always)]
     pub fn dw_row(
         taps: &DwTaps,
         win: Win,
@@ -657,17 +654,52 @@ mod imp {
         y: &mut [i8],
         (y_at, y_step): (usize, usize),
     ) {
+        dw_rows(
+            taps,
+            win,
+            bias,
+            rq,
+            x,
+            (base, px_step, 0),
+            (count, 1),
+            y,
+            (y_at, y_step, 0),
+        );
+    }
+
+    /// `rows >= 1` rows of `count >= 1` output pixels of one group, each from window `win` of
+    /// `taps`: see `Mac::dw_rows` (`Mac::dw_row` is one row). Nothing written where the window is
+    /// empty or a window or an output would leave its slice.
+    #[allow(clippy::too_many_arguments)]
+    // One copy at opt-level s or z (see `fast::DwBlocks::pixel`): 2.2 KB less code there.
+    #[cfg_attr(tinynas_small, inline(never))]
+    #[cfg_attr(not(tinynas_small), inline(always))]
+    pub fn dw_rows(
+        taps: &DwTaps,
+        win: Win,
+        bias: [i32; 4],
+        rq: &Requant4,
+        x: &[i8],
+        (base, px_step, row_step): (isize, usize, usize),
+        (count, rows): (usize, usize),
+        y: &mut [i8],
+        (y_at, y_step, y_row): (usize, usize, usize),
+    ) {
         let Some(r) = taps.rect(win) else {
             return;
         };
+        // The last row's last pixel: every other pixel's window and output lie between it and
+        // the first row's first (both steps are not negative).
         let last = count
             .checked_sub(1)
             .and_then(|c| c.checked_mul(px_step))
+            .and_then(|l| l.checked_add(rows.checked_sub(1)?.checked_mul(row_step)?))
             .and_then(|l| isize::try_from(l).ok())
             .and_then(|l| base.checked_add(l));
         let y_end = count
             .checked_sub(1)
             .and_then(|c| c.checked_mul(y_step))
+            .and_then(|l| l.checked_add(rows.checked_sub(1)?.checked_mul(y_row)?))
             .and_then(|l| l.checked_add(y_at)?.checked_add(4));
         let (Some(last), Some(y_end)) = (last, y_end) else {
             return;
@@ -756,34 +788,48 @@ mod imp {
         // SAFETY: `st` points to `row`, a `repr(C)` value on this stack frame that the assembly
         // reads and updates (its own `left`, `px`, `y` and `count`) and that lives until the
         // block ends; `row.rq` points to `*rq` (`repr(C)`: four `Requant`s of four words each,
-        // then the offset and the two clamp words, all word-aligned for LDRD). The loop runs
-        // `count >= 1` pixels (`count - 1` did not underflow); pixel `i` reads `rows >= 1` runs
-        // of `cols >= 1` taps (one run where `rows` is 1), each run `skip` taps after the
-        // previous one's end, all inside `r.span` (`DwTaps::rect`: the window's first to last
-        // tap), and the input words at `base + i * px_step + off`: the first and last pixel's
-        // first and last tap were proved inside `x`, and the offsets increase (`DwTaps::fill`)
-        // as do the pixels' bases, so every word lies between. It writes the four bytes at
-        // `y_at + i * y_step`, the last ending at `y_end <= y.len()`. Unaligned LDR/STR are
-        // allowed; LDRD reads word-aligned fields. The assembly uses no stack; flags (GE, Q)
-        // are clobbered.
-        unsafe {
-            if r.rows > 1 {
-                row_asm!(
-                    "ldr    {px}, [{st}, #{orows}]",
-                    "str    {px}, [{st}, #{oleft}]",
-                    "3:",
-                    ;
-                    "ldrd   {n}, {o}, [{st}, #{ocols}]",
-                    "add    {g}, {g}, {o}",
-                    "ldr    {o}, [{st}, #{oleft}]",
-                    "subs   {o}, {o}, #1",
-                    "str    {o}, [{st}, #{oleft}]",
-                    "bne    3b",
-                );
-            } else {
-                // (The loop's field offsets, unused here, named in a comment.)
-                row_asm!("@ {orows} {oleft} {ocols}", ;);
+        // then the offset and the two clamp words, all word-aligned for LDRD). Each of the
+        // `rows >= 1` runs of the loop (row `j`) does `count >= 1` pixels (`count - 1` and
+        // `rows - 1` did not underflow); pixel `i` reads `r.rows >= 1` runs of `cols >= 1` taps
+        // (one run where `r.rows` is 1), each run `skip` taps after the previous one's end, all
+        // inside `r.span` (`DwTaps::rect`: the window's first to last tap), and the input words
+        // at `base + j * row_step + i * px_step + off`: the first row's first and the last row's
+        // last pixel's first and last tap were proved inside `x`, the offsets increase
+        // (`DwTaps::fill`) and no pixel's base lies outside those two (steps not negative), so
+        // every word lies between. It writes the four bytes at `y_at + j * y_row + i * y_step`,
+        // the last ending at `y_end <= y.len()`. After each row `px`, `y` and `count` are set to
+        // row `j + 1`'s. Unaligned LDR/STR are allowed; LDRD reads word-aligned fields. The
+        // assembly uses no stack; flags (GE, Q) are clobbered.
+        for _ in 0..rows {
+            unsafe {
+                if r.rows > 1 {
+                    row_asm!(
+                        "ldr    {px}, [{st}, #{orows}]",
+                        "str    {px}, [{st}, #{oleft}]",
+                        "3:",
+                        ;
+                        "ldrd   {n}, {o}, [{st}, #{ocols}]",
+                        "add    {g}, {g}, {o}",
+                        "ldr    {o}, [{st}, #{oleft}]",
+                        "subs   {o}, {o}, #1",
+                        "str    {o}, [{st}, #{oleft}]",
+                        "bne    3b",
+                    );
+                } else {
+                    // (The loop's field offsets, unused here, named in a comment.)
+                    row_asm!("@ {orows} {oleft} {ocols}", ;);
+                }
             }
+            // The next row: the assembly moved `px` and `y` on by `count` steps and counted
+            // `count` down. (Also after the last row: skipping it there made LLVM copy the whole
+            // loop at opt-level 3, 1.7 KB; setting them before each row instead is slower.)
+            row.px = row
+                .px
+                .wrapping_add(row_step.wrapping_sub(count.wrapping_mul(px_step)));
+            row.y = row
+                .y
+                .wrapping_add(y_row.wrapping_sub(count.wrapping_mul(y_step)));
+            row.count = count;
         }
         let _ = &row;
     }
@@ -1045,6 +1091,34 @@ mod imp {
         crate::fast::dw_groups::row_portable::<crate::fast::mac::Dsp>(
             taps, win, bias, rq, x, px, count, y, ys,
         );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn dw_rows(
+        taps: &DwTaps,
+        win: Win,
+        bias: [i32; 4],
+        rq: &Requant4,
+        x: &[i8],
+        (base, px_step, row_step): (isize, usize, usize),
+        (count, rows): (usize, usize),
+        y: &mut [i8],
+        (y_at, y_step, y_row): (usize, usize, usize),
+    ) {
+        for j in 0..rows {
+            let px = (base.wrapping_add((j * row_step) as isize), px_step);
+            dw_row(
+                taps,
+                win,
+                bias,
+                rq,
+                x,
+                px,
+                count,
+                y,
+                (y_at + j * y_row, y_step),
+            );
+        }
     }
 
     pub fn gather_words(dst: &mut [i8], src: &[i8], step: usize) -> bool {
