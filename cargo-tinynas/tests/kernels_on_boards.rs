@@ -6,7 +6,8 @@
 //! per board (`tests/kernel-check`), each printing a CRC-32 of every output.
 //!
 //! Case format (`cases.bin`, little-endian u32/i32 unless said): kind (0 conv int8, 1 conv u8
-//! pixels, 2 depthwise, 3 dense, 4 max pool, 5 mean, 6 depthwise with the padded rows' scratch), narrow (0: not narrow; else the layer's accumulator
+//! pixels, 2 depthwise, 3 dense, 4 max pool, 5 mean, 6 depthwise with the padded rows' scratch, 7
+//! average pool), narrow (0: not narrow; else the layer's accumulator
 //! bound, `FastConv::acc_bound`, at least 1), 11 dims (in_h, in_w, in_c,
 //! out_h, out_w, out_c, k_h, k_w, stride, pad_top, pad_left), the output quantisation (input
 //! offset, output offset, act min, act max), the byte counts of input and weights, the channel
@@ -21,7 +22,7 @@ use tinynas_kernels::{ConvDims, MeanParams, OutputQuant, PoolDims};
 use tinynas_model::lower::{abs_sums, fold, pad_rows};
 use tinynas_model::random::{Source, SplitMix};
 
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 8] = [
     "conv2d",
     "conv2d_u8",
     "depthwise_conv2d",
@@ -29,6 +30,7 @@ const KINDS: [&str; 7] = [
     "max_pool2d",
     "global_average_pool",
     "depthwise_conv2d_rows",
+    "avg_pool2d",
 ];
 const CASES_PER_KIND: usize = 210;
 /// Flash bytes of cases per firmware image (the micro:bit has 256 KiB of flash).
@@ -88,13 +90,13 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
     } else {
         (r.int(1, 7) as usize, r.int(1, 7) as usize)
     };
-    // Depthwise and max pool: past 16 channels, the vector kernels' wide step.
+    // Depthwise and pools: past 16 channels, the vector kernels' wide step.
     // (The channel path's cases at most 8, so that their outputs fit the check's buffer.)
     let ic = r.int(
         1,
         if channel {
             8
-        } else if depthwise || kind == 4 {
+        } else if depthwise || kind == 4 || kind == 7 {
             20
         } else {
             9
@@ -139,6 +141,21 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
         r.int(0, kh as i64 - 1) as usize,
         r.int(0, kw as i64 - 1) as usize,
     );
+    // A sixth of the int8 convolutions: a pointwise layer (1x1, stride 1, no padding, as wide as
+    // its input, channels of whole words): the DSP path's loop of its own.
+    let (ic, kh, kw, s, oh, ow) = if kind == 0 && r.chance(1.0 / 6.0) {
+        (pt, pl) = (0, 0);
+        (
+            4 * r.int(1, 3) as usize,
+            1,
+            1,
+            1,
+            r.int(1, ih as i64) as usize,
+            iw,
+        )
+    } else {
+        (ic, kh, kw, s, oh, ow)
+    };
     // Half the 2x2 pools without padding: the row-by-row path of the DSP and Armv6-M kernels.
     if kind == 4 && (kh, kw) == (2, 2) && r.chance(0.5) {
         (pt, pl) = (0, 0);
@@ -242,7 +259,7 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
             tinynas_kernels::fully_connected(&input, &mut y, &p);
             (weights, folded, mult, sh, narrow, y)
         }
-        4 => {
+        4 | 7 => {
             let d = PoolDims {
                 in_h: ih,
                 in_w: iw,
@@ -256,7 +273,11 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
                 pad_left: pl,
             };
             let mut y = vec![0i8; oh * ow * ic];
-            tinynas_kernels::max_pool2d(&input, &mut y, &d);
+            if kind == 4 {
+                tinynas_kernels::max_pool2d(&input, &mut y, &d);
+            } else {
+                tinynas_kernels::avg_pool2d(&input, &mut y, &d);
+            }
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0, y)
         }
         _ => {

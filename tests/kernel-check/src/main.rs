@@ -177,6 +177,7 @@ fn main() -> ! {
                 },
             ),
             4 => fast::max_pool2d(input, y, &pool),
+            7 => fast::avg_pool2d(input, y, &pool),
             _ => fast::global_average_pool(
                 input,
                 y,
