@@ -47,9 +47,9 @@ pub struct Spec<'a> {
     pub opt_level: OptLevel,
 }
 
-/// The `opt-level` of the bench firmware's release profile: set it to your firmware's, since it
-/// trades code size against speed (person_detect on qemu-m4: `3` 38.4 KB of code, `s` 23.8 KB
-/// for 4 % more instructions).
+/// The `opt-level` of the bench firmware's release profile: your firmware's, since it trades code
+/// size against speed (person_detect on qemu-m4: `3` 28.5 KB of code, `s` 18.1 KB for 10 % more
+/// instructions). `search` and `verify` read the project's (`Project::opt_level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OptLevel {
     #[value(name = "0")]
@@ -83,6 +83,20 @@ impl OptLevel {
     /// As `cargo tinynas bench --opt-level` takes it (`3`, `s`).
     pub fn name(self) -> &'static str {
         self.toml().trim_matches('"')
+    }
+
+    /// A Cargo `opt-level` as written in a profile (`3`, `"s"`) or in `-C opt-level=` and
+    /// `CARGO_PROFILE_RELEASE_OPT_LEVEL` (`3`, `s`); `None` for anything else.
+    pub fn parse(v: &str) -> Option<OptLevel> {
+        Some(match v.trim().trim_matches(|c| c == '"' || c == '\'') {
+            "0" => OptLevel::O0,
+            "1" => OptLevel::O1,
+            "2" => OptLevel::O2,
+            "3" => OptLevel::O3,
+            "s" => OptLevel::S,
+            "z" => OptLevel::Z,
+            _ => return None,
+        })
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Measured {
     /// The core the board runs (`Cortex-M0 (Armv6-M code on an MPS2 AN385)`).
     pub core: String,
     pub date: String,
+    /// The `opt-level` the bench firmware was built with: the firmware's (`3`, `s`).
+    pub opt_level: String,
     pub latency: u64,
     /// "cycles" or "instructions".
     pub unit: String,
@@ -51,12 +53,13 @@ pub struct Card {
 impl Card {
     /// The model card of a search's final model: its architecture and accuracies, the data set
     /// (`data` as the project names it, its classes and fingerprint) and the figures measured on
-    /// the board today.
+    /// the board today, built at `opt_level`.
     pub fn of_search(
         o: &crate::search::Outcome,
         data: &Path,
         core: &str,
         clock_hz: Option<u64>,
+        opt_level: crate::firmware::OptLevel,
     ) -> Self {
         let f = &o.final_entry;
         Card {
@@ -74,6 +77,7 @@ impl Card {
                 board: m.board.clone(),
                 core: core.to_string(),
                 date: today(),
+                opt_level: opt_level.name().to_string(),
                 latency: m.latency,
                 unit: m.unit.clone(),
                 latency_ms: clock_hz
@@ -538,6 +542,7 @@ mod tests {
             board: "qemu-m4".into(),
             core: "Cortex-M4F".into(),
             date: date.into(),
+            opt_level: "3".into(),
             latency,
             unit: "instructions".into(),
             latency_ms: Some("0.010 ms at 100 MHz, one instruction per cycle".into()),
@@ -560,7 +565,7 @@ mod tests {
         .unwrap();
         let first = std::fs::read_to_string(dir.join("README.md")).unwrap();
         assert!(
-            first.contains("## Measured on qemu-m4 (Cortex-M4F, 2020-01-01)"),
+            first.contains("## Measured on qemu-m4 (Cortex-M4F, built at opt-level 3, 2020-01-01)"),
             "{first}"
         );
         generate(

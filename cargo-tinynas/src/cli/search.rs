@@ -123,6 +123,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
     }
     let mut board = a.target.open_board(&p, a.timeout)?;
     let budgets = p.budgets(&board.memory())?;
+    let (opt_level, opt_from) = p.opt_level()?;
     let settings = search::Settings {
         strategy: strategy_kind,
         data: p.data_dir(),
@@ -147,6 +148,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             calibration: a.evolve_without.contains(&EvolvePart::Calibration),
             seeds: a.evolve_without.contains(&EvolvePart::Seeds),
         },
+        opt_level,
     };
     if !json {
         let how = match strategy_kind {
@@ -165,6 +167,10 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             ),
         };
         eprintln!("searching for {} on {} ({how})", p.name, board.name());
+        eprintln!(
+            "  bench firmware built as this firmware's release build: opt-level {} ({opt_from})",
+            opt_level.name()
+        );
         for line in &budgets.explain {
             eprintln!("  budget: {line}");
         }
@@ -206,7 +212,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             if json {
                 out!(
                     "{}",
-                    serde_json::json!({"reason": "search-started", "journal": journal, "resumed": resumed, "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes})
+                    serde_json::json!({"reason": "search-started", "journal": journal, "resumed": resumed, "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes, "opt_level": opt_level.name()})
                 );
             } else {
                 eprintln!(
@@ -355,7 +361,13 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             .data
             .clone()
             .unwrap_or_else(|| PathBuf::from("data"));
-        let card = cargo_tinynas::generate::Card::of_search(&outcome, &data, &board.core(), clock);
+        let card = cargo_tinynas::generate::Card::of_search(
+            &outcome,
+            &data,
+            &board.core(),
+            clock,
+            settings.opt_level,
+        );
         Some(cargo_tinynas::generate::generate(
             &p.dir.join(&name),
             &name,
@@ -447,12 +459,19 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
         } else {
             format!("{trained} candidates")
         };
+        let epochs = |n: usize| {
+            if n == 1 {
+                "1 epoch".to_string()
+            } else {
+                format!("{n} epochs")
+            }
+        };
         eprintln!(
-            "winner: {} (best validation accuracy {:.1} % after {} epochs among {among}), retrained for {} epochs:",
+            "winner: {} (best validation accuracy {:.1} % after {} among {among}), retrained for {}:",
             outcome.winner.arch,
             100.0 * outcome.winner.float_val.unwrap_or(0.0),
-            outcome.winner.epochs,
-            f.epochs
+            epochs(outcome.winner.epochs),
+            epochs(f.epochs)
         );
         eprintln!(
             "  float validation {:.1} %, int8 validation {:.1} %, int8 test {:.1} %",

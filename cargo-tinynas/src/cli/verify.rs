@@ -61,11 +61,14 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
             source = format!("{} test images of {}", pick.len(), p.data_dir().display());
         }
     }
+    // Built as the firmware is, as `search` measured it.
+    let (opt_level, _) = p.opt_level()?;
     let opts = cargo_tinynas::bench::Options {
         inputs: inputs.len(),
         seed: 1,
         per_layer: false,
         trace: false,
+        opt_level,
         ..Default::default()
     };
     let input_bytes: u64 = inputs.iter().map(|i| i.len() as u64).sum();
@@ -106,7 +109,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         out!(
             "{}",
             serde_json::json!({
-                "reason": "verify", "crate": name, "board": m.board, "inputs": source,
+                "reason": "verify", "crate": name, "board": m.board, "inputs": source, "opt_level": opt_level.name(),
                 "outputs_match_host": outcome.outputs_match(), "mismatches": outcome.mismatches.len(),
                 "latency": latency, "unit": m.unit.name(), "latency_ms": budgets.ms(latency), "clock_hz": budgets.clock_hz,
                 "peak_sram_bytes": m.peak_sram_bytes(), "flash_bytes": flash,
@@ -115,7 +118,11 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
             })
         );
     } else {
-        eprintln!("{name} on {}: {source}", m.board);
+        eprintln!(
+            "{name} on {}: {source}, built at opt-level {}",
+            m.board,
+            opt_level.name()
+        );
         eprintln!(
             "  outputs: {}",
             if outcome.outputs_match() {

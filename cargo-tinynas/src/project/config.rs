@@ -161,6 +161,8 @@ pub struct CargoConfig {
     /// The words of every `rustflags` that applies to the built target: `[build]`'s, the
     /// target's own table's and any `[target.'cfg(...)']`'s (cfg expressions are not evaluated).
     pub rustflags: Vec<String>,
+    /// `[profile.release] opt-level`, as written (`3`, `"s"`).
+    pub release_opt_level: Option<String>,
 }
 
 pub fn cargo_config(dir: &Path) -> Result<CargoConfig, ConfigError> {
@@ -217,10 +219,28 @@ pub fn cargo_config(dir: &Path) -> Result<CargoConfig, ConfigError> {
                 runner_chip,
                 path: Some(path),
                 rustflags,
+                release_opt_level: release_opt_level(&v),
             });
         }
     }
     Ok(CargoConfig::default())
+}
+
+/// `[profile.release] opt-level` of a Cargo manifest or config, as written (`3`, `"s"`).
+pub fn release_opt_level(v: &toml::Value) -> Option<String> {
+    v.get("profile")?
+        .get("release")?
+        .get("opt-level")
+        .map(|o| o.to_string())
+}
+
+/// The last `-C opt-level=` of `rustflags` then `env_flags` (as the last one wins for rustc).
+pub fn rustflags_opt_level(rustflags: &[String], env_flags: &str) -> Option<String> {
+    codegen_options(rustflags, env_flags)
+        .into_iter()
+        .filter_map(|o| o.strip_prefix("opt-level="))
+        .next_back()
+        .map(str::to_string)
 }
 
 /// The words of a cargo string-or-array setting.

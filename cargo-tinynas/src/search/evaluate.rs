@@ -253,7 +253,12 @@ impl Searcher<'_> {
         name: &str,
         opts: &crate::bench::Options,
     ) -> Result<OnBoard, SearchError> {
-        match crate::bench::run(bytes, self.board, opts, &self.s.firmware_cache, |_| {}) {
+        // Built as the firmware is: with its opt-level.
+        let opts = crate::bench::Options {
+            opt_level: self.s.opt_level,
+            ..opts.clone()
+        };
+        match crate::bench::run(bytes, self.board, &opts, &self.s.firmware_cache, |_| {}) {
             Ok(o) if !o.outputs_match() => Err(SearchError::Mismatch {
                 arch: name.to_string(),
             }),

@@ -113,6 +113,9 @@ pub struct Settings {
     pub time_budget: Option<std::time::Duration>,
     /// `evolve` without some of its parts (an ablation; part of the fingerprint when set).
     pub evolve_without: Without,
+    /// The firmware's `opt-level` ([`crate::project::Project::opt_level`]): every bench firmware
+    /// is built with it (part of the fingerprint when it is not 3).
+    pub opt_level: crate::firmware::OptLevel,
 }
 
 /// How each candidate is trained for its proxy epochs: Adam at 1e-3, batch 16, constant rate, no
@@ -320,11 +323,17 @@ pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
         env!("CARGO_PKG_VERSION"),
         env!("TINYNAS_FIRMWARE_SOURCES"),
     );
-    // Only an ablation adds to it: the journals of full searches keep their fingerprints.
+    // Only an ablation and an opt-level other than 3 add to it: the journals of full searches at
+    // opt-level 3 keep their fingerprints.
     let text = if s.evolve_without == Without::default() {
         text
     } else {
         format!("{text}|without {:?}", s.evolve_without)
+    };
+    let text = if s.opt_level == crate::firmware::OptLevel::O3 {
+        text
+    } else {
+        format!("{text}|opt-level {}", s.opt_level.name())
     };
     crate::hash::fnv1a(text.as_bytes())
 }
@@ -528,8 +537,6 @@ pub fn run(
 mod tests {
     use super::*;
 
-    /// In the repository, the journal key covers the bench firmware's sources (`build.rs` found
-    /// them), so a search resumed after the kernels change measures again.
     /// Budgets larger than the memory the board links with are refused before any work, saying
     /// what to change; budgets within it pass.
     #[test]
@@ -562,11 +569,50 @@ mod tests {
         }
     }
 
+    /// In the repository, the journal key covers the bench firmware's sources (`build.rs` found
+    /// them), so a search resumed after the kernels change measures again.
     #[test]
     fn the_journal_key_covers_the_firmware_sources() {
         let id = env!("TINYNAS_FIRMWARE_SOURCES");
         assert_eq!(id.len(), 8, "{id}");
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    }
+
+    /// A search whose bench firmware is built at another opt-level measures other figures: it
+    /// gets a journal of its own; at 3 the key is what it was before the opt-level was read.
+    #[test]
+    fn the_journal_key_covers_the_opt_level() {
+        use crate::firmware::OptLevel;
+        let at = |opt_level| Settings {
+            strategy: Strategy::NanoNas,
+            data: PathBuf::from("data"),
+            input: ImageShape { h: 28, w: 28, c: 1 },
+            budgets: Budgets {
+                ram_bytes: 20480,
+                flash_bytes: 65536,
+                latency_cycles: None,
+                clock_hz: None,
+                explain: Vec::new(),
+            },
+            seed: 1,
+            proxy_epochs: 3,
+            final_epochs: 30,
+            max_k: 8,
+            val: 0.1,
+            test: 0.1,
+            qat: QatPolicy::Auto,
+            state_dir: PathBuf::from("state"),
+            firmware_cache: PathBuf::from("cache"),
+            time_budget: None,
+            evolve_without: Without::default(),
+            opt_level,
+        };
+        let key = |o| fingerprint(&at(o), 7, "qemu-m4 cortex-m4");
+        let keys = [OptLevel::O3, OptLevel::S, OptLevel::Z, OptLevel::O2].map(key);
+        for (i, k) in keys.iter().enumerate() {
+            assert!(!keys[..i].contains(k), "{keys:?}");
+        }
+        assert_eq!(key(OptLevel::O3), key(OptLevel::O3));
     }
 
     /// The evolve space: every random or mutated network names itself in a form that parses back,
