@@ -1093,34 +1093,6 @@ mod imp {
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn dw_rows(
-        taps: &DwTaps,
-        win: Win,
-        bias: [i32; 4],
-        rq: &Requant4,
-        x: &[i8],
-        (base, px_step, row_step): (isize, usize, usize),
-        (count, rows): (usize, usize),
-        y: &mut [i8],
-        (y_at, y_step, y_row): (usize, usize, usize),
-    ) {
-        for j in 0..rows {
-            let px = (base.wrapping_add((j * row_step) as isize), px_step);
-            dw_row(
-                taps,
-                win,
-                bias,
-                rq,
-                x,
-                px,
-                count,
-                y,
-                (y_at + j * y_row, y_step),
-            );
-        }
-    }
-
     pub fn gather_words(dst: &mut [i8], src: &[i8], step: usize) -> bool {
         crate::fast::mac::gather_words_portable(dst, src, step)
     }

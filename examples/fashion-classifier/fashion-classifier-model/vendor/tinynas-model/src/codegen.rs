@@ -283,7 +283,7 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                 let f = if matches!(step.kernel, Kernel::MaxPool2d(_)) {
                     quote!(fast::max_pool2d)
                 } else {
-                    quote!(avg_pool2d)
+                    quote!(fast::avg_pool2d)
                 };
                 quote!(#p::#f(#x, y, &#dims);)
             }

@@ -529,6 +529,18 @@ fn word(c: &[i8]) -> u32 {
     }
 }
 
+/// Stores word `w` as four little-endian bytes (one unaligned STR on Armv7E-M); nothing where
+/// `dst` is not four bytes long. (Element by element: at opt-level `z` an array `map` or a loop
+/// over the bytes stays a call.)
+#[cfg(any(tinynas_dsp, test))]
+#[inline(always)]
+fn put_word(dst: &mut [i8], w: u32) {
+    if let [a, b, c, d] = dst {
+        let [w0, w1, w2, w3] = w.to_le_bytes();
+        (*a, *b, *c, *d) = (w0 as i8, w1 as i8, w2 as i8, w3 as i8);
+    }
+}
+
 #[cfg(any(tinynas_dsp, test))]
 impl Mac for Dsp {
     const DW_ROWS: bool = true;
@@ -577,6 +589,9 @@ impl Mac for Dsp {
         crate::isa_dsp::dw_row(taps, win, bias, rq, x, px, count, y, ys);
     }
 
+    // The DSP assembly does a rectangle in one call; the host stand-in of `isa_dsp` (tests) takes
+    // the trait's loop over rows.
+    #[cfg(tinynas_dsp)]
     #[inline(always)]
     fn dw_rows(
         taps: &DwTaps,
@@ -642,11 +657,14 @@ impl Mac for Dsp {
         }
         for (g, c) in rows_mut(block, 32).zip(rows(col, 4)) {
             let v = word(c);
-            if let Some(dst) = g.get_mut(p * 8..p * 8 + 8) {
-                let (even, odd) = (sxtb16(v).to_le_bytes(), sxtb16_ror8(v).to_le_bytes());
-                for (d, b) in dst.iter_mut().zip(even.iter().chain(&odd)) {
-                    *d = *b as i8;
-                }
+            // (Two words: at opt-level `s` a loop over the chained halves stayed an iterator,
+            // byte by byte.)
+            if let Some((lo, hi)) = g
+                .get_mut(p * 8..p * 8 + 8)
+                .and_then(|d| d.split_at_mut_checked(4))
+            {
+                put_word(lo, sxtb16(v));
+                put_word(hi, sxtb16_ror8(v));
             }
         }
     }
@@ -722,9 +740,8 @@ impl Mac for Dsp {
         {
             use crate::isa_dsp::max8x4;
             let m = max8x4(max8x4(word(a), word(b)), max8x4(word(c), word(d)));
-            for (y, b) in y.iter_mut().zip(m.to_le_bytes()) {
-                *y = b as i8;
-            }
+            // (One word: at opt-level `s` a loop over the bytes called `memcpy`.)
+            put_word(y, m);
         }
         let tails = [
             a4.remainder(),
@@ -740,10 +757,7 @@ impl Mac for Dsp {
         let mut o4 = out.chunks_exact_mut(4);
         let mut x4 = x.chunks_exact(4);
         for (o, x) in o4.by_ref().zip(x4.by_ref()) {
-            let m = crate::isa_dsp::max8x4(word(o), word(x)).to_le_bytes();
-            for (o, m) in o.iter_mut().zip(m) {
-                *o = m as i8;
-            }
+            put_word(o, crate::isa_dsp::max8x4(word(o), word(x)));
         }
         Portable::max_lanes(o4.into_remainder(), x4.remainder());
     }

@@ -328,6 +328,25 @@ proptest! {
         check_conv::<Mve>(&c)?;
     }
 
+    /// A pointwise layer (1x1, stride 1, no padding; as wide as its input, at most as high), the
+    /// channels whole words in most cases: the DSP path's loop of its own, and around it the
+    /// pixels of the last block of four (outputs not a multiple of four).
+    #[test]
+    fn pointwise_conv2d_equals_the_reference(
+        c in case_in(1..=9, 1..=16, 1..=1, 1..=1, false, false)
+            .prop_filter("channels of whole words, mostly", |c| c.dims.in_c % 4 == 0 || c.dims.in_c == 7)
+            .prop_map(|mut c| {
+                c.dims.out_w = c.dims.in_w;
+                c.dims.out_h = c.dims.out_h.min(c.dims.in_h);
+                c
+            }),
+    ) {
+        check_conv::<Portable>(&c)?;
+        check_conv::<Dsp>(&c)?;
+        check_conv::<V6m>(&c)?;
+        check_conv::<Mve>(&c)?;
+    }
+
     /// A 3x3 window over one input channel (a grayscale image's first layer): its own copy of
     /// the convolution, with those sides as constants (inputs up to 14x14 so that most windows
     /// are inside).
@@ -420,6 +439,10 @@ proptest! {
             run(&c.input, &mut got, &d);
             prop_assert_eq!(&got, &want);
         }
+        crate::avg_pool2d(&c.input, &mut want, &d);
+        let mut got = vec![0i8; n];
+        avg_pool2d(&c.input, &mut got, &d);
+        prop_assert_eq!(&got, &want, "average");
         let mp = MeanParams {
             h: d.in_h, w: d.in_w, channels: d.channels,
             multiplier: c.multiplier[0], shift: c.shift[0],
@@ -429,6 +452,31 @@ proptest! {
         crate::global_average_pool(&c.input, &mut want, &mp);
         let mut got = vec![0i8; d.channels];
         global_average_pool(&c.input, &mut got, &mp);
+        prop_assert_eq!(&got, &want);
+    }
+
+    #[test]
+    fn average_pools_equal_the_reference(
+        (ih, iw, c, kh, kw, s, pt, pl, oh, ow, input) in (
+            1usize..=7, 1usize..=7, 1usize..=70, 1usize..=4, 1usize..=4, 1usize..=3,
+            0usize..=4, 0usize..=4,
+        ).prop_flat_map(|(ih, iw, c, kh, kw, s, pt, pl)| (
+            Just(ih), Just(iw), Just(c), Just(kh), Just(kw), Just(s), Just(pt), Just(pl),
+            1..=(ih + 2 * pt) / s + 1, 1..=(iw + 2 * pl) / s + 1,
+            prop::collection::vec(any::<i8>(), ih * iw * c),
+        )),
+    ) {
+        // Up to 70 channels (a channel's taps are strided by the channel count), windows cut by
+        // the padding on every side, and windows wholly in the padding (no taps: 0, as in the
+        // reference).
+        let d = PoolDims {
+            in_h: ih, in_w: iw, channels: c, out_h: oh, out_w: ow, k_h: kh, k_w: kw,
+            stride: s, pad_top: pt, pad_left: pl,
+        };
+        let mut want = vec![0i8; oh * ow * c];
+        crate::avg_pool2d(&input, &mut want, &d);
+        let mut got = vec![0i8; oh * ow * c];
+        avg_pool2d(&input, &mut got, &d);
         prop_assert_eq!(&got, &want);
     }
 
