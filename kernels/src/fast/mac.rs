@@ -11,34 +11,189 @@
 
 use super::dw_groups::{DwTap, DwTaps, Requant4, RequantCol, Win};
 
-/// `s` in consecutive pieces of `n` (a shorter tail left out), like `chunks_exact`; unlike a
-/// `Zip` of `ChunksExact`, a `zip` of these never divides by `n` to size itself, so no
-/// division-by-zero panic path is left in the binary (the panic-never link check).
+/// `s` in consecutive pieces of `n` (a shorter tail left out, [`Rows::rest`]), like
+/// `chunks_exact`; unlike a `Zip` of `ChunksExact`, a `zip` of these never divides by `n` to size
+/// itself, so no division-by-zero panic path is left in the binary (the panic-never link check).
+/// Its `next` is always inlined: at opt-level `z` the compiler calls `ChunksExact`'s and
+/// `FromFn`'s `next` (and `Zip`'s, `Enumerate`'s) once per row instead, which took 38 % of a small
+/// model's instructions (see [`zip`]).
 #[inline(always)]
-pub(crate) fn rows<T>(s: &[T], n: usize) -> impl Iterator<Item = &[T]> {
-    let mut rest = s;
-    core::iter::from_fn(move || {
-        if n == 0 {
-            return None;
-        }
-        let (row, tail) = rest.split_at_checked(n)?;
-        rest = tail;
-        Some(row)
-    })
+pub(crate) fn rows<T>(s: &[T], n: usize) -> Rows<'_, T> {
+    Rows { rest: s, n }
 }
 
 /// [`rows`] of a mutable slice.
 #[inline(always)]
-pub(crate) fn rows_mut<T>(s: &mut [T], n: usize) -> impl Iterator<Item = &mut [T]> {
-    let mut rest = s;
-    core::iter::from_fn(move || {
-        if n == 0 {
+pub(crate) fn rows_mut<T>(s: &mut [T], n: usize) -> RowsMut<'_, T> {
+    RowsMut { rest: s, n }
+}
+
+/// See [`rows`].
+pub(crate) struct Rows<'a, T> {
+    rest: &'a [T],
+    n: usize,
+}
+
+impl<'a, T> Rows<'a, T> {
+    /// What is left: after the last row, the shorter tail (as `ChunksExact::remainder`).
+    #[inline(always)]
+    #[cfg_attr(not(any(tinynas_small, test)), allow(dead_code))]
+    pub(crate) fn remainder(&self) -> &'a [T] {
+        self.rest
+    }
+}
+
+impl<'a, T> Iterator for Rows<'a, T> {
+    type Item = &'a [T];
+    #[inline(always)]
+    fn next(&mut self) -> Option<&'a [T]> {
+        if self.n == 0 {
             return None;
         }
-        let (row, tail) = core::mem::take(&mut rest).split_at_mut_checked(n)?;
-        rest = tail;
+        let (row, tail) = self.rest.split_at_checked(self.n)?;
+        self.rest = tail;
         Some(row)
-    })
+    }
+}
+
+/// See [`rows_mut`].
+pub(crate) struct RowsMut<'a, T> {
+    rest: &'a mut [T],
+    n: usize,
+}
+
+impl<'a, T> RowsMut<'a, T> {
+    /// What is left: after the last row, the shorter tail (as `ChunksExactMut::into_remainder`).
+    #[inline(always)]
+    #[cfg_attr(not(any(tinynas_small, test)), allow(dead_code))]
+    pub(crate) fn into_remainder(self) -> &'a mut [T] {
+        self.rest
+    }
+}
+
+impl<'a, T> Iterator for RowsMut<'a, T> {
+    type Item = &'a mut [T];
+    #[inline(always)]
+    fn next(&mut self) -> Option<&'a mut [T]> {
+        if self.n == 0 {
+            return None;
+        }
+        // (Checked before the slice is taken, so that `into_remainder` still has it.)
+        if self.rest.len() < self.n {
+            return None;
+        }
+        let (row, tail) = core::mem::take(&mut self.rest).split_at_mut_checked(self.n)?;
+        self.rest = tail;
+        Some(row)
+    }
+}
+
+/// `a.zip(b)`, `it.enumerate()` and `s.chunks_exact(n)` for the loops around the inner ones.
+///
+/// Where the crate is built for size (`tinynas_small`: opt-level `s` or `z`) these are our own
+/// adapters, whose `next` is always inlined: at `z` the compiler calls core's `Zip`, `Enumerate`,
+/// `Take` and `ChunksExact` `next` once per item instead (with `FromFn`'s, 38 % of a small model's
+/// instructions at `z`). At 2 and 3 they are core's, which the compiler inlines and sizes once
+/// (our own measured up to 3.5 % slower there). The host's unit tests take our own, the boards'
+/// tests (opt-level 3) core's.
+#[cfg(any(tinynas_small, test))]
+#[inline(always)]
+pub(crate) fn zip<A: Iterator, B: IntoIterator>(a: A, b: B) -> Both<A, B::IntoIter> {
+    Both(a, b.into_iter())
+}
+
+/// See [`zip`].
+#[cfg(not(any(tinynas_small, test)))]
+#[inline(always)]
+pub(crate) fn zip<A: Iterator, B: IntoIterator>(a: A, b: B) -> core::iter::Zip<A, B::IntoIter> {
+    a.zip(b)
+}
+
+/// See [`zip`].
+#[cfg(any(tinynas_small, test))]
+#[inline(always)]
+pub(crate) fn enumerate<I: Iterator>(it: I) -> Counted<I> {
+    Counted(it, 0)
+}
+
+/// See [`zip`].
+#[cfg(not(any(tinynas_small, test)))]
+#[inline(always)]
+pub(crate) fn enumerate<I: Iterator>(it: I) -> core::iter::Enumerate<I> {
+    it.enumerate()
+}
+
+/// `s.iter().enumerate().take(n)`; see [`zip`].
+#[cfg(any(tinynas_small, test))]
+#[inline(always)]
+pub(crate) fn enumerate_first<T>(s: &[T], n: usize) -> Counted<core::slice::Iter<'_, T>> {
+    enumerate(s.get(..n).unwrap_or(s).iter())
+}
+
+/// See [`enumerate_first`].
+#[cfg(not(any(tinynas_small, test)))]
+#[inline(always)]
+pub(crate) fn enumerate_first<T>(
+    s: &[T],
+    n: usize,
+) -> core::iter::Take<core::iter::Enumerate<core::slice::Iter<'_, T>>> {
+    s.iter().enumerate().take(n)
+}
+
+/// `s` in pieces of `n.max(1)`; see [`zip`].
+#[cfg(any(tinynas_small, test))]
+#[inline(always)]
+pub(crate) fn chunks_mut<T>(s: &mut [T], n: usize) -> RowsMut<'_, T> {
+    rows_mut(s, n.max(1))
+}
+
+/// See [`chunks_mut`].
+#[cfg(not(any(tinynas_small, test)))]
+#[inline(always)]
+pub(crate) fn chunks_mut<T>(s: &mut [T], n: usize) -> core::slice::ChunksExactMut<'_, T> {
+    s.chunks_exact_mut(n.max(1))
+}
+
+/// `s` in pieces of `n.max(1)`; see [`zip`].
+#[cfg(any(tinynas_small, test))]
+#[inline(always)]
+pub(crate) fn chunks<T>(s: &[T], n: usize) -> Rows<'_, T> {
+    rows(s, n.max(1))
+}
+
+/// See [`chunks`].
+#[cfg(not(any(tinynas_small, test)))]
+#[inline(always)]
+pub(crate) fn chunks<T>(s: &[T], n: usize) -> core::slice::ChunksExact<'_, T> {
+    s.chunks_exact(n.max(1))
+}
+
+/// See [`zip`].
+#[cfg_attr(not(any(tinynas_small, test)), allow(dead_code))]
+pub(crate) struct Both<A, B>(A, B);
+
+impl<A: Iterator, B: Iterator> Iterator for Both<A, B> {
+    type Item = (A::Item, B::Item);
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        let a = self.0.next()?;
+        Some((a, self.1.next()?))
+    }
+}
+
+/// See [`zip`].
+#[cfg_attr(not(any(tinynas_small, test)), allow(dead_code))]
+pub(crate) struct Counted<I>(I, usize);
+
+impl<I: Iterator> Iterator for Counted<I> {
+    type Item = (usize, I::Item);
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.0.next()?;
+        let i = self.1;
+        self.1 += 1;
+        Some((i, item))
+    }
 }
 
 /// A layer's output offset and clamp as the vector kernels apply them: `min(max(v + offset, lo),
@@ -655,7 +810,7 @@ impl Mac for Dsp {
         if col.len() > 32 && crate::isa_dsp::store_column(block, p, col) {
             return;
         }
-        for (g, c) in rows_mut(block, 32).zip(rows(col, 4)) {
+        for (g, c) in zip(rows_mut(block, 32), rows(col, 4)) {
             let v = word(c);
             // (Two words: at opt-level `s` a loop over the chained halves stayed an iterator,
             // byte by byte.)
@@ -724,13 +879,17 @@ impl Mac for Dsp {
     /// Four channels per word (SSUB8, SEL).
     #[inline(always)]
     fn max4(y: &mut [i8], [a, b, c, d]: [&[i8]; 4]) {
-        let mut y4 = y.chunks_exact_mut(4);
-        let (mut a4, mut b4, mut c4, mut d4) = (
-            a.chunks_exact(4),
-            b.chunks_exact(4),
-            c.chunks_exact(4),
-            d.chunks_exact(4),
-        );
+        let mut y4 = chunks_mut(y, 4);
+        let (mut a4, mut b4, mut c4, mut d4) =
+            (chunks(a, 4), chunks(b, 4), chunks(c, 4), chunks(d, 4));
+        #[inline(always)]
+        fn max_word(y: &mut [i8], [a, b, c, d]: [&[i8]; 4]) {
+            use crate::isa_dsp::max8x4;
+            let m = max8x4(max8x4(word(a), word(b)), max8x4(word(c), word(d)));
+            // (One word: at opt-level `s` a loop over the bytes called `memcpy`.)
+            put_word(y, m);
+        }
+        #[cfg(not(any(tinynas_small, test)))]
         for ((((y, a), b), c), d) in y4
             .by_ref()
             .zip(a4.by_ref())
@@ -738,10 +897,18 @@ impl Mac for Dsp {
             .zip(c4.by_ref())
             .zip(d4.by_ref())
         {
-            use crate::isa_dsp::max8x4;
-            let m = max8x4(max8x4(word(a), word(b)), max8x4(word(c), word(d)));
-            // (One word: at opt-level `s` a loop over the bytes called `memcpy`.)
-            put_word(y, m);
+            max_word(y, [a, b, c, d]);
+        }
+        // Not a `zip` of `by_ref`s where built for size: at `z` each `&mut` iterator's `next` is
+        // a call (and at 3 this loop measured 7 % slower on the example's model).
+        #[cfg(any(tinynas_small, test))]
+        #[allow(clippy::while_let_on_iterator)] // (`for` over `by_ref()`: the call above)
+        while let Some(y) = y4.next() {
+            let Some(a) = a4.next() else { break };
+            let Some(b) = b4.next() else { break };
+            let Some(c) = c4.next() else { break };
+            let Some(d) = d4.next() else { break };
+            max_word(y, [a, b, c, d]);
         }
         let tails = [
             a4.remainder(),

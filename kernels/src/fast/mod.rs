@@ -185,9 +185,10 @@ fn channels<'a>(
     multiplier: &'a [i32],
     shift: &'a [i32],
 ) -> impl Iterator<Item = Channel<'a>> {
-    mac::rows(weights, k)
-        .zip(bias)
-        .zip(multiplier.iter().zip(shift))
+    mac::zip(
+        mac::zip(mac::rows(weights, k), bias),
+        mac::zip(multiplier.iter(), shift),
+    )
 }
 
 /// One column times every weight row.
@@ -266,7 +267,7 @@ fn gather<T: Pixel>(input: &[T], d: &ConvDims, oy: usize, ox: usize, pad: i8, co
     if inside_x && inside_y {
         let stride = d.in_w * d.in_c;
         let start = (y0 - d.pad_top) * stride + (x0 - d.pad_left) * d.in_c;
-        for (k, row) in col.chunks_exact_mut(row_len.max(1)).enumerate() {
+        for (k, row) in mac::enumerate(mac::chunks_mut(col, row_len)) {
             let at = start + k * stride;
             if let Some(src) = input.get(at..at + row_len) {
                 copy(row, src);
@@ -277,7 +278,7 @@ fn gather<T: Pixel>(input: &[T], d: &ConvDims, oy: usize, ox: usize, pad: i8, co
     // The kernel columns inside the input: kx in lo..hi.
     let lo = d.pad_left.saturating_sub(x0).min(d.k_w);
     let hi = (d.in_w + d.pad_left).saturating_sub(x0).clamp(lo, d.k_w);
-    for (ky, row) in col.chunks_exact_mut(row_len.max(1)).enumerate() {
+    for (ky, row) in mac::enumerate(mac::chunks_mut(col, row_len)) {
         let src = (y0 + ky)
             .checked_sub(d.pad_top)
             .filter(|&y| y < d.in_h && hi > lo)
@@ -312,13 +313,26 @@ fn copy<T: Pixel>(dst: &mut [i8], src: &[T]) {
         }
         return;
     }
-    let (mut d4, mut s4) = (dst.chunks_exact_mut(4), src.chunks_exact(4));
-    for (d, s) in d4.by_ref().zip(s4.by_ref()) {
+    let (mut d4, mut s4) = (mac::chunks_mut(dst, 4), mac::chunks(src, 4));
+    #[inline(always)]
+    fn word<T: Pixel>(d: &mut [i8], s: &[T]) {
         if let ([d0, d1, d2, d3], [s0, s1, s2, s3]) = (d, s) {
             let w = u32::from_le_bytes([s0.to_u8(), s1.to_u8(), s2.to_u8(), s3.to_u8()]) ^ T::XOR;
             let [b0, b1, b2, b3] = w.to_le_bytes();
             (*d0, *d1, *d2, *d3) = (b0 as i8, b1 as i8, b2 as i8, b3 as i8);
         }
+    }
+    #[cfg(not(any(tinynas_small, test)))]
+    for (d, s) in d4.by_ref().zip(s4.by_ref()) {
+        word(d, s);
+    }
+    // (Not a `zip` of `by_ref`s where built for size: at `z` each `&mut` iterator's `next` is a
+    // call.)
+    #[cfg(any(tinynas_small, test))]
+    #[allow(clippy::while_let_on_iterator)] // (`for` over `by_ref()`: the call above)
+    while let Some(d) = d4.next() {
+        let Some(s) = s4.next() else { break };
+        word(d, s);
     }
     // The last one to three values one by one: as a loop of unknown length the compiler calls
     // `memcpy` for them (i8 input), which costs more than the copy itself where rows are short (a
@@ -536,7 +550,7 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool, const THREE_BY_ONE: bool>(
             let k = clamp;
             let channels = channels(p.weights, kp, p.bias, p.multiplier, p.shift).take(oc);
             let mut rc = dw_groups::RequantCol::new(0, 0, &k);
-            for (c, ((row, &b), (&m, &s))) in channels.enumerate() {
+            for (c, ((row, &b), (&m, &s))) in mac::enumerate(channels) {
                 let acc = M::dot_block(block, row, [b; 4]);
                 let Some(yc) = y.get_mut(c..) else {
                     return;
@@ -575,7 +589,7 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool, const THREE_BY_ONE: bool>(
             ) else {
                 return;
             };
-            for (c, (row, &b)) in mac::rows(w, kp).zip(bias).enumerate() {
+            for (c, (row, &b)) in mac::enumerate(mac::zip(mac::rows(w, kp), bias)) {
                 let [a0, a1, a2, a3] = M::dot_block(block, row, [b; 4]);
                 let [r0, r1, r2, r3] = &mut acc;
                 if let (Some(v0), Some(v1), Some(v2), Some(v3)) =
@@ -601,10 +615,10 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool, const THREE_BY_ONE: bool>(
                 }
             }
             if from < cn {
-                for ((r, &m), &s) in rqs.iter_mut().zip(mult).zip(shift) {
+                for ((r, &m), &s) in mac::zip(mac::zip(rqs.iter_mut(), mult), shift) {
                     *r = Requant::new::<SHORT>(m, s);
                 }
-                for (q, a) in acc.iter().enumerate().take(n) {
+                for (q, a) in mac::enumerate_first(&acc, n) {
                     let Some(row) = y.get_mut(q * oc + c0 + from..q * oc + c0 + cn) else {
                         return;
                     };
