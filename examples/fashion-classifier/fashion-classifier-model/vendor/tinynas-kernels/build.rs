@@ -13,7 +13,9 @@
 //! Everything else (Armv7-M, RISC-V, the host) takes the portable path.
 //!
 //! * `tinynas_small`: the crate is built at `opt-level` `s` or `z` (the firmware asked for size):
-//!   the largest depthwise paths are kept as one called copy instead of being inlined.
+//!   the largest depthwise paths are kept as one called copy instead of being inlined, and the
+//!   loops around the inner ones use the kernels' own iterator adapters (`fast::mac::zip`, ...),
+//!   whose `next` is always inlined, instead of core's.
 
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(tinynas_dsp)");
