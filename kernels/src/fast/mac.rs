@@ -11,7 +11,7 @@
 
 use super::dw_groups::{DwTap, DwTaps, Requant4, RequantCol, Win};
 
-/// `s` in consecutive pieces of `n` (a shorter tail left out, [`Rows::rest`]), like
+/// `s` in consecutive pieces of `n` (a shorter tail left out, [`Rows::remainder`]), like
 /// `chunks_exact`; unlike a `Zip` of `ChunksExact`, a `zip` of these never divides by `n` to size
 /// itself, so no division-by-zero panic path is left in the binary (the panic-never link check).
 /// Its `next` is always inlined: at opt-level `z` the compiler calls `ChunksExact`'s and
@@ -94,8 +94,8 @@ impl<'a, T> Iterator for RowsMut<'a, T> {
 /// adapters, whose `next` is always inlined: at `z` the compiler calls core's `Zip`, `Enumerate`,
 /// `Take` and `ChunksExact` `next` once per item instead (with `FromFn`'s, 38 % of a small model's
 /// instructions at `z`). At 2 and 3 they are core's, which the compiler inlines and sizes once
-/// (our own measured up to 3.5 % slower there). The host's unit tests take our own, the boards'
-/// tests (opt-level 3) core's.
+/// (our own measured up to 3.5 % slower there). The host's unit tests and the board test at
+/// opt-level `s` take our own, the other board tests (opt-level 3) core's.
 #[cfg(any(tinynas_small, test))]
 #[inline(always)]
 pub(crate) fn zip<A: Iterator, B: IntoIterator>(a: A, b: B) -> Both<A, B::IntoIter> {
