@@ -48,6 +48,9 @@ pub struct Card {
     pub int8_test_accuracy: Option<f32>,
     pub dataset: Option<String>,
     pub measured: Option<Measured>,
+    /// What importing the model file did that the firmware's author must know (a TF Lite
+    /// model's edge conversions left to the caller: `modelfile::Loaded::notes`).
+    pub notes: Vec<String>,
 }
 
 impl Card {
@@ -86,6 +89,7 @@ impl Card {
                 flash: m.flash_bytes,
                 outputs: "device == host, bit for bit".into(),
             }),
+            notes: Vec::new(),
         }
     }
 }
@@ -186,6 +190,8 @@ pub fn render(
         input_h => s.h, input_w => s.w, input_c => s.c,
         input_type => match model.input_type { InputType::U8 => "u8", InputType::I8 => "i8" },
         labels => model.labels.clone(),
+        classes => model.classes(),
+        notes => card.notes.clone(),
         params => model.params(),
         param_bytes => model.nodes.iter().map(|n| n.param_bytes()).sum::<usize>(),
         macs => model.macs(),
@@ -466,6 +472,47 @@ mod tests {
         let t = today();
         assert_eq!(t.len(), 10);
         assert!(t.starts_with("20"), "{t}");
+    }
+
+    #[test]
+    fn the_card_names_unnamed_classes_and_the_import_notes() {
+        let model = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/nanonas-k8-c3.tnas"),
+        )
+        .unwrap();
+        let readme = |card: &Card| {
+            let files = render("fw-model", &model, card, "2026-01-01").unwrap();
+            let (_, text) = files.into_iter().find(|(p, _)| p == "README.md").unwrap();
+            String::from_utf8(text).unwrap()
+        };
+        let plain = readme(&Card::default());
+        assert!(!plain.contains("From the model file"), "{plain}");
+        let note = "the final QUANTIZE to uint8 (operator 6) is left to the caller";
+        let imported = readme(&Card {
+            notes: vec![note.into(), "another note".into()],
+            ..Card::default()
+        });
+        assert!(
+            imported.contains(&format!(
+                "## From the model file\n\n- {note}\n- another note\n"
+            )),
+            "{imported}"
+        );
+        let mut m = tinynas_model::format::read(&model).unwrap();
+        m.labels.clear();
+        let files = render(
+            "fw-model",
+            &tinynas_model::format::to_bytes(&m),
+            &Card::default(),
+            "2026-01-01",
+        )
+        .unwrap();
+        let (_, text) = files.into_iter().find(|(p, _)| p == "README.md").unwrap();
+        let unnamed = String::from_utf8(text).unwrap();
+        assert!(
+            unnamed.contains(&format!("| classes | {}, unnamed", m.classes())),
+            "{unnamed}"
+        );
     }
 
     #[test]

@@ -97,7 +97,7 @@ fn init_then_generate_gives_a_crate_that_builds_for_cortex_m() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
         err.contains(
-            "does not fit this project: it takes 28x28x1 images, the project's input is 32x32x3"
+            "does not fit this project: it takes 28x28x1 images, the project's input is 32x32x3; to use this model, set `input = \"28x28x1\"` in [package.metadata.tinynas] of "
         ),
         "{err}"
     );

@@ -254,12 +254,12 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                 w,
             } => {
                 let [wn, bn, mn, sn] = weight_statics(&mut statics, n, w);
-                let (q, narrow) = (output_quant(&p, &w.quant), w.narrow);
+                let q = output_quant(&p, &w.quant);
                 let (fi, fo) = (lit(*in_features), lit(*out_features));
                 statics.extend(quote! {
                     static #layer: #p::fast::FastDense<'static> = #p::fast::FastDense {
                         weights: &#wn, bias: &#bn, multiplier: &#mn, shift: &#sn,
-                        in_features: #fi, out_features: #fo, quant: #q, narrow: #narrow,
+                        in_features: #fi, out_features: #fo, quant: #q,
                     };
                 });
                 quote!(#p::fast::fully_connected(#x, y, &#layer);)

@@ -8,8 +8,12 @@ use crate::error::Error;
 pub const MAX_TENSOR_ELEMENTS: usize = 1 << 24;
 /// Largest number of nodes in a model.
 pub const MAX_NODES: usize = 4096;
-/// Largest kernel side (conv and pool).
+/// Largest kernel side of a convolution (odd or even: TF Lite's SAME padding puts the odd pad
+/// at the bottom and right, as [`window_output`] does).
 pub const MAX_KERNEL: usize = 15;
+/// Largest pool window side: a pool over a whole feature map is the usual global average pool of
+/// TF Lite models (MLPerf Tiny's DS-CNN: 25x5); the `.tnas` format keeps a side in one byte.
+pub const MAX_POOL: usize = 255;
 /// Largest stride.
 pub const MAX_STRIDE: usize = 8;
 /// Largest number of inputs of one node (a channel concatenation's).
@@ -84,7 +88,7 @@ pub enum Padding {
 /// Kernel, stride, padding, activation and the quantised weights of a (depthwise) convolution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvParams {
-    /// Kernel height and width: odd, 1 to [`MAX_KERNEL`].
+    /// Kernel height and width, each 1 to [`MAX_KERNEL`].
     pub kernel: [usize; 2],
     pub stride: usize,
     pub padding: Padding,
@@ -473,13 +477,13 @@ impl ModelBuilder {
             }
             Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
                 same_quant(op.kind())?;
-                if p.size.iter().any(|&k| k == 0 || k > MAX_KERNEL + 1)
+                if p.size.iter().any(|&k| k == 0 || k > MAX_POOL)
                     || p.stride == 0
                     || p.stride > MAX_STRIDE
                 {
                     return Err(err(format!(
                         "pool size {:?} / stride {} out of range (size 1..={}, stride 1..={MAX_STRIDE})",
-                        p.size, p.stride, MAX_KERNEL + 1
+                        p.size, p.stride, MAX_POOL
                     )));
                 }
                 let (oh, _) =
@@ -651,10 +655,8 @@ fn check_scale(scale: f32) -> Result<(), String> {
 fn conv_geometry(x: Shape, conv: &ConvParams) -> Result<(usize, usize), String> {
     let [kh, kw] = conv.kernel;
     for k in [kh, kw] {
-        if k == 0 || k % 2 == 0 || k > MAX_KERNEL {
-            return Err(format!(
-                "kernel {kh}x{kw}: sides must be odd, 1 to {MAX_KERNEL}"
-            ));
+        if k == 0 || k > MAX_KERNEL {
+            return Err(format!("kernel {kh}x{kw}: sides must be 1 to {MAX_KERNEL}"));
         }
     }
     if conv.stride == 0 || conv.stride > MAX_STRIDE {
@@ -760,9 +762,18 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("larger than"), "{e}");
         let e = b
-            .add("even", conv(2, 1, Padding::Same, 3, 4), &[0], q())
+            .add("wide", conv(16, 1, Padding::Same, 3, 4), &[0], q())
             .unwrap_err();
-        assert!(e.to_string().contains("odd"), "{e}");
+        assert!(e.to_string().contains("sides must be 1 to 15"), "{e}");
+        // An even kernel is a kernel (MLPerf Tiny's DS-CNN starts with a 10x4 one): SAME padding
+        // puts the odd pad row and column after the input, as TF Lite does.
+        let mut even = ModelBuilder::new(InputType::I8, Shape::new(5, 4, 3), q()).unwrap();
+        let t = even
+            .add("even", conv(2, 2, Padding::Same, 3, 4), &[0], q())
+            .unwrap();
+        assert_eq!(even.shape(t), Some(Shape::new(3, 2, 4)));
+        assert_eq!(window_output(5, 2, 2, Padding::Same), Some((3, 0)));
+        assert_eq!(window_output(4, 10, 2, Padding::Same), Some((2, 4)));
         let e = b
             .add("future", Op::GlobalAveragePool, &[3], q())
             .unwrap_err();

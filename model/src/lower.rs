@@ -28,6 +28,7 @@ pub struct Weights {
     /// `tinynas_kernels::fast::padded_k` values; the same as `weights` for other layers.
     pub kernel_weights: Vec<i8>,
     /// Every accumulator fits the short requantisation (`tinynas_kernels::fast::narrow_channel`).
+    /// Read for convolutions only: dense layers round once, as TF Lite's FULLY_CONNECTED.
     pub narrow: bool,
     /// `|folded bias| + 128 * sum(|w|)` of the widest channel (saturating): no accumulator of the
     /// layer exceeds it (`tinynas_kernels::fast::FastConv::acc_bound`).

@@ -22,7 +22,8 @@
 //! At the model's edges, `QUANTIZE` and `DEQUANTIZE` are folded away: a `uint8` input followed
 //! by a `QUANTIZE` to int8 of the same scale becomes a `u8` model input; a `float32` input
 //! followed by a `QUANTIZE` becomes an int8 input in that `QUANTIZE`'s quantisation; a final
-//! `DEQUANTIZE` leaves the int8 logits as the output. [`Imported::notes`] says which applied.
+//! `DEQUANTIZE`, or a final `QUANTIZE` to uint8 of the same scale, leaves the int8 logits as the
+//! output. [`Imported::notes`] says which applied.
 
 use std::collections::HashMap;
 
@@ -407,7 +408,7 @@ impl<'a> Importer<'a> {
                 };
                 let out = ops[j].outputs().map(|v| v.get(0)).unwrap_or(-1);
                 let oq = self.act_quant(out).map_err(model_err)?;
-                if oq.scale != q.scale || oq.zero_point != q.zero_point - 128 {
+                if !exact_u8_edge(q, oq) {
                     return Err(ImportError::Op {
                         index: j,
                         op: "QUANTIZE".into(),
@@ -467,6 +468,39 @@ impl<'a> Importer<'a> {
             output_id = src;
             notes.push(format!(
                 "the final DEQUANTIZE (operator {j}) is left to the caller: the model returns the int8 values it reads"
+            ));
+        } else if let Some(j) = ops.iter().position(|op| {
+            self.code(op).0 == fb::BuiltinOperator::QUANTIZE
+                && op
+                    .outputs()
+                    .is_some_and(|v| v.len() == 1 && v.get(0) == output_id)
+        }) {
+            // A uint8 output (the converter's `inference_output_type = tf.uint8`): the same
+            // scale, the zero point + 128, so TF Lite's uint8 value is the int8 one + 128.
+            let src = ops[j].inputs().map(|v| v.get(0)).unwrap_or(-1);
+            let op_err = |message: String| ImportError::Op {
+                index: j,
+                op: "QUANTIZE".into(),
+                message,
+            };
+            self.expect_type(output_id, fb::TensorType::UINT8, "the model output")
+                .map_err(op_err)?;
+            self.expect_type(src, fb::TensorType::INT8, "the final QUANTIZE's input")
+                .map_err(op_err)?;
+            let (q, oq) = (
+                self.act_quant(src).map_err(op_err)?,
+                self.act_quant(output_id).map_err(op_err)?,
+            );
+            if !exact_u8_edge(oq, q) {
+                return Err(op_err(format!(
+                    "converts the int8 output (scale {}, zero point {}) to uint8 with scale {}, zero point {}; only the exact conversion (same scale, zero point + 128) is supported at the output; convert with int8 output (`inference_output_type = tf.int8`)",
+                    q.scale, q.zero_point, oq.scale, oq.zero_point
+                )));
+            }
+            skip[j] = true;
+            output_id = src;
+            notes.push(format!(
+                "the final QUANTIZE to uint8 (operator {j}) is left to the caller: the model returns the int8 values it reads (TF Lite's uint8 output is each value + 128)"
             ));
         }
 
@@ -545,7 +579,7 @@ impl<'a> Importer<'a> {
                         (o.padding(), (o.stride_h(), o.stride_w()), (o.dilation_h_factor(), o.dilation_w_factor()), o.fused_activation_function())
                     };
                     let padding = padding_of(padding).map_err(&fail)?;
-                    let stride = one_stride(stride).map_err(&fail)?;
+                    let stride = one_stride(stride, xs, [kh, kw], padding).map_err(&fail)?;
                     if dil != (1, 1) {
                         return Err(fail(format!("has dilation {}x{}; only dilation 1 is supported", dil.0, dil.1)));
                     }
@@ -627,10 +661,13 @@ impl<'a> Importer<'a> {
                     if activation_of(o.fused_activation_function()).map_err(&fail)? != Activation::None {
                         return Err(fail("has a fused activation; pools with a fused activation are not supported".into()));
                     }
+                    let size = [o.filter_height().max(0) as usize, o.filter_width().max(0) as usize];
+                    let padding = padding_of(o.padding()).map_err(&fail)?;
+                    let xs = b.shape(x).unwrap_or(input_shape);
                     let p = PoolParams {
-                        size: [o.filter_height().max(0) as usize, o.filter_width().max(0) as usize],
-                        stride: one_stride((o.stride_h(), o.stride_w())).map_err(&fail)?,
-                        padding: padding_of(o.padding()).map_err(&fail)?,
+                        size,
+                        stride: one_stride((o.stride_h(), o.stride_w()), xs, size, padding).map_err(&fail)?,
+                        padding,
                     };
                     let op_ir = if code == fb::BuiltinOperator::MAX_POOL_2D {
                         Op::MaxPool2d(p)
@@ -783,13 +820,45 @@ fn padding_of(p: fb::Padding) -> Result<Padding, String> {
     }
 }
 
-fn one_stride((h, w): (i32, i32)) -> Result<usize, String> {
-    if h != w || h <= 0 {
-        return Err(format!(
-            "has stride {h}x{w}; only equal, positive strides are supported"
-        ));
+/// True when a uint8 tensor quantised `u8` and an int8 tensor quantised `i8` hold the same real
+/// values (the same scale, the zero point 128 apart): the only QUANTIZE at the model's edges
+/// that folds away exactly, `uint8 = int8 + 128`.
+fn exact_u8_edge(u8: QParams, i8: QParams) -> bool {
+    u8.scale == i8.scale && i8.zero_point.checked_add(128) == Some(u8.zero_point)
+}
+
+/// One stride for both axes of a window over `x`: the stride itself where they are equal, else
+/// the smallest stride that gives both axes the windows (count and padding) their own strides give. An
+/// axis with a single window has no use for its stride: Keras's pools default to a stride equal
+/// to the window, so a pool over a whole non-square map (MLPerf Tiny's DS-CNN: 25x5) says 25x5.
+fn one_stride(
+    (h, w): (i32, i32),
+    x: Shape,
+    [kh, kw]: [usize; 2],
+    padding: Padding,
+) -> Result<usize, String> {
+    let err = || {
+        format!("has stride {h}x{w}; only equal, positive strides are supported (or strides that do not matter: one window along an axis)")
+    };
+    if h <= 0 || w <= 0 {
+        return Err(err());
     }
-    Ok(h as usize)
+    let (h, w) = (h as usize, w as usize);
+    if h == w {
+        return Ok(h);
+    }
+    let windows = |sh: usize, sw: usize| {
+        (
+            tinynas_model::ir::window_output(x.h, kh, sh, padding),
+            tinynas_model::ir::window_output(x.w, kw, sw, padding),
+        )
+    };
+    let want = windows(h, w);
+    // The smallest that does (our strides go up to 8).
+    [1, h.min(w), h.max(w)]
+        .into_iter()
+        .find(|&s| want.0.is_some() && want.1.is_some() && windows(s, s) == want)
+        .ok_or_else(err)
 }
 
 fn activation_of(a: fb::ActivationFunctionType) -> Result<Activation, String> {
@@ -801,5 +870,30 @@ fn activation_of(a: fb::ActivationFunctionType) -> Result<Activation, String> {
             "has the fused activation {}; NONE, RELU and RELU6 are supported",
             a.variant_name().unwrap_or("?")
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_stride_takes_a_stride_no_second_window_uses() {
+        let s = |h, w, c| Shape::new(h, w, c);
+        assert_eq!(one_stride((2, 2), s(8, 8, 1), [3, 3], Padding::Same), Ok(2));
+        // A pool over the whole 25x5 map with Keras's stride 25x5 (MLPerf Tiny's DS-CNN).
+        assert_eq!(
+            one_stride((25, 5), s(25, 5, 64), [25, 5], Padding::Valid),
+            Ok(1)
+        );
+        // A 3x1 pool with stride 3x1 over a map one column wide (TF Lite Micro's magic_wand).
+        assert_eq!(
+            one_stride((3, 1), s(42, 1, 16), [3, 1], Padding::Same),
+            Ok(3)
+        );
+        // Two windows along each axis at different strides: refused.
+        let e = one_stride((2, 1), s(4, 4, 1), [2, 2], Padding::Valid).unwrap_err();
+        assert!(e.contains("only equal, positive strides"), "{e}");
+        assert!(one_stride((0, 0), s(4, 4, 1), [1, 1], Padding::Valid).is_err());
     }
 }

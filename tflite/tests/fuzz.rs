@@ -1,5 +1,6 @@
 //! The reader never panics: 1,000+ mutations of person_detect.tflite, and of the converter-built
-//! models that hold PAD, PADV2, CONCATENATION and MEAN (flipped bytes, overwritten words,
+//! models that hold PAD, PADV2, CONCATENATION, MEAN, the uint8 edges and a pool stride that one
+//! axis does not use (flipped bytes, overwritten words,
 //! truncations, splices), each import to a model or to an error, and what imports lowers (and, for
 //! the small models, runs) without panicking. Seeded, so a failure reproduces; the failing case's
 //! mutation is in the message.
@@ -33,7 +34,12 @@ fn a_thousand_mutations_of_person_detect_never_panic() {
 
 #[test]
 fn mutations_of_the_op_models_never_panic() {
-    for file in ["ops_int8.tflite", "ops_uint8_per_tensor.tflite"] {
+    for file in [
+        "ops_int8.tflite",
+        "ops_uint8_per_tensor.tflite",
+        "ops_uint8_io.tflite",
+        "tflm_magic_wand.tflite",
+    ] {
         let refused = mutate(file, 600, true);
         assert!(
             refused > 300,

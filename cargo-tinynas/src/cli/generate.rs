@@ -37,6 +37,7 @@ pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
     let name = p.crate_name();
     let card = Card {
         arch: a.arch.clone(),
+        notes: loaded.notes,
         ..Card::default()
     };
     let g = generate::generate(

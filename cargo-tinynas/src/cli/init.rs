@@ -64,7 +64,7 @@ pub(crate) fn run(a: InitArgs) -> anyhow::Result<i32> {
         eprintln!("note: {h}");
     }
     eprintln!(
-        "next: put a folder per class under {}, then run `cargo tinynas search`",
+        "next: put a folder per class under {}, then run `cargo tinynas search`; or, with a model of your own, set `input` to its input and run `cargo tinynas generate --model MODEL.tflite`",
         p.data_dir().display()
     );
     Ok(exit_codes::OK)

@@ -37,8 +37,13 @@ pub enum ProjectError {
     },
     #[error("{0}")]
     Package(String),
-    #[error("{model} does not fit this project: {why}; train it for this project (`cargo tinynas search`, or `train` with this data and input), or change [package.metadata.tinynas]")]
-    ModelMismatch { model: String, why: String },
+    #[error("{model} does not fit this project: {why}; to use this model, {fix}; to make one for the project, train it (`cargo tinynas search`, or `train` with this data and input)")]
+    ModelMismatch {
+        model: String,
+        why: String,
+        /// What to change in the project to use the model as it is.
+        fix: String,
+    },
 }
 
 /// Budgets for the model, with where each one comes from.
@@ -260,6 +265,20 @@ impl Project {
         }
     }
 
+    /// Where this project's settings are written: the `tinynas` table and its manifest.
+    fn config_table(&self) -> String {
+        match self.origin {
+            config::Origin::Workspace => format!(
+                "[workspace.metadata.tinynas] of {}",
+                self.workspace_manifest.display()
+            ),
+            config::Origin::Package | config::Origin::Defaults => format!(
+                "[package.metadata.tinynas] of {}",
+                self.manifest_path.display()
+            ),
+        }
+    }
+
     /// Checks that `model` (from the file `name`) is one for this project: it takes the
     /// project's `input` and, where the data folder has class folders, it has the data's classes
     /// in the data's order (a model for other images would pass `verify` on random inputs).
@@ -268,35 +287,51 @@ impl Project {
         model: &tinynas_model::Model,
         name: &str,
     ) -> Result<(), ProjectError> {
-        let mismatch = |why: String| ProjectError::ModelMismatch {
+        let mismatch = |why: String, fix: String| ProjectError::ModelMismatch {
             model: name.to_string(),
             why,
+            fix,
         };
         let want = self.input()?;
         let s = model.input_shape;
         if (s.h, s.w, s.c) != (want.h, want.w, want.c) {
-            return Err(mismatch(format!(
-                "it takes {}x{}x{} images, the project's input is {}x{}x{}",
-                s.h, s.w, s.c, want.h, want.w, want.c
-            )));
+            return Err(mismatch(
+                format!(
+                    "it takes {}x{}x{} images, the project's input is {}x{}x{}",
+                    s.h, s.w, s.c, want.h, want.w, want.c
+                ),
+                format!(
+                    "set `input = \"{}x{}x{}\"` in {}",
+                    s.h,
+                    s.w,
+                    s.c,
+                    self.config_table()
+                ),
+            ));
         }
         let data = self.data_dir();
         if let Ok(classes) = crate::data::folder::class_names(&data) {
             if classes.len() >= 2 {
                 let labels = &model.labels;
                 if model.classes() != classes.len() || (!labels.is_empty() && *labels != classes) {
-                    return Err(mismatch(format!(
-                        "its {} classes ({}) are not the {} classes of {} ({})",
-                        model.classes(),
-                        if labels.is_empty() {
-                            "unnamed".to_string()
-                        } else {
-                            labels.join(", ")
-                        },
-                        classes.len(),
-                        data.display(),
-                        classes.join(", ")
-                    )));
+                    return Err(mismatch(
+                        format!(
+                            "its {} classes ({}) are not the {} classes of {} ({})",
+                            model.classes(),
+                            if labels.is_empty() {
+                                "unnamed".to_string()
+                            } else {
+                                labels.join(", ")
+                            },
+                            classes.len(),
+                            data.display(),
+                            classes.join(", ")
+                        ),
+                        format!(
+                            "point `data` in {} at a folder with a folder per class of the model, in its order",
+                            self.config_table()
+                        ),
+                    ));
                 }
             }
         }

@@ -173,7 +173,6 @@ fn main() -> ! {
                     in_features: d[2],
                     out_features: d[5],
                     quant,
-                    narrow,
                 },
             ),
             4 => fast::max_pool2d(input, y, &pool),

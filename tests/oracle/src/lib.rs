@@ -161,6 +161,21 @@ impl<'a> Graph<'a> {
         self.bin(math::add(), shifted, round)
     }
 
+    /// TF Lite's single-rounding `MultiplyByQuantizedMultiplier` (its int8 FULLY_CONNECTED):
+    /// `(x * m + 2^(30 - shift)) >> (31 - shift)`, exact in i64 (`|x * m| <= 2^62`).
+    fn mbqm_once(&mut self, x: OutletId, mult: &[i32], shift: &[i32]) -> TractResult<OutletId> {
+        let m: Vec<i64> = mult.iter().map(|&v| i64::from(v)).collect();
+        let p = self.mul_i(x, &m)?;
+        let total: Vec<i64> = shift
+            .iter()
+            .map(|&s| i64::from(31 - s.clamp(-31, 30)))
+            .collect();
+        let round: Vec<i64> = total.iter().map(|&t| 1i64 << (t - 1)).collect();
+        let p = self.add_i(p, &round)?;
+        let t = self.i64s(&total)?;
+        self.bin(math::shift_right(), p, t)
+    }
+
     fn clamp(&mut self, x: OutletId, lo: i32, hi: i32) -> TractResult<OutletId> {
         let l = self.i64s(&[i64::from(lo)])?;
         let x = self.bin(math::max(), x, l)?;
@@ -347,7 +362,12 @@ impl<'a> Graph<'a> {
                     false,
                     bias,
                 )?;
-                self.requant_layer(acc, &w)
+                // Rounded once, as TF Lite's FULLY_CONNECTED.
+                let y = self.mbqm_once(acc, &w.multiplier, &w.shift)?;
+                let q = w.quant;
+                let y = self.add_i(y, &[i64::from(q.output_offset)])?;
+                let y = self.clamp(y, q.act_min, q.act_max)?;
+                self.cast(y, i32::datum_type())
             }
             (Op::MaxPool2d(p), _) => {
                 let x8 = self.cast(x, i8::datum_type())?;

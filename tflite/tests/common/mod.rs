@@ -46,7 +46,7 @@ pub fn check(stem: &str) -> tinynas_tflite::Imported {
         let all = host.run_all(input).unwrap();
         let tensors = r["tensors"].as_object().unwrap();
         // Every tensor TF Lite's operators wrote is one of ours, or the input QUANTIZE's /
-        // output DEQUANTIZE's that the import folds away (at most one each).
+        // output DEQUANTIZE's / QUANTIZE's that the import folds away (at most one each).
         let ours: BTreeSet<String> = imported.tensors.iter().map(|t| t.to_string()).collect();
         let folded = tensors.keys().filter(|t| !ours.contains(*t)).count();
         assert!(
@@ -73,7 +73,12 @@ pub fn check(stem: &str) -> tinynas_tflite::Imported {
         let out = host.run(input).unwrap();
         let want = &r["output"].as_array().unwrap();
         assert_eq!(out.len(), want.len(), "{stem}/{name}: output length");
-        if want.iter().all(|v| v.is_i64()) {
+        if r["output_dtype"] == "uint8" {
+            // TF Lite's uint8 output after the folded final QUANTIZE: ours + 128.
+            let ours: Vec<i64> = out.iter().map(|&v| i64::from(v) + 128).collect();
+            let want: Vec<i64> = want.iter().map(|v| v.as_i64().unwrap()).collect();
+            assert_eq!(ours, want, "{stem}/{name}: final output (uint8)");
+        } else if want.iter().all(|v| v.is_i64()) {
             let want: Vec<i8> = want.iter().map(|v| v.as_i64().unwrap() as i8).collect();
             assert_eq!(out, want, "{stem}/{name}: final output");
         } else {

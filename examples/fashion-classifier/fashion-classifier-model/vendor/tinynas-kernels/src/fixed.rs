@@ -36,6 +36,29 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> 
     )
 }
 
+/// `x * m * 2^(shift - 31)` rounded once: `(x * m + 2^(30 - shift)) >> (31 - shift)` in 64 bits,
+/// saturated to `i32`. TF Lite's interpreter requantises its int8 `FULLY_CONNECTED` so (the
+/// single-rounding `MultiplyByQuantizedMultiplier`), where its convolutions round twice
+/// ([`multiply_by_quantized_multiplier`]): the two differ by one where the first of two
+/// roundings lands on a tie (8 of the 3,616 outputs of MLPerf Tiny's autoencoder). `shift` is
+/// taken in `-31..=30`.
+#[inline]
+pub fn multiply_by_quantized_multiplier_once(x: i32, multiplier: i32, shift: i32) -> i32 {
+    let p = i64::from(x).wrapping_mul(i64::from(multiplier));
+    if (-31..=-1).contains(&shift) {
+        // The usual right shift r = -shift: (p + 2^(30 + r)) >> (31 + r) equals
+        // ((p >> 31) + 2^(r - 1)) >> r (the added term is a multiple of 2^31), and that is
+        // (q >> r) plus bit r - 1 of q: 32-bit work after one 64-bit product. q = p >> 31 fits
+        // i32 (|p| < 2^62 for a multiplier below 2^31).
+        let (q, r) = ((p >> 31) as i32, (-shift) as u32);
+        return (q >> r).wrapping_add((q >> (r - 1)) & 1);
+    }
+    // 1..=62. |x * m| <= 2^62, so neither the product nor the rounding term can overflow.
+    let total = (31 - shift.clamp(-31, 30)) as u32;
+    let v = p.wrapping_add(1i64 << (total - 1)) >> total;
+    v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
 /// gemmlowp's `SaturatingRoundingMultiplyByPOT` for a left shift: saturates instead of wrapping.
 #[inline]
 pub fn saturating_shl(x: i32, exponent: u32) -> i32 {
@@ -162,6 +185,49 @@ mod tests {
         // ... while RoundingDivideByPOT rounds ties away from zero: -6 * 2^-2 = -1.5 -> -2.
         assert_eq!(multiply_by_quantized_multiplier(-6, 1 << 30, -1), -2);
         assert_eq!(multiply_by_quantized_multiplier(3, 1 << 30, 2), 6);
+    }
+
+    #[test]
+    fn rounding_once_matches_tflite_fully_connected() {
+        // Two outputs of MLPerf Tiny's autoencoder's last layer (tests/fixtures/tflite): the
+        // exact values are 12.4996 and 39.4997; TF Lite's interpreter gives 12 and 39, rounding
+        // twice gives 13 and 40.
+        assert_eq!(
+            multiply_by_quantized_multiplier_once(12342, 1113548295, -9),
+            12
+        );
+        assert_eq!(multiply_by_quantized_multiplier(12342, 1113548295, -9), 13);
+        assert_eq!(
+            multiply_by_quantized_multiplier_once(39732, 1093083086, -9),
+            39
+        );
+        assert_eq!(multiply_by_quantized_multiplier(39732, 1093083086, -9), 40);
+        // Ties round up (toward +infinity): -1.5 -> -1, 1.5 -> 2.
+        assert_eq!(multiply_by_quantized_multiplier_once(-3, 1 << 30, 0), -1);
+        assert_eq!(multiply_by_quantized_multiplier_once(3, 1 << 30, 0), 2);
+        // Left shifts, and saturation instead of wrapping.
+        assert_eq!(multiply_by_quantized_multiplier_once(3, 1 << 30, 2), 6);
+        assert_eq!(
+            multiply_by_quantized_multiplier_once(i32::MAX, i32::MAX, 30),
+            i32::MAX
+        );
+        assert_eq!(
+            multiply_by_quantized_multiplier_once(i32::MIN, i32::MAX, 30),
+            i32::MIN
+        );
+    }
+
+    proptest::proptest! {
+        /// Rounded once: the nearest integer to `x * m * 2^(shift - 31)`, ties up, saturated.
+        #[test]
+        fn rounding_once_is_the_nearest_integer(x: i32, m in 0i32..=i32::MAX, shift in -31i32..=30) {
+            // v = x m 2^(shift + 32), so x m 2^(shift - 31) = v / 2^63, and the nearest integer
+            // (ties up) is floor((v + 2^62) / 2^63).
+            let v = (i128::from(x) * i128::from(m)) << (shift + 32) as u32;
+            let want = ((v + (1i128 << 62)) >> 63)
+                .clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32;
+            proptest::prop_assert_eq!(multiply_by_quantized_multiplier_once(x, m, shift), want);
+        }
     }
 
     #[test]

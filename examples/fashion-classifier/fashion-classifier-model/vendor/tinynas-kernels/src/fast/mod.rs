@@ -27,6 +27,7 @@ pub mod dw_channel;
 pub mod dw_groups;
 pub mod mac;
 
+use crate::conv::requantize_dense;
 use crate::conv::ConvDims;
 use crate::fixed::multiply_by_quantized_multiplier;
 use crate::pool::{MeanParams, PoolDims};
@@ -69,8 +70,6 @@ pub struct FastDense<'a> {
     pub in_features: usize,
     pub out_features: usize,
     pub quant: OutputQuant,
-    /// As [`FastConv::narrow`].
-    pub narrow: bool,
 }
 
 /// Values per weight row of [`conv2d`]: `k_h * k_w * in_c` rounded up to a multiple of 4 (the rows
@@ -193,31 +192,28 @@ fn channels<'a>(
 
 /// One column times every weight row.
 #[inline(always)]
-fn gemm_1<M: Mac, const SHORT: bool>(
-    x: &[i8],
-    w: (&[i8], &[i32], &[i32], &[i32]),
-    q: &OutputQuant,
-    y: &mut [i8],
-) {
+fn gemm_1<M: Mac>(x: &[i8], w: (&[i8], &[i32], &[i32], &[i32]), q: &OutputQuant, y: &mut [i8]) {
     let mut rows = channels(w.0, x.len(), w.1, w.2, w.3);
     let mut ys = y.iter_mut();
-    let rq = |m, s| Requant::new::<SHORT>(m, s);
+    // Rounded once, as TF Lite's FULLY_CONNECTED (one requantisation per output value, so the
+    // 64-bit product costs little: a dense layer's outputs are few beside its MACs).
+    let rq = |a, m, s| requantize_dense(a, m, s, q);
     while let (Some(((w0, &b0), (&m0, &s0))), Some(y0)) = (rows.next(), ys.next()) {
         match (rows.next(), ys.next()) {
             (Some(((w1, &b1), (&m1, &s1))), Some(y1)) => match (rows.next(), ys.next()) {
                 (Some(((w2, &b2), (&m2, &s2))), Some(y2)) => {
                     let [a, b, c] = M::dot_1x3(x, [w0, w1, w2], [b0, b1, b2]);
-                    *y0 = rq(m0, s0).apply::<M, SHORT>(a, q);
-                    *y1 = rq(m1, s1).apply::<M, SHORT>(b, q);
-                    *y2 = rq(m2, s2).apply::<M, SHORT>(c, q);
+                    *y0 = rq(a, m0, s0);
+                    *y1 = rq(b, m1, s1);
+                    *y2 = rq(c, m2, s2);
                 }
                 _ => {
                     let [a, b] = M::dot_1x2(x, w0, w1, [b0, b1]);
-                    *y0 = rq(m0, s0).apply::<M, SHORT>(a, q);
-                    *y1 = rq(m1, s1).apply::<M, SHORT>(b, q);
+                    *y0 = rq(a, m0, s0);
+                    *y1 = rq(b, m1, s1);
                 }
             },
-            _ => *y0 = rq(m0, s0).apply::<M, SHORT>(M::dot_1x1(x, w0, b0), q),
+            _ => *y0 = rq(M::dot_1x1(x, w0, b0), m0, s0),
         }
     }
 }
@@ -1033,7 +1029,8 @@ impl DwBlocks {
     }
 }
 
-/// Dense layer: three weight rows at a time against the input.
+/// Dense layer: three weight rows at a time against the input, each output requantised as the
+/// reference ([`crate::conv::fully_connected`]) does it.
 pub fn fully_connected(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
     dense::<Selected>(input, output, p);
 }
@@ -1044,11 +1041,7 @@ fn dense<M: Mac>(input: &[i8], output: &mut [i8], p: &FastDense<'_>) {
     };
     let y = output.get_mut(..p.out_features).unwrap_or(&mut []);
     let w = (p.weights, p.bias, p.multiplier, p.shift);
-    if p.narrow {
-        gemm_1::<M, true>(x, w, &p.quant, y);
-    } else {
-        gemm_1::<M, false>(x, w, &p.quant, y);
-    }
+    gemm_1::<M>(x, w, &p.quant, y);
 }
 
 /// Max pool: the lane-wise maximum of each output pixel's taps inside the input (padding is
