@@ -507,12 +507,23 @@ mod tests {
             "2026-01-01",
         )
         .unwrap();
-        let (_, text) = files.into_iter().find(|(p, _)| p == "README.md").unwrap();
-        let unnamed = String::from_utf8(text).unwrap();
+        let file = |name: &str| {
+            let (_, text) = files.iter().find(|(p, _)| p == name).unwrap();
+            String::from_utf8(text.clone()).unwrap()
+        };
+        let unnamed = file("README.md");
         assert!(
             unnamed.contains(&format!("| classes | {}, unnamed", m.classes())),
             "{unnamed}"
         );
+        // No `LABELS` where the model names no classes: the docs would not compile as shown.
+        assert!(!unnamed.contains("LABELS"), "{unnamed}");
+        assert!(
+            !file("src/lib.rs").contains("LABELS"),
+            "{}",
+            file("src/lib.rs")
+        );
+        assert!(plain.contains("Model::LABELS"), "{plain}");
     }
 
     #[test]
@@ -556,7 +567,7 @@ mod tests {
             "{readme}"
         );
         assert!(readme.contains("| int8 test accuracy | 50.0 %"), "{readme}");
-        assert!(readme.contains("Not yet measured"), "{readme}");
+        assert!(readme.contains("Not measured on a board yet"), "{readme}");
         assert_eq!(std::fs::read(dir.join("src/model.tnas")).unwrap(), model);
         // Regenerating an untouched crate is fine; the dependency is not added twice.
         let g = generate(&dir, "fw-model", &model, &card, Some(&manifest), false).unwrap();

@@ -336,3 +336,96 @@ fn float_unsupported_and_corrupted_models_are_refused_clearly() {
         );
     }
 }
+
+/// A `.tflite` model straight into a fresh firmware project: `generate --labels --measure` names
+/// the classes, measures the model on the project's emulated chip and puts the figures on the
+/// model card; a wrong number of labels is refused before anything is written; without labels
+/// the crate's docs do not promise a `LABELS` it lacks.
+#[test]
+fn generate_from_tflite_names_classes_and_measures_on_qemu() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tflite-generate-measure");
+    let _ = std::fs::remove_dir_all(&root);
+    let fw = root.join("fw");
+    std::fs::create_dir_all(fw.join("src")).unwrap();
+    std::fs::create_dir_all(fw.join(".cargo")).unwrap();
+    std::fs::write(
+        fw.join("Cargo.toml"),
+        "[package]\nname = \"fw\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n\n[workspace]\n\n[package.metadata.tinynas]\ninput = \"12x12x3\"\n",
+    )
+    .unwrap();
+    std::fs::write(fw.join("src/lib.rs"), "#![no_std]\n").unwrap();
+    std::fs::write(
+        fw.join(".cargo/config.toml"),
+        "[target.thumbv7em-none-eabihf]\nrunner = \"probe-rs run --chip STM32F746NGHx\"\n",
+    )
+    .unwrap();
+    let model = fixtures().join("ops_int8.tflite");
+    let model = model.to_str().unwrap();
+    let run = |args: &[&str]| {
+        common::tinynas()
+            .args(args)
+            .current_dir(&fw)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["generate", "--model", model, "--labels", "a,b"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--labels gives 2 names for the model's 5 outputs"),
+        "{err}"
+    );
+    assert!(!fw.join("fw-model").exists());
+
+    let o = run(&["generate", "--model", model]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lib = std::fs::read_to_string(fw.join("fw-model/src/lib.rs")).unwrap();
+    let card = std::fs::read_to_string(fw.join("fw-model/README.md")).unwrap();
+    assert!(
+        !lib.contains("LABELS") && !card.contains("LABELS"),
+        "{lib}\n{card}"
+    );
+    assert!(card.contains("| classes | 5, unnamed"), "{card}");
+    assert!(card.contains("Not measured on a board yet"), "{card}");
+
+    let o = run(&[
+        "generate",
+        "--model",
+        model,
+        "--labels",
+        "one,two,three,four,five",
+        "--measure",
+        "--images",
+        "2",
+        "--message-format",
+        "json",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("measuring STM32F746NGHx"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["reason"], "generated");
+    let m = &v["measured"];
+    assert_eq!(m["board"], "qemu-m7", "{v}"); // the STM32F746 is a Cortex-M7
+    assert_eq!(m["inputs"], "random images", "{v}");
+    let latency = m["latency"].as_u64().unwrap();
+    assert!(latency > 0, "{v}");
+    let card = std::fs::read_to_string(fw.join("fw-model/README.md")).unwrap();
+    assert!(
+        card.contains("| classes | one, two, three, four, five |"),
+        "{card}"
+    );
+    assert!(card.contains("## Measured on qemu-m7 (Cortex-M7"), "{card}");
+    assert!(
+        card.contains(&format!(
+            "| latency | {latency} instructions per inference |"
+        )),
+        "{card}"
+    );
+    assert!(
+        card.contains(&format!("| flash | {} bytes", m["flash_bytes"])),
+        "{card}"
+    );
+    assert!(card.contains("Model::LABELS"), "{card}");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -37,14 +37,7 @@ pub(crate) fn run(a: ImportArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot import {}", a.model.display()))?;
     let mut model = imported.model;
     if !a.labels.is_empty() {
-        if a.labels.len() != model.classes() {
-            bail!(
-                "--labels gives {} names for the model's {} outputs",
-                a.labels.len(),
-                model.classes()
-            );
-        }
-        model.labels = a.labels.clone();
+        super::set_labels(&mut model, &a.labels)?;
     }
     let out = a
         .output

@@ -35,6 +35,31 @@ pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Names the model's classes (`--labels` of `import` and `generate`): one name per output value,
+/// each non-empty and different.
+pub(crate) fn set_labels(
+    model: &mut tinynas_model::Model,
+    labels: &[String],
+) -> anyhow::Result<()> {
+    if labels.len() != model.classes() {
+        anyhow::bail!(
+            "--labels gives {} names for the model's {} outputs: give one name per output, comma-separated",
+            labels.len(),
+            model.classes()
+        );
+    }
+    if let Some(i) = labels.iter().position(|l| l.trim().is_empty()) {
+        anyhow::bail!("--labels: name {} is empty", i + 1);
+    }
+    for (i, l) in labels.iter().enumerate() {
+        if labels[..i].contains(l) {
+            anyhow::bail!("--labels names two classes {l:?}: give each class its own name");
+        }
+    }
+    model.labels = labels.to_vec();
+    Ok(())
+}
+
 /// A learning rate: a positive, finite number.
 pub(crate) fn positive(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {

@@ -35,68 +35,19 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
     p.check_model(&model, &model_path.display().to_string())?;
     let mut board = a.target.open_board(&p, a.timeout)?;
     let budgets = p.budgets(&board.memory())?;
-    // Test images from the project's data set, at the model's input size.
-    let s = model.input_shape;
-    let shape = cargo_tinynas::data::ImageShape {
-        h: s.h,
-        w: s.w,
-        c: s.c,
+    let Some(run) = run_in_project(&p, &model, &bytes, board.as_mut(), a.images, json)
+        .with_context(|| format!("verifying {}", model_path.display()))?
+    else {
+        return Ok(exit_codes::NO_BOARD);
     };
-    let mut source = "random images".to_string();
-    let mut inputs = cargo_tinynas::bench::random_inputs(&model, a.images, 1);
-    if p.data_dir().is_dir() && model.input_type == tinynas_model::InputType::U8 {
-        let (mut data, _) = cargo_tinynas::data::load(&p.data_dir(), Some(shape), false)?;
-        let sp = cargo_tinynas::data::split::stratified(
-            &data.labels,
-            &data.assigned,
-            0.1,
-            0.1,
-            p.config.seed.unwrap_or(1),
-        );
-        let pick: Vec<usize> = sp.test.iter().copied().take(a.images).collect();
-        if !pick.is_empty() {
-            let mut buf = Vec::new();
-            data.read_batch(&pick, &mut buf)?;
-            inputs = buf.chunks(shape.len()).map(<[u8]>::to_vec).collect();
-            source = format!("{} test images of {}", pick.len(), p.data_dir().display());
-        }
-    }
-    // Built as the firmware is, as `search` measured it.
-    let (opt_level, _) = p.opt_level()?;
-    let opts = cargo_tinynas::bench::Options {
-        inputs: inputs.len(),
-        seed: 1,
-        per_layer: false,
-        trace: false,
-        opt_level,
-        ..Default::default()
-    };
-    let input_bytes: u64 = inputs.iter().map(|i| i.len() as u64).sum();
-    let outcome = match cargo_tinynas::bench::run_with_inputs(
-        &bytes,
-        inputs,
-        board.as_mut(),
-        &opts,
-        &cargo_tinynas::firmware::cache_dir(),
-        |m| {
-            if !json {
-                eprintln!("  {m}")
-            }
-        },
-    ) {
-        Ok(o) => o,
-        Err(cargo_tinynas::bench::BenchError::Board(
-            e @ (board::BoardError::QemuMissing
-            | board::BoardError::Probe(board::probe::ProbeError::NoProbe)),
-        )) => {
-            eprintln!("error: {e}");
-            return Ok(exit_codes::NO_BOARD);
-        }
-        Err(e) => return Err(e).context(format!("verifying {}", model_path.display())),
-    };
+    let (outcome, source, opt_level, latency, flash) = (
+        &run.outcome,
+        &run.source,
+        run.opt_level,
+        run.latency,
+        run.flash,
+    );
     let m = &outcome.measurement;
-    let latency = m.latency.iter().copied().max().unwrap_or(0);
-    let flash = m.sizes.flash().saturating_sub(input_bytes);
     let over = budgets.check(m.peak_sram_bytes(), flash, latency, m.unit.name());
     let code = if !outcome.outputs_match() {
         exit_codes::MISMATCH
@@ -156,4 +107,99 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(code)
+}
+
+/// What [`run_in_project`] measured.
+pub(crate) struct ProjectRun {
+    pub(crate) outcome: cargo_tinynas::bench::Outcome,
+    /// Where the inputs came from (`8 test images of data`, `random images`).
+    pub(crate) source: String,
+    /// The firmware's release `opt-level`, which the bench firmware was built with.
+    pub(crate) opt_level: cargo_tinynas::firmware::OptLevel,
+    /// The slowest input's latency, in the board's unit.
+    pub(crate) latency: u64,
+    /// Flash of the bench firmware without its test inputs.
+    pub(crate) flash: u64,
+}
+
+/// Runs the model (`bytes`, already checked against the project) on `board` as the firmware
+/// would: built with the firmware's `opt-level`, on up to `images` images of the data set's test
+/// split (random images when the project has none), every output compared with the host's.
+/// `None`: there is no board (QEMU missing, or no debug probe), said on stderr.
+pub(crate) fn run_in_project(
+    p: &cargo_tinynas::project::Project,
+    model: &tinynas_model::Model,
+    bytes: &[u8],
+    board: &mut dyn board::Board,
+    images: usize,
+    json: bool,
+) -> anyhow::Result<Option<ProjectRun>> {
+    let s = model.input_shape;
+    let shape = cargo_tinynas::data::ImageShape {
+        h: s.h,
+        w: s.w,
+        c: s.c,
+    };
+    let mut source = "random images".to_string();
+    let mut inputs = cargo_tinynas::bench::random_inputs(model, images, 1);
+    if p.data_dir().is_dir() && model.input_type == tinynas_model::InputType::U8 {
+        let (mut data, _) = cargo_tinynas::data::load(&p.data_dir(), Some(shape), false)?;
+        let sp = cargo_tinynas::data::split::stratified(
+            &data.labels,
+            &data.assigned,
+            0.1,
+            0.1,
+            p.config.seed.unwrap_or(1),
+        );
+        let pick: Vec<usize> = sp.test.iter().copied().take(images).collect();
+        if !pick.is_empty() {
+            let mut buf = Vec::new();
+            data.read_batch(&pick, &mut buf)?;
+            inputs = buf.chunks(shape.len()).map(<[u8]>::to_vec).collect();
+            source = format!("{} test images of {}", pick.len(), p.data_dir().display());
+        }
+    }
+    // Built as the firmware is, as `search` measured it.
+    let (opt_level, _) = p.opt_level()?;
+    let opts = cargo_tinynas::bench::Options {
+        inputs: inputs.len(),
+        seed: 1,
+        per_layer: false,
+        trace: false,
+        opt_level,
+        ..Default::default()
+    };
+    let input_bytes: u64 = inputs.iter().map(|i| i.len() as u64).sum();
+    let outcome = match cargo_tinynas::bench::run_with_inputs(
+        bytes,
+        inputs,
+        board,
+        &opts,
+        &cargo_tinynas::firmware::cache_dir(),
+        |m| {
+            if !json {
+                eprintln!("  {m}")
+            }
+        },
+    ) {
+        Ok(o) => o,
+        Err(cargo_tinynas::bench::BenchError::Board(
+            e @ (board::BoardError::QemuMissing
+            | board::BoardError::Probe(board::probe::ProbeError::NoProbe)),
+        )) => {
+            eprintln!("error: {e}");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let m = &outcome.measurement;
+    let latency = m.latency.iter().copied().max().unwrap_or(0);
+    let flash = m.sizes.flash().saturating_sub(input_bytes);
+    Ok(Some(ProjectRun {
+        outcome,
+        source,
+        opt_level,
+        latency,
+        flash,
+    }))
 }
