@@ -20,6 +20,38 @@ pub struct Loaded {
     pub notes: Vec<String>,
     /// For an imported model: the TF Lite tensor each node computes.
     pub tflite_tensors: Vec<usize>,
+    /// What the file's own output tensor holds (int8 for `.tnas`): a TF Lite model's final
+    /// QUANTIZE to uint8 or DEQUANTIZE is folded away, and the model returns int8 values.
+    pub file_output: tinynas_tflite::FileOutput,
+}
+
+impl Loaded {
+    /// `logits` (the model's int8 output) as the file's own output tensor holds them: TF Lite's
+    /// values for a model whose last operator is a QUANTIZE to uint8 (`value + 128`) or a
+    /// DEQUANTIZE (`scale * (value - zero_point)`, computed as TF Lite's reference kernel does:
+    /// in double, then rounded to float). `None` where the file's output is int8.
+    pub fn file_values(&self, logits: &[i8]) -> Option<Vec<serde_json::Value>> {
+        let q = self.model.quant(self.model.output());
+        match self.file_output {
+            tinynas_tflite::FileOutput::Int8 => None,
+            tinynas_tflite::FileOutput::Uint8 => Some(
+                logits
+                    .iter()
+                    .map(|&v| serde_json::Value::from(i32::from(v) + 128))
+                    .collect(),
+            ),
+            tinynas_tflite::FileOutput::Float32 => Some(
+                logits
+                    .iter()
+                    .map(|&v| {
+                        let x =
+                            (f64::from(q.scale) * f64::from(i32::from(v) - q.zero_point)) as f32;
+                        serde_json::Value::from(x)
+                    })
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// Why a model file cannot be used.
@@ -49,6 +81,7 @@ pub fn load_bytes(bytes: &[u8]) -> Result<Loaded, LoadError> {
             format: "tflite",
             notes: imported.notes,
             tflite_tensors: imported.tensors,
+            file_output: imported.output,
         });
     }
     if bytes.len() >= 4 && &bytes[..4] != b"TNAS" {
@@ -61,6 +94,7 @@ pub fn load_bytes(bytes: &[u8]) -> Result<Loaded, LoadError> {
         format: "tnas",
         notes: Vec::new(),
         tflite_tensors: Vec::new(),
+        file_output: tinynas_tflite::FileOutput::Int8,
     })
 }
 

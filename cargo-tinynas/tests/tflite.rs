@@ -255,6 +255,37 @@ fn import_then_predict_gives_tflite_outputs() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("96x96x1 = 9216 bytes"));
+
+    // A model whose file ends in uint8 or float: `predict` gives TF Lite's values of that type
+    // too (the references' outputs), beside the int8 logits the generated crate returns.
+    for (stem, dtype) in [
+        ("ops_uint8_io", "uint8"),
+        ("ops_uint8_per_tensor", "float32"),
+        ("ops_int8", ""),
+    ] {
+        let refs: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixtures().join(format!("{stem}.references.json"))).unwrap(),
+        )
+        .unwrap();
+        let o = common::tinynas()
+            .args(["predict", "--model"])
+            .arg(fixtures().join(format!("{stem}.tflite")))
+            .arg("--input")
+            .arg(fixtures().join(format!("{stem}.inputs/random1.bin")))
+            .args(["--message-format", "json"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let want = &refs["inputs"]["random1"]["output"];
+        if dtype.is_empty() {
+            assert!(j["file_output"].is_null(), "{j}");
+            assert_eq!(&j["logits"], want, "{stem}");
+        } else {
+            assert_eq!(j["file_output"]["dtype"], dtype, "{j}");
+            assert_eq!(&j["file_output"]["values"], want, "{stem}");
+        }
+    }
 }
 
 /// `bench` takes the user's input files (a `.bin` tensor and an image) and, with `--trace`,

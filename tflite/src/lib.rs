@@ -60,6 +60,33 @@ pub struct Imported {
     pub input_tensor: usize,
     /// What the import did that a user should know (edge conversions folded away, quirks).
     pub notes: Vec<String>,
+    /// What the file's own output tensor holds: the model returns int8 values, which a final
+    /// QUANTIZE or DEQUANTIZE (folded away) turned into uint8 or float values.
+    pub output: FileOutput,
+}
+
+/// The type of a TF Lite model's output tensor, of which the imported model returns the int8
+/// values before the final conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOutput {
+    /// int8: what the model returns.
+    Int8,
+    /// uint8 after a final QUANTIZE: each value is the int8 one + 128.
+    Uint8,
+    /// float32 after a final DEQUANTIZE: `scale * (value - zero_point)` with the model's output
+    /// quantisation.
+    Float32,
+}
+
+impl FileOutput {
+    /// TF Lite's name of the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileOutput::Int8 => "int8",
+            FileOutput::Uint8 => "uint8",
+            FileOutput::Float32 => "float32",
+        }
+    }
 }
 
 /// Why a file cannot be imported.
@@ -457,6 +484,7 @@ impl<'a> Importer<'a> {
 
         // The output, with an edge DEQUANTIZE folded away.
         let mut output_id = outputs[0];
+        let mut file_output = FileOutput::Int8;
         if let Some(j) = ops.iter().position(|op| {
             self.code(op).0 == fb::BuiltinOperator::DEQUANTIZE
                 && op
@@ -466,6 +494,7 @@ impl<'a> Importer<'a> {
             let src = ops[j].inputs().map(|v| v.get(0)).unwrap_or(-1);
             skip[j] = true;
             output_id = src;
+            file_output = FileOutput::Float32;
             notes.push(format!(
                 "the final DEQUANTIZE (operator {j}) is left to the caller: the model returns the int8 values it reads"
             ));
@@ -499,6 +528,7 @@ impl<'a> Importer<'a> {
             }
             skip[j] = true;
             output_id = src;
+            file_output = FileOutput::Uint8;
             notes.push(format!(
                 "the final QUANTIZE to uint8 (operator {j}) is left to the caller: the model returns the int8 values it reads (TF Lite's uint8 output is each value + 128)"
             ));
@@ -793,6 +823,7 @@ impl<'a> Importer<'a> {
             tensors: node_tensors,
             input_tensor: input_id as usize,
             notes,
+            output: file_output,
         })
     }
 

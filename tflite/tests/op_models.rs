@@ -16,7 +16,9 @@ fn ops(m: &tinynas_model::Model) -> Vec<&'static str> {
 
 #[test]
 fn int8_model_with_pad_concat_add_pools_and_mean_equals_tflite() {
-    let m = check("ops_int8").model;
+    let imported = check("ops_int8");
+    assert_eq!(imported.output, tinynas_tflite::FileOutput::Int8);
+    let m = imported.model;
     assert_eq!(m.input_type, InputType::I8);
     let kinds = ops(&m);
     for k in [
@@ -46,7 +48,10 @@ fn int8_model_with_pad_concat_add_pools_and_mean_equals_tflite() {
 
 #[test]
 fn uint8_input_per_tensor_weights_padv2_and_keep_dims_mean_equal_tflite() {
-    let m = check("ops_uint8_per_tensor").model;
+    let imported = check("ops_uint8_per_tensor");
+    // Its final DEQUANTIZE is folded away: the file's output is float.
+    assert_eq!(imported.output, tinynas_tflite::FileOutput::Float32);
+    let m = imported.model;
     assert_eq!(m.input_type, InputType::U8);
     // PADV2 with its own constant, not the zero point.
     let pad = m
@@ -86,6 +91,7 @@ fn mean_with_equal_input_and_output_quantisation_equals_tflite() {
 fn uint8_input_and_uint8_output_equal_tflite() {
     let imported = check("ops_uint8_io");
     assert_eq!(imported.model.input_type, InputType::U8);
+    assert_eq!(imported.output, tinynas_tflite::FileOutput::Uint8);
     // The final QUANTIZE to uint8 is folded away and said so.
     assert!(
         imported

@@ -45,6 +45,8 @@ pub(crate) fn run(a: PredictArgs) -> anyhow::Result<i32> {
         .enumerate()
         .fold(0, |best, (i, &v)| if v > logits[best] { i } else { best });
     let label = model.labels.get(class).cloned();
+    // A TF Lite model whose output is uint8 or float: its values as TF Lite gives them too.
+    let file_values = loaded.file_values(&logits);
     match a.message_format {
         MessageFormat::Json => out!(
             "{}",
@@ -55,6 +57,10 @@ pub(crate) fn run(a: PredictArgs) -> anyhow::Result<i32> {
                 "logits": logits,
                 "class": class,
                 "label": label,
+                "file_output": file_values.as_ref().map(|v| serde_json::json!({
+                    "dtype": loaded.file_output.name(),
+                    "values": v,
+                })),
             })
         ),
         MessageFormat::Human => {
@@ -68,9 +74,20 @@ pub(crate) fn run(a: PredictArgs) -> anyhow::Result<i32> {
                     .cloned()
                     .unwrap_or_else(|| i.to_string())
             };
+            if file_values.is_some() {
+                eprintln!(
+                    "  {:>12}  {:>4}  {:>12}",
+                    "class",
+                    "int8",
+                    format!("{} (file)", loaded.file_output.name())
+                );
+            }
             for (i, v) in logits.iter().enumerate() {
                 let mark = if i == class { "  <- class" } else { "" };
-                eprintln!("  {:>12}  {v:>4}{mark}", name(i));
+                match file_values.as_ref().and_then(|f| f.get(i)) {
+                    Some(f) => eprintln!("  {:>12}  {v:>4}  {:>12}{mark}", name(i), f.to_string()),
+                    None => eprintln!("  {:>12}  {v:>4}{mark}", name(i)),
+                }
             }
             out!("{}", name(class));
         }
