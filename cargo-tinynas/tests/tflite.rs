@@ -424,7 +424,7 @@ fn generate_from_tflite_names_classes_and_measures_on_qemu() {
         "--model",
         model,
         "--labels",
-        "one,two,three,four,five",
+        "one, two,three,four,five",
         "--measure",
         "--images",
         "2",

@@ -36,11 +36,12 @@ pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
 }
 
 /// Names the model's classes (`--labels` of `import` and `generate`): one name per output value,
-/// each non-empty and different.
+/// each non-empty and different, spaces around each name dropped (`--labels "a, b"`).
 pub(crate) fn set_labels(
     model: &mut tinynas_model::Model,
     labels: &[String],
 ) -> anyhow::Result<()> {
+    let labels: Vec<String> = labels.iter().map(|l| l.trim().to_string()).collect();
     if labels.len() != model.classes() {
         anyhow::bail!(
             "--labels gives {} names for the model's {} outputs: give one name per output, comma-separated",
@@ -48,7 +49,7 @@ pub(crate) fn set_labels(
             model.classes()
         );
     }
-    if let Some(i) = labels.iter().position(|l| l.trim().is_empty()) {
+    if let Some(i) = labels.iter().position(String::is_empty) {
         anyhow::bail!("--labels: name {} is empty", i + 1);
     }
     for (i, l) in labels.iter().enumerate() {
@@ -56,7 +57,7 @@ pub(crate) fn set_labels(
             anyhow::bail!("--labels names two classes {l:?}: give each class its own name");
         }
     }
-    model.labels = labels.to_vec();
+    model.labels = labels;
     Ok(())
 }
 
