@@ -31,26 +31,12 @@ fn lines_with(stdout: &[u8], reason: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A fresh firmware project in `fw`: a `no_std` library package `name` of its own workspace,
-/// and `.cargo/config.toml` holding `cargo_config` (target and probe-rs runner line).
-fn fresh_firmware(fw: &Path, name: &str, cargo_config: &str) {
-    std::fs::create_dir_all(fw.join("src")).unwrap();
-    std::fs::create_dir_all(fw.join(".cargo")).unwrap();
-    std::fs::write(
-        fw.join("Cargo.toml"),
-        format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n\n[workspace]\n"),
-    )
-    .unwrap();
-    std::fs::write(fw.join("src/lib.rs"), "#![no_std]\n").unwrap();
-    std::fs::write(fw.join(".cargo/config.toml"), cargo_config).unwrap();
-}
-
 #[test]
 fn init_then_generate_gives_a_crate_that_builds_for_cortex_m() {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-init-generate");
     let _ = std::fs::remove_dir_all(&root);
     let fw = root.join("fw");
-    fresh_firmware(
+    common::fresh_firmware(
         &fw,
         "fw",
         "[target.thumbv7em-none-eabihf]\nrunner = \"probe-rs run --chip STM32F746NGHx\"\n",
@@ -1152,7 +1138,7 @@ fn a_fresh_cortex_m0_plus_project_goes_through_init_search_verify_and_builds_any
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-m0plus");
     let _ = std::fs::remove_dir_all(&root);
     let fw = root.join("fw");
-    fresh_firmware(
+    common::fresh_firmware(
         &fw,
         "g0",
         "[build]\ntarget = \"thumbv6m-none-eabi\"\n\n[target.thumbv6m-none-eabi]\nrunner = \"probe-rs run --chip STM32G0B1RETx\"\n",

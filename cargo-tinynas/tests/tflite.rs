@@ -377,17 +377,16 @@ fn generate_from_tflite_names_classes_and_measures_on_qemu() {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tflite-generate-measure");
     let _ = std::fs::remove_dir_all(&root);
     let fw = root.join("fw");
-    std::fs::create_dir_all(fw.join("src")).unwrap();
-    std::fs::create_dir_all(fw.join(".cargo")).unwrap();
-    std::fs::write(
-        fw.join("Cargo.toml"),
-        "[package]\nname = \"fw\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n\n[workspace]\n\n[package.metadata.tinynas]\ninput = \"12x12x3\"\n",
-    )
-    .unwrap();
-    std::fs::write(fw.join("src/lib.rs"), "#![no_std]\n").unwrap();
-    std::fs::write(
-        fw.join(".cargo/config.toml"),
+    common::fresh_firmware(
+        &fw,
+        "fw",
         "[target.thumbv7em-none-eabihf]\nrunner = \"probe-rs run --chip STM32F746NGHx\"\n",
+    );
+    let manifest = fw.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text + "\n[package.metadata.tinynas]\ninput = \"12x12x3\"\n",
     )
     .unwrap();
     let model = fixtures().join("ops_int8.tflite");

@@ -40,3 +40,18 @@ pub fn dark_and_light_images(
         }
     }
 }
+
+/// A fresh firmware project in `fw`: a `no_std` library package `name` of its own workspace,
+/// and `.cargo/config.toml` holding `cargo_config` (target and probe-rs runner line).
+#[allow(dead_code)] // not every test file that has `mod common;` makes a project
+pub fn fresh_firmware(fw: &std::path::Path, name: &str, cargo_config: &str) {
+    std::fs::create_dir_all(fw.join("src")).unwrap();
+    std::fs::create_dir_all(fw.join(".cargo")).unwrap();
+    std::fs::write(
+        fw.join("Cargo.toml"),
+        format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n\n[workspace]\n"),
+    )
+    .unwrap();
+    std::fs::write(fw.join("src/lib.rs"), "#![no_std]\n").unwrap();
+    std::fs::write(fw.join(".cargo/config.toml"), cargo_config).unwrap();
+}
