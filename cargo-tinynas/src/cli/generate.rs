@@ -96,6 +96,7 @@ pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
             "board": m.board, "inputs": run.source, "opt_level": run.opt_level.name(),
             "latency": run.latency, "unit": unit, "latency_ms": latency_ms,
             "peak_sram_bytes": m.peak_sram_bytes(), "flash_bytes": run.flash, "over_budget": over,
+            "link_note": run.link_note,
         });
         if !json {
             eprintln!(
@@ -108,6 +109,9 @@ pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
                 m.peak_sram_bytes(),
                 run.flash
             );
+            if let Some(n) = &run.link_note {
+                eprintln!("  note: {n}");
+            }
         }
         card.measured = Some(Measured {
             board: m.board.clone(),

@@ -137,8 +137,8 @@ pub(crate) struct BoardArgs {
     /// qemu-m3-an385 (Cortex-M3, MPS2 AN385, 4 MiB), qemu-m4 (Cortex-M4F, MPS2 AN386; the
     /// default outside a project), qemu-m7 (Cortex-M7, MPS2 AN500) or qemu-m55 (Cortex-M55,
     /// MPS3 AN547). Latency is counted in instructions. In a firmware project it replaces the
-    /// configured board and is linked with the project's chip's flash and RAM; with --chip, with
-    /// that chip's.
+    /// configured board, and the firmware is linked with the flash and RAM sizes of the
+    /// project's chip (or of the chip --chip names).
     #[arg(long)]
     pub(crate) board: Option<String>,
     /// A real chip behind a debug probe, by its probe-rs name (e.g. STM32F746NGHx); latency in

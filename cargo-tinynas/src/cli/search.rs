@@ -171,6 +171,9 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             "  bench firmware built as this firmware's release build: opt-level {} ({opt_from})",
             opt_level.name()
         );
+        if let Some(n) = p.link_note() {
+            eprintln!("  note: {n}");
+        }
         for line in &budgets.explain {
             eprintln!("  budget: {line}");
         }

@@ -65,7 +65,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
                 "latency": latency, "unit": m.unit.name(), "latency_ms": budgets.ms(latency), "clock_hz": budgets.clock_hz,
                 "peak_sram_bytes": m.peak_sram_bytes(), "flash_bytes": flash,
                 "budgets": {"ram_bytes": budgets.ram_bytes, "flash_bytes": budgets.flash_bytes, "latency": budgets.latency_cycles},
-                "over_budget": over, "exit_code": code,
+                "over_budget": over, "link_note": run.link_note, "exit_code": code,
             })
         );
     } else {
@@ -74,6 +74,9 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
             m.board,
             opt_level.name()
         );
+        if let Some(n) = &run.link_note {
+            eprintln!("  note: {n}");
+        }
         eprintln!(
             "  outputs: {}",
             if outcome.outputs_match() {
@@ -120,6 +123,9 @@ pub(crate) struct ProjectRun {
     pub(crate) latency: u64,
     /// Flash of the bench firmware without its test inputs.
     pub(crate) flash: u64,
+    /// Where the firmware's release profile links differently from the bench
+    /// ([`cargo_tinynas::project::Project::link_note`]).
+    pub(crate) link_note: Option<String>,
 }
 
 /// Runs the model (`bytes`, already checked against the project) on `board` as the firmware
@@ -201,5 +207,6 @@ pub(crate) fn run_in_project(
         opt_level,
         latency,
         flash,
+        link_note: p.link_note(),
     }))
 }

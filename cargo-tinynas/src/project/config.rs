@@ -163,6 +163,9 @@ pub struct CargoConfig {
     pub rustflags: Vec<String>,
     /// `[profile.release] opt-level`, as written (`3`, `"s"`).
     pub release_opt_level: Option<String>,
+    /// `[profile.release] lto` and `codegen-units`, as written (`true`, `"thin"`, `1`).
+    pub release_lto: Option<String>,
+    pub release_codegen_units: Option<String>,
 }
 
 pub fn cargo_config(dir: &Path) -> Result<CargoConfig, ConfigError> {
@@ -220,6 +223,8 @@ pub fn cargo_config(dir: &Path) -> Result<CargoConfig, ConfigError> {
                 path: Some(path),
                 rustflags,
                 release_opt_level: release_opt_level(&v),
+                release_lto: release_setting(&v, "lto"),
+                release_codegen_units: release_setting(&v, "codegen-units"),
             });
         }
     }
@@ -228,9 +233,14 @@ pub fn cargo_config(dir: &Path) -> Result<CargoConfig, ConfigError> {
 
 /// `[profile.release] opt-level` of a Cargo manifest or config, as written (`3`, `"s"`).
 pub fn release_opt_level(v: &toml::Value) -> Option<String> {
+    release_setting(v, "opt-level")
+}
+
+/// `[profile.release] KEY` of a Cargo manifest or config, as written (`3`, `"s"`, `true`).
+pub fn release_setting(v: &toml::Value, key: &str) -> Option<String> {
     v.get("profile")?
         .get("release")?
-        .get("opt-level")
+        .get(key)
         .map(|o| o.to_string())
 }
 

@@ -395,6 +395,57 @@ impl Project {
         ))
     }
 
+    /// Where this firmware's release build links the model differently from the bench firmware
+    /// that measured it: the bench is built with `lto = true` and `codegen-units = 1` (the code
+    /// size it measures assumes them), cargo's release default is `lto = false` with 16 codegen
+    /// units. A line saying what to add, or `None` where the firmware sets both as the bench
+    /// does. Read where cargo reads them: `CARGO_PROFILE_RELEASE_LTO` /
+    /// `CARGO_PROFILE_RELEASE_CODEGEN_UNITS`, `.cargo/config.toml`'s `[profile.release]`, the
+    /// workspace's root manifest's.
+    pub fn link_note(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.workspace_manifest).ok();
+        let manifest = text.and_then(|t| toml::from_str::<toml::Value>(&t).ok());
+        let read = |key: &str, env: &str, in_config: &Option<String>| -> Option<String> {
+            std::env::var(env)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .or_else(|| in_config.clone())
+                .or_else(|| {
+                    manifest
+                        .as_ref()
+                        .and_then(|m| config::release_setting(m, key))
+                })
+                .map(|v| v.trim_matches('"').to_ascii_lowercase())
+        };
+        let lto = read("lto", "CARGO_PROFILE_RELEASE_LTO", &self.cargo.release_lto);
+        let units = read(
+            "codegen-units",
+            "CARGO_PROFILE_RELEASE_CODEGEN_UNITS",
+            &self.cargo.release_codegen_units,
+        );
+        let lto_ok = matches!(lto.as_deref(), Some("true" | "fat"));
+        let units_ok = units.as_deref() == Some("1");
+        if lto_ok && units_ok {
+            return None;
+        }
+        let has = |v: Option<String>, default: &str| {
+            v.map_or(format!("{default} (cargo's default)"), |v| v)
+        };
+        let mut set = Vec::new();
+        if !lto_ok {
+            set.push("lto = true");
+        }
+        if !units_ok {
+            set.push("codegen-units = 1");
+        }
+        Some(format!(
+            "measured with lto = true and codegen-units = 1 (the bench firmware's); this firmware's [profile.release] has lto = {} and codegen-units = {}: set {} there for the same code (otherwise the model takes more flash)",
+            has(lto, "false"),
+            has(units, "16"),
+            set.join(" and ")
+        ))
+    }
+
     fn env_rustflags(&self) -> String {
         let Some(target) = self.cargo.target.as_deref() else {
             return std::env::var("RUSTFLAGS").unwrap_or_default();
@@ -738,6 +789,36 @@ mod tests {
         .unwrap();
         let e = load().opt_level().unwrap_err().to_string();
         assert!(e.contains("\"fast\"") && e.contains("config.toml"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_link_settings_are_read_where_cargo_reads_them() {
+        if std::env::var_os("CARGO_PROFILE_RELEASE_LTO").is_some()
+            || std::env::var_os("CARGO_PROFILE_RELEASE_CODEGEN_UNITS").is_some()
+        {
+            return;
+        }
+        let dir = project_dir("link", "");
+        let load = || Project::load(Some(&dir.join("Cargo.toml")), None).unwrap();
+        let says = |want: &str| {
+            let note = load().link_note().unwrap();
+            assert!(note.contains(want), "{note}");
+        };
+        let append = |file: &str, text: &str| {
+            let path = dir.join(file);
+            let old = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, format!("{old}\n{text}")).unwrap();
+        };
+        says("has lto = false (cargo's default) and codegen-units = 16 (cargo's default): set lto = true and codegen-units = 1 there");
+        append(
+            "Cargo.toml",
+            "[profile.release]\nlto = \"thin\"\ncodegen-units = 1\n",
+        );
+        says("has lto = thin and codegen-units = 1: set lto = true there");
+        // `.cargo/config.toml`'s profile wins over the manifest's.
+        append(".cargo/config.toml", "[profile.release]\nlto = \"fat\"\n");
+        assert_eq!(load().link_note(), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
