@@ -124,6 +124,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
     let mut board = a.target.open_board(&p, a.timeout)?;
     let budgets = p.budgets(&board.memory())?;
     let (opt_level, opt_from) = p.opt_level()?;
+    let link_note = p.link_note();
     let settings = search::Settings {
         strategy: strategy_kind,
         data: p.data_dir(),
@@ -171,7 +172,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             "  bench firmware built as this firmware's release build: opt-level {} ({opt_from})",
             opt_level.name()
         );
-        if let Some(n) = p.link_note() {
+        if let Some(n) = &link_note {
             eprintln!("  note: {n}");
         }
         for line in &budgets.explain {
@@ -215,7 +216,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             if json {
                 out!(
                     "{}",
-                    serde_json::json!({"reason": "search-started", "journal": journal, "resumed": resumed, "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes, "opt_level": opt_level.name()})
+                    serde_json::json!({"reason": "search-started", "journal": journal, "resumed": resumed, "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes, "opt_level": opt_level.name(), "link_note": link_note})
                 );
             } else {
                 eprintln!(
