@@ -63,6 +63,9 @@ pub(crate) fn run(a: InitArgs) -> anyhow::Result<i32> {
     if let Some(h) = p.kernel_hint() {
         eprintln!("note: {h}");
     }
+    if let Some(n) = p.link_note() {
+        eprintln!("note: {n}");
+    }
     eprintln!(
         "next: put a folder per class under {}, then run `cargo tinynas search`; or, with a model of your own, set `input` to its input and run `cargo tinynas generate --model MODEL.tflite`",
         p.data_dir().display()

@@ -439,7 +439,7 @@ impl Project {
             set.push("codegen-units = 1");
         }
         Some(format!(
-            "measured with lto = true and codegen-units = 1 (the bench firmware's); this firmware's [profile.release] has lto = {} and codegen-units = {}: set {} there for the same code (otherwise the model takes more flash)",
+            "the bench firmware that measures the model is built with lto = true and codegen-units = 1; this firmware's [profile.release] has lto = {} and codegen-units = {}: set {} there for the same code (otherwise the model takes more flash than measured)",
             has(lto, "false"),
             has(units, "16"),
             set.join(" and ")
