@@ -168,7 +168,7 @@ TOML
 done
 
 # The table.
-python3 - "$OUT" $CHIPS <<'PY'
+PROXY_EPOCHS=$PROXY_EPOCHS python3 - "$OUT" $CHIPS <<'PY'
 import json, os, sys
 out, chips = sys.argv[1], sys.argv[2:]
 picks = {"STM32L010RBTx": "A(6,4)", "STM32L151UCYx": "A(8,4)", "STM32L412KBUx": "A(14,4)"}
@@ -179,6 +179,8 @@ def label(strategy):
 def last(path, reason):
     rows = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
     return next((r for r in reversed(rows) if r.get("reason") == reason), None)
+details = []
+proxy = int(os.environ.get("PROXY_EPOCHS", "3"))
 lines = ["| chip (budget) | network | int8 test | instructions | peak SRAM | flash | candidates | wall | peak memory (process tree) |",
          "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
 for chip in chips:
@@ -215,7 +217,17 @@ for chip in chips:
                  f"peak {mib(cg['max_usage_bytes'])}, {cg['oom_kills']} OOM kills") if cg.get("limit_bytes") else ", no memory limit"
         lines.append(f"| {chip} | `search --strategy {label(strategy)}`: {done['winner']} | {100 * f['int8_test']:.1f} % | {m['latency']:,} | "
                      f"{m['peak_sram_bytes']:,} B | {m['flash_bytes']:,} B | {cands} | {rss['wall_seconds'] / 60:.0f} min | {mem(rss)}{limit} |")
+        pred = done.get("predictor") or {}
+        best = lambda e: max((r["int8_val"] for r in rows if r.get("kind") == "candidate"
+                              and r.get("epochs") == e and r.get("int8_val") is not None), default=None)
+        pct = lambda v: "-" if v is None else f"{100 * v:.1f} %"
+        details.append(f"| {chip} | `{label(strategy)}` | {f.get('params', 0):,} | {pct(best(proxy))} / {pct(best(3 * proxy))} | "
+                       f"{pct(pred.get('mean_relative_error'))} / {pct(pred.get('max_relative_error'))} over {pred.get('candidates', 0)} |")
 table = "\n".join(lines) + "\n"
+# What the searches saw: the winner's parameters, the best int8 validation score after the proxy
+# epochs and after three times as many (the promotion rung), the latency predictor's errors.
+table += "\n" + "\n".join(["| chip | search | winner's parameters | best validation at proxy / 3x proxy epochs | latency predictor: mean / largest error |",
+                           "|---|---|---:|---:|---:|"] + details) + "\n"
 open(os.path.join(out, "table.md"), "w").write(table)
 print(table)
 PY
