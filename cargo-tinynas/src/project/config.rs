@@ -153,7 +153,7 @@ impl Config {
 
 /// The target and the chip of `probe-rs run --chip X` from `.cargo/config.toml` (or
 /// `.cargo/config`) in `dir` or a parent, as cargo looks for them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CargoConfig {
     pub target: Option<String>,
     pub runner_chip: Option<String>,
@@ -161,11 +161,8 @@ pub struct CargoConfig {
     /// The words of every `rustflags` that applies to the built target: `[build]`'s, the
     /// target's own table's and any `[target.'cfg(...)']`'s (cfg expressions are not evaluated).
     pub rustflags: Vec<String>,
-    /// `[profile.release] opt-level`, as written (`3`, `"s"`).
-    pub release_opt_level: Option<String>,
-    /// `[profile.release] lto` and `codegen-units`, as written (`true`, `"thin"`, `1`).
-    pub release_lto: Option<String>,
-    pub release_codegen_units: Option<String>,
+    /// Its `[profile.release]` table (`opt-level`, `lto`, `codegen-units`, ...).
+    pub release_profile: Option<toml::Value>,
 }
 
 pub fn cargo_config(dir: &Path) -> Result<CargoConfig, ConfigError> {
@@ -222,18 +219,11 @@ pub fn cargo_config(dir: &Path) -> Result<CargoConfig, ConfigError> {
                 runner_chip,
                 path: Some(path),
                 rustflags,
-                release_opt_level: release_opt_level(&v),
-                release_lto: release_setting(&v, "lto"),
-                release_codegen_units: release_setting(&v, "codegen-units"),
+                release_profile: v.get("profile").and_then(|p| p.get("release")).cloned(),
             });
         }
     }
     Ok(CargoConfig::default())
-}
-
-/// `[profile.release] opt-level` of a Cargo manifest or config, as written (`3`, `"s"`).
-pub fn release_opt_level(v: &toml::Value) -> Option<String> {
-    release_setting(v, "opt-level")
 }
 
 /// `[profile.release] KEY` of a Cargo manifest or config, as written (`3`, `"s"`, `true`).

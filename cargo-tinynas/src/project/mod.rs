@@ -375,24 +375,37 @@ impl Project {
         if let Some(v) = config::rustflags_opt_level(&self.cargo.rustflags, &self.env_rustflags()) {
             return parse(v, "the rustflags (-C opt-level)".into());
         }
-        if let Ok(v) = std::env::var("CARGO_PROFILE_RELEASE_OPT_LEVEL") {
-            return parse(v, "CARGO_PROFILE_RELEASE_OPT_LEVEL".into());
-        }
-        if let (Some(v), Some(path)) = (&self.cargo.release_opt_level, &self.cargo.path) {
-            return parse(v.clone(), format!("{} [profile.release]", path.display()));
-        }
-        let text = std::fs::read_to_string(&self.workspace_manifest).ok();
-        let v = text.and_then(|t| toml::from_str::<toml::Value>(&t).ok());
-        if let Some(o) = v.as_ref().and_then(config::release_opt_level) {
-            return parse(
-                o,
-                format!("{} [profile.release]", self.workspace_manifest.display()),
-            );
+        if let Some((v, from)) = self.release_setting("opt-level") {
+            return parse(v, from);
         }
         Ok((
             crate::firmware::OptLevel::O3,
             "cargo's default for release builds".into(),
         ))
+    }
+
+    /// `[profile.release] KEY` as cargo decides it (below any rustflags): the environment's
+    /// `CARGO_PROFILE_RELEASE_<KEY>`, else `.cargo/config.toml`'s `[profile.release]`, else the
+    /// workspace's root manifest's. The value as written (`3`, `"s"`, `true`) and where it is.
+    fn release_setting(&self, key: &str) -> Option<(String, String)> {
+        let env = format!(
+            "CARGO_PROFILE_RELEASE_{}",
+            key.to_ascii_uppercase().replace('-', "_")
+        );
+        if let Ok(v) = std::env::var(&env) {
+            return Some((v, env));
+        }
+        let in_config = self.cargo.release_profile.as_ref().and_then(|t| t.get(key));
+        if let (Some(v), Some(path)) = (in_config, &self.cargo.path) {
+            return Some((
+                v.to_string(),
+                format!("{} [profile.release]", path.display()),
+            ));
+        }
+        let text = std::fs::read_to_string(&self.workspace_manifest).ok()?;
+        let v = toml::from_str::<toml::Value>(&text).ok()?;
+        let from = format!("{} [profile.release]", self.workspace_manifest.display());
+        config::release_setting(&v, key).map(|o| (o, from))
     }
 
     /// Where this firmware's release build links the model differently from the bench firmware
@@ -403,26 +416,11 @@ impl Project {
     /// `CARGO_PROFILE_RELEASE_CODEGEN_UNITS`, `.cargo/config.toml`'s `[profile.release]`, the
     /// workspace's root manifest's.
     pub fn link_note(&self) -> Option<String> {
-        let text = std::fs::read_to_string(&self.workspace_manifest).ok();
-        let manifest = text.and_then(|t| toml::from_str::<toml::Value>(&t).ok());
-        let read = |key: &str, env: &str, in_config: &Option<String>| -> Option<String> {
-            std::env::var(env)
-                .ok()
-                .map(|v| v.trim().to_string())
-                .or_else(|| in_config.clone())
-                .or_else(|| {
-                    manifest
-                        .as_ref()
-                        .and_then(|m| config::release_setting(m, key))
-                })
-                .map(|v| v.trim_matches('"').to_ascii_lowercase())
+        let read = |key: &str| {
+            self.release_setting(key)
+                .map(|(v, _)| v.trim().trim_matches('"').to_ascii_lowercase())
         };
-        let lto = read("lto", "CARGO_PROFILE_RELEASE_LTO", &self.cargo.release_lto);
-        let units = read(
-            "codegen-units",
-            "CARGO_PROFILE_RELEASE_CODEGEN_UNITS",
-            &self.cargo.release_codegen_units,
-        );
+        let (lto, units) = (read("lto"), read("codegen-units"));
         let lto_ok = matches!(lto.as_deref(), Some("true" | "fat"));
         let units_ok = units.as_deref() == Some("1");
         if lto_ok && units_ok {
@@ -743,13 +741,16 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Whether one of these variables is set (a test of what the files say then cannot run).
+    fn any_set(vars: &[&str]) -> bool {
+        vars.iter().any(|v| std::env::var_os(v).is_some())
+    }
+
     #[test]
     fn the_release_opt_level_is_read_where_cargo_reads_it() {
         use crate::firmware::OptLevel;
         // (Set in the environment, either would decide instead of the files.)
-        if std::env::var_os("CARGO_PROFILE_RELEASE_OPT_LEVEL").is_some()
-            || std::env::var_os("RUSTFLAGS").is_some()
-        {
+        if any_set(&["CARGO_PROFILE_RELEASE_OPT_LEVEL", "RUSTFLAGS"]) {
             return;
         }
         let dir = project_dir("opt", "");
@@ -794,9 +795,10 @@ mod tests {
 
     #[test]
     fn the_link_settings_are_read_where_cargo_reads_them() {
-        if std::env::var_os("CARGO_PROFILE_RELEASE_LTO").is_some()
-            || std::env::var_os("CARGO_PROFILE_RELEASE_CODEGEN_UNITS").is_some()
-        {
+        if any_set(&[
+            "CARGO_PROFILE_RELEASE_LTO",
+            "CARGO_PROFILE_RELEASE_CODEGEN_UNITS",
+        ]) {
             return;
         }
         let dir = project_dir("link", "");
