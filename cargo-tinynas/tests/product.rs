@@ -851,6 +851,26 @@ fn evolve_search_reports_the_predictor_and_resumes() {
         .filter(|e| e["measured"]["outputs_match_host"] == true)
         .count();
     assert!(separable_measured >= 1, "{}", journal.display());
+    // The board's table in the cache keeps each measured firmware's sizes (the probes' and the
+    // candidates'), from which the next networks' code and stack are predicted: a firmware takes
+    // more flash than its parameters and more SRAM than its arena.
+    let table = std::fs::read_dir(cache.join("latency"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let table: serde_json::Value = serde_json::from_slice(&std::fs::read(&table).unwrap()).unwrap();
+    let sizes = table["sizes"].as_array().unwrap();
+    assert!(sizes.len() >= 4, "three probes and a candidate: {table}");
+    for z in sizes {
+        let n = |k: &str| z[k].as_u64().unwrap();
+        assert!(n("flash_bytes") > n("param_bytes"), "{z}");
+        assert!(n("peak_sram_bytes") > n("arena_bytes"), "{z}");
+        assert!(
+            z["families"].as_array().unwrap().contains(&"conv".into()),
+            "{z}"
+        );
+    }
     let o = tinynas(&dir, &args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let again = finished(&o.stdout);

@@ -33,6 +33,13 @@ impl Searcher<'_> {
                 if let (Some(t), Some(rows)) = (self.table.as_mut(), &e.layers) {
                     t.extend(rows);
                 }
+                if let Some(m) = &e.measured {
+                    if let Some(z) = self.sizes_of(arch, m.flash_bytes, m.peak_sram_bytes) {
+                        if let Some(t) = self.table.as_mut() {
+                            t.add_sizes(z);
+                        }
+                    }
+                }
                 on(Event::Evaluated {
                     entry: &e,
                     resumed: true,
@@ -221,7 +228,8 @@ impl Searcher<'_> {
                 };
                 if self.table.is_some() {
                     let rows = predict::Table::rows_of(&model, &m.per_step)?;
-                    self.learn(&rows);
+                    let sizes = self.sizes_of(arch, measured.flash_bytes, measured.peak_sram_bytes);
+                    self.learn(&rows, sizes);
                     entry.layers = Some(rows);
                 }
                 if let Some(p) = entry.predicted_latency {
@@ -279,13 +287,40 @@ impl Searcher<'_> {
         }
     }
 
-    /// Adds measured rows to the latency table and to the board's table in the cache (shared by
-    /// later searches; a failed write costs only predictions).
-    pub(super) fn learn(&mut self, rows: &[predict::Row]) {
+    /// Adds measured rows and the firmware's sizes to the table and to the board's table in the
+    /// cache (shared by later searches; a failed write costs only predictions).
+    pub(super) fn learn(&mut self, rows: &[predict::Row], sizes: Option<predict::Sizes>) {
         if let Some(t) = self.table.as_mut() {
             t.extend(rows);
-            let _ = predict::Table::merge_into_cache(&self.s.firmware_cache, &t.board, rows);
+            if let Some(z) = &sizes {
+                t.add_sizes(z.clone());
+            }
+            let _ = predict::Table::merge_into_cache(
+                &self.s.firmware_cache,
+                &t.board,
+                rows,
+                sizes.as_ref(),
+            );
         }
+    }
+
+    /// The sizes of an architecture's measured firmware, for the table: its parameter bytes,
+    /// arena and kernel families from its untrained model (the trained one has the same), so a
+    /// resumed search, which has only the journal, adds the same.
+    pub(super) fn sizes_of(
+        &self,
+        arch: Arch,
+        flash_bytes: u64,
+        peak_sram_bytes: u64,
+    ) -> Option<predict::Sizes> {
+        let model = self.shape_model(arch)?;
+        Some(predict::Sizes {
+            families: predict::families(&model).ok()?,
+            param_bytes: model.nodes.iter().map(|n| n.param_bytes() as u64).sum(),
+            arena_bytes: tinynas_model::plan::plan(&model).arena_bytes as u64,
+            flash_bytes,
+            peak_sram_bytes,
+        })
     }
 
     /// Journals a new entry, then reports it.

@@ -17,8 +17,9 @@
 //! evolutionary search in three rungs (successive halving): each generation screens three times
 //! the population for one epoch, trains the best for the proxy epochs and measures them, and the
 //! best few are finally trained three times as long to choose the winner. Only networks
-//! **predicted** to fit are trained: arena and parameter bytes exactly from the model, latency
-//! from [`predict`]'s per-board table of measured layer latencies; most new networks are grown
+//! **predicted** to fit are trained: arena and parameter bytes exactly from the model, plus the
+//! stack and the code that firmware measured on the board took besides them, latency from
+//! [`predict`]'s per-board table of measured layer latencies; most new networks are grown
 //! (every width scaled up) to what the budgets are predicted to allow. Every candidate past the
 //! screen is measured on the board (and its layers added to the table); the predictor's error
 //! against those measurements is reported. `--time-budget` stops either strategy early with the
@@ -843,5 +844,74 @@ mod tests {
             !svg.contains("<polyline"),
             "no line through a three-axis front"
         );
+    }
+
+    /// Replays a search's journal through [`predict::Table::overhead`]: each measured candidate's
+    /// flash and peak SRAM predicted from the firmware measured before it (the search's
+    /// `table-start.json`, then the journal), against what it measured. A tool for the
+    /// prediction, not a check (CIFAR-10's 32x32x3, 10 classes):
+    /// `TINYNAS_REPLAY=<project>/.tinynas/search/<id> cargo test -p cargo-tinynas --lib replay_sizes -- --ignored --nocapture`
+    #[test]
+    #[ignore = "needs a search's folder in TINYNAS_REPLAY"]
+    fn replay_sizes() {
+        let dir = PathBuf::from(std::env::var("TINYNAS_REPLAY").unwrap());
+        let mut table = predict::Table::read(&dir.join("table-start.json")).unwrap();
+        let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+        let base = ImageShape { h: 32, w: 32, c: 3 };
+        let (mut flash, mut sram) = (Vec::new(), Vec::new());
+        for line in journal.lines() {
+            let e: Entry = serde_json::from_str(line).unwrap();
+            let Some(m) = &e.measured else {
+                continue;
+            };
+            let arch: Arch = e.arch.parse().unwrap();
+            let net = Net::new(arch, Net::input_of(arch, base), 10, 1).unwrap();
+            let model = tinynas_train::export::shape_model(&net, vec![String::new(); 10]).unwrap();
+            let families = predict::families(&model).unwrap();
+            let params: u64 = model.nodes.iter().map(|n| n.param_bytes() as u64).sum();
+            let arena = tinynas_model::plan::plan(&model).arena_bytes as u64;
+            let over = table.overhead(&families);
+            let err = |p: u64, m: u64| p as f64 / m as f64 - 1.0;
+            flash.push(err(params + over.flash_bytes, m.flash_bytes));
+            sram.push(err(arena + over.sram_bytes, m.peak_sram_bytes));
+            println!(
+                "{:<60} {:?} over {:>6} flash {:>7} predicted {:>7} ({:+.1} %), SRAM {:>6} predicted {:>6}",
+                e.arch,
+                families,
+                m.flash_bytes - params,
+                m.flash_bytes,
+                params + over.flash_bytes,
+                100.0 * flash.last().unwrap(),
+                m.peak_sram_bytes,
+                arena + over.sram_bytes
+            );
+            table.add_sizes(predict::Sizes {
+                families,
+                param_bytes: params,
+                arena_bytes: arena,
+                flash_bytes: m.flash_bytes,
+                peak_sram_bytes: m.peak_sram_bytes,
+            });
+        }
+        // Past the first candidate (before it nothing was measured).
+        let show = |e: &[f64]| {
+            let e = e.get(1..).unwrap_or(&[]);
+            let mut a: Vec<f64> = e.iter().map(|x| x.abs()).collect();
+            a.sort_by(f64::total_cmp);
+            let within = |p: f64| a.iter().filter(|&&x| x <= p).count();
+            let lo = e.iter().copied().fold(0.0, f64::min);
+            let hi = e.iter().copied().fold(0.0, f64::max);
+            format!(
+                "{} predicted, within 1 %: {}, within 5 %: {}, median error {:.1} %, from {:+.1} % to {:+.1} %",
+                e.len(),
+                within(0.01),
+                within(0.05),
+                100.0 * a.get(a.len() / 2).copied().unwrap_or(0.0),
+                100.0 * lo,
+                100.0 * hi
+            )
+        };
+        println!("flash: {}", show(&flash));
+        println!("peak SRAM: {}", show(&sram));
     }
 }

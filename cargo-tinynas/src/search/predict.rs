@@ -21,11 +21,45 @@ pub struct Row {
     pub latency: u64,
 }
 
+/// What one measured bench firmware took besides its model's parameter bytes and arena: in flash
+/// the code of its kernels and of the bench harness, in SRAM the stack and the statics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sizes {
+    /// The kernel families its model called ([`families`]): what decides which kernel code is
+    /// linked.
+    pub families: Vec<String>,
+    pub param_bytes: u64,
+    pub arena_bytes: u64,
+    /// Flash without the bench's input images.
+    pub flash_bytes: u64,
+    pub peak_sram_bytes: u64,
+}
+
+impl Sizes {
+    /// Flash besides the parameters, SRAM besides the arena.
+    fn overhead(&self) -> Overhead {
+        Overhead {
+            flash_bytes: self.flash_bytes.saturating_sub(self.param_bytes),
+            sram_bytes: self.peak_sram_bytes.saturating_sub(self.arena_bytes),
+        }
+    }
+}
+
+/// Bytes a firmware is predicted to take besides a model's parameters (flash) and arena (SRAM).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overhead {
+    pub flash_bytes: u64,
+    pub sram_bytes: u64,
+}
+
 /// The table of one board.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Table {
     pub board: String,
     pub rows: Vec<Row>,
+    /// The firmware sizes measured on the board (tables written before there were none).
+    #[serde(default)]
+    pub sizes: Vec<Sizes>,
 }
 
 /// The kind of a kernel call, for the fit: the op, and the kernel size and stride of a
@@ -74,6 +108,23 @@ pub fn calls(model: &Model) -> Result<Vec<(String, u64, u64)>, tinynas_model::Er
             (kind_of(model, st.node), macs, outputs)
         })
         .collect())
+}
+
+/// The kernel families a model calls, sorted, each once: the kinds of its calls, except that every
+/// convolution is `conv` (one copy of the kernel serves every kernel size and stride, where the
+/// depthwise paths have a copy per kernel size and stride: on qemu-m0-an385 a network with a
+/// stride-1 depthwise layer took about 10 KB more code than one with stride-2 ones only).
+pub fn families(model: &Model) -> Result<Vec<String>, tinynas_model::Error> {
+    let mut f: Vec<String> = calls(model)?
+        .into_iter()
+        .map(|(kind, ..)| match kind.strip_prefix("conv") {
+            Some(_) => "conv".to_string(),
+            None => kind,
+        })
+        .collect();
+    f.sort();
+    f.dedup();
+    Ok(f)
 }
 
 /// Solves the 3x3 system `m x = v` (Gaussian elimination with partial pivoting).
@@ -159,15 +210,68 @@ impl Table {
             .filter(|t| t.board == board)
             .unwrap_or(Table {
                 board: board.to_string(),
-                rows: Vec::new(),
+                ..Table::default()
             })
     }
 
-    /// Adds rows to the board's table in the cache.
-    pub fn merge_into_cache(cache: &Path, board: &str, rows: &[Row]) -> std::io::Result<()> {
+    /// Adds rows and a firmware's sizes to the board's table in the cache.
+    pub fn merge_into_cache(
+        cache: &Path,
+        board: &str,
+        rows: &[Row],
+        sizes: Option<&Sizes>,
+    ) -> std::io::Result<()> {
         let mut t = Self::load(cache, board);
         t.extend(rows);
+        if let Some(z) = sizes {
+            t.add_sizes(z.clone());
+        }
         t.write(&Self::path(cache, board))
+    }
+
+    /// Adds a measured firmware's sizes, unless the table has them already.
+    pub fn add_sizes(&mut self, z: Sizes) {
+        if !self.sizes.contains(&z) {
+            self.sizes.push(z);
+        }
+    }
+
+    /// What a firmware of a model calling these kernel `families` is predicted to take besides
+    /// its parameters and arena, from the firmware measured on the board: the median of those
+    /// that called the same families (most are within a few hundred bytes of it: a layer's call
+    /// more or less; a few take a kernel's second copy, for wide accumulators, which training
+    /// decides); else the smallest of those that called more (their code holds this one's);
+    /// else the largest of all; nothing before anything was measured. Replayed over the
+    /// STM32L010 searches of the ablation (`search::tests::replay_sizes`), most candidates'
+    /// flash came within 1 % of this, a few within 13 %.
+    pub fn overhead(&self, families: &[String]) -> Overhead {
+        let of = |keep: &dyn Fn(&Sizes) -> bool| -> (Vec<u64>, Vec<u64>) {
+            let (mut f, mut s): (Vec<u64>, Vec<u64>) = self
+                .sizes
+                .iter()
+                .filter(|z| keep(z))
+                .map(|z| (z.overhead().flash_bytes, z.overhead().sram_bytes))
+                .unzip();
+            f.sort_unstable();
+            s.sort_unstable();
+            (f, s)
+        };
+        let pick = |(f, s): (Vec<u64>, Vec<u64>), at: fn(usize) -> usize| {
+            Some(Overhead {
+                flash_bytes: *f.get(at(f.len()))?,
+                sram_bytes: *s.get(at(s.len()))?,
+            })
+        };
+        let median = |n: usize| n / 2;
+        let first = |_: usize| 0;
+        let last = |n: usize| n.saturating_sub(1);
+        pick(of(&|z| z.families == families), median)
+            .or_else(|| {
+                let more = |z: &Sizes| families.iter().all(|f| z.families.contains(f));
+                pick(of(&more), first)
+            })
+            .or_else(|| pick(of(&|_| true), last))
+            .unwrap_or_default()
     }
 
     /// The rows of a measured model (`per_step`: latency of each kernel call, program order).
@@ -378,6 +482,57 @@ mod tests {
                 t.rows
             );
         }
+    }
+
+    /// The flash and SRAM a firmware takes besides its model: the median of the firmware measured
+    /// with the same kernel families, else the smallest of those with more, else the largest.
+    #[test]
+    fn overhead_comes_from_firmware_with_the_same_kernels() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let z = |families: &[&str], code: u64, stack: u64| Sizes {
+            families: f(families),
+            param_bytes: 10_000,
+            arena_bytes: 4_000,
+            flash_bytes: 10_000 + code,
+            peak_sram_bytes: 4_000 + stack,
+        };
+        let mut t = Table::default();
+        assert_eq!(
+            t.overhead(&f(&["conv"])),
+            Overhead::default(),
+            "nothing measured yet"
+        );
+        t.add_sizes(z(&["conv", "dw3x3s1"], 40_000, 2_000));
+        // Nothing with the same families or more: the largest measured.
+        assert_eq!(t.overhead(&f(&["conv", "dw5x5s2"])).flash_bytes, 40_000);
+        t.add_sizes(z(&["conv", "dw3x3s1", "dw5x5s2"], 50_000, 2_500));
+        t.add_sizes(z(&["conv", "dw3x3s1", "dw5x5s2"], 45_000, 2_400));
+        // More families: the smallest of those (their code holds this one's); the first
+        // firmware lacks `dw5x5s2`.
+        assert_eq!(
+            t.overhead(&f(&["conv", "dw5x5s2"])),
+            Overhead {
+                flash_bytes: 45_000,
+                sram_bytes: 2_400
+            }
+        );
+        t.add_sizes(z(&["conv"], 20_000, 1_500));
+        t.add_sizes(z(&["conv"], 26_000, 1_600));
+        t.add_sizes(z(&["conv"], 21_000, 1_700));
+        // The same families: their median, each figure on its own.
+        assert_eq!(
+            t.overhead(&f(&["conv"])),
+            Overhead {
+                flash_bytes: 21_000,
+                sram_bytes: 1_600
+            }
+        );
+        // A firmware measured twice counts once.
+        t.add_sizes(z(&["conv"], 20_000, 1_500));
+        assert_eq!(t.sizes.len(), 6);
+        // Tables written before sizes were kept still read.
+        let old: Table = serde_json::from_str(r#"{"board":"qemu-m4","rows":[]}"#).unwrap();
+        assert!(old.sizes.is_empty());
     }
 
     /// Replays a search's latency predictions with this fit: each measured candidate of its
