@@ -298,6 +298,7 @@ impl Searcher<'_> {
             let _ = predict::Table::merge_into_cache(
                 &self.s.firmware_cache,
                 &t.board,
+                self.s.opt_level,
                 rows,
                 sizes.as_ref(),
             );

@@ -459,7 +459,11 @@ pub fn run(
         Strategy::Evolve { .. } => match predict::Table::read(&snap) {
             Some(t) => (Some(t), false),
             None => (
-                Some(predict::Table::load(&s.firmware_cache, &board.name())),
+                Some(predict::Table::load(
+                    &s.firmware_cache,
+                    &board.name(),
+                    s.opt_level,
+                )),
                 true,
             ),
         },

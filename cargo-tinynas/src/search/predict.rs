@@ -3,13 +3,16 @@
 //! a least-squares fit `latency = a * MACs + b * output values + c` with no cost negative (where
 //! the plain fit has one, the best fit with one or two of them at 0; without `c` from two rows, a
 //! cost per MAC from one). A model's predicted latency is
-//! the sum over its kernel calls. The table is kept in the cache folder, one file per board and
-//! bench-firmware version (its sources' id), so later searches on the same board start from it.
+//! the sum over its kernel calls. The table is kept in the cache folder, one file per board,
+//! bench-firmware version (its sources' id) and opt-level, so later searches on the same board
+//! start from it.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tinynas_model::Model;
+
+use crate::firmware::OptLevel;
 
 /// One measured kernel call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,22 +194,29 @@ fn nonnegative_face(rows: &[&Row], m: &[[f64; 3]; 3], v: &[f64; 3]) -> Option<[f
 }
 
 impl Table {
-    /// The table file of `board` in `cache`.
-    pub fn path(cache: &Path, board: &str) -> PathBuf {
+    /// The table file of `board` in `cache`, for firmware built at `opt`.
+    pub fn path(cache: &Path, board: &str, opt: OptLevel) -> PathBuf {
         // `taps`: rows count the kernel's MACs, padded taps included (older tables counted
         // MACs in bounds only, and are not mixed in). The firmware sources' id: other kernels
-        // take other times (say, a depthwise layer's last channels in a group of four).
+        // take other times (say, a depthwise layer's last channels in a group of four). The
+        // opt-level (but 3's, whose name predates it): at `s` the same kernels take other times
+        // and less code (person_detect on qemu-m4: 10 % more instructions, 10 KB less code).
+        let opt = match opt {
+            OptLevel::O3 => String::new(),
+            o => format!("-opt{}", o.name()),
+        };
         cache.join("latency").join(format!(
-            "{board}-report{}-taps-{}-{}.json",
+            "{board}-report{}-taps-{}-{}{opt}.json",
             crate::report::VERSION,
             env!("CARGO_PKG_VERSION"),
             env!("TINYNAS_FIRMWARE_SOURCES")
         ))
     }
 
-    /// Reads the board's table from the cache (empty if there is none or it cannot be read).
-    pub fn load(cache: &Path, board: &str) -> Self {
-        Self::read(&Self::path(cache, board))
+    /// Reads the board's table for firmware built at `opt` from the cache (empty if there is
+    /// none or it cannot be read).
+    pub fn load(cache: &Path, board: &str, opt: OptLevel) -> Self {
+        Self::read(&Self::path(cache, board, opt))
             .filter(|t| t.board == board)
             .unwrap_or(Table {
                 board: board.to_string(),
@@ -218,15 +228,16 @@ impl Table {
     pub fn merge_into_cache(
         cache: &Path,
         board: &str,
+        opt: OptLevel,
         rows: &[Row],
         sizes: Option<&Sizes>,
     ) -> std::io::Result<()> {
-        let mut t = Self::load(cache, board);
+        let mut t = Self::load(cache, board, opt);
         t.extend(rows);
         if let Some(z) = sizes {
             t.add_sizes(z.clone());
         }
-        t.write(&Self::path(cache, board))
+        t.write(&Self::path(cache, board, opt))
     }
 
     /// Adds a measured firmware's sizes, unless the table has them already.
@@ -482,6 +493,36 @@ mod tests {
                 t.rows
             );
         }
+    }
+
+    /// Firmware built at another opt-level takes other times and other code: each opt-level has
+    /// a table file of its own in the cache, 3's under the name it had before.
+    #[test]
+    fn each_opt_level_has_its_own_table() {
+        let dir = std::env::temp_dir().join(format!("tinynas-table-{}", std::process::id()));
+        let row = |latency| Row {
+            kind: "conv3x3s1".into(),
+            macs: 1000,
+            outputs: 100,
+            latency,
+        };
+        Table::merge_into_cache(&dir, "qemu-m4", OptLevel::O3, &[row(3000)], None).unwrap();
+        Table::merge_into_cache(&dir, "qemu-m4", OptLevel::S, &[row(3300)], None).unwrap();
+        let at = |o| Table::load(&dir, "qemu-m4", o).rows;
+        assert_eq!(at(OptLevel::O3), vec![row(3000)]);
+        assert_eq!(at(OptLevel::S), vec![row(3300)]);
+        assert!(at(OptLevel::Z).is_empty());
+        let name = |o| {
+            let p = Table::path(&dir, "qemu-m4", o);
+            p.file_name().unwrap().to_string_lossy().into_owned()
+        };
+        assert!(name(OptLevel::O3).ends_with(&format!("{}.json", env!("TINYNAS_FIRMWARE_SOURCES"))));
+        assert!(
+            name(OptLevel::S).ends_with("-opts.json"),
+            "{}",
+            name(OptLevel::S)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The flash and SRAM a firmware takes besides its model: the median of the firmware measured
