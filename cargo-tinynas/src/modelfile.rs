@@ -136,8 +136,17 @@ pub fn input_bytes(model: &Model, path: &Path) -> Result<Vec<u8>, String> {
         w: s.w,
         c: s.c,
     };
-    let px =
-        crate::data::folder::decode(path, shape).map_err(|e| format!("{}: {e}", path.display()))?;
+    let px = crate::data::folder::decode(path, shape).map_err(|e| {
+        let or_bin = if e == crate::data::folder::NOT_AN_IMAGE {
+            format!(
+                ", nor a .bin file (the input tensor's {} bytes, named *.bin)",
+                s.elements()
+            )
+        } else {
+            String::new()
+        };
+        format!("{}: {e}{or_bin}", path.display())
+    })?;
     Ok(match model.input_type {
         tinynas_model::InputType::U8 => px,
         tinynas_model::InputType::I8 => px.iter().map(|&p| p ^ 0x80).collect(),
@@ -156,6 +165,34 @@ mod tests {
                 .contains("neither a .tnas model nor a TF Lite model"),
             "{e}"
         );
+    }
+
+    /// An input file that is neither an image nor a `.bin` of the right length: the error says
+    /// what an input can be, with the tensor's size.
+    #[test]
+    fn a_bad_input_file_says_what_an_input_is() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/tflite/person_detect.tflite"
+        );
+        let model = load(Path::new(path)).unwrap().model;
+        let dir = std::env::temp_dir().join(format!("tinynas-input-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("notes.txt");
+        std::fs::write(&text, "hello").unwrap();
+        let e = input_bytes(&model, &text).unwrap_err();
+        assert!(e.contains("PNG, JPEG, BMP, PGM/PPM"), "{e}");
+        assert!(e.contains("9216 bytes, named *.bin"), "{e}");
+        let short = dir.join("x.bin");
+        std::fs::write(&short, [0u8; 100]).unwrap();
+        let e = input_bytes(&model, &short).unwrap_err();
+        assert!(
+            e.contains("holds 100 bytes") && e.contains("= 9216 bytes"),
+            "{e}"
+        );
+        std::fs::write(&short, [0x81u8; 9216]).unwrap();
+        assert_eq!(input_bytes(&model, &short).unwrap(), vec![0x81u8; 9216]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -292,6 +292,9 @@ fn read_skipped(cache: &Path) -> Vec<Skipped> {
         .collect()
 }
 
+/// [`decode`]'s error for a file in no format it reads.
+pub const NOT_AN_IMAGE: &str = "not an image format this tool reads (PNG, JPEG, BMP, PGM/PPM)";
+
 /// Decodes one image to `shape` (grey or RGB, bilinear resize); the error says why not.
 pub fn decode(path: &Path, shape: ImageShape) -> Result<Vec<u8>, String> {
     let img = image::ImageReader::open(path)
@@ -299,7 +302,12 @@ pub fn decode(path: &Path, shape: ImageShape) -> Result<Vec<u8>, String> {
         .with_guessed_format()
         .map_err(|e| format!("cannot read: {e}"))?
         .decode()
-        .map_err(|e| format!("cannot decode: {e}"))?;
+        .map_err(|e| match e {
+            // The image crate's words ("The file extension `.\"txt\"` was not recognized as an
+            // image format") do not say what would be.
+            image::ImageError::Unsupported(_) => NOT_AN_IMAGE.to_string(),
+            e => format!("cannot decode: {e}"),
+        })?;
     let (w, h) = (shape.w as u32, shape.h as u32);
     Ok(match shape.c {
         1 => {
