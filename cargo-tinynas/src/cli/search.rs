@@ -29,7 +29,7 @@ pub(crate) struct SearchArgs {
     /// Epochs of the winner's retraining (default: final-epochs of the config, else 30).
     #[arg(long, value_parser = super::at_least_one)]
     pub(crate) final_epochs: Option<usize>,
-    /// Largest k tried.
+    /// nanonas: the largest k of A(k, c) tried (a safety bound; the climb stops long before).
     #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
     pub(crate) max_k: usize,
     /// Do not write the model crate at the end.
