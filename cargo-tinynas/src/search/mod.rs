@@ -850,6 +850,41 @@ mod tests {
         );
     }
 
+    /// The kernel families that decide a firmware's code: the depthwise layers by kernel and
+    /// stride, every convolution as one, and a grey image's 3x3 first layer apart.
+    #[test]
+    fn kernel_families_follow_the_code_that_is_linked() {
+        let families = |arch: &str, c: usize| {
+            let arch: Arch = arch.parse().unwrap();
+            let base = ImageShape { h: 32, w: 32, c };
+            let net = Net::new(arch, Net::input_of(arch, base), 10, 1).unwrap();
+            let model = tinynas_train::export::shape_model(&net, vec![String::new(); 10]).unwrap();
+            predict::families(&model).unwrap()
+        };
+        let rgb = families("blocks:r=32,3s2x8,d3s2x16,d5s1x16,5s2x24", 3);
+        assert_eq!(
+            rgb,
+            [
+                "FullyConnected",
+                "GlobalAveragePool",
+                "conv",
+                "dw3x3s2",
+                "dw5x5s1"
+            ]
+        );
+        let grey = families("blocks:r=32,3s2x8,d3s2x16,d5s1x16,5s2x24", 1);
+        assert_eq!(grey.len(), rgb.len() + 1);
+        assert!(
+            grey.contains(&"conv3x3-one-channel".to_string()),
+            "{grey:?}"
+        );
+        // A 5x5 stem over one channel runs in the shared copy.
+        assert_eq!(
+            families("blocks:r=32,5s2x8,3s2x16", 1),
+            families("blocks:r=32,5s2x8,3s2x16", 3)
+        );
+    }
+
     /// Replays a search's journal through [`predict::Table::overhead`]: each measured candidate's
     /// flash and peak SRAM predicted from the firmware measured before it (the search's
     /// `table-start.json`, then the journal), against what it measured. A tool for the
