@@ -221,14 +221,17 @@ for chip in chips:
         best = lambda e: max((r["int8_val"] for r in rows if r.get("kind") == "candidate" and r.get("status") == "fits"
                               and r.get("epochs") == e and r.get("int8_val") is not None), default=None)
         pct = lambda v: "-" if v is None else f"{100 * v:.1f} %"
+        size = done.get("size_predictor") or {}
+        sizes = (f"{pct(size['flash']['mean_relative_error'])} / {pct(size['flash']['max_relative_error'])} over {size['candidates']}"
+                 if size else "-")
         details.append(f"| {chip} | `{label(strategy)}` | {f.get('params', 0):,} | {pct(best(proxy))} / {pct(best(3 * proxy))} | "
-                       f"{pct(pred.get('mean_relative_error'))} / {pct(pred.get('max_relative_error'))} over {pred.get('candidates', 0)} |")
+                       f"{pct(pred.get('mean_relative_error'))} / {pct(pred.get('max_relative_error'))} over {pred.get('candidates', 0)} | {sizes} |")
 table = "\n".join(lines) + "\n"
 # What the searches saw: the winner's parameters, the best int8 validation score of a candidate that
 # fits after the proxy epochs and after three times as many (the promotion rung), the latency
-# predictor's errors.
-table += "\n" + "\n".join(["| chip | search | winner's parameters | best validation at proxy / 3x proxy epochs | latency predictor: mean / largest error |",
-                           "|---|---|---:|---:|---:|"] + details) + "\n"
+# predictor's errors, the flash predictor's (`evolve`).
+table += "\n" + "\n".join(["| chip | search | winner's parameters | best validation at proxy / 3x proxy epochs | latency predictor: mean / largest error | flash predictor: mean / largest error |",
+                           "|---|---|---:|---:|---:|---:|"] + details) + "\n"
 open(os.path.join(out, "table.md"), "w").write(table)
 print(table)
 PY

@@ -732,6 +732,8 @@ fn example_project_end_to_end() {
 #[test]
 fn evolve_search_reports_the_predictor_and_resumes() {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-evolve");
+    // A run that failed half-way left its cache: the board's table must start empty.
+    let _ = std::fs::remove_dir_all(&root);
     let dir = root.join("c");
     search_project(&dir);
     let args = [
@@ -837,6 +839,18 @@ fn evolve_search_reports_the_predictor_and_resumes() {
     let p = &first["predictor"];
     assert!(p["candidates"].as_u64().unwrap() >= 1, "{first}");
     assert!(p["mean_relative_error"].as_f64().unwrap() >= 0.0);
+    // Every measured candidate had its peak SRAM and flash predicted too (after the probes, from
+    // the firmware measured before it), and the search reports how far off they were.
+    let z = &first["size_predictor"];
+    assert_eq!(
+        z["candidates"].as_u64().unwrap() as usize,
+        measured(&all),
+        "{first}"
+    );
+    for (what, bound) in [("sram", 1.0), ("flash", 1.0)] {
+        let e = z[what]["max_relative_error"].as_f64().unwrap();
+        assert!((0.0..bound).contains(&e), "{what}: {first}");
+    }
     // Depthwise-separable blocks were trained, exported and measured on QEMU bit for bit.
     let journal = std::fs::read_dir(dir.join(".tinynas/search"))
         .unwrap()

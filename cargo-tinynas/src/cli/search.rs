@@ -421,6 +421,11 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                     "mean_relative_error": mean, "max_relative_error": max,
                     "candidates": outcome.predictions.len(),
                 })),
+                "size_predictor": outcome.size_predictor_error().map(|z| serde_json::json!({
+                    "candidates": z.candidates,
+                    "sram": {"mean_relative_error": z.sram.0, "max_relative_error": z.sram.1},
+                    "flash": {"mean_relative_error": z.flash.0, "max_relative_error": z.flash.1},
+                })),
             })
         );
     } else {
@@ -430,6 +435,16 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
                 outcome.predictions.len(),
                 100.0 * mean,
                 100.0 * max
+            );
+        }
+        if let Some(z) = outcome.size_predictor_error() {
+            eprintln!(
+                "peak SRAM and flash predicted against the board, {} candidates: mean error {:.1} % and {:.1} %, largest {:.1} % and {:.1} %",
+                z.candidates,
+                100.0 * z.sram.0,
+                100.0 * z.flash.0,
+                100.0 * z.sram.1,
+                100.0 * z.flash.1
             );
         }
         eprintln!(

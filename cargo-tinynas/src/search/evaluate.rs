@@ -61,6 +61,8 @@ impl Searcher<'_> {
             arena_bytes: None,
             measured: None,
             predicted_latency: None,
+            predicted_sram_bytes: None,
+            predicted_flash_bytes: None,
             layers: None,
             status: Status::Fits,
             seconds: 0.0,
@@ -198,6 +200,12 @@ impl Searcher<'_> {
         } else {
             on(Event::Measuring { arch: &name });
             entry.predicted_latency = self.table.as_ref().and_then(|t| t.predict(&model));
+            if self.table.is_some() {
+                if let Some((sram, flash, _)) = self.predicted_needs(arch) {
+                    (entry.predicted_sram_bytes, entry.predicted_flash_bytes) =
+                        (Some(sram), Some(flash));
+                }
+            }
             let opts = crate::bench::Options {
                 inputs: 2,
                 seed: s.seed,

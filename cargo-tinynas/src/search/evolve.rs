@@ -4,10 +4,11 @@
 use super::*;
 
 impl Searcher<'_> {
-    /// What an untrained architecture is predicted to need: its arena and parameter bytes
-    /// (exact, from the planner) and its latency when the table knows every kind of its layers.
-    /// `None` when it does not build.
-    fn predicted_needs(&self, arch: Arch) -> Option<(u64, u64, Option<u64>)> {
+    /// What an untrained architecture is predicted to need: peak SRAM and flash (its arena and
+    /// parameter bytes, exact from the planner, plus what the board's measured firmware took
+    /// besides them) and its latency when the table knows every kind of its layers. `None` when
+    /// it does not build.
+    pub(super) fn predicted_needs(&self, arch: Arch) -> Option<(u64, u64, Option<u64>)> {
         let model = self.shape_model(arch)?;
         let arena = tinynas_model::plan::plan(&model).arena_bytes as u64;
         let params: u64 = model.nodes.iter().map(|n| n.param_bytes() as u64).sum();

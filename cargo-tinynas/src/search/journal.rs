@@ -78,6 +78,12 @@ pub struct Entry {
     /// The latency the `evolve` predictor gave before the candidate was measured.
     #[serde(default)]
     pub predicted_latency: Option<u64>,
+    /// `evolve`: the peak SRAM and flash predicted before it was measured (the arena and the
+    /// parameters plus what the board's measured firmware took besides them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_sram_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_flash_bytes: Option<u64>,
     /// `evolve`: the measured latency of each kernel call, as the predictor's table holds them
     /// (replayed on resume so that the table grows exactly as in the first run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,6 +191,8 @@ mod tests {
             arena_bytes: Some(64),
             measured: None,
             predicted_latency: None,
+            predicted_sram_bytes: None,
+            predicted_flash_bytes: None,
             layers: None,
             status,
             seconds: 1.5,

@@ -280,20 +280,58 @@ pub struct Outcome {
     pub stopped_because: String,
 }
 
+/// Mean and largest relative error of predictions, `(predicted, measured)`.
+fn errors(pairs: impl Iterator<Item = (u64, u64)>) -> Option<(f64, f64)> {
+    let e: Vec<f64> = pairs
+        .map(|(p, m)| (p as f64 - m as f64).abs() / (m as f64).max(1.0))
+        .collect();
+    (!e.is_empty()).then(|| {
+        (
+            e.iter().sum::<f64>() / e.len() as f64,
+            e.iter().copied().fold(0.0, f64::max),
+        )
+    })
+}
+
+/// How far the peak SRAM and flash predictions were from the measurements.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SizeErrors {
+    /// Candidates measured with a prediction.
+    pub candidates: usize,
+    /// Mean and largest relative error of each.
+    pub sram: (f64, f64),
+    pub flash: (f64, f64),
+}
+
 impl Outcome {
+    /// `evolve`: the peak SRAM and flash predictions against the measurements, over the
+    /// candidates measured with a prediction.
+    pub fn size_predictor_error(&self) -> Option<SizeErrors> {
+        let pairs: Vec<(u64, u64, u64, u64)> = self
+            .candidates
+            .iter()
+            .filter_map(|e| {
+                let m = e.measured.as_ref()?;
+                Some((
+                    e.predicted_sram_bytes?,
+                    m.peak_sram_bytes,
+                    e.predicted_flash_bytes?,
+                    m.flash_bytes,
+                ))
+            })
+            .collect();
+        let sram = errors(pairs.iter().map(|p| (p.0, p.1)))?;
+        let flash = errors(pairs.iter().map(|p| (p.2, p.3)))?;
+        Some(SizeErrors {
+            candidates: pairs.len(),
+            sram,
+            flash,
+        })
+    }
+
     /// Mean and largest relative error of the latency predictor, if it predicted anything.
     pub fn predictor_error(&self) -> Option<(f64, f64)> {
-        let e: Vec<f64> = self
-            .predictions
-            .iter()
-            .map(|(_, p, m)| (*p as f64 - *m as f64).abs() / (*m as f64).max(1.0))
-            .collect();
-        (!e.is_empty()).then(|| {
-            (
-                e.iter().sum::<f64>() / e.len() as f64,
-                e.iter().copied().fold(0.0, f64::max),
-            )
-        })
+        errors(self.predictions.iter().map(|(_, p, m)| (*p, *m)))
     }
 }
 
@@ -820,6 +858,8 @@ mod tests {
                 outputs_match_host: true,
             }),
             predicted_latency: None,
+            predicted_sram_bytes: None,
+            predicted_flash_bytes: None,
             layers: None,
             status,
             seconds: 0.0,
