@@ -174,7 +174,7 @@ pub fn run_with_inputs(
         inputs: &inputs,
         target: board.target(),
         target_cpu: board.target_cpu(),
-        memory: board.memory(),
+        memory: board.bench_memory(inputs.iter().map(|i| i.len() as u64).sum()),
         timer: board.timer(),
         unlock_dwt: board.unlock_dwt(),
         per_layer: opts.per_layer && !opts.trace,

@@ -235,6 +235,49 @@ fn a_model_too_big_for_the_ram_fails_to_link_with_a_clear_message() {
     assert!(e.contains("its 1 test input(s)"), "{e}");
 }
 
+/// qemu-m4 linked as a chip with `flash` bytes of flash (and 64 KiB of RAM).
+fn chip_with_flash(flash: u64) -> QemuBoard {
+    let mut b = board("qemu-m4");
+    b.memory = Some(cargo_tinynas::board::MemoryLayout {
+        flash_origin: 0,
+        flash_length: flash,
+        ram_origin: 0x2000_0000,
+        ram_length: 64 << 10,
+        source: format!("a test chip with {flash} bytes of flash"),
+    });
+    b
+}
+
+/// On an emulated chip, the bench's test inputs do not count against the chip's flash (the
+/// chip's firmware does not carry them): a model whose firmware fits without them is measured
+/// however many inputs the bench carries, and one that does not fit fails to link.
+#[test]
+fn the_bench_inputs_do_not_count_against_an_emulated_chips_flash() {
+    let bytes = fixture("nanonas-k8-c3.tnas");
+    let opts = Options {
+        inputs: 4,
+        ..Options::default()
+    };
+    let o = bench::run(&bytes, &mut board("qemu-m4"), &opts, &cache(), |_| {}).unwrap();
+    let inputs: u64 = o.inputs.iter().map(|i| i.len() as u64).sum();
+    let without = o.measurement.sizes.flash() - inputs;
+    assert!(inputs > 4096, "{inputs}");
+    // Room for the model and the harness, not for the inputs too.
+    let fits = without + 1024;
+    let o = bench::run(&bytes, &mut chip_with_flash(fits), &opts, &cache(), |_| {}).unwrap();
+    assert_eq!(o.measurement.sizes.flash() - inputs, without);
+    let e = bench::run(
+        &bytes,
+        &mut chip_with_flash(without - 1024),
+        &opts,
+        &cache(),
+        |_| {},
+    )
+    .unwrap_err();
+    let why = e.unmeasurable().unwrap_or_else(|| panic!("{e}"));
+    assert!(why.contains("region 'FLASH'"), "{why}");
+}
+
 /// A stack that runs into the statics is an error that says so (never a silent mismatch or a
 /// figure), and a search would reject the candidate.
 #[test]

@@ -233,6 +233,12 @@ pub trait Board {
     fn target(&self) -> &'static str;
     /// Flash and RAM to link the firmware for.
     fn memory(&self) -> MemoryLayout;
+    /// Flash and RAM to link a bench firmware for that carries `input_bytes` of test inputs in
+    /// flash: [`Board::memory`] on a real chip (the inputs must fit beside the model).
+    fn bench_memory(&self, input_bytes: u64) -> MemoryLayout {
+        let _ = input_bytes;
+        self.memory()
+    }
     /// The timer the firmware should use.
     fn timer(&self) -> crate::report::Timer;
     /// The `-C target-cpu` the firmware is built with, where the Rust target alone does not say
