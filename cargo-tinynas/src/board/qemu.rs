@@ -220,8 +220,8 @@ impl Board for QemuBoard {
     /// An emulated chip's flash grows by the bench's inputs (as far as the machine has flash):
     /// the chip's firmware does not carry them, so the link checks what it does carry, the model
     /// and the harness, against the chip's flash (which a search's and verify's budgets check
-    /// without the inputs too). Without it, networks grown near a 128 KiB chip's flash were
-    /// trained and then failed to link for the bench's two test images (6 KiB of CIFAR-10).
+    /// without the inputs too). Without it, a network whose firmware fit the chip's flash failed
+    /// to link for the bench's test images (a search's two CIFAR-10 images: 6 KiB).
     fn bench_memory(&self, input_bytes: u64) -> MemoryLayout {
         let mut m = self.memory();
         if self.memory.is_some() && input_bytes > 0 {
