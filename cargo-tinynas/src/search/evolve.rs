@@ -195,8 +195,7 @@ impl Searcher<'_> {
         } else {
             promoted
         };
-        let score = |e: &Entry| e.float_val.unwrap_or(0.0);
-        let by_score = |a: &(Arch, Entry), b: &(Arch, Entry)| score(&b.1).total_cmp(&score(&a.1));
+        let by_score = |a: &(Arch, Entry), b: &(Arch, Entry)| rank(&a.1, &b.1);
         let mut fitting: Vec<(Arch, Entry)> = Vec::new();
         let mut pool: Vec<Arch> = Vec::new();
         if !without.seeds {
@@ -335,7 +334,7 @@ impl Searcher<'_> {
                 return Ok(None);
             };
             candidates.push(e.clone());
-            if e.status == Status::Fits && best.as_ref().is_none_or(|b| score(&e) > score(b)) {
+            if e.status == Status::Fits && best.as_ref().is_none_or(|b| rank(&e, b).is_lt()) {
                 best = Some(e);
             }
         }
@@ -353,6 +352,21 @@ const PROMOTED_EPOCHS: usize = 3;
 
 /// `evolve` screens this many architectures per candidate it trains for the proxy epochs.
 pub const SCREEN_FACTOR: usize = 3;
+/// The order of candidates, best first: by float validation score; of equal scores (a validation
+/// set of a hundred images ties often) the cheaper network, by measured latency, then peak SRAM,
+/// then flash, the one the Pareto front keeps (before, the first one measured won the tie).
+pub fn rank(a: &Entry, b: &Entry) -> std::cmp::Ordering {
+    let score = |e: &Entry| e.float_val.unwrap_or(0.0);
+    let cost = |e: &Entry| {
+        e.measured
+            .as_ref()
+            .map(|m| (m.latency, m.peak_sram_bytes, m.flash_bytes))
+    };
+    score(b)
+        .total_cmp(&score(a))
+        .then_with(|| cost(a).cmp(&cost(b)))
+}
+
 /// Share of each budget a grown network is predicted to stay within (the latency predictor's
 /// error is about 10 %).
 pub const GROW_SHARE: f64 = 0.9;

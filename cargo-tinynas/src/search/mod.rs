@@ -874,6 +874,22 @@ mod tests {
         ];
         let front: Vec<String> = pareto(&all).into_iter().map(|e| e.arch).collect();
         assert_eq!(front, vec!["f", "a", "b"]);
+        // The candidates' order, best first: by score; of equal scores the cheaper (latency,
+        // then SRAM), which is the one on the front; the order of measuring does not decide.
+        let mut tied = [
+            e("slow", 0.9, 300, 900, Status::Fits),
+            e("small", 0.9, 200, 800, Status::Fits),
+            e("best", 0.95, 900, 900, Status::Fits),
+            e("fast", 0.9, 200, 1000, Status::Fits),
+        ];
+        tied.sort_by(evolve::rank);
+        let order: Vec<&str> = tied.iter().map(|e| e.arch.as_str()).collect();
+        assert_eq!(order, ["best", "small", "fast", "slow"]);
+        assert_eq!(
+            pareto(&tied[1..]).len(),
+            1,
+            "of the tied, only the cheapest is on the front"
+        );
         let svg = svg(&all, &pareto(&all), Some("b"), "instructions");
         assert!(svg.starts_with("<svg") && svg.contains("tomato"));
         assert!(
