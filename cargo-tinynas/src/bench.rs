@@ -308,6 +308,8 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "core": m.core,
         "target": o.firmware.target,
         "opt_level": o.firmware.opt_level.name(),
+        // For people who want to disassemble or profile it (benchmarks/profile-firmware.py).
+        "firmware": o.firmware.elf,
         "latency_unit": unit,
         "latency": { "per_input": m.latency, "min": lat_min, "max": lat_max },
         unit: lat_min,
