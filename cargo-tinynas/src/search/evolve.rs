@@ -342,16 +342,6 @@ impl Searcher<'_> {
     }
 }
 
-/// What the time budget keeps room for while `evolve`'s generations run.
-const AHEAD_OF_A_GENERATION: &str =
-    "what follows the generations (the best few trained longer, the winner's retraining)";
-
-/// The promotion rung trains the best few for this many times the proxy epochs (and the time
-/// budget keeps room for it at that length).
-const PROMOTED_EPOCHS: usize = 3;
-
-/// `evolve` screens this many architectures per candidate it trains for the proxy epochs.
-pub const SCREEN_FACTOR: usize = 3;
 /// The order of candidates, best first: by float validation score; of equal scores (a validation
 /// set of a hundred images ties often) the cheaper network, by measured latency, then peak SRAM,
 /// then flash, the one the Pareto front keeps (before, the first one measured won the tie).
@@ -367,6 +357,16 @@ pub fn rank(a: &Entry, b: &Entry) -> std::cmp::Ordering {
         .then_with(|| cost(a).cmp(&cost(b)))
 }
 
+/// What the time budget keeps room for while `evolve`'s generations run.
+const AHEAD_OF_A_GENERATION: &str =
+    "what follows the generations (the best few trained longer, the winner's retraining)";
+
+/// The promotion rung trains the best few for this many times the proxy epochs (and the time
+/// budget keeps room for it at that length).
+const PROMOTED_EPOCHS: usize = 3;
+
+/// `evolve` screens this many architectures per candidate it trains for the proxy epochs.
+pub const SCREEN_FACTOR: usize = 3;
 /// Share of each budget a grown network is predicted to stay within (the latency predictor's
 /// error is about 10 %).
 pub const GROW_SHARE: f64 = 0.9;
