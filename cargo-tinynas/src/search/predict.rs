@@ -261,12 +261,13 @@ impl Table {
 
     /// What a firmware of a model calling these kernel `families` is predicted to take besides
     /// its parameters and arena, from the firmware measured on the board: the median of those
-    /// that called the same families (most are within a few hundred bytes of it: a layer's call
-    /// more or less; a few take a kernel's second copy, for wide accumulators, which training
-    /// decides); else the smallest of those that called more (their code holds this one's);
-    /// else the largest of all; nothing before anything was measured. Replayed over the
-    /// STM32L010 searches of the ablation (`search::tests::replay_sizes`), most candidates'
-    /// flash came within 1 % of this, a few within 13 %.
+    /// that called the same families (they differ by up to a few KB: a layer's call more or
+    /// less, a kernel's second copy for wide accumulators, which training decides); else the
+    /// smallest of those that called more (their code holds this one's); else the largest of
+    /// all; nothing before anything was measured. Replayed over the STM32L010 search without
+    /// probes (`search::tests::replay_sizes`), half its candidates' flash came within 1 % of
+    /// this and two thirds within 5 %; the first network of a family set, predicted from others,
+    /// up to 62 % over.
     pub fn overhead(&self, families: &[String]) -> Overhead {
         let of = |keep: &dyn Fn(&Sizes) -> bool| -> (Vec<u64>, Vec<u64>) {
             let (mut f, mut s): (Vec<u64>, Vec<u64>) = self
