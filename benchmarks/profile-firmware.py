@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a bench firmware's instructions and code go, under QEMU: a tool for kernel work.
 
-    python3 benchmarks/profile-firmware.py ELF MACHINE [--depth N] [--top N] [--cold]
+    python3 benchmarks/profile-firmware.py ELF MACHINE [--depth N] [--top N] [--cold] [--no-lines]
 
 ELF is a bench firmware (`cargo tinynas bench ... --message-format json` gives its path as
 `firmware`), MACHINE the QEMU machine of its board (qemu-m4: mps2-an386, qemu-m0-an385 and
@@ -49,6 +49,8 @@ def main():
     ap.add_argument("--depth", type=int, default=2, help="frames of each chain, from the outermost")
     ap.add_argument("--top", type=int, default=30, help="chains listed")
     ap.add_argument("--cold", action="store_true", help="list code never executed instead")
+    ap.add_argument("--no-lines", action="store_true",
+                    help="chains of function names only (sums a function's call sites)")
     a = ap.parse_args()
     for tool in ["qemu-system-arm"]:
         need(tool, "qemu-system-arm")
@@ -99,7 +101,8 @@ def main():
     code = collections.Counter()
     for x, line in zip(addrs, out.splitlines()):
         frames = json.loads(line).get("Symbol") or []
-        chain = " > ".join(f"{short(f['FunctionName'])}@{f['Line']}" for f in frames[::-1][:a.depth])
+        chain = " > ".join(short(f["FunctionName"]) + ("" if a.no_lines else f"@{f['Line']}")
+                           for f in frames[::-1][:a.depth])
         chain = chain or "?"
         code[chain] += size[x]
         if a.cold:

@@ -7,7 +7,7 @@
 //!
 //! Case format (`cases.bin`, little-endian u32/i32 unless said): kind (0 conv int8, 1 conv u8
 //! pixels, 2 depthwise, 3 dense, 4 max pool, 5 mean, 6 depthwise with the padded rows' scratch, 7
-//! average pool), narrow (0: not narrow; else the layer's accumulator
+//! average pool, 8 conv int8 through the pointwise entry), narrow (0: not narrow; else the layer's accumulator
 //! bound, `FastConv::acc_bound`, at least 1), 11 dims (in_h, in_w, in_c,
 //! out_h, out_w, out_c, k_h, k_w, stride, pad_top, pad_left), the output quantisation (input
 //! offset, output offset, act min, act max), the byte counts of input and weights, the channel
@@ -17,12 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cargo_tinynas::board::qemu::{machine, QemuMachine};
-use tinynas_kernels::fast::{narrow_channel, padded_k};
+use tinynas_kernels::fast::{narrow_channel, padded_k, pointwise_takes, FastConv};
 use tinynas_kernels::{ConvDims, MeanParams, OutputQuant, PoolDims};
 use tinynas_model::lower::{abs_sums, fold, pad_rows};
 use tinynas_model::random::{Source, SplitMix};
 
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
     "conv2d",
     "conv2d_u8",
     "depthwise_conv2d",
@@ -31,6 +31,7 @@ const KINDS: [&str; 8] = [
     "global_average_pool",
     "depthwise_conv2d_rows",
     "avg_pool2d",
+    "conv2d_pointwise",
 ];
 const CASES_PER_KIND: usize = 210;
 /// Flash bytes of cases per firmware image (the micro:bit has 256 KiB of flash).
@@ -46,6 +47,8 @@ struct Case {
     bytes: Vec<u8>,
     want: Vec<i8>,
     what: String,
+    /// A pointwise case that the DSP's channel loop takes.
+    takes_loop: bool,
 }
 
 fn put(b: &mut Vec<u8>, v: impl IntoIterator<Item = i64>) {
@@ -156,6 +159,26 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
     } else {
         (ic, kh, kw, s, oh, ow)
     };
+    // The pointwise entry's cases: pointwise layers (1x1, stride 1, no padding, as wide as the
+    // input, channels of whole words), from 1 output pixel to 49 (the last block of four
+    // overlapping the one before), mostly more than 8 output channels (the DSP's channel loop).
+    let (ih, iw, ic, kh, kw, s, oh, ow, oc) = if kind == 8 {
+        (pt, pl) = (0, 0);
+        let (ih, iw) = (r.int(1, 7) as usize, r.int(2, 7) as usize);
+        (
+            ih,
+            iw,
+            4 * r.int(1, 4) as usize,
+            1,
+            1,
+            1,
+            r.int(1, ih as i64) as usize,
+            iw,
+            r.int(6, 20) as usize,
+        )
+    } else {
+        (ih, iw, ic, kh, kw, s, oh, ow, oc)
+    };
     // Half the 2x2 pools without padding: the row-by-row path of the DSP and Armv6-M kernels.
     if kind == 4 && (kh, kw) == (2, 2) && r.chance(0.5) {
         (pt, pl) = (0, 0);
@@ -203,7 +226,7 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
         (b, f, m, s, word)
     };
     let (kernel_weights, folded, mult, sh, narrow, want): Prepared = match kind {
-        0..=2 | 6 => {
+        0..=2 | 6 | 8 => {
             let n = if depthwise {
                 kh * kw * oc
             } else {
@@ -296,6 +319,20 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
             (Vec::new(), vec![0], vec![m], vec![sh], 0, y)
         }
     };
+    // A pointwise case the DSP's channel loop takes (the others test the fallback).
+    let takes_loop = kind == 8
+        && narrow != 0
+        && dims.out_h * dims.out_w >= 4
+        && pointwise_takes(&FastConv {
+            weights: &kernel_weights,
+            bias: &folded,
+            multiplier: &mult,
+            shift: &sh,
+            dims,
+            quant: q,
+            narrow: true,
+            acc_bound: narrow,
+        });
     let channels = mult.len();
     let mut b = Vec::new();
     let d = &dims;
@@ -330,6 +367,7 @@ fn case(r: &mut SplitMix, kind: usize) -> Case {
         bytes: b,
         want,
         what,
+        takes_loop,
     }
 }
 
@@ -461,8 +499,13 @@ fn check_board(board: &str, opt_level: &str, seed: u64) {
     for (k, n) in KINDS.iter().zip(counts) {
         assert!(n >= 200, "{board}: only {n} cases of {k}");
     }
+    let looped = cases.iter().filter(|c| c.takes_loop).count();
+    assert!(
+        looped >= 50,
+        "{board}: only {looped} pointwise cases that the DSP's channel loop takes"
+    );
     eprintln!(
-        "{board} at opt-level {opt_level}: {} cases ({} per kernel) in {image} firmware images, all equal to the reference",
+        "{board} at opt-level {opt_level}: {} cases ({} per kernel, {looped} through the pointwise channel loop where the board has it) in {image} firmware images, all equal to the reference",
         cases.len(),
         CASES_PER_KIND
     );

@@ -91,6 +91,17 @@ fn person_detect_on_qemu_m4_equals_tflite_reference_kernels() {
         m.arena_bytes,
         m.stack_peak_bytes
     );
+    // And its flash without the bench's test inputs, at the default opt-level 3: at most the
+    // model's parameter bytes as `inspect` counts them (weights, biases and the per-channel
+    // requantisation constants) + 24 KiB.
+    let input_bytes: u64 = out.inputs.iter().map(|i| i.len() as u64).sum();
+    let flash = m.sizes.flash() - input_bytes;
+    let bound = out.model.param_bytes() as u64 + 24 * 1024;
+    assert!(
+        flash <= bound,
+        "flash {flash} B (code {} B) over the parameter bytes + 24 KiB, {bound} B",
+        m.sizes.text
+    );
 }
 
 /// The converter-built models of `make_op_models.py`, every one with references (every

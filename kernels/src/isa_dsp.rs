@@ -654,7 +654,7 @@ mod imp {
         y: &mut [i8],
         (y_at, y_step): (usize, usize),
     ) {
-        dw_rows(
+        dw_rows::<false>(
             taps,
             win,
             bias,
@@ -669,12 +669,14 @@ mod imp {
 
     /// `rows >= 1` rows of `count >= 1` output pixels of one group, each from window `win` of
     /// `taps`: see `Mac::dw_rows` (`Mac::dw_row` is one row). Nothing written where the window is
-    /// empty or a window or an output would leave its slice.
+    /// empty or a window or an output would leave its slice, or, with `WHOLE_ROWS` (the caller's
+    /// windows are whole kernel rows, which `DwTaps::rect` makes one run), where it is not one
+    /// run of taps.
     #[allow(clippy::too_many_arguments)]
     // One copy at opt-level s or z (see `fast::DwBlocks::pixel`): 2.2 KB less code there.
     #[cfg_attr(tinynas_small, inline(never))]
     #[cfg_attr(not(tinynas_small), inline(always))]
-    pub fn dw_rows(
+    pub fn dw_rows<const WHOLE_ROWS: bool>(
         taps: &DwTaps,
         win: Win,
         bias: [i32; 4],
@@ -706,7 +708,7 @@ mod imp {
         };
         let inside = crate::fast::dw_groups::run_inside(x, base, r.span)
             && crate::fast::dw_groups::run_inside(x, last, r.span);
-        if !inside || y_end > y.len() || r.rows == 0 || r.cols == 0 {
+        if !inside || y_end > y.len() || r.rows == 0 || r.cols == 0 || (WHOLE_ROWS && r.rows > 1) {
             return;
         }
         let mut row = DwRow {
@@ -802,7 +804,7 @@ mod imp {
         // assembly uses no stack; flags (GE, Q) are clobbered.
         for _ in 0..rows {
             unsafe {
-                if r.rows > 1 {
+                if !WHOLE_ROWS && r.rows > 1 {
                     row_asm!(
                         "ldr    {px}, [{st}, #{orows}]",
                         "str    {px}, [{st}, #{oleft}]",

@@ -636,11 +636,19 @@ pub fn strip_row<const SIGNED: bool>(
     (at, ystep): (usize, usize),
 ) -> bool {
     let k = crate::fast::mac::Clamp::new(&p.quant);
-    let (Some(m), Some(s)) = (p.multiplier.get(c0..c0 + 4), p.shift.get(c0..c0 + 4)) else {
+    // (No indexing: where this was a closure indexing `m[j]`, LLVM once kept it out of line
+    // with its bounds checks, a panic path the link check caught.)
+    let (Some(&[m0, m1, m2, m3]), Some(&[s0, s1, s2, s3])) =
+        (p.multiplier.get(c0..c0 + 4), p.shift.get(c0..c0 + 4))
+    else {
         return false;
     };
-    let lane = |j: usize| Requant3::new(m[j], s[j], k.offset);
-    let lanes = [lane(0), lane(1), lane(2), lane(3)];
+    let lanes = [
+        Requant3::new(m0, s0, k.offset),
+        Requant3::new(m1, s1, k.offset),
+        Requant3::new(m2, s2, k.offset),
+        Requant3::new(m3, s3, k.offset),
+    ];
     let last = count
         .checked_sub(1)
         .and_then(|n| n.checked_mul(step))

@@ -38,6 +38,22 @@ pub struct Weights {
     pub quant: OutputQuant,
 }
 
+impl Weights {
+    /// The layer as the fast kernels take it (what the generated code's static holds).
+    pub fn fast(&self, dims: ConvDims) -> tinynas_kernels::fast::FastConv<'_> {
+        tinynas_kernels::fast::FastConv {
+            weights: &self.kernel_weights,
+            bias: &self.folded_bias,
+            multiplier: &self.multiplier,
+            shift: &self.shift,
+            dims,
+            quant: self.quant,
+            narrow: self.narrow,
+            acc_bound: self.acc_bound,
+        }
+    }
+}
+
 /// One kernel call with all its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kernel {

@@ -11,7 +11,8 @@
 //!   padded rows, `tinynas_kernels::fast::dw_channel`), else `depthwise_conv2d`; a layer the
 //!   group path takes ([`tinynas_kernels::fast::dw_groups::groups_take`]) through
 //!   `depthwise_conv2d_groups` instead, the same with less code (the generator's choice, in
-//!   `codegen`). A narrow 3x3 Conv2d over one channel: `conv2d_one_channel`.
+//!   `codegen`). A narrow 3x3 Conv2d over one channel: `conv2d_one_channel`; a pointwise one
+//!   that [`tinynas_kernels::fast::pointwise_takes`]: `conv2d_pointwise` (the same scratch).
 //! * FullyConnected, MaxPool2d, GlobalAveragePool: their fast kernels, no scratch.
 //! * AvgPool2d, Add, Softmax: the reference kernels (they are a small share of any model here).
 //! * A `u8` model whose input is read only by convolutions needs no converted copy of its input

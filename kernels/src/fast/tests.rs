@@ -234,6 +234,11 @@ fn check_conv<M: Mac>(c: &Case) -> Result<(), TestCaseError> {
         let mut got = vec![0i8; c.out_len()];
         im2col::<M, i8>(&c.input, &mut got, scratch, &f);
         prop_assert_eq!(&got, &want, "im2col, skew {}", skew);
+        // What the generator calls for a pointwise layer (any other layer takes its per-pixel
+        // fallback, which must give the same bytes).
+        let mut got = vec![0i8; c.out_len()];
+        pointwise::<M>(&c.input, &mut got, scratch, &f);
+        prop_assert_eq!(&got, &want, "pointwise, skew {}", skew);
         // What the generator calls for a 3x3 layer over one channel (the others as above).
         let mut got = vec![0i8; c.out_len()];
         one_channel::<M, i8>(&c.input, &mut got, scratch, &f);

@@ -162,6 +162,9 @@ fn main() -> ! {
                     fast::depthwise_conv2d_rows(input, y, scratch, &conv)
                 }
             }
+            // The pointwise entry on every case of its kind: on a layer its loop does not take
+            // (or one that is not narrow), its per-pixel fallback gives the reference's bytes.
+            8 => fast::conv2d_pointwise(input, y, scratch, &conv),
             3 => fast::fully_connected(
                 input,
                 y,

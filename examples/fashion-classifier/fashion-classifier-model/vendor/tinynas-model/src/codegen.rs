@@ -225,11 +225,14 @@ fn emit(model: &Model, program: &Program, opts: &Options) -> TokenStream {
                             && model.input_type == InputType::U8;
                         // A narrow 3x3 layer over one channel: the kernels' own copy for it.
                         let one = fast::one_channel_takes(dims) && narrow;
-                        let f = match (raw, one) {
-                            (true, true) => quote!(conv2d_u8_one_channel),
-                            (true, false) => quote!(conv2d_u8),
-                            (false, true) => quote!(conv2d_one_channel),
-                            (false, false) => quote!(conv2d),
+                        // A pointwise layer: the entry without the general path.
+                        let pointwise = fast::pointwise_takes(&w.fast(*dims));
+                        let f = match (raw, one, pointwise) {
+                            (true, true, _) => quote!(conv2d_u8_one_channel),
+                            (true, false, _) => quote!(conv2d_u8),
+                            (false, true, _) => quote!(conv2d_one_channel),
+                            (false, false, true) => quote!(conv2d_pointwise),
+                            (false, false, false) => quote!(conv2d),
                         };
                         quote!(#p::fast::#f(#x, y, scratch, &#layer);)
                     }

@@ -425,13 +425,20 @@ pub(crate) fn requant_quad_portable<M: Mac + ?Sized>(acc: [i32; 4], k: &Requant4
 }
 
 /// Runs of output rows (or columns) whose windows have the same taps inside the input:
-/// `(from, to, k_lo, k_hi)` for outputs `from..to`, taps `k_lo..k_hi` along that side. At most
-/// [`MAX_SPANS`] (the taps inside change at most `k` times at each edge); `None` for more.
-fn spans(out: usize, k: usize, stride: usize, pad: usize, len: usize) -> Option<Spans> {
-    let mut v = Spans {
-        s: [[0; 4]; MAX_SPANS],
-        n: 0,
-    };
+/// `(from, to, k_lo, k_hi)` for outputs `from..to`, taps `k_lo..k_hi` along that side, written
+/// into `v` (in place: returned by value, its 100 bytes were copied with `memcpy`, whose code
+/// was then linked for that alone). At most [`MAX_SPANS`] (the taps inside change at most `k`
+/// times at each edge); `None` for more.
+#[inline(always)]
+fn spans(
+    v: &mut Spans,
+    out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    len: usize,
+) -> Option<&Spans> {
+    v.n = 0;
     for o in 0..out {
         let at = o * stride;
         let lo = pad.saturating_sub(at).min(k);
@@ -457,6 +464,11 @@ struct Spans {
 }
 
 impl Spans {
+    const EMPTY: Spans = Spans {
+        s: [[0; 4]; MAX_SPANS],
+        n: 0,
+    };
+
     fn iter(&self) -> impl Iterator<Item = (usize, usize, usize, usize)> + Clone + '_ {
         let s = self.s.get(..self.n).unwrap_or(&[]);
         s.iter()
@@ -479,13 +491,14 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
     output: &mut [i8],
     p: &FastConv<'_>,
     pad: i8,
-    tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
+    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
 ) -> bool {
     let d = p.dims;
     let c = d.in_c;
+    let (mut sy, mut sx) = (Spans::EMPTY, Spans::EMPTY);
     let (Some(ys), Some(xs), true) = (
-        spans(d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
-        spans(d.out_w, d.k_w, d.stride, d.pad_left, d.in_w),
+        spans(&mut sy, d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
+        spans(&mut sx, d.out_w, d.k_w, d.stride, d.pad_left, d.in_w),
         DwTaps::fits(&d),
     ) else {
         return false;
@@ -549,7 +562,7 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
                         };
                         let at = (base(oy0, ox0, c0), pixel.0, next.0);
                         let ys = (y_at(oy0, ox0, c0), pixel.1, next.1);
-                        M::dw_rows(&taps, win, b, k, input, at, n, output, ys);
+                        M::dw_rows::<false>(&taps, win, b, k, input, at, n, output, ys);
                     }
                     // Armv6-M's row loop, where a window is one run of taps: row by row (or
                     // column by column), each row the instruction set's loop if it takes it.
@@ -583,7 +596,21 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
                 }
                 // A window wholly in the padding (no taps), and every window without the short
                 // requantisation: pixel by pixel.
-                if rq.is_none() || empty {
+                // With `SHORT` (`rq` always `Some`, above) only a window wholly in the padding
+                // comes here (a padding wider than the kernel; no layer TF Lite makes): such a
+                // pixel is `tail`'s, all its channels (for each group again, the same bytes), so
+                // no copy of the requantisation is compiled for it.
+                if SHORT && empty {
+                    for (oy, ox) in (oy0..oy1).flat_map(|y| (ox0..ox1).map(move |x| (y, x))) {
+                        let at = y_at(oy, ox, 0);
+                        let Some(y) = output.get_mut(at..at + c) else {
+                            return true;
+                        };
+                        if !tail(input, y, (oy, ox)) {
+                            return true;
+                        }
+                    }
+                } else if rq.is_none() || empty {
                     for (oy, ox) in (oy0..oy1).flat_map(|y| (ox0..ox1).map(move |x| (y, x))) {
                         // No taps inside: the bias alone. With `SHORT`, `rq` is always `Some`
                         // (above), so only such windows come here: its copy compiles no
@@ -614,9 +641,10 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
 /// and output rows and columns whose windows change at most `MAX_SPANS` (12) times. The generator
 /// calls [`super::depthwise_conv2d_groups`] for these layers.
 pub fn groups_take(d: &crate::ConvDims) -> bool {
+    let (mut sy, mut sx) = (Spans::EMPTY, Spans::EMPTY);
     DwTaps::fits(d)
-        && spans(d.out_h, d.k_h, d.stride, d.pad_top, d.in_h).is_some()
-        && spans(d.out_w, d.k_w, d.stride, d.pad_left, d.in_w).is_some()
+        && spans(&mut sy, d.out_h, d.k_h, d.stride, d.pad_top, d.in_h).is_some()
+        && spans(&mut sx, d.out_w, d.k_w, d.stride, d.pad_left, d.in_w).is_some()
 }
 
 /// Columns of one group's padded copy in [`depthwise_rows`]: the left padding, the input, and
@@ -671,14 +699,15 @@ pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
     scratch: &mut [i8],
     p: &FastConv<'_>,
     pad: i8,
-    tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
+    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
 ) -> bool {
     let d = p.dims;
     let c = d.in_c;
     let need = full_rows_bytes(&d).unwrap_or(0);
+    let mut sy = Spans::EMPTY;
     let (Some(width), Some(ys)) = (
         padded_width(&d),
-        spans(d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
+        spans(&mut sy, d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
     ) else {
         return false;
     };
@@ -750,7 +779,23 @@ pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
                 // The span's rows in one call.
                 let px = (base(oy0), step, d.stride.wrapping_mul(row));
                 let ys = (y_at(oy0), c, d.out_w.wrapping_mul(c));
-                M::dw_rows(&taps, win, b, k, buf, px, (d.out_w, oy1 - oy0), output, ys);
+                M::dw_rows::<true>(&taps, win, b, k, buf, px, (d.out_w, oy1 - oy0), output, ys);
+                continue;
+            }
+            // With `SHORT`, only a row wholly in the padding comes here (a padding taller than
+            // the kernel): its pixels are `tail`'s, as in `depthwise_groups`.
+            if SHORT {
+                for oy in oy0..oy1 {
+                    for ox in 0..d.out_w {
+                        let at = (oy * d.out_w + ox) * c;
+                        let Some(y) = output.get_mut(at..at + c) else {
+                            return true;
+                        };
+                        if !tail(input, y, (oy, ox)) {
+                            return true;
+                        }
+                    }
+                }
                 continue;
             }
             for oy in oy0..oy1 {
@@ -794,9 +839,10 @@ pub fn rows_pay_off(d: &crate::ConvDims) -> bool {
     const TAP: u64 = 11;
     const WORD: u64 = 5;
     const ROW: u64 = 25;
+    let (mut sy, mut sx) = (Spans::EMPTY, Spans::EMPTY);
     let (Some(ys), Some(xs), Some(width)) = (
-        spans(d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
-        spans(d.out_w, d.k_w, d.stride, d.pad_left, d.in_w),
+        spans(&mut sy, d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
+        spans(&mut sx, d.out_w, d.k_w, d.stride, d.pad_left, d.in_w),
         padded_width(d),
     ) else {
         return false;
@@ -853,10 +899,11 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
 ) -> bool {
     let d = p.dims;
     let c = d.in_c;
+    let mut sy = Spans::EMPTY;
     let (Some(need), Some(width), Some(ys)) = (
         strip_bytes(&d),
         padded_width(&d),
-        spans(d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
+        spans(&mut sy, d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
     ) else {
         return false;
     };

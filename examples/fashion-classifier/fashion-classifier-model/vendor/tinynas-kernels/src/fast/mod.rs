@@ -14,6 +14,9 @@
 //!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered;
 //! * a 3x3 convolution over one input channel (a grayscale image's first layer) runs in its own
 //!   copy of the kernel with those sides as constants ([`conv2d_one_channel`]);
+//! * a pointwise layer ([`pointwise_takes`]) is called through [`conv2d_pointwise`], which on DSP
+//!   compiles only the channel loop over pixels widened straight into the block, not the general
+//!   path (person_detect on qemu-m4: 3.8 KB less code, 0.5 % fewer instructions);
 //! * a depthwise layer the group path takes ([`dw_groups::groups_take`]) is called through
 //!   [`depthwise_conv2d_groups`], which leaves out the general path's register loop that such a
 //!   layer never reaches (on DSP, 1.9 KB of code at opt-level 3).
@@ -362,6 +365,109 @@ pub fn conv2d_u8(input: &[u8], output: &mut [i8], scratch: &mut [i8], p: &FastCo
     im2col::<Selected, u8>(input, output, scratch, p);
 }
 
+/// [`conv2d`] of a layer that [`pointwise_takes`]: the generator calls it for such layers. Where
+/// the instruction set widens pixels straight into the block and has the channel loop (DSP), that
+/// loop runs every block of four pixels (the last block overlaps the one before it where the
+/// pixels are not a multiple of four: those outputs are written twice, with the same bytes), so
+/// none of the general path is compiled: the window gather, the channel blocks and their lane by
+/// lane requantisation (person_detect on qemu-m4: 5.5 KB of code that never ran). A pixel or a
+/// layer the loop refuses goes through the small per-pixel copy (`pixel_scalar`), so any layer
+/// still gets exactly the reference's bytes, slowly. Elsewhere as [`conv2d`].
+#[inline(always)]
+pub fn conv2d_pointwise(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+    pointwise::<Selected>(input, output, scratch, p);
+}
+
+#[inline(always)]
+fn pointwise<M: Mac>(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+    if M::WIDEN_ROWS && M::FUSED {
+        // (A constant where the layer's parameters are: the generator's statics.)
+        if p.narrow {
+            pointwise_q::<M>(input, output, scratch, p);
+        } else {
+            let pixels = p.dims.out_h * p.dims.out_w;
+            conv_pixels::<M, false>(input, output, p, 0..pixels);
+        }
+    } else {
+        im2col::<M, i8>(input, output, scratch, p);
+    }
+}
+
+/// A pointwise layer: a 1x1 kernel of stride 1 without padding, as wide as its input and at most
+/// as high (output pixel `i` reads input pixel `i`), over channels of whole words.
+pub const fn pointwise_dims(d: &ConvDims) -> bool {
+    d.k_h == 1
+        && d.k_w == 1
+        && d.stride == 1
+        && d.pad_top == 0
+        && d.pad_left == 0
+        && d.out_w == d.in_w
+        && d.out_h <= d.in_h
+        && d.in_c % 4 == 0
+}
+
+/// Whether the generator calls [`conv2d_pointwise`] for a layer: pointwise sides
+/// ([`pointwise_dims`]), narrow ([`FastConv::narrow`]), and either what the DSP's channel loop
+/// takes (more than 8 output channels, an output offset in `-128..=127`, no shift below -22) or
+/// at most three output pixels (a classifier's last layer: per pixel costs nothing there).
+pub fn pointwise_takes(p: &FastConv<'_>) -> bool {
+    pointwise_dims(&p.dims)
+        && p.narrow
+        && (dsp_channel_loop_takes(p) || p.dims.out_h * p.dims.out_w < 4)
+}
+
+/// Whether the DSP's channel loop (`isa_dsp::conv_cols`) is exact for a narrow layer: an output
+/// offset within int8 and every right shift at most 22; and more than one block of channels
+/// (for fewer, the two passes of `im2col_q` measure faster). The same on every target: the
+/// generator asks it on the host.
+pub fn dsp_channel_loop_takes(p: &FastConv<'_>) -> bool {
+    p.dims.out_c > OC_BLOCK
+        && (-128..=127).contains(&p.quant.output_offset)
+        && p.shift.iter().all(|&s| s >= -22)
+}
+
+/// [`conv2d_pointwise`] of a narrow layer where the instruction set has the channel loop.
+#[inline]
+fn pointwise_q<M: Mac>(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+    let d = p.dims;
+    let (kp, oc, pixels) = (padded_k(&d), d.out_c, d.out_h * d.out_w);
+    // The block is read by word (and doubleword) loads: align it (the planner left 3 bytes).
+    let align = scratch.as_ptr().align_offset(4).min(3);
+    let block = scratch.get_mut(align..align + mac::block_bytes(kp));
+    let loop_takes = pointwise_dims(&d) && pixels >= 4 && M::conv_cols_takes(p);
+    let mut from = 0;
+    if let (Some(block), true) = (block, loop_takes) {
+        for base in (0..pixels).step_by(4) {
+            let b = base.min(pixels - 4);
+            let done = widen_pixels::<M, i8>(input, d.in_c, b, 4, block)
+                && output
+                    .get_mut(b * oc..(b + 4) * oc)
+                    .is_some_and(|y| M::conv_cols(block, p, kp, y));
+            if !done && !conv_pixels::<M, true>(input, output, p, b..b + 4) {
+                return;
+            }
+        }
+        from = pixels;
+    }
+    conv_pixels::<M, true>(input, output, p, from..pixels);
+}
+
+/// Output pixels `pixels` of a convolution, one at a time ([`pixel_scalar`]). False where a
+/// slice is too short.
+fn conv_pixels<M: Mac, const SHORT: bool>(
+    input: &[i8],
+    output: &mut [i8],
+    p: &FastConv<'_>,
+    pixels: core::ops::Range<usize>,
+) -> bool {
+    let d = p.dims;
+    let w = d.out_w.max(1);
+    pixels.into_iter().all(|i| {
+        let y = output.get_mut(i * d.out_c..).unwrap_or(&mut []);
+        pixel_scalar::<M, SHORT>(input, y, p, (i / w, i % w), 0, false)
+    })
+}
+
 #[inline(always)]
 fn im2col<M: Mac, T: Pixel>(input: &[T], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
     if p.narrow {
@@ -469,12 +575,7 @@ fn im2col_q<M: Mac, T: Pixel, const SHORT: bool, const THREE_BY_ONE: bool>(
     // output pixel `i` is input pixel `i`, widened straight where the instruction set can (DSP),
     // in a loop of its own without the window arithmetic below (person_detect on qemu-m4: 1.5 %
     // fewer instructions, 0.6 KB more code).
-    let pointwise = M::WIDEN_ROWS
-        && !THREE_BY_ONE
-        && (d.k_h, d.k_w, d.stride, d.pad_top, d.pad_left) == (1, 1, 1, 0, 0)
-        && d.out_w == d.in_w
-        && d.out_h <= d.in_h
-        && d.in_c % 4 == 0;
+    let pointwise = M::WIDEN_ROWS && !THREE_BY_ONE && pointwise_dims(&d);
     // The channel blocks' accumulators and requantisations below (each read only where written
     // for the block at hand): zeroed once, not per block of pixels (at opt-level `s` that was a
     // call to `memset` per block; faster at 3 too, on the DSP, Helium and Armv6-M), except on
@@ -717,7 +818,7 @@ fn depthwise_q<M: Mac, const SHORT: bool, const GENERAL: bool>(
         let pad = blocks.pad;
         let tail = |x: &[i8], y: &mut [i8], at| {
             if compact {
-                pixel_scalar::<M, SHORT>(x, y, p, at, 0)
+                pixel_scalar::<M, SHORT>(x, y, p, at, 0, true)
             } else {
                 blocks.pixel::<M, SHORT>(x, y, p, at, 0)
             }
@@ -735,7 +836,7 @@ fn depthwise_q<M: Mac, const SHORT: bool, const GENERAL: bool>(
         && mult == 1
         && dw_groups::depthwise_groups::<M, SHORT>(input, output, p, blocks.pad, |x, y, at| {
             if compact {
-                pixel_scalar::<M, SHORT>(x, y, p, at, 0)
+                pixel_scalar::<M, SHORT>(x, y, p, at, 0, true)
             } else {
                 blocks.pixel::<M, SHORT>(x, y, p, at, 0)
             }
@@ -795,7 +896,7 @@ fn depthwise_q<M: Mac, const SHORT: bool, const GENERAL: bool>(
         }
         let at = (oy, ox);
         let done = if compact {
-            pixel_scalar::<M, SHORT>(input, y, p, at, done)
+            pixel_scalar::<M, SHORT>(input, y, p, at, done, true)
         } else {
             blocks.pixel::<M, SHORT>(input, y, p, at, done)
         };
@@ -805,9 +906,11 @@ fn depthwise_q<M: Mac, const SHORT: bool, const GENERAL: bool>(
     }
 }
 
-/// Channels `from..` of depthwise output pixel `(oy, ox)`, one channel and one tap at a time
-/// (padded taps multiply the zero point): what [`DwBlocks::pixel`] computes, in a few hundred
-/// bytes of code. False where a slice is too short.
+/// Channels `from..` of output pixel `(oy, ox)` of a depthwise layer (`depthwise`) or a
+/// convolution (weight rows of [`padded_k`]), one channel and one tap at a time (padded taps
+/// multiply the zero point): what the fast paths compute, in a few hundred bytes of code, one
+/// copy for both kinds of layer. The fallback behind the paths the generator chose (a pixel or
+/// a layer they refuse). False where a slice is too short.
 #[inline(never)]
 fn pixel_scalar<M: Mac, const SHORT: bool>(
     input: &[i8],
@@ -815,10 +918,12 @@ fn pixel_scalar<M: Mac, const SHORT: bool>(
     p: &FastConv<'_>,
     (oy, ox): (usize, usize),
     from: usize,
+    depthwise: bool,
 ) -> bool {
     let d = p.dims;
     let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
-    let pad = i32::from(pad_value(&p.quant));
+    let pad = pad_value(&p.quant);
+    let kp = padded_k(&d);
     for c in from..d.out_c {
         let (Some(&b), Some(&m), Some(&s), Some(y)) = (
             p.bias.get(c),
@@ -828,26 +933,43 @@ fn pixel_scalar<M: Mac, const SHORT: bool>(
         ) else {
             return false;
         };
+        // Depthwise: output channel c reads input channel c / mult, its weights `out_c` apart
+        // per tap; a convolution: every input channel, its row of `kp`.
+        let (x0, channels, row) = if depthwise {
+            (c.checked_div(mult).unwrap_or(0), 1, 0)
+        } else {
+            (0, d.in_c, c.wrapping_mul(kp))
+        };
         let mut acc = b;
         for ky in 0..d.k_h {
             let iy = d.tap(oy, ky, d.pad_top, d.in_h);
             for kx in 0..d.k_w {
                 let ix = d.tap(ox, kx, d.pad_left, d.in_w);
-                let Some(&w) = p.weights.get((ky * d.k_w + kx) * d.out_c + c) else {
-                    return false;
+                let t = ky * d.k_w + kx;
+                let w0 = if depthwise {
+                    t.wrapping_mul(d.out_c).wrapping_add(c)
+                } else {
+                    row.wrapping_add(t.wrapping_mul(d.in_c))
                 };
-                let x = match (iy, ix) {
-                    // Output channel c reads input channel c / mult.
+                // A padded tap reads the zero point, one value for all its channels (so the
+                // loop below is one loop for both), and the loop's count is opaque to the
+                // optimiser: at opt-level 3 its copies, unrolled, were 1.7 KB on DSP.
+                let (x, step) = match (iy, ix) {
                     (Some(iy), Some(ix)) => {
-                        let at = (iy * d.in_w + ix) * d.in_c + c.checked_div(mult).unwrap_or(0);
-                        let Some(&x) = input.get(at) else {
-                            return false;
-                        };
-                        i32::from(x)
+                        let at = (iy * d.in_w + ix) * d.in_c + x0;
+                        (input.get(at..).unwrap_or(&[]), 1)
                     }
-                    _ => pad,
+                    _ => (core::slice::from_ref(&pad), 0),
                 };
-                acc = acc.wrapping_add(x * i32::from(w));
+                let mut j = 0;
+                while j < core::hint::black_box(channels) {
+                    let (Some(&w), Some(&x)) = (p.weights.get(w0.wrapping_add(j)), x.get(j * step))
+                    else {
+                        return false;
+                    };
+                    acc = acc.wrapping_add(i32::from(x) * i32::from(w));
+                    j += 1;
+                }
             }
         }
         *y = Requant::new::<SHORT>(m, s).apply::<M, SHORT>(acc, &p.quant);
