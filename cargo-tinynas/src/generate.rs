@@ -193,7 +193,7 @@ pub fn render(
         classes => model.classes(),
         notes => card.notes.clone(),
         params => model.params(),
-        param_bytes => model.nodes.iter().map(|n| n.param_bytes()).sum::<usize>(),
+        param_bytes => model.param_bytes(),
         macs => model.macs(),
         arena_bytes => tinynas_model::plan::plan(&model).arena_bytes,
         arch => card.arch.clone().unwrap_or_else(|| format!("{} layers", model.nodes.len())),

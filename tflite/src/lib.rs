@@ -94,7 +94,10 @@ impl FileOutput {
 #[non_exhaustive]
 pub enum ImportError {
     /// Not a TF Lite flatbuffer at all, or one whose offsets do not hold together.
-    #[error("not a valid TF Lite model file: {0}")]
+    #[error(
+        "not a valid TF Lite model file: {0} (the file is damaged, cut short or not a .tflite: \
+         export it again with the TF Lite converter)"
+    )]
     Corrupt(String),
     /// The model as a whole cannot be imported (inputs, outputs, subgraphs).
     #[error("{0}")]
@@ -121,8 +124,15 @@ pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
         ));
     }
     let opts = flatbuffers::VerifierOptions::default();
-    let m = fb::root_as_model_with_opts(&opts, bytes)
-        .map_err(|e| ImportError::Corrupt(format!("the flatbuffer does not verify: {e}")))?;
+    let m = fb::root_as_model_with_opts(&opts, bytes).map_err(|e| {
+        // The verifier's message runs over lines ("\n\twhile verifying ..."): one line.
+        let e = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        ImportError::Corrupt(format!("the flatbuffer does not verify: {e}"))
+    })?;
     Importer::new(m)?.run()
 }
 

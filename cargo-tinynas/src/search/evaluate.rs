@@ -185,7 +185,7 @@ impl Searcher<'_> {
         tinynas_train::tensor::release_pool();
         crate::host_memory::release_freed();
         let plan = tinynas_model::plan::plan(&model);
-        let param_bytes: usize = model.nodes.iter().map(|n| n.param_bytes()).sum();
+        let param_bytes = model.param_bytes();
         entry.params = Some(model.params());
         entry.macs = Some(model.macs());
         entry.arena_bytes = Some(plan.arena_bytes);
@@ -199,12 +199,11 @@ impl Searcher<'_> {
             ));
         } else {
             on(Event::Measuring { arch: &name });
-            entry.predicted_latency = self.table.as_ref().and_then(|t| t.predict(&model));
+            let (sram, flash, latency) = self.needs_of(&model);
+            entry.predicted_latency = latency;
             if self.table.is_some() {
-                if let Some((sram, flash, _)) = self.predicted_needs(arch) {
-                    (entry.predicted_sram_bytes, entry.predicted_flash_bytes) =
-                        (Some(sram), Some(flash));
-                }
+                (entry.predicted_sram_bytes, entry.predicted_flash_bytes) =
+                    (Some(sram), Some(flash));
             }
             let opts = crate::bench::Options {
                 inputs: 2,
@@ -236,7 +235,8 @@ impl Searcher<'_> {
                 };
                 if self.table.is_some() {
                     let rows = predict::Table::rows_of(&model, &m.per_step)?;
-                    let sizes = self.sizes_of(arch, measured.flash_bytes, measured.peak_sram_bytes);
+                    let sizes =
+                        self.sizes_of_model(&model, measured.flash_bytes, measured.peak_sram_bytes);
                     self.learn(&rows, sizes);
                     entry.layers = Some(rows);
                 }
@@ -322,11 +322,20 @@ impl Searcher<'_> {
         flash_bytes: u64,
         peak_sram_bytes: u64,
     ) -> Option<predict::Sizes> {
-        let model = self.shape_model(arch)?;
+        self.sizes_of_model(&self.shape_model(arch)?, flash_bytes, peak_sram_bytes)
+    }
+
+    /// [`Self::sizes_of`] a model already built (trained or not: the same sizes).
+    pub(super) fn sizes_of_model(
+        &self,
+        model: &tinynas_model::Model,
+        flash_bytes: u64,
+        peak_sram_bytes: u64,
+    ) -> Option<predict::Sizes> {
         Some(predict::Sizes {
-            families: predict::families(&model).ok()?,
-            param_bytes: model.nodes.iter().map(|n| n.param_bytes() as u64).sum(),
-            arena_bytes: tinynas_model::plan::plan(&model).arena_bytes as u64,
+            families: predict::families(model).ok()?,
+            param_bytes: model.param_bytes() as u64,
+            arena_bytes: tinynas_model::plan::plan(model).arena_bytes as u64,
             flash_bytes,
             peak_sram_bytes,
         })

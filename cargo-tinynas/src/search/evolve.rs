@@ -9,18 +9,23 @@ impl Searcher<'_> {
     /// besides them) and its latency when the table knows every kind of its layers. `None` when
     /// it does not build.
     pub(super) fn predicted_needs(&self, arch: Arch) -> Option<(u64, u64, Option<u64>)> {
-        let model = self.shape_model(arch)?;
-        let arena = tinynas_model::plan::plan(&model).arena_bytes as u64;
-        let params: u64 = model.nodes.iter().map(|n| n.param_bytes() as u64).sum();
-        let latency = self.table.as_ref().and_then(|t| t.predict(&model));
+        Some(self.needs_of(&self.shape_model(arch)?))
+    }
+
+    /// [`Self::predicted_needs`] of a model already built (a trained one has the same sizes as
+    /// its architecture's shape model).
+    pub(super) fn needs_of(&self, model: &tinynas_model::Model) -> (u64, u64, Option<u64>) {
+        let arena = tinynas_model::plan::plan(model).arena_bytes as u64;
+        let params = model.param_bytes() as u64;
+        let latency = self.table.as_ref().and_then(|t| t.predict(model));
         // The kernels' and harness's code and the stack, as measured on this board: without
         // them, networks grown to the flash budget by their parameters alone were trained and
         // then did not link (the STM32L010 search without probes: three, 2 to 5 KB over its 128 KiB).
-        let over = match (&self.table, predict::families(&model)) {
+        let over = match (&self.table, predict::families(model)) {
             (Some(t), Ok(f)) => t.overhead(&f),
             _ => predict::Overhead::default(),
         };
-        Some((arena + over.sram_bytes, params + over.flash_bytes, latency))
+        (arena + over.sram_bytes, params + over.flash_bytes, latency)
     }
 
     /// Whether an untrained architecture is predicted to fit: its arena and parameter bytes

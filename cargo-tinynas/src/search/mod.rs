@@ -963,7 +963,7 @@ mod tests {
             let net = Net::new(arch, Net::input_of(arch, base), 10, 1).unwrap();
             let model = tinynas_train::export::shape_model(&net, vec![String::new(); 10]).unwrap();
             let families = predict::families(&model).unwrap();
-            let params: u64 = model.nodes.iter().map(|n| n.param_bytes() as u64).sum();
+            let params = model.param_bytes() as u64;
             let arena = tinynas_model::plan::plan(&model).arena_bytes as u64;
             let over = table.overhead(&families);
             let Some(m) = &e.measured else {

@@ -370,7 +370,7 @@ pub fn conv2d_u8(input: &[u8], output: &mut [i8], scratch: &mut [i8], p: &FastCo
 /// loop runs every block of four pixels (the last block overlaps the one before it where the
 /// pixels are not a multiple of four: those outputs are written twice, with the same bytes), so
 /// none of the general path is compiled: the window gather, the channel blocks and their lane by
-/// lane requantisation (person_detect on qemu-m4: 5.5 KB of code that never ran). A pixel or a
+/// lane requantisation (person_detect on qemu-m4: 3.8 KB less code). A pixel or a
 /// layer the loop refuses goes through the small per-pixel copy (`pixel_scalar`), so any layer
 /// still gets exactly the reference's bytes, slowly. Elsewhere as [`conv2d`].
 #[inline(always)]

@@ -592,6 +592,21 @@ fn total<M: Mac>(d: ConvDims, s: &[Vec<i8>; 3], n: (usize, usize), q: OutputQuan
         acc_bound: if narrow { 0 } else { u32::MAX },
     };
     im2col::<M, i8>(&input, &mut out, &mut scratch, &f);
+    // The pointwise entry on any layer, and on the same slices with pointwise sides (its loop).
+    pointwise::<M>(&input, &mut out, &mut scratch, &f);
+    let pw = ConvDims {
+        in_c: d.in_c / 4 * 4,
+        out_w: d.in_w,
+        // More than one block of channels: what the DSP's channel loop takes.
+        out_c: d.out_c + 9,
+        k_h: 1,
+        k_w: 1,
+        stride: 1,
+        pad_top: 0,
+        pad_left: 0,
+        ..d
+    };
+    pointwise::<M>(&input, &mut out, &mut scratch, &FastConv { dims: pw, ..f });
     let raw: Vec<u8> = input.iter().map(|&x| x as u8).collect();
     im2col::<M, u8>(&raw, &mut out, &mut scratch, &f);
     depthwise::<M, true>(&input, &mut out, &mut [], &f);
