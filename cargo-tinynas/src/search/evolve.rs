@@ -140,15 +140,16 @@ impl Searcher<'_> {
     }
 
     /// The first generation's NanoNAS-shaped networks: for 3 and 4 cells, NanoNAS's A(k, c)
-    /// written as blocks (3x3 convolutions, each cell's downsampling a 2x2 max pool), with the
-    /// largest k predicted to fit in [`GROW_SHARE`] of every budget. None while the table cannot
-    /// predict their latency.
+    /// written as blocks (3x3 convolutions, each cell's downsampling a 2x2 max pool, or, in a
+    /// search without pooled blocks, a stride of 2), with the largest k predicted to fit in
+    /// [`GROW_SHARE`] of every budget. None while the table cannot predict their latency.
     fn seeds(&self) -> Vec<Arch> {
+        let pooled = !self.s.evolve_without.pooling;
         let mut out = Vec::new();
         for cells in [3, 4] {
             let mut best = None;
             for k in 2..=64 {
-                let Some(a) = nanonas_blocks(self.base.h, k, cells) else {
+                let Some(a) = nanonas_blocks(self.base.h, k, cells, pooled) else {
                     break;
                 };
                 if !self.predicted_within(a, GROW_SHARE, false) {
@@ -396,8 +397,9 @@ pub fn probes(res: usize) -> Vec<Arch> {
 }
 
 /// NanoNAS's A(k, c) in the blocks space: a 3x3 convolution with k filters, then `cells` cells of
-/// [2x2 max pool, 3x3 convolution] with NanoNAS's widths (`None` when it has too many blocks).
-pub fn nanonas_blocks(res: usize, k: usize, cells: usize) -> Option<Arch> {
+/// [2x2 max pool, 3x3 convolution] with NanoNAS's widths (`None` when it has too many blocks);
+/// not `pooled`: each cell's downsampling is the convolution before it at stride 2 instead.
+pub fn nanonas_blocks(res: usize, k: usize, cells: usize, pooled: bool) -> Option<Arch> {
     let ch = tinynas_model::random::nanonas_channels(k, cells);
     if ch.len() > MAX_BLOCKS || ch.iter().any(|&c| c > 128) {
         return None;
@@ -405,7 +407,11 @@ pub fn nanonas_blocks(res: usize, k: usize, cells: usize) -> Option<Arch> {
     let blocks: Vec<String> = ch
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("3s1x{c}{}", if i + 1 < ch.len() { "p" } else { "" }))
+        .map(|(i, c)| match (i + 1 < ch.len(), pooled) {
+            (true, true) => format!("3s1x{c}p"),
+            (true, false) => format!("3s2x{c}"),
+            (false, _) => format!("3s1x{c}"),
+        })
         .collect();
     format!("blocks:r={res},{}", blocks.join(",")).parse().ok()
 }

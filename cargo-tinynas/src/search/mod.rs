@@ -801,7 +801,7 @@ mod tests {
                 .collect();
             assert!(shapes.len() >= 2, "at {res}x{res}: {shapes:?}");
         }
-        let seed = nanonas_blocks(32, 14, 4).unwrap();
+        let seed = nanonas_blocks(32, 14, 4, true).unwrap();
         assert_eq!(
             seed.to_string(),
             "blocks:r=32,3s1x14p,3s1x28p,3s1x42p,3s1x53p,3s1x60"
@@ -813,8 +813,14 @@ mod tests {
             (m.macs(), m.params(), predict::calls(&m).unwrap())
         };
         assert_eq!(shape(seed), shape(Arch::NanoNas { k: 14, c: 4 }));
+        // Without pooled blocks in the space (`--evolve-without pooling`), each cell downsamples
+        // by its convolution's stride instead: the seeds pool no more than the rest.
         assert_eq!(
-            nanonas_blocks(32, 4, 6),
+            nanonas_blocks(32, 14, 4, false).unwrap().to_string(),
+            "blocks:r=32,3s2x14,3s2x28,3s2x42,3s2x53,3s1x60"
+        );
+        assert_eq!(
+            nanonas_blocks(32, 4, 6, true),
             None,
             "7 blocks: more than the space holds"
         );
