@@ -50,7 +50,8 @@ pub(crate) struct SearchArgs {
     /// evolve without some of its parts, to measure what each contributes (an ablation):
     /// growth (networks are not widened towards the budgets), screening (no one-epoch rung:
     /// each generation trains --population networks as drawn), promotion (no longer training of
-    /// the best few: the best proxy score wins), pooling (no pooled blocks in the space: the NanoNAS-shaped seeds downsample by stride instead), fresh
+    /// the best few: the best proxy score wins), pooling (no pooled blocks in the space: the
+    /// NanoNAS-shaped seeds downsample by stride instead), fresh
     /// (later generations are all bred, none drawn afresh), calibration (no probe networks
     /// measured before the first generation: it is drawn without latency predictions), seeds (no
     /// NanoNAS-shaped networks in the first generation). Comma-separated.

@@ -407,14 +407,23 @@ pub const fn pointwise_dims(d: &ConvDims) -> bool {
 }
 
 /// Whether the generator calls [`conv2d_pointwise`] for a layer: pointwise sides
-/// ([`pointwise_dims`]), narrow ([`FastConv::narrow`]), and either what the DSP's channel loop
-/// takes (more than 8 output channels, an output offset in `-128..=127`, no shift below -22) or
-/// at most three output pixels (a classifier's last layer: per pixel costs nothing there).
+/// ([`pointwise_dims`]), narrow ([`FastConv::narrow`]), and either at least four output pixels
+/// and what the DSP's channel loop takes (more than 8 output channels, an output offset in
+/// `-128..=127`, no shift below -22), or at most [`POINTWISE_SCALAR_MACS`] multiply-accumulates
+/// (a small classifier's last layer, person_detect's: per pixel costs nothing there). A large
+/// layer of fewer than four pixels (MobileNet's 1x1 head, 1024 to 1001 channels) keeps `conv2d`.
 pub fn pointwise_takes(p: &FastConv<'_>) -> bool {
-    pointwise_dims(&p.dims)
+    let d = &p.dims;
+    let pixels = d.out_h.saturating_mul(d.out_w);
+    let macs = pixels.saturating_mul(d.in_c).saturating_mul(d.out_c);
+    pointwise_dims(d)
         && p.narrow
-        && (dsp_channel_loop_takes(p) || p.dims.out_h * p.dims.out_w < 4)
+        && ((pixels >= 4 && dsp_channel_loop_takes(p)) || macs <= POINTWISE_SCALAR_MACS)
 }
+
+/// The most multiply-accumulates of a layer that [`conv2d_pointwise`] takes whole to its
+/// per-pixel fallback (on DSP about 7 instructions a MAC there, about 1.5 in the channel loop).
+pub const POINTWISE_SCALAR_MACS: usize = 4096;
 
 /// Whether the DSP's channel loop (`isa_dsp::conv_cols`) is exact for a narrow layer: an output
 /// offset within int8 and every right shift at most 22; and more than one block of channels
