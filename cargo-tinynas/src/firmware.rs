@@ -45,6 +45,8 @@ pub struct Spec<'a> {
     /// stack measurement.
     pub extra_stack_bytes: usize,
     pub opt_level: OptLevel,
+    /// `debug = true` in the release profile (see [`crate::bench::Options::debug_info`]).
+    pub debug_info: bool,
 }
 
 /// The `opt-level` of the bench firmware's release profile: your firmware's, since it trades code
@@ -213,6 +215,7 @@ fn render_templates(
         package => package,
         runtime_path => runtime.display().to_string(),
         opt_level => spec.opt_level.toml(),
+        debug_info => spec.debug_info,
         memory_comment => format!("Memory of {}", m.source),
         flash_origin => hex_addr(m.flash_origin),
         flash_length => m.flash_length,
@@ -271,6 +274,8 @@ fn inputs_rs(spec: &Spec<'_>) -> Result<String, FirmwareError> {
     }
     let signed = spec.model.input_type == InputType::I8;
     let ty = if signed { "i8" } else { "u8" };
+    // Each input one byte-string literal (a list of values costs rustc far more memory, see
+    // `tinynas_model::codegen`), converted to `i8` at compile time for an `i8` model.
     let mut s = format!(
         "/// The inputs, in flash.\nconst INPUT_COUNT: usize = {};\nstatic INPUTS: [[{ty}; Model::INPUT_LEN]; INPUT_COUNT] = [\n",
         spec.inputs.len()
@@ -283,18 +288,12 @@ fn inputs_rs(spec: &Spec<'_>) -> Result<String, FirmwareError> {
                 want: n,
             });
         }
-        s.push_str("    [");
-        for (i, &b) in x.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            if signed {
-                let _ = write!(s, "{}", b as i8);
-            } else {
-                let _ = write!(s, "{b}");
-            }
+        let lit = tinynas_model::codegen::byte_string(x);
+        if signed {
+            let _ = writeln!(s, "    tinynas_runtime::__private::i8s({lit}),");
+        } else {
+            let _ = writeln!(s, "    *{lit},");
         }
-        s.push_str("],\n");
     }
     s.push_str("];\n");
     Ok(s)

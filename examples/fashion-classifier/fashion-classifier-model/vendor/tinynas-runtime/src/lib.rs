@@ -59,6 +59,19 @@ pub mod __private {
     pub use crate::kernels::*;
     pub use crate::Prediction;
 
+    /// A byte string's bytes as int8 values, at compile time: the generated code writes each
+    /// layer's weights as one byte-string literal (far lighter for rustc to compile than a list
+    /// of values) and keeps them in flash as `static [i8; N]`.
+    pub const fn i8s<const N: usize>(bytes: &[u8; N]) -> [i8; N] {
+        let mut out = [0i8; N];
+        let mut i = 0;
+        while i < N {
+            out[i] = bytes[i] as i8;
+            i += 1;
+        }
+        out
+    }
+
     /// Views the caller's byte arena as int8 activations (a no-op cast).
     #[inline(always)]
     pub fn arena_i8<const N: usize>(arena: &mut [u8; N]) -> &mut [i8; N] {

@@ -40,18 +40,38 @@ fn below_four(
     input: &[i8],
     output: &mut [i8],
     d: &crate::ConvDims,
-    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
+    tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
 ) {
     let c = d.in_c;
     if c == 0 || c >= 4 {
         return;
     }
-    for (i, y) in output.chunks_exact_mut(c).enumerate() {
-        let (oy, ox) = (i / d.out_w.max(1), i % d.out_w.max(1));
-        if oy >= d.out_h || !tail(input, y, (oy, ox)) {
-            return;
+    tail_pixels(input, output, (c, d.out_w), (0..d.out_h, 0..d.out_w), tail);
+}
+
+/// The output pixels `rows` x `cols` (all `c` channels of each, the output `out_w` pixels wide)
+/// by `tail`, row by row. False when `tail` gives up or a pixel is outside `output` (the caller
+/// stops there).
+#[inline(always)]
+fn tail_pixels(
+    input: &[i8],
+    output: &mut [i8],
+    (c, out_w): (usize, usize),
+    (rows, cols): (core::ops::Range<usize>, core::ops::Range<usize>),
+    mut tail: impl FnMut(&[i8], &mut [i8], (usize, usize)) -> bool,
+) -> bool {
+    for oy in rows {
+        for ox in cols.clone() {
+            let at = oy.wrapping_mul(out_w).wrapping_add(ox).wrapping_mul(c);
+            let Some(y) = output.get_mut(at..).and_then(|y| y.get_mut(..c)) else {
+                return false;
+            };
+            if !tail(input, y, (oy, ox)) {
+                return false;
+            }
         }
     }
+    true
 }
 
 /// The largest kernel (`k_h * k_w` taps) of the group path: 5x5. Larger kernels take the
@@ -469,6 +489,18 @@ impl Spans {
         n: 0,
     };
 
+    /// [`spans`] of a layer's output rows, filled in place.
+    #[inline(always)]
+    fn of_rows(&mut self, d: &crate::ConvDims) -> Option<&Spans> {
+        spans(self, d.out_h, d.k_h, d.stride, d.pad_top, d.in_h)
+    }
+
+    /// [`spans`] of a layer's output columns, filled in place.
+    #[inline(always)]
+    fn of_cols(&mut self, d: &crate::ConvDims) -> Option<&Spans> {
+        spans(self, d.out_w, d.k_w, d.stride, d.pad_left, d.in_w)
+    }
+
     fn iter(&self) -> impl Iterator<Item = (usize, usize, usize, usize)> + Clone + '_ {
         let s = self.s.get(..self.n).unwrap_or(&[]);
         s.iter()
@@ -496,11 +528,7 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
     let d = p.dims;
     let c = d.in_c;
     let (mut sy, mut sx) = (Spans::EMPTY, Spans::EMPTY);
-    let (Some(ys), Some(xs), true) = (
-        spans(&mut sy, d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
-        spans(&mut sx, d.out_w, d.k_w, d.stride, d.pad_left, d.in_w),
-        DwTaps::fits(&d),
-    ) else {
+    let (Some(ys), Some(xs), true) = (sy.of_rows(&d), sx.of_cols(&d), DwTaps::fits(&d)) else {
         return false;
     };
     let full = ((0, d.k_h), (0, d.k_w));
@@ -601,14 +629,9 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
                 // pixel is `tail`'s, all its channels (for each group again, the same bytes), so
                 // no copy of the requantisation is compiled for it.
                 if SHORT && empty {
-                    for (oy, ox) in (oy0..oy1).flat_map(|y| (ox0..ox1).map(move |x| (y, x))) {
-                        let at = y_at(oy, ox, 0);
-                        let Some(y) = output.get_mut(at..at + c) else {
-                            return true;
-                        };
-                        if !tail(input, y, (oy, ox)) {
-                            return true;
-                        }
+                    let (rows, cols) = (oy0..oy1, ox0..ox1);
+                    if !tail_pixels(input, output, (c, d.out_w), (rows, cols), &mut tail) {
+                        return true;
                     }
                 } else if rq.is_none() || empty {
                     for (oy, ox) in (oy0..oy1).flat_map(|y| (ox0..ox1).map(move |x| (y, x))) {
@@ -642,9 +665,7 @@ pub(super) fn depthwise_groups<M: Mac, const SHORT: bool>(
 /// calls [`super::depthwise_conv2d_groups`] for these layers.
 pub fn groups_take(d: &crate::ConvDims) -> bool {
     let (mut sy, mut sx) = (Spans::EMPTY, Spans::EMPTY);
-    DwTaps::fits(d)
-        && spans(&mut sy, d.out_h, d.k_h, d.stride, d.pad_top, d.in_h).is_some()
-        && spans(&mut sx, d.out_w, d.k_w, d.stride, d.pad_left, d.in_w).is_some()
+    DwTaps::fits(d) && sy.of_rows(d).is_some() && sx.of_cols(d).is_some()
 }
 
 /// Columns of one group's padded copy in [`depthwise_rows`]: the left padding, the input, and
@@ -705,10 +726,7 @@ pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
     let c = d.in_c;
     let need = full_rows_bytes(&d).unwrap_or(0);
     let mut sy = Spans::EMPTY;
-    let (Some(width), Some(ys)) = (
-        padded_width(&d),
-        spans(&mut sy, d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
-    ) else {
+    let (Some(width), Some(ys)) = (padded_width(&d), sy.of_rows(&d)) else {
         return false;
     };
     // Word-aligned (the planner left 3 bytes).
@@ -785,16 +803,9 @@ pub(super) fn depthwise_rows<M: Mac, const SHORT: bool>(
             // With `SHORT`, only a row wholly in the padding comes here (a padding taller than
             // the kernel): its pixels are `tail`'s, as in `depthwise_groups`.
             if SHORT {
-                for oy in oy0..oy1 {
-                    for ox in 0..d.out_w {
-                        let at = (oy * d.out_w + ox) * c;
-                        let Some(y) = output.get_mut(at..at + c) else {
-                            return true;
-                        };
-                        if !tail(input, y, (oy, ox)) {
-                            return true;
-                        }
-                    }
+                let (rows, cols) = (oy0..oy1, 0..d.out_w);
+                if !tail_pixels(input, output, (c, d.out_w), (rows, cols), &mut tail) {
+                    return true;
                 }
                 continue;
             }
@@ -840,11 +851,7 @@ pub fn rows_pay_off(d: &crate::ConvDims) -> bool {
     const WORD: u64 = 5;
     const ROW: u64 = 25;
     let (mut sy, mut sx) = (Spans::EMPTY, Spans::EMPTY);
-    let (Some(ys), Some(xs), Some(width)) = (
-        spans(&mut sy, d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
-        spans(&mut sx, d.out_w, d.k_w, d.stride, d.pad_left, d.in_w),
-        padded_width(d),
-    ) else {
+    let (Some(ys), Some(xs), Some(width)) = (sy.of_rows(d), sx.of_cols(d), padded_width(d)) else {
         return false;
     };
     if full_rows_bytes(d).is_none() {
@@ -900,11 +907,8 @@ pub(super) fn depthwise_strip<M: Mac, const SHORT: bool>(
     let d = p.dims;
     let c = d.in_c;
     let mut sy = Spans::EMPTY;
-    let (Some(need), Some(width), Some(ys)) = (
-        strip_bytes(&d),
-        padded_width(&d),
-        spans(&mut sy, d.out_h, d.k_h, d.stride, d.pad_top, d.in_h),
-    ) else {
+    let (Some(need), Some(width), Some(ys)) = (strip_bytes(&d), padded_width(&d), sy.of_rows(&d))
+    else {
         return false;
     };
     let Some(strip) = scratch.get_mut(..need) else {

@@ -381,11 +381,11 @@ pub fn conv2d_pointwise(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: 
 #[inline(always)]
 fn pointwise<M: Mac>(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
     if M::WIDEN_ROWS && M::FUSED {
+        let pixels = p.dims.out_h * p.dims.out_w;
         // (A constant where the layer's parameters are: the generator's statics.)
         if p.narrow {
-            pointwise_q::<M>(input, output, scratch, p);
+            pointwise_q::<M>(input, output, scratch, p, pixels);
         } else {
-            let pixels = p.dims.out_h * p.dims.out_w;
             conv_pixels::<M, false>(input, output, p, 0..pixels);
         }
     } else {
@@ -435,11 +435,18 @@ pub fn dsp_channel_loop_takes(p: &FastConv<'_>) -> bool {
         && p.shift.iter().all(|&s| s >= -22)
 }
 
-/// [`conv2d_pointwise`] of a narrow layer where the instruction set has the channel loop.
+/// [`conv2d_pointwise`] of a narrow layer of `pixels` output pixels where the instruction set has
+/// the channel loop.
 #[inline]
-fn pointwise_q<M: Mac>(input: &[i8], output: &mut [i8], scratch: &mut [i8], p: &FastConv<'_>) {
+fn pointwise_q<M: Mac>(
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+    p: &FastConv<'_>,
+    pixels: usize,
+) {
     let d = p.dims;
-    let (kp, oc, pixels) = (padded_k(&d), d.out_c, d.out_h * d.out_w);
+    let (kp, oc) = (padded_k(&d), d.out_c);
     // The block is read by word (and doubleword) loads: align it (the planner left 3 bytes).
     let align = scratch.as_ptr().align_offset(4).min(3);
     let block = scratch.get_mut(align..align + mac::block_bytes(kp));

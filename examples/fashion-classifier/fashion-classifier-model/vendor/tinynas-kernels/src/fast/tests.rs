@@ -674,3 +674,58 @@ proptest! {
         total::<V6m>(d, &s, (channels, scratch), q, narrow);
     }
 }
+
+/// Which pointwise layers the generator gives [`conv2d_pointwise`]: four pixels or more where
+/// the DSP's channel loop takes them, and a layer of fewer pixels only up to
+/// [`POINTWISE_SCALAR_MACS`] (person_detect's last layer: 512 MACs); MobileNet's 1x1 head, 1,024
+/// to 1,001 channels on one pixel, keeps `conv2d` (the per-pixel fallback would run it at about
+/// 7 instructions a MAC).
+#[test]
+fn pointwise_entry_takes_small_heads_only() {
+    let layer = |pixels: (usize, usize), in_c: usize, out_c: usize| ConvDims {
+        in_h: pixels.0,
+        in_w: pixels.1,
+        in_c,
+        out_h: pixels.0,
+        out_w: pixels.1,
+        out_c,
+        k_h: 1,
+        k_w: 1,
+        stride: 1,
+        pad_top: 0,
+        pad_left: 0,
+    };
+    let (zeros, shifts) = (vec![0i32; 1001], vec![-1i32; 1001]);
+    let quant = OutputQuant {
+        input_offset: 128,
+        output_offset: -128,
+        act_min: -128,
+        act_max: 127,
+    };
+    let takes = |dims: ConvDims, narrow: bool| {
+        pointwise_takes(&FastConv {
+            weights: &[],
+            bias: &zeros[..dims.out_c],
+            multiplier: &zeros[..dims.out_c],
+            shift: &shifts[..dims.out_c],
+            dims,
+            quant,
+            narrow,
+            acc_bound: 0,
+        })
+    };
+    // person_detect's last layer (1x1, 256 to 2) and the largest single-pixel layer taken.
+    assert!(takes(layer((1, 1), 256, 2), true));
+    assert!(takes(layer((1, 1), 64, 64), true));
+    assert_eq!(64 * 64, POINTWISE_SCALAR_MACS);
+    // One MAC more, and MobileNet's head: `conv2d`.
+    assert!(!takes(layer((1, 1), 64, 65), true));
+    assert!(!takes(layer((1, 1), 1024, 1001), true));
+    // Four pixels or more: the channel loop's own test (more than one block of channels).
+    assert!(takes(layer((2, 2), 1024, 1001), true));
+    assert!(!takes(layer((4, 4), 64, OC_BLOCK), true));
+    assert!(takes(layer((4, 4), 64, OC_BLOCK + 1), true));
+    // Never a wide layer, nor one whose channels are not whole words.
+    assert!(!takes(layer((1, 1), 256, 2), false));
+    assert!(!takes(layer((4, 4), 63, 16), true));
+}
