@@ -27,10 +27,6 @@ pub struct Options {
     pub extra_stack_bytes: usize,
     /// The firmware's `opt-level`.
     pub opt_level: crate::firmware::OptLevel,
-    /// Build the firmware with debug info (`bench` does, for `benchmarks/profile-firmware.py`;
-    /// the search, `verify` and `generate --measure` do not: it makes no other difference to the
-    /// firmware, and costs rustc about 36 MiB at its peak on a 92 K-parameter model).
-    pub debug_info: bool,
 }
 
 impl Default for Options {
@@ -42,7 +38,6 @@ impl Default for Options {
             trace: false,
             extra_stack_bytes: 0,
             opt_level: crate::firmware::OptLevel::default(),
-            debug_info: false,
         }
     }
 }
@@ -186,7 +181,6 @@ pub fn run_with_inputs(
         trace: opts.trace,
         extra_stack_bytes: opts.extra_stack_bytes,
         opt_level: opts.opt_level,
-        debug_info: opts.debug_info,
     };
     progress(&format!(
         "building the bench firmware for {} ({})",

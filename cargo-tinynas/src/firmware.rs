@@ -45,8 +45,6 @@ pub struct Spec<'a> {
     /// stack measurement.
     pub extra_stack_bytes: usize,
     pub opt_level: OptLevel,
-    /// `debug = true` in the release profile (see [`crate::bench::Options::debug_info`]).
-    pub debug_info: bool,
 }
 
 /// The `opt-level` of the bench firmware's release profile: your firmware's, since it trades code
@@ -215,7 +213,6 @@ fn render_templates(
         package => package,
         runtime_path => runtime.display().to_string(),
         opt_level => spec.opt_level.toml(),
-        debug_info => spec.debug_info,
         memory_comment => format!("Memory of {}", m.source),
         flash_origin => hex_addr(m.flash_origin),
         flash_length => m.flash_length,

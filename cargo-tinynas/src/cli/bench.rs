@@ -140,9 +140,6 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
         trace: a.trace,
         extra_stack_bytes: 0,
         opt_level: a.opt_level,
-        // The firmware's path is in the JSON: `benchmarks/profile-firmware.py` reads its
-        // debug info.
-        debug_info: true,
     };
     let human = a.message_format == MessageFormat::Human;
     let progress = |msg: &str| {
