@@ -123,6 +123,9 @@ fn weight_statics(out: &mut TokenStream, p: &TokenStream, n: usize, w: &Weights)
         i32s(&w.shift),
     );
     out.extend(quote! {
+        // `i8s` runs at compile time; a tensor of 2 million weights takes long enough there
+        // (about 2 s) for rustc's deny-by-default lint, 1 million does not.
+        #[allow(long_running_const_eval)]
         static #wn: [i8; #nw] = #wv;
         static #bn: [i32; #nc] = #bv;
         static #mn: [i32; #nc] = #mv;
@@ -563,8 +566,10 @@ mod tests {
                 layers += 1;
             }
             assert!(layers > 0);
-            // Each `static X : [i8 ; N] = ...` is initialised by `i8s`.
+            // Each `static X : [i8 ; N] = ...` is initialised by `i8s`, which may run long.
             for (at, _) in src.match_indices(": [i8 ;") {
+                let before = src[..at].rsplit_once("static").map_or("", |(b, _)| b);
+                assert!(before.ends_with("# [allow (long_running_const_eval)] "));
                 let rest = &src[at..];
                 let init = rest.find("] = ").map(|i| &rest[i + 4..]).unwrap_or("");
                 assert!(
