@@ -194,6 +194,8 @@ pub fn render(
         notes => card.notes.clone(),
         params => model.params(),
         param_bytes => model.param_bytes(),
+        // Weights of taps that read only padding, which the lowering does not store.
+        cut_weights => model.nodes.iter().map(|n| n.param_bytes()).sum::<usize>() - model.param_bytes(),
         macs => model.macs(),
         arena_bytes => tinynas_model::plan::plan(&model).arena_bytes,
         arch => card.arch.clone().unwrap_or_else(|| format!("{} layers", model.nodes.len())),

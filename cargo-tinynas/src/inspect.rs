@@ -22,7 +22,7 @@ pub fn report(model: &Model) -> serde_json::Value {
                 "output_shape": [n.shape.h, n.shape.w, n.shape.c],
                 "macs": n.macs,
                 "params": n.params(),
-                "param_bytes": n.param_bytes(),
+                "param_bytes": model.node_param_bytes(i),
                 "activation_bytes": bytes,
                 "arena_offset": offset,
                 "aliases_input": matches!(n.op, tinynas_model::Op::Reshape { .. }),

@@ -210,8 +210,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// Parameter bytes stored in flash for this node (int8 weights + int32 biases + the per-channel
-    /// multipliers and shifts the generated code keeps).
+    /// Parameter bytes of this node with its whole kernel (int8 weights + int32 biases + the
+    /// per-channel multipliers and shifts the generated code keeps); what flash holds is
+    /// [`Model::node_param_bytes`] (a kernel larger than its input is cut).
     pub fn param_bytes(&self) -> usize {
         match &self.op {
             Op::Conv2d { conv, .. } | Op::DepthwiseConv2d { conv, .. } => {
@@ -289,8 +290,28 @@ impl Model {
         self.nodes.iter().map(Node::params).sum()
     }
 
+    /// Parameter bytes the generated code stores in flash.
     pub fn param_bytes(&self) -> usize {
-        self.nodes.iter().map(Node::param_bytes).sum()
+        (0..self.nodes.len())
+            .map(|i| self.node_param_bytes(i))
+            .sum()
+    }
+
+    /// Parameter bytes the generated code stores in flash for node `i`: [`Node::param_bytes`]
+    /// less the weights of the taps that read only padding, which the lowering cuts away
+    /// ([`crate::lower::crop`]).
+    pub fn node_param_bytes(&self, i: usize) -> usize {
+        let Some(node) = self.nodes.get(i) else {
+            return 0;
+        };
+        let (Op::Conv2d { conv, .. } | Op::DepthwiseConv2d { conv, .. }) = &node.op else {
+            return node.param_bytes();
+        };
+        let full = crate::lower::conv_dims(self, i, conv);
+        let cut = crate::lower::crop(&full);
+        let taps = |d: &tinynas_kernels::ConvDims| d.k_h * d.k_w;
+        let per_tap = conv.weights.len() / taps(&full).max(1);
+        node.param_bytes() - (taps(&full) - taps(&cut)) * per_tap
     }
 }
 

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tinynas_model::lower::{Kernel, Step};
 use tinynas_model::Model;
 
 use crate::firmware::OptLevel;
@@ -66,31 +67,32 @@ pub struct Table {
 }
 
 /// The kind of a kernel call, for the fit: the op, and the kernel size and stride of a
-/// (depthwise) convolution.
-fn kind_of(model: &Model, node: Option<usize>) -> String {
-    use tinynas_model::Op;
-    match node.and_then(|n| model.nodes.get(n)) {
-        None => "input".into(),
-        Some(n) => match &n.op {
-            Op::Conv2d { conv, .. } => {
-                format!("conv{}x{}s{}", conv.kernel[0], conv.kernel[1], conv.stride)
-            }
-            Op::DepthwiseConv2d { conv, .. } => {
-                format!("dw{}x{}s{}", conv.kernel[0], conv.kernel[1], conv.stride)
-            }
-            op => op.kind().to_string(),
-        },
+/// (depthwise) convolution as the kernels run it (cut to the taps that read the input,
+/// `tinynas_model::lower::crop`: a 5x5 layer on a 2x2 map runs as a 3x3 one).
+fn kind_of(model: &Model, step: &Step) -> String {
+    match (&step.kernel, step.node.and_then(|n| model.nodes.get(n))) {
+        (_, None) => "input".into(),
+        (Kernel::Conv2d { dims, .. }, _) => {
+            format!("conv{}x{}s{}", dims.k_h, dims.k_w, dims.stride)
+        }
+        (Kernel::DepthwiseConv2d { dims, .. }, _) => {
+            format!("dw{}x{}s{}", dims.k_h, dims.k_w, dims.stride)
+        }
+        (_, Some(n)) => n.op.kind().to_string(),
     }
 }
 
-/// The multiply-accumulates a kernel does for a node: a (depthwise) convolution's taps over the
-/// padding too (the kernels multiply the zero point there), so a 3x3 layer at 2x2 pixels costs
-/// 9 taps per output value, not the 4 in bounds that [`tinynas_model::Node::macs`] counts.
-fn kernel_macs(node: &tinynas_model::Node) -> u64 {
-    use tinynas_model::Op;
-    match &node.op {
-        Op::Conv2d { conv, .. } | Op::DepthwiseConv2d { conv, .. } if !conv.bias.is_empty() => {
-            node.shape.elements() as u64 * (conv.weights.len() / conv.bias.len()) as u64
+/// The multiply-accumulates a kernel call does: a (depthwise) convolution's taps over the padding
+/// too (the kernels multiply the zero point there), so a 3x3 layer at 2x2 pixels costs 9 taps per
+/// output value, not the 4 in bounds that [`tinynas_model::Node::macs`] counts; the taps of the
+/// kernel as cut by the lowering, not the model's.
+fn kernel_macs(step: &Step, node: &tinynas_model::Node) -> u64 {
+    match &step.kernel {
+        Kernel::Conv2d { dims, .. } => {
+            node.shape.elements() as u64 * (dims.k_h * dims.k_w * dims.in_c) as u64
+        }
+        Kernel::DepthwiseConv2d { dims, .. } => {
+            node.shape.elements() as u64 * (dims.k_h * dims.k_w) as u64
         }
         _ => node.macs,
     }
@@ -105,10 +107,10 @@ pub fn calls(model: &Model) -> Result<Vec<(String, u64, u64)>, tinynas_model::Er
         .iter()
         .map(|st| {
             let (macs, outputs) = match st.node.and_then(|n| model.nodes.get(n)) {
-                Some(n) => (kernel_macs(n), n.shape.elements() as u64),
+                Some(n) => (kernel_macs(st, n), n.shape.elements() as u64),
                 None => (0, model.input_shape.elements() as u64),
             };
-            (kind_of(model, st.node), macs, outputs)
+            (kind_of(model, st), macs, outputs)
         })
         .collect())
 }
@@ -128,12 +130,13 @@ pub fn families(model: &Model) -> Result<Vec<String>, tinynas_model::Error> {
             None => kind,
         })
         .collect();
-    let one_channel = model.nodes.iter().any(|n| match &n.op {
-        tinynas_model::Op::Conv2d { conv, .. } => {
-            conv.kernel == [3, 3] && n.inputs.first().is_some_and(|&t| model.shape(t).c == 1)
-        }
-        _ => false,
-    });
+    let one_channel = tinynas_model::lower::lower(model)?
+        .steps
+        .iter()
+        .any(|st| match &st.kernel {
+            Kernel::Conv2d { dims, .. } => (dims.k_h, dims.k_w, dims.in_c) == (3, 3, 1),
+            _ => false,
+        });
     if one_channel {
         f.push("conv3x3-one-channel".to_string());
     }
@@ -450,6 +453,30 @@ mod tests {
                 [1.0; 3]
             ),
             None
+        );
+    }
+
+    /// A layer's kind and MACs are those of the kernel the lowering runs: a 5x5 layer on a 2x2 map
+    /// is cut to its middle 3x3 taps (`tinynas_model::lower::crop`), and predicted as one.
+    #[test]
+    fn calls_are_the_kernels_the_lowering_runs() {
+        let arch = "blocks:r=4,5s1x8p,5s1x6".parse().unwrap();
+        let shape = tinynas_train::ImageShape { h: 4, w: 4, c: 3 };
+        let net = tinynas_train::net::Net::new(arch, shape, 10, 1).unwrap();
+        let model = tinynas_train::export::shape_model(&net, vec![String::new(); 10]).unwrap();
+        let c: Vec<_> = calls(&model)
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.0.starts_with("conv"))
+            .collect();
+        // On the 4x4 map every tap of the 5x5 kernel reads the input for some output; on the
+        // 2x2 map after the pool only the middle 3x3 ones do.
+        assert_eq!(
+            c,
+            [
+                ("conv5x5s1".to_string(), 16 * 25 * 3 * 8, 16 * 8),
+                ("conv3x3s1".to_string(), 4 * 9 * 8 * 6, 4 * 6)
+            ]
         );
     }
 

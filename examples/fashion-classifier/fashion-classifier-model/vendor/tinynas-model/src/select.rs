@@ -37,24 +37,10 @@ pub fn reads_raw_input(model: &Model) -> bool {
         && readers.all(|n| matches!(n.op, Op::Conv2d { .. }))
 }
 
-/// The geometry of node `i`, a (depthwise) convolution, as the kernels take it.
+/// The geometry of node `i`, a (depthwise) convolution, as the kernels take it (the kernel cut
+/// to the taps that read the input, [`crate::lower::crop`]).
 fn conv_dims(model: &Model, i: usize, conv: &crate::ir::ConvParams) -> ConvDims {
-    let x = model.shape(model.nodes[i].inputs[0]);
-    let y = model.nodes[i].shape;
-    let (pad_top, pad_left) = crate::lower::pads(x, conv.kernel, conv.stride, conv.padding);
-    ConvDims {
-        in_h: x.h,
-        in_w: x.w,
-        in_c: x.c,
-        out_h: y.h,
-        out_w: y.w,
-        out_c: y.c,
-        k_h: conv.kernel[0],
-        k_w: conv.kernel[1],
-        stride: conv.stride,
-        pad_top,
-        pad_left,
-    }
+    crate::lower::crop(&crate::lower::conv_dims(model, i, conv))
 }
 
 /// Scratch bytes node `i`'s kernel needs during its step (0 for most).
