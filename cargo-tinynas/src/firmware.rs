@@ -285,11 +285,10 @@ fn inputs_rs(spec: &Spec<'_>) -> Result<String, FirmwareError> {
                 want: n,
             });
         }
-        let lit = tinynas_model::codegen::byte_string(x);
         if signed {
-            let _ = writeln!(s, "    tinynas_runtime::__private::i8s({lit}),");
+            let _ = writeln!(s, "    {},", tinynas_model::codegen::i8s_source(x));
         } else {
-            let _ = writeln!(s, "    *{lit},");
+            let _ = writeln!(s, "    *{},", tinynas_model::codegen::byte_string(x));
         }
     }
     s.push_str("];\n");

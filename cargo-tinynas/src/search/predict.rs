@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tinynas_model::lower::{Kernel, Step};
+use tinynas_model::lower::{Kernel, Program, Step};
 use tinynas_model::Model;
 
 use crate::firmware::OptLevel;
@@ -101,8 +101,12 @@ fn kernel_macs(step: &Step, node: &tinynas_model::Node) -> u64 {
 /// The kernel calls of a model: kind, the kernel's MACs (`kernel_macs`) and output values of
 /// each (in program order).
 pub fn calls(model: &Model) -> Result<Vec<(String, u64, u64)>, tinynas_model::Error> {
-    let program = tinynas_model::lower::lower(model)?;
-    Ok(program
+    Ok(calls_of(model, &tinynas_model::lower::lower(model)?))
+}
+
+/// [`calls`] of the model's lowered `program`.
+fn calls_of(model: &Model, program: &Program) -> Vec<(String, u64, u64)> {
+    program
         .steps
         .iter()
         .map(|st| {
@@ -112,7 +116,7 @@ pub fn calls(model: &Model) -> Result<Vec<(String, u64, u64)>, tinynas_model::Er
             };
             (kind_of(model, st), macs, outputs)
         })
-        .collect())
+        .collect()
 }
 
 /// The kernel families a model calls, sorted, each once: the kinds of its calls, except that every
@@ -123,20 +127,18 @@ pub fn calls(model: &Model) -> Result<Vec<(String, u64, u64)>, tinynas_model::Er
 /// kernels' own copy for it, 3.8 KB on qemu-m4), so that searches on grey and on colour images
 /// share a board's table without mixing their code.
 pub fn families(model: &Model) -> Result<Vec<String>, tinynas_model::Error> {
-    let mut f: Vec<String> = calls(model)?
+    let program = tinynas_model::lower::lower(model)?;
+    let mut f: Vec<String> = calls_of(model, &program)
         .into_iter()
         .map(|(kind, ..)| match kind.strip_prefix("conv") {
             Some(_) => "conv".to_string(),
             None => kind,
         })
         .collect();
-    let one_channel = tinynas_model::lower::lower(model)?
-        .steps
-        .iter()
-        .any(|st| match &st.kernel {
-            Kernel::Conv2d { dims, .. } => (dims.k_h, dims.k_w, dims.in_c) == (3, 3, 1),
-            _ => false,
-        });
+    let one_channel = program.steps.iter().any(|st| match &st.kernel {
+        Kernel::Conv2d { dims, .. } => (dims.k_h, dims.k_w, dims.in_c) == (3, 3, 1),
+        _ => false,
+    });
     if one_channel {
         f.push("conv3x3-one-channel".to_string());
     }

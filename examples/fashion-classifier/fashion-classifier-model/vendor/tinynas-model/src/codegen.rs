@@ -27,10 +27,15 @@ impl Options {
     pub fn new(name: Ident) -> Self {
         Options {
             name,
-            runtime: quote!(::tinynas_runtime),
+            runtime: default_runtime(),
             track_file: None,
         }
     }
+}
+
+/// The runtime crate's path in the code [`source`] writes.
+fn default_runtime() -> TokenStream {
+    quote!(::tinynas_runtime)
 }
 
 fn lit(v: usize) -> Literal {
@@ -45,6 +50,14 @@ fn i32s(v: &[i32]) -> TokenStream {
 /// `bytes` as a Rust byte-string literal (`b"..."`), for generated source that holds data.
 pub fn byte_string(bytes: &[u8]) -> String {
     Literal::byte_string(bytes).to_string()
+}
+
+/// `bytes` as an int8 array expression for source beside [`source`]'s (a bench firmware's int8
+/// inputs): the call to the runtime's `i8s` that the weights are made with.
+pub fn i8s_source(bytes: &[u8]) -> String {
+    let rt = default_runtime();
+    let v: Vec<i8> = bytes.iter().map(|&b| b as i8).collect();
+    i8s(&quote!(#rt::__private), &v).to_string()
 }
 
 /// An int8 array as one byte-string literal that the runtime's `const fn i8s` turns into
