@@ -17,7 +17,7 @@
 # --time-budget, default 55m), PROXY_EPOCHS (3), FINAL_EPOCHS (30), POPULATION (6),
 # GENERATIONS (evolve's --generations; default unset: generations until the time budget), SEED (the
 # projects' seed, 1; another seed shows how far one search moves from run to run), THREADS (2), STRATEGIES ("nanonas evolve"; an ablation is
-# evolve-without-PART[,PART], PART one of growth, screening, promotion, pooling, fresh, calibration, seeds), CIFAR (a folder with train/ and
+# evolve-without-PART[,PART], PART one of growth, screening, promotion, pooling, fresh, calibration, seeds, families), CIFAR (a folder with train/ and
 # test/ class folders; default: ../shared/data/cifar10 unpacked into $OUT/cifar10), MEMORY_LIMIT
 # (default 256M: each search runs in a cgroup v1 memory cgroup of that size holding its whole
 # process tree, as on a small gateway; the tool then builds firmware one job at a time. Needs

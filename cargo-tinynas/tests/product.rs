@@ -836,6 +836,20 @@ fn evolve_search_reports_the_predictor_and_resumes() {
         longer.iter().any(|v| v["arch"] == first["winner"]),
         "the winner is one of the promoted: {first}"
     );
+    // The other family's best, when the promoted held one, was retrained too and lost on int8
+    // validation (or did not fit).
+    let others = first["other_finals"].as_array().unwrap();
+    assert!(others.len() <= 1, "{first}");
+    for o in others {
+        assert_eq!(o["kind"], "final", "{o}");
+        assert_ne!(o["arch"], first["winner"], "{o}");
+        assert!(longer.iter().any(|v| v["arch"] == o["arch"]), "{o}");
+        let int8 = |v: &serde_json::Value| v["int8_val"].as_f64().unwrap();
+        assert!(
+            o["status"] != "fits" || int8(o) <= int8(&first["final"]),
+            "{o}"
+        );
+    }
     let p = &first["predictor"];
     assert!(p["candidates"].as_u64().unwrap() >= 1, "{first}");
     assert!(p["mean_relative_error"].as_f64().unwrap() >= 0.0);
@@ -888,8 +902,13 @@ fn evolve_search_reports_the_predictor_and_resumes() {
     let o = tinynas(&dir, &args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let again = finished(&o.stdout);
-    // The cut search's final model is in the journal too, unless it retrained the same winner.
-    let finals = 1 + u64::from(cut["winner"] != first["winner"]);
+    // Every final training is in the journal: the cut search's, unless the full search
+    // retrained the same network, and the full search's one or two.
+    let mut finals: Vec<&serde_json::Value> = vec![&cut["winner"], &first["winner"]];
+    finals.extend(others.iter().map(|o| &o["arch"]));
+    finals.sort_by_key(|v| v.to_string());
+    finals.dedup();
+    let finals = finals.len() as u64;
     assert_eq!(
         again["resumed"].as_u64().unwrap(),
         first["candidates"].as_u64().unwrap() + finals

@@ -18,7 +18,7 @@ pub enum Arch {
 }
 
 /// Most blocks a [`Blocks`] network has.
-pub const MAX_BLOCKS: usize = 6;
+pub const MAX_BLOCKS: usize = 8;
 
 /// One block of a [`Blocks`] network: a `k`x`k` convolution (3 or 5) with `stride` 1 or 2
 /// (stride 2 downsamples instead of pooling) and `out` channels, + batch norm + ReLU. A

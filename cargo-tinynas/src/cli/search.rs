@@ -54,7 +54,10 @@ pub(crate) struct SearchArgs {
     /// NanoNAS-shaped seeds downsample by stride instead), fresh
     /// (later generations are all bred, none drawn afresh), calibration (no probe networks
     /// measured before the first generation: it is drawn without latency predictions), seeds (no
-    /// NanoNAS-shaped networks in the first generation). Comma-separated.
+    /// NanoNAS- or MobileNet-shaped networks in the first generation), families (plain and
+    /// depthwise-separable networks do not each keep a place in every rung, and only the best
+    /// proxy score is retrained with the final recipe, not the best of each family; no
+    /// MobileNet-shaped seed). Comma-separated.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub(crate) evolve_without: Vec<EvolvePart>,
     /// Seconds a board run may take.
@@ -74,6 +77,7 @@ pub(crate) enum EvolvePart {
     Fresh,
     Calibration,
     Seeds,
+    Families,
 }
 
 /// A duration like `45m`, `1h` or `1h30m`.
@@ -149,6 +153,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             fresh: a.evolve_without.contains(&EvolvePart::Fresh),
             calibration: a.evolve_without.contains(&EvolvePart::Calibration),
             seeds: a.evolve_without.contains(&EvolvePart::Seeds),
+            families: a.evolve_without.contains(&EvolvePart::Families),
         },
         opt_level,
     };
@@ -410,7 +415,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
         out!(
             "{}",
             serde_json::json!({
-                "reason": "search-finished", "winner": outcome.winner.arch, "final": final_json, "candidates": outcome.candidates.len(),
+                "reason": "search-finished", "winner": outcome.winner.arch, "final": final_json, "other_finals": outcome.other_finals, "candidates": outcome.candidates.len(),
                 "screened": outcome.candidates.iter().filter(|e| e.kind == EntryKind::Screen).count(),
                 "board": board.name(), "core": board.core(), "stopped_because": outcome.stopped_because,
                 "budget_use": shares.map(|(sram, flash, latency)| serde_json::json!({"sram": sram, "flash": flash, "latency": latency})),
@@ -499,6 +504,14 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             100.0 * f.int8_val.unwrap_or(0.0),
             100.0 * f.int8_test.unwrap_or(0.0)
         );
+        for o in &outcome.other_finals {
+            eprintln!(
+                "  the other family's best, retrained too: {}: int8 validation {:.1} %, int8 test {:.1} %",
+                o.arch,
+                100.0 * o.int8_val.unwrap_or(0.0),
+                100.0 * o.int8_test.unwrap_or(0.0)
+            );
+        }
         if let Some(m) = &f.measured {
             let ms = clock.map_or(String::new(), |hz| {
                 format!(

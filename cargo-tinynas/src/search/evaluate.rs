@@ -19,10 +19,12 @@ impl Searcher<'_> {
         if let Some(e) = self.journal.get(kind, &name, epochs).cloned() {
             // The final model is kept next to the journal; a candidate needs no file.
             let bytes = if final_run {
-                match std::fs::read(self.dir.join("winner.tnas")) {
-                    Ok(b) if Some(crc32fast::hash(&b)) == e.model_crc => b,
-                    _ => Vec::new(),
-                }
+                // (Before two finalists, the one final model was winner.tnas.)
+                [final_file(&name), "winner.tnas".to_string()]
+                    .iter()
+                    .filter_map(|f| std::fs::read(self.dir.join(f)).ok())
+                    .find(|b| Some(crc32fast::hash(b)) == e.model_crc)
+                    .unwrap_or_default()
             } else {
                 Vec::new()
             };
@@ -251,7 +253,7 @@ impl Searcher<'_> {
         }
         entry.seconds = start.elapsed().as_secs_f64();
         if final_run {
-            crate::fsutil::write_atomic(&self.dir.join("winner.tnas"), &bytes)
+            crate::fsutil::write_atomic(&self.dir.join(final_file(&name)), &bytes)
                 .map_err(self.jerr())?;
         }
         self.record(&entry, on)?;

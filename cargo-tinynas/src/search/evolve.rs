@@ -72,7 +72,8 @@ impl Searcher<'_> {
 
     /// Whether the time budget leaves room for more candidates: the search's time so far
     /// ([`Self::seconds_used`]), plus `promotions` trainings of three times the proxy epochs
-    /// (the promotion rung still to come) and the winner's retraining, both estimated from
+    /// (the promotion rung still to come) and the finalists' retraining (two with `evolve`'s
+    /// families), both estimated from
     /// `best`'s seconds per epoch (its measuring included, so on the safe side), are within
     /// `--time-budget`. Until a candidate fits (`best` is `None`) the search goes on: it never
     /// ends with nothing.
@@ -81,7 +82,15 @@ impl Searcher<'_> {
             return true;
         };
         let per_epoch = best.seconds / best.epochs.max(1) as f64;
-        let epochs_ahead = self.s.final_epochs + promotions * PROMOTED_EPOCHS * self.s.proxy_epochs;
+        // `evolve` with families may retrain two finalists.
+        let evolve = matches!(self.s.strategy, Strategy::Evolve { .. });
+        let finals = if evolve && !self.s.evolve_without.families {
+            2
+        } else {
+            1
+        };
+        let epochs_ahead =
+            finals * self.s.final_epochs + promotions * PROMOTED_EPOCHS * self.s.proxy_epochs;
         self.seconds_used() + per_epoch * (epochs_ahead as f64) < budget.as_secs_f64()
     }
 
@@ -145,19 +154,25 @@ impl Searcher<'_> {
     /// [`GROW_SHARE`] of every budget. None while the table cannot predict their latency.
     fn seeds(&self) -> Vec<Arch> {
         let pooled = !self.s.evolve_without.pooling;
-        let mut out = Vec::new();
-        for cells in [3, 4] {
+        let largest = |shape: &dyn Fn(usize) -> Option<Arch>| {
             let mut best = None;
             for k in 2..=64 {
-                let Some(a) = nanonas_blocks(self.base.h, k, cells, pooled) else {
-                    break;
-                };
+                let Some(a) = shape(k) else { break };
                 if !self.predicted_within(a, GROW_SHARE, false) {
                     break;
                 }
                 best = Some(a);
             }
-            out.extend(best);
+            best
+        };
+        let mut out = Vec::new();
+        for cells in [3, 4] {
+            out.extend(largest(&|k| nanonas_blocks(self.base.h, k, cells, pooled)));
+        }
+        // With families, a MobileNet-shaped one too: the separable family's start (its
+        // networks learn too slowly for the proxy rungs to breed one this deep from chance).
+        if !self.s.evolve_without.families {
+            out.extend(largest(&|k| mobilenet_blocks(self.base.h, k)));
         }
         out
     }
@@ -167,15 +182,18 @@ impl Searcher<'_> {
     /// trains the best `population` of them for the proxy epochs and measures them on the board,
     /// and breeds the next generation from the best `population / 2` of everything that fitted
     /// ([`breed`]: mutated, then grown towards the budgets). At the end the best few are trained
-    /// three times as long and the winner is the best of those. Stops early, keeping the best so
-    /// far, when the time budget runs out.
+    /// three times as long. Each of these rungs keeps a place for each [`Family`]
+    /// ([`keep_each_family`]). Returns the finalists ([`finalists`]: the best of those, and the
+    /// other family's best; the caller retrains each with the final recipe), best first; none
+    /// when stopped or when nothing fits. Stops early, keeping the best so far, when the time
+    /// budget runs out.
     pub(super) fn evolve(
         &mut self,
         population: usize,
         generations: usize,
         candidates: &mut Vec<Entry>,
         on: &mut dyn FnMut(Event<'_>),
-    ) -> Result<Option<Entry>, SearchError> {
+    ) -> Result<Vec<Entry>, SearchError> {
         let mut rng = SplitMix(self.s.seed ^ 0xE70_1E5);
         // The data's own resolution only: a smaller one would need a resize in the firmware that
         // neither the generated crate provides nor any figure counts (`run` refuses non-square
@@ -190,6 +208,7 @@ impl Searcher<'_> {
             SCREEN_FACTOR * population
         };
         let pooling = !without.pooling;
+        let families = !without.families;
         // Fresh random networks in every later generation's pool, so that it does not narrow to
         // variants of one family (at the STM32L412's CIFAR-10 budget every candidate from the
         // second generation on was one).
@@ -226,14 +245,14 @@ impl Searcher<'_> {
             let mut ranked: Vec<(Arch, Entry)> = Vec::new();
             for &arch in pool.iter().filter(|_| !without.screening) {
                 if self.stop.load(Ordering::Relaxed) {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 }
                 if !self.time_left(fitting.first().map(|f| &f.1), reserved) {
                     self.out_of_time(AHEAD_OF_A_GENERATION);
                     break 'generations;
                 }
                 let Some((e, _)) = self.evaluate(arch, EntryKind::Screen, 1, on)? else {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 };
                 candidates.push(e.clone());
                 if e.status == Status::Screened {
@@ -241,11 +260,14 @@ impl Searcher<'_> {
                 }
             }
             ranked.sort_by(by_score);
-            let ranked: Vec<Arch> = if without.screening {
+            let mut ranked: Vec<Arch> = if without.screening {
                 pool.clone()
             } else {
                 ranked.into_iter().map(|(a, _)| a).collect()
             };
+            if families {
+                keep_each_family(&mut ranked, population, |a| *a);
+            }
             // Rung 2: the best of them for the proxy epochs, measured. Each measurement teaches
             // the latency table; a network it now predicts too slow is passed over.
             let mut trained = 0;
@@ -258,7 +280,7 @@ impl Searcher<'_> {
                 }
                 trained += 1;
                 if self.stop.load(Ordering::Relaxed) {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 }
                 if !self.time_left(fitting.first().map(|f| &f.1), reserved) {
                     self.out_of_time(AHEAD_OF_A_GENERATION);
@@ -267,7 +289,7 @@ impl Searcher<'_> {
                 let Some((e, _)) =
                     self.evaluate(arch, EntryKind::Candidate, self.s.proxy_epochs, on)?
                 else {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 };
                 candidates.push(e.clone());
                 if e.status == Status::Fits {
@@ -286,11 +308,11 @@ impl Searcher<'_> {
             // Parents: the best `population / 2` of everything that fitted so far; a third of the
             // pool is drawn fresh. While nothing fits yet, all of it (the table now predicts what
             // it could not for the first generation).
-            let parents: Vec<Arch> = fitting
-                .iter()
-                .take(population.div_ceil(2))
-                .map(|(a, _)| *a)
-                .collect();
+            let mut parents: Vec<Arch> = fitting.iter().map(|(a, _)| *a).collect();
+            if families {
+                keep_each_family(&mut parents, population.div_ceil(2), |a| *a);
+            }
+            parents.truncate(population.div_ceil(2));
             pool.clear();
             for _ in 0..screened * 50 {
                 if pool.len() == screened {
@@ -316,15 +338,20 @@ impl Searcher<'_> {
             }
         }
         // Rung 3: the best few trained three times as long; the winner is the best of those
-        // (a few points of proxy noise no longer decide it).
+        // (a few points of proxy noise no longer decide it). With families, the best of each
+        // family among them, each the best of its family there.
+        if families {
+            keep_each_family(&mut fitting, reserved.max(2), |(a, _)| *a);
+        }
         if reserved == 0 || fitting.len() < 2 {
-            return Ok(fitting.into_iter().next().map(|(_, e)| e));
+            let ranked: Vec<Entry> = fitting.into_iter().map(|(_, e)| e).collect();
+            return Ok(finalists(&ranked, families));
         }
         let leader = fitting[0].1.clone();
-        let mut best: Option<Entry> = None;
+        let mut promoted: Vec<Entry> = Vec::new();
         for (arch, _) in fitting.iter().take(reserved) {
             if self.stop.load(Ordering::Relaxed) {
-                return Ok(None);
+                return Ok(Vec::new());
             }
             if !self.time_left(Some(&leader), 1) {
                 self.out_of_time(THE_RETRAINING);
@@ -337,15 +364,31 @@ impl Searcher<'_> {
                 on,
             )?
             else {
-                return Ok(None);
+                return Ok(Vec::new());
             };
             candidates.push(e.clone());
-            if e.status == Status::Fits && best.as_ref().is_none_or(|b| rank(&e, b).is_lt()) {
-                best = Some(e);
+            if e.status == Status::Fits {
+                promoted.push(e);
             }
         }
-        Ok(best.or(Some(leader)))
+        promoted.sort_by(rank);
+        if promoted.is_empty() {
+            promoted.push(leader);
+        }
+        Ok(finalists(&promoted, families))
     }
+}
+
+/// The networks `evolve` retrains with the final recipe, from `ranked` (best first): the best,
+/// and with `families` the best of the other [`Family`] too, if `ranked` holds one.
+pub fn finalists(ranked: &[Entry], families: bool) -> Vec<Entry> {
+    let fam = |e: &Entry| e.arch.parse::<Arch>().ok().map(|a| family(&a));
+    let mut out: Vec<Entry> = ranked.iter().take(1).cloned().collect();
+    if let (true, Some(first)) = (families, ranked.first()) {
+        let other = ranked.iter().find(|e| fam(e) != fam(first));
+        out.extend(other.cloned());
+    }
+    out
 }
 
 /// The order of candidates, best first: by float validation score; of equal scores (a validation
@@ -414,6 +457,74 @@ pub fn nanonas_blocks(res: usize, k: usize, cells: usize, pooled: bool) -> Optio
         })
         .collect();
     format!("blocks:r={res},{}", blocks.join(",")).parse().ok()
+}
+
+/// A MobileNet-shaped network in the blocks space: a 3x3 stride-2 convolution with k filters,
+/// then six depthwise-separable 3x3 blocks of 2k, 4k, 4k, 8k, 8k and 8k channels (at most 128)
+/// downsampling at the second and the fourth (`None` for k above 64 or a map that would not
+/// take three stride-2 blocks).
+pub fn mobilenet_blocks(res: usize, k: usize) -> Option<Arch> {
+    if !(1..=64).contains(&k) || res < 8 {
+        return None;
+    }
+    let w = |f: usize| (f * k).min(128);
+    let blocks = [
+        format!("3s2x{k}"),
+        format!("d3s1x{}", w(2)),
+        format!("d3s2x{}", w(4)),
+        format!("d3s1x{}", w(4)),
+        format!("d3s2x{}", w(8)),
+        format!("d3s1x{}", w(8)),
+        format!("d3s1x{}", w(8)),
+    ];
+    format!("blocks:r={res},{}", blocks.join(",")).parse().ok()
+}
+
+/// The two families of the `evolve` space that the rungs cannot compare with each other: the
+/// proxy epochs rank deep depthwise-separable networks far below plain ones that they beat
+/// after the final recipe's 30 epochs (at the STM32L412's CIFAR-10 budget, after three proxy
+/// epochs, 56-58 % against 66-70 % for plain ones; after the final training 78.9-79.6 %
+/// against 78.2-78.8 %). So each family keeps a place in every rung ([`keep_each_family`]),
+/// and the best of each is retrained with the final recipe; the better validation score wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    /// Most blocks after the stem are plain convolutions.
+    Plain,
+    /// Most blocks after the stem are depthwise-separable.
+    Separable,
+}
+
+/// The [`Family`] of an architecture (NanoNAS's own are plain).
+pub fn family(arch: &Arch) -> Family {
+    let Arch::Blocks(b) = arch else {
+        return Family::Plain;
+    };
+    let rest = b.blocks().get(1..).unwrap_or(&[]);
+    let sep = rest.iter().filter(|x| x.sep).count();
+    if rest.is_empty() || 2 * sep <= rest.len() {
+        Family::Plain
+    } else {
+        Family::Separable
+    }
+}
+
+/// Reorders `ranked` (best first) so that its first `n` hold the best of each [`Family`] that
+/// it holds at all: a family missing from them has its best moved up to the last place among
+/// them (the others move down one). Unchanged for `n < 2` or where each family is there.
+pub fn keep_each_family<T>(ranked: &mut Vec<T>, n: usize, arch_of: impl Fn(&T) -> Arch) {
+    if n < 2 || ranked.len() <= n {
+        return;
+    }
+    for f in [Family::Plain, Family::Separable] {
+        let head = n.min(ranked.len());
+        if ranked[..head].iter().any(|x| family(&arch_of(x)) == f) {
+            continue;
+        }
+        if let Some(j) = (head..ranked.len()).find(|&j| family(&arch_of(&ranked[j])) == f) {
+            let x = ranked.remove(j);
+            ranked.insert(head - 1, x);
+        }
+    }
 }
 
 /// Every block's width scaled by `f` (rounded, 4 to 128 channels).

@@ -174,10 +174,11 @@ impl Journal {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn entry(arch: &str, status: Status) -> Entry {
+    /// A candidate entry for tests.
+    pub(crate) fn entry(arch: &str, status: Status) -> Entry {
         Entry {
             kind: EntryKind::Candidate,
             arch: arch.into(),

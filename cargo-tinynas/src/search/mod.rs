@@ -6,17 +6,19 @@
 //! improving. Each candidate trains `proxy_epochs` (Adam, lr 1e-3, batch 16) and is quantised;
 //! one that passes the analytic checks (planned arena against the SRAM budget, parameter bytes
 //! against the flash budget) is then **measured on the board**, and the budgets are checked on the
-//! measured peak SRAM, flash and latency. The winner is retrained from scratch with
+//! measured peak SRAM, flash and latency. The winner (`evolve`: each finalist) is retrained from scratch with
 //! [`final_recipe`] (`final_epochs`, keeping the best epoch), quantised (with the
 //! quantisation-aware fine-tune when post-training quantisation loses more than a point) and
 //! measured again.
 //!
 //! Strategy `evolve` (beyond the paper) searches a wider space, [`Blocks`]: 3x3 or 5x5 convolutions,
-//! stride-2 downsampling instead of pooling, a width per block, 2 to 6 blocks, at the data's own
+//! stride-2 downsampling instead of pooling, a width per block, 2 to 8 blocks, at the data's own
 //! (square) resolution, so the firmware needs no resize that no figure would count. A seeded
 //! evolutionary search in three rungs (successive halving): each generation screens three times
 //! the population for one epoch, trains the best for the proxy epochs and measures them, and the
-//! best few are finally trained three times as long to choose the winner. Only networks
+//! best few are finally trained three times as long; each rung keeps a place for plain and for
+//! depthwise-separable networks ([`Family`]), and the best of each family is retrained with the
+//! final recipe, the better int8 validation score winning. Only networks
 //! **predicted** to fit are trained: arena and parameter bytes exactly from the model, plus the
 //! stack and the code that firmware measured on the board took besides them, latency from
 //! [`predict`]'s per-board table of measured layer latencies; most new networks are grown
@@ -35,7 +37,8 @@ mod pareto;
 pub mod predict;
 
 pub use evolve::{
-    breed, mutate, nanonas_blocks, probes, random_blocks, scale_widths, GROW_CHANCE, MAX_CHANGES,
+    breed, family, finalists, keep_each_family, mobilenet_blocks, mutate, nanonas_blocks, probes,
+    random_blocks, scale_widths, Family, GROW_CHANCE, MAX_CHANGES,
 };
 pub use pareto::{pareto, svg};
 
@@ -77,7 +80,10 @@ pub const UNTIL_OUT_OF_TIME: usize = usize::MAX;
 /// `population` networks straight away), the promotion rung (the best proxy score wins), pooled
 /// blocks in the space, the fresh third of each later generation (all of it bred), the probes
 /// that teach the latency table every kind of layer before the first generation, the
-/// NanoNAS-shaped networks among the first generation.
+/// NanoNAS-shaped (and MobileNet-shaped) networks among the first generation, the families
+/// (`evolve::Family`: plain and depthwise-separable networks each keep a place in every rung,
+/// and the best of each is retrained with the final recipe; without them the best proxy score
+/// alone decides, and there is no MobileNet-shaped seed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Without {
     pub growth: bool,
@@ -87,6 +93,7 @@ pub struct Without {
     pub fresh: bool,
     pub calibration: bool,
     pub seeds: bool,
+    pub families: bool,
 }
 
 /// What to search, and where.
@@ -264,6 +271,9 @@ pub struct Outcome {
     pub winner: Entry,
     /// The retrained winner.
     pub final_entry: Entry,
+    /// The other finalists' final trainings (`evolve`'s families: the other family's best):
+    /// beaten on int8 validation by the winner, or over a budget.
+    pub other_finals: Vec<Entry>,
     pub model_bytes: Vec<u8>,
     pub journal: PathBuf,
     pub resumed: usize,
@@ -344,10 +354,11 @@ pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
     // evaluate other candidates (v2: depthwise-separable blocks in the evolve space; v3: evolve at
     // the data's resolution only; v4: evolve's rungs, growth and stride-2 stems, the final
     // recipe; v5: pooled blocks and a fresh third in evolve; v6: evolve's latency probes and
-    // NanoNAS-shaped seeds; v7: a 16-channel 3x3 convolution in the probes, two-row fits), so
+    // NanoNAS-shaped seeds; v7: a 16-channel 3x3 convolution in the probes, two-row fits; v8:
+    // evolve's families, up to 8 blocks, a MobileNet-shaped seed), so
     // that an older journal is not resumed into a different search.
     let text = format!(
-        "v7|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
+        "v8|{:?}|{data_fingerprint}|{:?}|{board}|{}|{}|{:?}|{}|{}|{}|{}|{}|{:?}|{}|{}",
         s.strategy,
         s.input,
         s.budgets.ram_bytes,
@@ -400,6 +411,19 @@ struct Searcher<'a> {
     /// search's time so far ([`Searcher::seconds_used`]).
     started: Instant,
     earlier_seconds: f64,
+}
+
+/// The order of final trainings, best first: by int8 validation score (what the firmware runs),
+/// then float validation score, then the cheaper (measured latency, peak SRAM, flash).
+fn final_rank(a: &Entry, b: &Entry) -> std::cmp::Ordering {
+    let int8 = |e: &Entry| e.int8_val.unwrap_or(0.0);
+    int8(b).total_cmp(&int8(a)).then_with(|| evolve::rank(a, b))
+}
+
+/// The file a final training's model is kept in next to the journal (one per architecture, so
+/// that a resumed search finds each finalist's).
+fn final_file(arch: &str) -> String {
+    format!("final-{:08x}.tnas", crc32fast::hash(arch.as_bytes()))
 }
 
 /// What the time budget keeps room for once no more candidates run: the winner's retraining for
@@ -541,30 +565,49 @@ pub fn run(
         }
     }
     let mut candidates = Vec::new();
-    let best = match s.strategy {
-        Strategy::NanoNas => se.nanonas(&mut candidates, &mut on)?,
+    let finalists = match s.strategy {
+        Strategy::NanoNas => se.nanonas(&mut candidates, &mut on)?.into_iter().collect(),
         Strategy::Evolve {
             population,
             generations,
         } => se.evolve(population, generations, &mut candidates, &mut on)?,
     };
-    let Some(winner) = best else {
+    if finalists.is_empty() {
         if stop.load(Ordering::Relaxed) {
             return Err(SearchError::Stopped);
         }
         return Err(SearchError::NothingFits(s.budgets.explain.join("; ")));
-    };
-    let arch: Arch = winner.arch.parse().map_err(TrainError::ArchSpec)?;
-    let Some((final_entry, model_bytes)) =
-        se.evaluate(arch, EntryKind::Final, s.final_epochs, &mut on)?
-    else {
-        return Err(SearchError::Stopped);
-    };
+    }
+    // Each finalist retrained with the final recipe (`evolve`'s families: up to two); the best
+    // int8 validation score of those that fit wins (the first where none does).
+    let mut finals = Vec::new();
+    for winner in finalists {
+        let arch: Arch = winner.arch.parse().map_err(TrainError::ArchSpec)?;
+        let Some((entry, bytes)) = se.evaluate(arch, EntryKind::Final, s.final_epochs, &mut on)?
+        else {
+            return Err(SearchError::Stopped);
+        };
+        finals.push((winner, entry, bytes));
+    }
+    let best = (0..finals.len())
+        .filter(|&i| finals[i].1.status == Status::Fits)
+        .reduce(|a, b| {
+            if final_rank(&finals[b].1, &finals[a].1).is_lt() {
+                b
+            } else {
+                a
+            }
+        })
+        .unwrap_or(0);
+    let (winner, final_entry, model_bytes) = finals.remove(best);
+    let other_finals = finals.into_iter().map(|(_, e, _)| e).collect();
+    crate::fsutil::write_atomic(&se.dir.join("winner.tnas"), &model_bytes).map_err(se.jerr())?;
     let pareto = pareto(&candidates);
     Ok(Outcome {
         candidates,
         winner,
         final_entry,
+        other_finals,
         model_bytes,
         journal: jpath,
         resumed,
@@ -716,6 +759,71 @@ mod tests {
         }
     }
 
+    /// Families: a network is separable when most blocks after its stem are; each rung's first
+    /// `n` hold the best of each family there is (the others keep their order); the finalists
+    /// are the best and the other family's best; the MobileNet-shaped seed is separable, builds
+    /// at 32x32, and widens with k up to 128 channels.
+    #[test]
+    fn each_family_keeps_a_place_and_has_a_finalist() {
+        let a = |t: &str| -> Arch { format!("blocks:r=32,{t}").parse().unwrap() };
+        let plain = [
+            "3s1x8p,3s1x16p,3s1x32",
+            "3s2x8,3s1x16,d3s1x16",
+            "3s1x8,3s1x8,3s1x8",
+        ];
+        let sep = ["3s2x8,d3s1x16,d3s2x32", "3s1x8,d3s1x16,3s1x16,d5s1x16"];
+        for t in plain {
+            assert_eq!(family(&a(t)), Family::Plain, "{t}");
+        }
+        for t in sep {
+            assert_eq!(family(&a(t)), Family::Separable, "{t}");
+        }
+        assert_eq!(family(&Arch::NanoNas { k: 8, c: 4 }), Family::Plain);
+        // Best first: three plain ones, then two separable ones.
+        let ranked = vec![a(plain[0]), a(plain[1]), a(plain[2]), a(sep[0]), a(sep[1])];
+        let mut r = ranked.clone();
+        keep_each_family(&mut r, 2, |x| *x);
+        assert_eq!(r, [ranked[0], ranked[3], ranked[1], ranked[2], ranked[4]]);
+        // Already there, too few places, or the whole list within them: unchanged.
+        for n in [1, 4, 5, 9] {
+            let mut r = ranked.clone();
+            keep_each_family(&mut r, n, |x| *x);
+            let expected = if n == 4 {
+                vec![ranked[0], ranked[1], ranked[2], ranked[3], ranked[4]]
+            } else {
+                ranked.clone()
+            };
+            assert_eq!(r, expected, "n = {n}");
+        }
+        let mut r = vec![a(sep[0]), a(sep[1]), a(plain[0])];
+        keep_each_family(&mut r, 2, |x| *x);
+        assert_eq!(r, [a(sep[0]), a(plain[0]), a(sep[1])]);
+        // The finalists.
+        let entry = |t: &str| journal::tests::entry(&a(t).to_string(), Status::Fits);
+        let es = [entry(plain[0]), entry(plain[1]), entry(sep[1])];
+        let names = |v: Vec<Entry>| v.into_iter().map(|e| e.arch).collect::<Vec<_>>();
+        assert_eq!(
+            names(finalists(&es, true)),
+            [es[0].arch.clone(), es[2].arch.clone()]
+        );
+        assert_eq!(names(finalists(&es, false)), [es[0].arch.clone()]);
+        assert_eq!(names(finalists(&es[..2], true)), [es[0].arch.clone()]);
+        assert!(finalists(&[], true).is_empty());
+        // The MobileNet-shaped seed.
+        let input = ImageShape { h: 32, w: 32, c: 3 };
+        for k in [4, 16, 24, 64] {
+            let m = mobilenet_blocks(32, k).unwrap();
+            assert_eq!(family(&m), Family::Separable, "{m}");
+            let Arch::Blocks(b) = m else { panic!() };
+            assert_eq!(usize::from(b.n), 7, "{m}");
+            assert_eq!(usize::from(b.blocks[0].out), k);
+            assert_eq!(usize::from(b.blocks[6].out), (8 * k).min(128));
+            assert!(Net::new(m, input, 10, 1).is_ok(), "{m}");
+        }
+        assert_eq!(mobilenet_blocks(32, 65), None);
+        assert_eq!(mobilenet_blocks(4, 8), None);
+    }
+
     /// Once every one-change child of a parent has been drawn (what happens after some
     /// generations of the same parents), breeding still gives new networks, a few changes away,
     /// that parse back; while one-change children are new, they are what it gives.
@@ -820,9 +928,9 @@ mod tests {
             "blocks:r=32,3s2x14,3s2x28,3s2x42,3s2x53,3s1x60"
         );
         assert_eq!(
-            nanonas_blocks(32, 4, 6, true),
+            nanonas_blocks(32, 4, 8, true),
             None,
-            "7 blocks: more than the space holds"
+            "9 blocks: more than the space holds"
         );
     }
 
