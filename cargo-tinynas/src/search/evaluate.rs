@@ -19,7 +19,7 @@ impl Searcher<'_> {
         if let Some(e) = self.journal.get(kind, &name, epochs).cloned() {
             // The final model is kept next to the journal; a candidate needs no file.
             let bytes = if final_run {
-                // (Before two finalists, the one final model was winner.tnas.)
+                // Its own file, or winner.tnas, the copy of the final that won.
                 [final_file(&name), "winner.tnas".to_string()]
                     .iter()
                     .filter_map(|f| std::fs::read(self.dir.join(f)).ok())
