@@ -736,6 +736,11 @@ fn evolve_search_reports_the_predictor_and_resumes() {
     let _ = std::fs::remove_dir_all(&root);
     let dir = root.join("c");
     search_project(&dir);
+    // A clock, so that every final's measured latency is given in ms too.
+    let toml = dir.join("Cargo.toml");
+    let mut manifest = std::fs::read_to_string(&toml).unwrap();
+    manifest.push_str("clock-hz = 2000000\n");
+    std::fs::write(&toml, manifest).unwrap();
     let args = [
         "search",
         "--strategy",
@@ -840,7 +845,15 @@ fn evolve_search_reports_the_predictor_and_resumes() {
     // validation (or did not fit).
     let others = first["other_finals"].as_array().unwrap();
     assert!(others.len() <= 1, "{first}");
+    // Each final's latency in ms at the project's clock (one instruction a cycle on qemu).
+    let ms_right = |v: &serde_json::Value| {
+        let m = &v["measured"];
+        let instructions = m["latency"].as_f64().unwrap();
+        m["latency_ms"].as_f64() == Some(instructions * 1e3 / 2e6)
+    };
+    assert!(ms_right(&first["final"]), "{first}");
     for o in others {
+        assert!(o["measured"].is_null() || ms_right(o), "{o}");
         assert_eq!(o["kind"], "final", "{o}");
         assert_ne!(o["arch"], first["winner"], "{o}");
         assert!(longer.iter().any(|v| v["arch"] == o["arch"]), "{o}");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::{train::epoch_bar, MessageFormat, ProjectBoardArgs};
 use anyhow::Context;
 use cargo_tinynas::exit_codes;
-use cargo_tinynas::search::journal::EntryKind;
+use cargo_tinynas::search::journal::{Entry, EntryKind};
 use clap::Args;
 
 #[derive(Args, Debug)]
@@ -407,15 +407,21 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             )
         )
     });
-    let mut final_json = serde_json::to_value(f).unwrap_or_default();
-    if let Some(ms) = f.measured.as_ref().and_then(|m| budgets.ms(m.latency)) {
-        final_json["measured"]["latency_ms"] = ms.into();
-    }
+    // A final's JSON: its entry, with the measured latency in ms when the clock is known.
+    let final_json = |f: &Entry| {
+        let mut v = serde_json::to_value(f).unwrap_or_default();
+        if let Some(ms) = f.measured.as_ref().and_then(|m| budgets.ms(m.latency)) {
+            v["measured"]["latency_ms"] = ms.into();
+        }
+        v
+    };
+    let other_finals: Vec<_> = outcome.other_finals.iter().map(final_json).collect();
+    let final_json = final_json(f);
     if json {
         out!(
             "{}",
             serde_json::json!({
-                "reason": "search-finished", "winner": outcome.winner.arch, "final": final_json, "other_finals": outcome.other_finals, "candidates": outcome.candidates.len(),
+                "reason": "search-finished", "winner": outcome.winner.arch, "final": final_json, "other_finals": other_finals, "candidates": outcome.candidates.len(),
                 "screened": outcome.candidates.iter().filter(|e| e.kind == EntryKind::Screen).count(),
                 "board": board.name(), "core": board.core(), "stopped_because": outcome.stopped_because,
                 "budget_use": shares.map(|(sram, flash, latency)| serde_json::json!({"sram": sram, "flash": flash, "latency": latency})),

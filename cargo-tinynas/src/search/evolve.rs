@@ -83,12 +83,7 @@ impl Searcher<'_> {
         };
         let per_epoch = best.seconds / best.epochs.max(1) as f64;
         // `evolve` with families may retrain two finalists.
-        let evolve = matches!(self.s.strategy, Strategy::Evolve { .. });
-        let finals = if evolve && !self.s.evolve_without.families {
-            2
-        } else {
-            1
-        };
+        let finals = if self.families() { 2 } else { 1 };
         let epochs_ahead =
             finals * self.s.final_epochs + promotions * PROMOTED_EPOCHS * self.s.proxy_epochs;
         self.seconds_used() + per_epoch * (epochs_ahead as f64) < budget.as_secs_f64()
@@ -148,10 +143,18 @@ impl Searcher<'_> {
         Ok(())
     }
 
-    /// The first generation's NanoNAS-shaped networks: for 3 and 4 cells, NanoNAS's A(k, c)
-    /// written as blocks (3x3 convolutions, each cell's downsampling a 2x2 max pool, or, in a
-    /// search without pooled blocks, a stride of 2), with the largest k predicted to fit in
-    /// [`GROW_SHARE`] of every budget. None while the table cannot predict their latency.
+    /// Whether this is an `evolve` search with its [`Family`]s (not `--evolve-without
+    /// families`): each rung keeps a place for each family, a MobileNet-shaped seed joins the
+    /// first generation, and up to two finalists are retrained.
+    fn families(&self) -> bool {
+        matches!(self.s.strategy, Strategy::Evolve { .. }) && !self.s.evolve_without.families
+    }
+
+    /// The first generation's seeds: for 3 and 4 cells, NanoNAS's A(k, c) written as blocks
+    /// (3x3 convolutions, each cell's downsampling a 2x2 max pool, or, in a search without
+    /// pooled blocks, a stride of 2), and with [`Self::families`] a MobileNet-shaped network
+    /// ([`mobilenet_blocks`]); each with the largest k predicted to fit in [`GROW_SHARE`] of
+    /// every budget. None while the table cannot predict their latency.
     fn seeds(&self) -> Vec<Arch> {
         let pooled = !self.s.evolve_without.pooling;
         let largest = |shape: &dyn Fn(usize) -> Option<Arch>| {
@@ -171,7 +174,7 @@ impl Searcher<'_> {
         }
         // With families, a MobileNet-shaped one too: the separable family's start (its
         // networks learn too slowly for the proxy rungs to breed one this deep from chance).
-        if !self.s.evolve_without.families {
+        if self.families() {
             out.extend(largest(&|k| mobilenet_blocks(self.base.h, k)));
         }
         out
@@ -208,7 +211,7 @@ impl Searcher<'_> {
             SCREEN_FACTOR * population
         };
         let pooling = !without.pooling;
-        let families = !without.families;
+        let families = self.families();
         // Fresh random networks in every later generation's pool, so that it does not narrow to
         // variants of one family (at the STM32L412's CIFAR-10 budget every candidate from the
         // second generation on was one).

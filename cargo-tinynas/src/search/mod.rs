@@ -591,13 +591,7 @@ pub fn run(
     }
     let best = (0..finals.len())
         .filter(|&i| finals[i].1.status == Status::Fits)
-        .reduce(|a, b| {
-            if final_rank(&finals[b].1, &finals[a].1).is_lt() {
-                b
-            } else {
-                a
-            }
-        })
+        .min_by(|&a, &b| final_rank(&finals[a].1, &finals[b].1))
         .unwrap_or(0);
     let (winner, final_entry, model_bytes) = finals.remove(best);
     let other_finals = finals.into_iter().map(|(_, e, _)| e).collect();
