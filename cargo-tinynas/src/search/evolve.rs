@@ -485,10 +485,10 @@ pub fn mobilenet_blocks(res: usize, k: usize) -> Option<Arch> {
 
 /// The two families of the `evolve` space that the rungs cannot compare with each other: the
 /// proxy epochs rank deep depthwise-separable networks far below plain ones that they beat
-/// after the final recipe's 30 epochs (at the STM32L412's CIFAR-10 budget, after three proxy
-/// epochs, 56-58 % against 66-70 % for plain ones; after the final training 78.9-79.6 %
-/// against 78.2-78.8 %). So each family keeps a place in every rung ([`keep_each_family`]),
-/// and the best of each is retrained with the final recipe; the better validation score wins.
+/// after the final recipe's epochs (the README's proxy-rank table measures it at the
+/// STM32L412's CIFAR-10 budget). So each family keeps a place in every rung
+/// ([`keep_each_family`]), and the best of each is retrained with the final recipe; the better
+/// int8 validation score wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Family {
     /// Most blocks after the stem are plain convolutions.
