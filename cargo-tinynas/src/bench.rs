@@ -27,6 +27,8 @@ pub struct Options {
     pub extra_stack_bytes: usize,
     /// The firmware's `opt-level`.
     pub opt_level: crate::firmware::OptLevel,
+    /// The firmware's `debug`.
+    pub debug: crate::firmware::DebugInfo,
 }
 
 impl Default for Options {
@@ -38,6 +40,7 @@ impl Default for Options {
             trace: false,
             extra_stack_bytes: 0,
             opt_level: crate::firmware::OptLevel::default(),
+            debug: crate::firmware::DebugInfo::default(),
         }
     }
 }
@@ -181,6 +184,7 @@ pub fn run_with_inputs(
         trace: opts.trace,
         extra_stack_bytes: opts.extra_stack_bytes,
         opt_level: opts.opt_level,
+        debug: opts.debug,
     };
     progress(&format!(
         "building the bench firmware for {} ({})",
@@ -308,6 +312,7 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "core": m.core,
         "target": o.firmware.target,
         "opt_level": o.firmware.opt_level.name(),
+        "debug": o.firmware.debug.toml().trim_matches('"'),
         // For people who want to disassemble or profile it (benchmarks/profile-firmware.py).
         "firmware": o.firmware.elf,
         "latency_unit": unit,

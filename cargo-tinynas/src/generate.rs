@@ -27,6 +27,9 @@ pub struct Measured {
     pub date: String,
     /// The `opt-level` the bench firmware was built with: the firmware's (`3`, `s`).
     pub opt_level: String,
+    /// The `debug` the bench firmware was built with, as a profile writes it: the firmware's
+    /// (`true`, `false`, `"limited"`).
+    pub debug: String,
     pub latency: u64,
     /// "cycles" or "instructions".
     pub unit: String,
@@ -56,13 +59,13 @@ pub struct Card {
 impl Card {
     /// The model card of a search's final model: its architecture and accuracies, the data set
     /// (`data` as the project names it, its classes and fingerprint) and the figures measured on
-    /// the board today, built at `opt_level`.
+    /// the board today, built at `opt_level` with `debug`.
     pub fn of_search(
         o: &crate::search::Outcome,
         data: &Path,
         core: &str,
         clock_hz: Option<u64>,
-        opt_level: crate::firmware::OptLevel,
+        (opt_level, debug): (crate::firmware::OptLevel, crate::firmware::DebugInfo),
     ) -> Self {
         let f = &o.final_entry;
         Card {
@@ -81,6 +84,7 @@ impl Card {
                 core: core.to_string(),
                 date: today(),
                 opt_level: opt_level.name().to_string(),
+                debug: debug.toml().to_string(),
                 latency: m.latency,
                 unit: m.unit.clone(),
                 latency_ms: clock_hz
@@ -603,6 +607,7 @@ mod tests {
             core: "Cortex-M4F".into(),
             date: date.into(),
             opt_level: "3".into(),
+            debug: "true".into(),
             latency,
             unit: "instructions".into(),
             latency_ms: Some("0.010 ms at 100 MHz, one instruction per cycle".into()),

@@ -779,6 +779,11 @@ fn evolve_search_reports_the_predictor_and_resumes() {
             .contains("--time-budget"),
         "{cut}"
     );
+    // The bench firmware is built as this firmware's release build: no `[profile.release]`, so
+    // cargo's defaults, opt-level 3 without debug info.
+    let started = lines_with(&o.stdout, "search-started");
+    assert_eq!(started[0]["opt_level"], "3", "{started:?}");
+    assert_eq!(started[0]["debug"], "false", "{started:?}");
     let cut_entries = entries(&o.stdout);
     // Before the first generation the three probes were measured, so every measured candidate,
     // the first generation's too, had a predicted latency.

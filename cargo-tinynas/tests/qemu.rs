@@ -475,3 +475,25 @@ fn cli_bench_opt_level_trades_code_size() {
         "opt-level s: {small} bytes of code, 3: {fast}"
     );
 }
+
+/// `--debug` builds the bench firmware with that profile's debug info, as a firmware's release
+/// build with it (cargo's default is none): the report says which, the ELF carries the debug
+/// info only when asked, and both run bit-exact.
+#[test]
+fn cli_bench_debug_is_the_firmware_s() {
+    let run = |debug: &str| {
+        let j = cli_bench_json(
+            "evolve-dw.tnas",
+            &["--board", "qemu-m4", "--inputs", "1", "--debug", debug],
+        );
+        assert_eq!(j["debug"], debug);
+        assert_eq!(j["outputs_match_host"], true);
+        let elf = PathBuf::from(j["firmware"].as_str().unwrap());
+        std::fs::metadata(elf).unwrap().len()
+    };
+    let (with, without) = (run("true"), run("false"));
+    assert!(
+        with > 2 * without,
+        "ELF with debug info: {with} bytes, without: {without}"
+    );
+}

@@ -44,6 +44,11 @@ pub(crate) struct BenchArgs {
     /// your firmware's.
     #[arg(long, value_enum, default_value_t = cargo_tinynas::firmware::OptLevel::O3)]
     pub(crate) opt_level: cargo_tinynas::firmware::OptLevel,
+    /// The firmware's `debug` (`[profile.release]`: true, false, 0, 1, 2, none, limited, full,
+    /// line-tables-only, line-directives-only): LLVM emits slightly other code with debug info.
+    /// Set it to your firmware's (cargo's release default is false).
+    #[arg(long, default_value = "true", value_parser = parse_debug)]
+    pub(crate) debug: cargo_tinynas::firmware::DebugInfo,
     /// Number of random inputs to run.
     #[arg(long, default_value_t = 4)]
     pub(crate) inputs: usize,
@@ -140,6 +145,7 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
         trace: a.trace,
         extra_stack_bytes: 0,
         opt_level: a.opt_level,
+        debug: a.debug,
     };
     let human = a.message_format == MessageFormat::Human;
     let progress = |msg: &str| {
@@ -175,5 +181,12 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
         exit_codes::OK
     } else {
         exit_codes::MISMATCH
+    })
+}
+
+/// `--debug` as a Cargo profile's `debug` is written.
+fn parse_debug(v: &str) -> Result<cargo_tinynas::firmware::DebugInfo, String> {
+    cargo_tinynas::firmware::DebugInfo::parse(v).ok_or_else(|| {
+        format!("{v:?}: give one of true, false, 0, 1, 2, none, limited, full, line-tables-only, line-directives-only")
     })
 }

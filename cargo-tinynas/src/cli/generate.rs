@@ -94,7 +94,7 @@ pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
             .map(|hz| cargo_tinynas::project::latency_at_clock(run.latency, hz, unit));
         measured_json = serde_json::json!({
             "board": m.board, "inputs": run.source, "opt_level": run.opt_level.name(),
-            "latency": run.latency, "unit": unit, "latency_ms": latency_ms,
+            "debug": run.debug.toml().trim_matches('"'), "latency": run.latency, "unit": unit, "latency_ms": latency_ms,
             "peak_sram_bytes": m.peak_sram_bytes(), "flash_bytes": run.flash, "over_budget": over,
             "link_note": run.link_note,
         });
@@ -118,6 +118,7 @@ pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
             core: board.core(),
             date: generate::today(),
             opt_level: run.opt_level.name().to_string(),
+            debug: run.debug.toml().to_string(),
             latency: run.latency,
             unit: unit.to_string(),
             latency_ms,

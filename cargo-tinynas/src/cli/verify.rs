@@ -60,7 +60,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         out!(
             "{}",
             serde_json::json!({
-                "reason": "verify", "crate": name, "board": m.board, "inputs": source, "opt_level": opt_level.name(),
+                "reason": "verify", "crate": name, "board": m.board, "inputs": source, "opt_level": opt_level.name(), "debug": run.debug.toml().trim_matches('"'),
                 "outputs_match_host": outcome.outputs_match(), "mismatches": outcome.mismatches.len(),
                 "latency": latency, "unit": m.unit.name(), "latency_ms": budgets.ms(latency), "clock_hz": budgets.clock_hz,
                 "peak_sram_bytes": m.peak_sram_bytes(), "flash_bytes": flash,
@@ -119,6 +119,8 @@ pub(crate) struct ProjectRun {
     pub(crate) source: String,
     /// The firmware's release `opt-level`, which the bench firmware was built with.
     pub(crate) opt_level: cargo_tinynas::firmware::OptLevel,
+    /// The firmware's release `debug`, which the bench firmware was built with.
+    pub(crate) debug: cargo_tinynas::firmware::DebugInfo,
     /// The slowest input's latency, in the board's unit.
     pub(crate) latency: u64,
     /// Flash of the bench firmware without its test inputs.
@@ -129,7 +131,7 @@ pub(crate) struct ProjectRun {
 }
 
 /// Runs the model (`bytes`, already checked against the project) on `board` as the firmware
-/// would: built with the firmware's `opt-level`, on up to `images` images of the data set's test
+/// would: built with the firmware's `opt-level` and `debug`, on up to `images` images of the data set's test
 /// split (random images when the project has none), every output compared with the host's.
 /// `None`: there is no board (QEMU missing, or no debug probe), said on stderr.
 pub(crate) fn run_in_project(
@@ -167,12 +169,14 @@ pub(crate) fn run_in_project(
     }
     // Built as the firmware is, as `search` measured it.
     let (opt_level, _) = p.opt_level()?;
+    let (debug, _) = p.debug_info()?;
     let opts = cargo_tinynas::bench::Options {
         inputs: inputs.len(),
         seed: 1,
         per_layer: false,
         trace: false,
         opt_level,
+        debug,
         ..Default::default()
     };
     let input_bytes: u64 = inputs.iter().map(|i| i.len() as u64).sum();
@@ -205,6 +209,7 @@ pub(crate) fn run_in_project(
         outcome,
         source,
         opt_level,
+        debug,
         latency,
         flash,
         link_note: p.link_note(),

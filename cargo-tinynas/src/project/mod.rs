@@ -384,6 +384,34 @@ impl Project {
         ))
     }
 
+    /// The `debug` this firmware's release build uses, and where that comes from, as cargo
+    /// decides it: a `-C debuginfo=` in the rustflags, else `CARGO_PROFILE_RELEASE_DEBUG`, else
+    /// `[profile.release]` of `.cargo/config.toml`, else of the workspace's root manifest, else
+    /// none (cargo's default). The bench firmware of `search`, `verify` and `generate --measure`
+    /// is built with it: LLVM emits slightly other code with debug info, and rustc needs more
+    /// memory for it ([`crate::firmware::DebugInfo`]).
+    pub fn debug_info(&self) -> Result<(crate::firmware::DebugInfo, String), ProjectError> {
+        let parse = |value: String, from: String| {
+            crate::firmware::DebugInfo::parse(&value)
+                .map(|d| (d, from.clone()))
+                .ok_or_else(|| {
+                    ProjectError::Package(format!(
+                        "debug {value} in {from} is not one of true, false, 0, 1, 2, \"none\", \"line-directives-only\", \"line-tables-only\", \"limited\", \"full\": fix it there (cargo would refuse it too)"
+                    ))
+                })
+        };
+        if let Some(v) = config::rustflags_debuginfo(&self.cargo.rustflags, &self.env_rustflags()) {
+            return parse(v, "the rustflags (-C debuginfo)".into());
+        }
+        if let Some((v, from)) = self.release_setting("debug") {
+            return parse(v, from);
+        }
+        Ok((
+            crate::firmware::DebugInfo::None,
+            "cargo's default for release builds".into(),
+        ))
+    }
+
     /// `[profile.release] KEY` as cargo decides it (below any rustflags): the environment's
     /// `CARGO_PROFILE_RELEASE_<KEY>`, else `.cargo/config.toml`'s `[profile.release]`, else the
     /// workspace's root manifest's. The value as written (`3`, `"s"`, `true`) and where it is.
@@ -411,18 +439,17 @@ impl Project {
     /// Where this firmware's release build compiles the model differently from the bench
     /// firmware that measured it: the bench is built with `lto = true` and `codegen-units = 1`
     /// (the code size it measures assumes them; cargo's release default is `lto = false` with 16
-    /// codegen units) and `debug = true` (cargo's default is `false`: the debug info stays on the
-    /// host, but LLVM emits slightly other code without it, the example's model at `s` 0.56 %
-    /// fewer instructions and 8 bytes more flash). A line saying what to add, or `None` where the
-    /// firmware sets all three as the bench does. Read where cargo reads them:
-    /// `CARGO_PROFILE_RELEASE_LTO` / `_CODEGEN_UNITS` / `_DEBUG`, `.cargo/config.toml`'s
-    /// `[profile.release]`, the workspace's root manifest's.
+    /// codegen units); its `opt-level` and `debug` are the firmware's own ([`Self::opt_level`],
+    /// [`Self::debug_info`]). A line saying what to add, or `None` where the firmware sets both
+    /// as the bench does. Read where cargo reads them: `CARGO_PROFILE_RELEASE_LTO` /
+    /// `_CODEGEN_UNITS`, `.cargo/config.toml`'s `[profile.release]`, the workspace's root
+    /// manifest's.
     pub fn link_note(&self) -> Option<String> {
         let read = |key: &str| {
             self.release_setting(key)
                 .map(|(v, _)| v.trim().trim_matches('"').to_ascii_lowercase())
         };
-        let (lto, units, debug) = (read("lto"), read("codegen-units"), read("debug"));
+        let (lto, units) = (read("lto"), read("codegen-units"));
         let has = |v: &Option<String>, default: &str| {
             v.clone()
                 .map_or(format!("{default} (cargo's default)"), |v| v)
@@ -438,11 +465,6 @@ impl Project {
                 "codegen-units = 1",
                 format!("codegen-units = {}", has(&units, "16")),
                 units.as_deref() == Some("1"),
-            ),
-            (
-                "debug = true",
-                format!("debug = {}", has(&debug, "false")),
-                matches!(debug.as_deref(), Some("true" | "2" | "full")),
             ),
         ];
         if settings.iter().all(|s| s.2) {
@@ -462,7 +484,7 @@ impl Project {
                 .collect(),
         );
         Some(format!(
-            "the bench firmware that measures the model is built with {bench}; this firmware's [profile.release] has {firmware}: set {set} there for the same code (otherwise the model takes other flash and time than measured; debug info costs no flash)"
+            "the bench firmware that measures the model is built with {bench}; this firmware's [profile.release] has {firmware}: set {set} there for the same code (otherwise the model takes other flash and time than measured)"
         ))
     }
 
@@ -835,22 +857,34 @@ mod tests {
             let old = std::fs::read_to_string(&path).unwrap();
             std::fs::write(&path, format!("{old}\n{text}")).unwrap();
         };
-        says("built with lto = true, codegen-units = 1 and debug = true; this firmware's [profile.release] has lto = false (cargo's default), codegen-units = 16 (cargo's default) and debug = false (cargo's default): set lto = true, codegen-units = 1 and debug = true there");
+        // The bench takes the firmware's own `debug`: cargo's default, none, until it says.
+        use crate::firmware::DebugInfo;
+        let debug = || load().debug_info().unwrap().0;
+        assert_eq!(debug(), DebugInfo::None);
+        says("built with lto = true and codegen-units = 1; this firmware's [profile.release] has lto = false (cargo's default) and codegen-units = 16 (cargo's default): set lto = true and codegen-units = 1 there");
         append(
             "Cargo.toml",
             "[profile.release]\nlto = \"thin\"\ncodegen-units = 1\ndebug = 2\n",
         );
-        says("has lto = thin, codegen-units = 1 and debug = 2: set lto = true there");
+        says("has lto = thin and codegen-units = 1: set lto = true there");
+        assert_eq!(debug(), DebugInfo::Full);
         // `.cargo/config.toml`'s profile wins over the manifest's.
         append(
             ".cargo/config.toml",
             "[profile.release]\nlto = \"fat\"\ndebug = \"limited\"\n",
         );
-        says("debug = limited: set debug = true there");
+        assert_eq!(load().link_note(), None);
+        assert_eq!(debug(), DebugInfo::Limited);
         let path = dir.join(".cargo/config.toml");
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replace("\"limited\"", "\"full\"")).unwrap();
-        assert_eq!(load().link_note(), None);
+        std::fs::write(&path, text.replace("\"limited\"", "\"lots\"")).unwrap();
+        let e = load().debug_info().unwrap_err().to_string();
+        assert!(
+            e.contains("debug \"lots\"") && e.contains("config.toml"),
+            "{e}"
+        );
+        std::fs::write(&path, text.replace("\"limited\"", "false")).unwrap();
+        assert_eq!(debug(), DebugInfo::None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -271,9 +271,10 @@ impl Searcher<'_> {
         name: &str,
         opts: &crate::bench::Options,
     ) -> Result<OnBoard, SearchError> {
-        // Built as the firmware is: with its opt-level.
+        // Built as the firmware is: with its opt-level and debug info.
         let opts = crate::bench::Options {
             opt_level: self.s.opt_level,
+            debug: self.s.debug,
             ..opts.clone()
         };
         match crate::bench::run(bytes, self.board, &opts, &self.s.firmware_cache, |_| {}) {
@@ -308,7 +309,7 @@ impl Searcher<'_> {
             let _ = predict::Table::merge_into_cache(
                 &self.s.firmware_cache,
                 &t.board,
-                self.s.opt_level,
+                (self.s.opt_level, self.s.debug),
                 rows,
                 sizes.as_ref(),
             );

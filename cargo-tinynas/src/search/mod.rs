@@ -124,6 +124,9 @@ pub struct Settings {
     /// The firmware's `opt-level` ([`crate::project::Project::opt_level`]): every bench firmware
     /// is built with it (part of the fingerprint when it is not 3).
     pub opt_level: crate::firmware::OptLevel,
+    /// The firmware's `debug` ([`crate::project::Project::debug_info`]): every bench firmware is
+    /// built with it (part of the fingerprint when it is not full).
+    pub debug: crate::firmware::DebugInfo,
 }
 
 /// How each candidate is trained for its proxy epochs: Adam at 1e-3, batch 16, constant rate, no
@@ -373,8 +376,8 @@ pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
         env!("CARGO_PKG_VERSION"),
         env!("TINYNAS_FIRMWARE_SOURCES"),
     );
-    // Only an ablation and an opt-level other than 3 add to it: the journals of full searches at
-    // opt-level 3 keep their fingerprints.
+    // Only an ablation, an opt-level other than 3 and debug info other than full add to it: the
+    // journals of full searches at opt-level 3 with full debug info keep their fingerprints.
     let text = if s.evolve_without == Without::default() {
         text
     } else {
@@ -384,6 +387,11 @@ pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
         text
     } else {
         format!("{text}|opt-level {}", s.opt_level.name())
+    };
+    let text = if s.debug == crate::firmware::DebugInfo::Full {
+        text
+    } else {
+        format!("{text}|debug {}", s.debug.toml())
     };
     crate::hash::fnv1a(text.as_bytes())
 }
@@ -525,6 +533,7 @@ pub fn run(
                     &s.firmware_cache,
                     &board.name(),
                     s.opt_level,
+                    s.debug,
                 )),
                 true,
             ),
@@ -658,12 +667,13 @@ mod tests {
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
     }
 
-    /// A search whose bench firmware is built at another opt-level measures other figures: it
-    /// gets a journal of its own; at 3 the key is what it was before the opt-level was read.
+    /// A search whose bench firmware is built at another opt-level or debug info measures other
+    /// figures: it gets a journal of its own; at 3 with full debug info the key is what it was
+    /// before either was read.
     #[test]
     fn the_journal_key_covers_the_opt_level() {
-        use crate::firmware::OptLevel;
-        let at = |opt_level| Settings {
+        use crate::firmware::{DebugInfo, OptLevel};
+        let at = |(opt_level, debug)| Settings {
             strategy: Strategy::NanoNas,
             data: PathBuf::from("data"),
             input: ImageShape { h: 28, w: 28, c: 1 },
@@ -686,13 +696,23 @@ mod tests {
             time_budget: None,
             evolve_without: Without::default(),
             opt_level,
+            debug,
         };
         let key = |o| fingerprint(&at(o), 7, "qemu-m4 cortex-m4");
-        let keys = [OptLevel::O3, OptLevel::S, OptLevel::Z, OptLevel::O2].map(key);
+        let full = DebugInfo::Full;
+        let keys = [
+            (OptLevel::O3, full),
+            (OptLevel::S, full),
+            (OptLevel::Z, full),
+            (OptLevel::O2, full),
+            (OptLevel::O3, DebugInfo::None),
+            (OptLevel::O3, DebugInfo::Limited),
+        ]
+        .map(key);
         for (i, k) in keys.iter().enumerate() {
             assert!(!keys[..i].contains(k), "{keys:?}");
         }
-        assert_eq!(key(OptLevel::O3), key(OptLevel::O3));
+        assert_eq!(key((OptLevel::O3, full)), key((OptLevel::O3, full)));
     }
 
     /// The evolve space: every random or mutated network names itself in a form that parses back,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tinynas_model::lower::{Kernel, Program, Step};
 use tinynas_model::Model;
 
-use crate::firmware::OptLevel;
+use crate::firmware::{DebugInfo, OptLevel};
 
 /// One measured kernel call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,8 +211,8 @@ fn nonnegative_face(rows: &[&Row], m: &[[f64; 3]; 3], v: &[f64; 3]) -> Option<[f
 }
 
 impl Table {
-    /// The table file of `board` in `cache`, for firmware built at `opt`.
-    pub fn path(cache: &Path, board: &str, opt: OptLevel) -> PathBuf {
+    /// The table file of `board` in `cache`, for firmware built at `opt` with `debug`.
+    pub fn path(cache: &Path, board: &str, opt: OptLevel, debug: DebugInfo) -> PathBuf {
         // `taps`: rows count the kernel's MACs, padded taps included (older tables counted
         // MACs in bounds only, and are not mixed in). The firmware sources' id: other kernels
         // take other times (say, a depthwise layer's last channels in a group of four). The
@@ -222,18 +222,24 @@ impl Table {
             OptLevel::O3 => String::new(),
             o => format!("-opt{}", o.name()),
         };
+        // The debug info (but full's, whose name predates it): LLVM emits slightly other code
+        // with it.
+        let debug = match debug {
+            DebugInfo::Full => String::new(),
+            d => format!("-debug-{}", d.toml().trim_matches('"')),
+        };
         cache.join("latency").join(format!(
-            "{board}-report{}-taps-{}-{}{opt}.json",
+            "{board}-report{}-taps-{}-{}{opt}{debug}.json",
             crate::report::VERSION,
             env!("CARGO_PKG_VERSION"),
             env!("TINYNAS_FIRMWARE_SOURCES")
         ))
     }
 
-    /// Reads the board's table for firmware built at `opt` from the cache (empty if there is
-    /// none or it cannot be read).
-    pub fn load(cache: &Path, board: &str, opt: OptLevel) -> Self {
-        Self::read(&Self::path(cache, board, opt))
+    /// Reads the board's table for firmware built at `opt` with `debug` from the cache (empty if
+    /// there is none or it cannot be read).
+    pub fn load(cache: &Path, board: &str, opt: OptLevel, debug: DebugInfo) -> Self {
+        Self::read(&Self::path(cache, board, opt, debug))
             .filter(|t| t.board == board)
             .unwrap_or(Table {
                 board: board.to_string(),
@@ -245,16 +251,16 @@ impl Table {
     pub fn merge_into_cache(
         cache: &Path,
         board: &str,
-        opt: OptLevel,
+        (opt, debug): (OptLevel, DebugInfo),
         rows: &[Row],
         sizes: Option<&Sizes>,
     ) -> std::io::Result<()> {
-        let mut t = Self::load(cache, board, opt);
+        let mut t = Self::load(cache, board, opt, debug);
         t.extend(rows);
         if let Some(z) = sizes {
             t.add_sizes(z.clone());
         }
-        t.write(&Self::path(cache, board, opt))
+        t.write(&Self::path(cache, board, opt, debug))
     }
 
     /// Adds a measured firmware's sizes, unless the table has them already.
@@ -537,8 +543,9 @@ mod tests {
         }
     }
 
-    /// Firmware built at another opt-level takes other times and other code: each opt-level has
-    /// a table file of its own in the cache, 3's under the name it had before.
+    /// Firmware built at another opt-level or debug info takes other times and other code: each
+    /// has a table file of its own in the cache, 3's with full debug info under the name it had
+    /// before.
     #[test]
     fn each_opt_level_has_its_own_table() {
         let dir = std::env::temp_dir().join(format!("tinynas-table-{}", std::process::id()));
@@ -548,16 +555,29 @@ mod tests {
             outputs: 100,
             latency,
         };
-        Table::merge_into_cache(&dir, "qemu-m4", OptLevel::O3, &[row(3000)], None).unwrap();
-        Table::merge_into_cache(&dir, "qemu-m4", OptLevel::S, &[row(3300)], None).unwrap();
-        let at = |o| Table::load(&dir, "qemu-m4", o).rows;
+        let full = DebugInfo::Full;
+        Table::merge_into_cache(&dir, "qemu-m4", (OptLevel::O3, full), &[row(3000)], None).unwrap();
+        Table::merge_into_cache(&dir, "qemu-m4", (OptLevel::S, full), &[row(3300)], None).unwrap();
+        let none = (OptLevel::O3, DebugInfo::None);
+        Table::merge_into_cache(&dir, "qemu-m4", none, &[row(2990)], None).unwrap();
+        let at = |o| Table::load(&dir, "qemu-m4", o, full).rows;
         assert_eq!(at(OptLevel::O3), vec![row(3000)]);
         assert_eq!(at(OptLevel::S), vec![row(3300)]);
         assert!(at(OptLevel::Z).is_empty());
+        // Without debug info the same kernels are other code: a table of its own.
+        let rows = Table::load(&dir, "qemu-m4", OptLevel::O3, DebugInfo::None).rows;
+        assert_eq!(rows, vec![row(2990)]);
         let name = |o| {
-            let p = Table::path(&dir, "qemu-m4", o);
+            let p = Table::path(&dir, "qemu-m4", o, full);
             p.file_name().unwrap().to_string_lossy().into_owned()
         };
+        let p = Table::path(&dir, "qemu-m4", OptLevel::S, DebugInfo::LineTablesOnly);
+        assert!(p.ends_with(format!(
+            "latency/qemu-m4-report{}-taps-{}-{}-opts-debug-line-tables-only.json",
+            crate::report::VERSION,
+            env!("CARGO_PKG_VERSION"),
+            env!("TINYNAS_FIRMWARE_SOURCES")
+        )));
         assert!(name(OptLevel::O3).ends_with(&format!("{}.json", env!("TINYNAS_FIRMWARE_SOURCES"))));
         assert!(
             name(OptLevel::S).ends_with("-opts.json"),
