@@ -25,10 +25,8 @@ pub struct Options {
     pub trace: bool,
     /// A buffer of this many bytes added to the stack around the model (for testing).
     pub extra_stack_bytes: usize,
-    /// The firmware's `opt-level`.
-    pub opt_level: crate::firmware::OptLevel,
-    /// The firmware's `debug`.
-    pub debug: crate::firmware::DebugInfo,
+    /// The firmware's `opt-level` and `debug`.
+    pub profile: crate::firmware::Profile,
 }
 
 impl Default for Options {
@@ -39,8 +37,7 @@ impl Default for Options {
             per_layer: false,
             trace: false,
             extra_stack_bytes: 0,
-            opt_level: crate::firmware::OptLevel::default(),
-            debug: crate::firmware::DebugInfo::default(),
+            profile: crate::firmware::Profile::default(),
         }
     }
 }
@@ -183,8 +180,7 @@ pub fn run_with_inputs(
         per_layer: opts.per_layer && !opts.trace,
         trace: opts.trace,
         extra_stack_bytes: opts.extra_stack_bytes,
-        opt_level: opts.opt_level,
-        debug: opts.debug,
+        profile: opts.profile,
     };
     progress(&format!(
         "building the bench firmware for {} ({})",
@@ -311,8 +307,8 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "board": m.board,
         "core": m.core,
         "target": o.firmware.target,
-        "opt_level": o.firmware.opt_level.name(),
-        "debug": o.firmware.debug.toml().trim_matches('"'),
+        "opt_level": o.firmware.profile.opt_level.name(),
+        "debug": o.firmware.profile.debug.name(),
         // For people who want to disassemble or profile it (benchmarks/profile-firmware.py).
         "firmware": o.firmware.elf,
         "latency_unit": unit,
@@ -360,11 +356,12 @@ pub fn table(o: &Outcome) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "board {} ({}, {}, opt-level {}); latency in {unit}{}",
+        "board {} ({}, {}, opt-level {}, debug {}); latency in {unit}{}",
         m.board,
         m.core,
         o.firmware.target,
-        o.firmware.opt_level.name(),
+        o.firmware.profile.opt_level.name(),
+        o.firmware.profile.debug.name(),
         if unit == "instructions" {
             " executed (emulator: not cycles)"
         } else {

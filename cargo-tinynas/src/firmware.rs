@@ -44,13 +44,13 @@ pub struct Spec<'a> {
     /// A buffer of this many bytes on the stack around the model call (0: none): for testing the
     /// stack measurement.
     pub extra_stack_bytes: usize,
-    pub opt_level: OptLevel,
-    pub debug: DebugInfo,
+    pub profile: Profile,
 }
 
 /// The `opt-level` of the bench firmware's release profile: your firmware's, since it trades code
 /// size against speed (person_detect on qemu-m4: `3` 28.5 KB of code, `s` 18.1 KB for 10 % more
-/// instructions). `search` and `verify` read the project's (`Project::opt_level`).
+/// instructions). `search`, `verify` and `generate --measure` read the project's
+/// (`Project::profile`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OptLevel {
     #[value(name = "0")]
@@ -105,7 +105,7 @@ impl OptLevel {
 /// the host, but LLVM emits slightly other code with it (the example's model at `s`: 0.56 % fewer
 /// instructions and 8 bytes more flash with `debug = true`), and rustc needs more memory for it
 /// (a bench firmware of a 78,797-byte model: 203.8 MiB with `true`, 146.2 MiB without).
-/// `search`, `verify` and `generate --measure` read the project's (`Project::debug_info`).
+/// `search`, `verify` and `generate --measure` read the project's (`Project::profile`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DebugInfo {
     None,
@@ -128,6 +128,11 @@ impl DebugInfo {
         }
     }
 
+    /// As `cargo tinynas bench --debug` takes it and the JSON reports say it (`true`, `limited`).
+    pub fn name(self) -> &'static str {
+        self.toml().trim_matches('"')
+    }
+
     /// A Cargo `debug` as written in a profile (`true`, `2`, `"full"`, `"limited"`, ...) or in
     /// `CARGO_PROFILE_RELEASE_DEBUG`; `None` for anything else.
     pub fn parse(v: &str) -> Option<DebugInfo> {
@@ -139,6 +144,44 @@ impl DebugInfo {
             "true" | "2" | "full" => DebugInfo::Full,
             _ => return None,
         })
+    }
+}
+
+/// The settings of the firmware's release profile that change the code the bench measures, so
+/// that the bench firmware is built with the firmware's own (`Project::profile`). Each takes other
+/// times and other code: the latency tables and search journals are kept per profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Profile {
+    pub opt_level: OptLevel,
+    pub debug: DebugInfo,
+}
+
+impl Profile {
+    /// What this profile adds to a name that holds figures (a latency table's file name): nothing
+    /// at opt-level 3 with full debug info, whose names predate the profile, else `-opt<level>`
+    /// and `-debug-<debug>` for what differs from those.
+    pub fn suffix(self) -> String {
+        let mut s = String::new();
+        if self.opt_level != OptLevel::O3 {
+            s.push_str(&format!("-opt{}", self.opt_level.name()));
+        }
+        if self.debug != DebugInfo::Full {
+            s.push_str(&format!("-debug-{}", self.debug.name()));
+        }
+        s
+    }
+
+    /// The same for a search's journal fingerprint text: `|opt-level <level>` and
+    /// `|debug <as in toml>` for what differs from opt-level 3 with full debug info.
+    pub fn fingerprint(self) -> String {
+        let mut s = String::new();
+        if self.opt_level != OptLevel::O3 {
+            s.push_str(&format!("|opt-level {}", self.opt_level.name()));
+        }
+        if self.debug != DebugInfo::Full {
+            s.push_str(&format!("|debug {}", self.debug.toml()));
+        }
+        s
     }
 }
 
@@ -155,8 +198,8 @@ pub struct Firmware {
     pub traced: usize,
     pub arena_bytes: usize,
     pub target: &'static str,
-    pub opt_level: OptLevel,
-    pub debug: DebugInfo,
+    /// What it was built with.
+    pub profile: Profile,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -255,8 +298,8 @@ fn render_templates(
         tool_version => env!("CARGO_PKG_VERSION"),
         package => package,
         runtime_path => runtime.display().to_string(),
-        opt_level => spec.opt_level.toml(),
-        debug => spec.debug.toml(),
+        opt_level => spec.profile.opt_level.toml(),
+        debug => spec.profile.debug.toml(),
         memory_comment => format!("Memory of {}", m.source),
         flash_origin => hex_addr(m.flash_origin),
         flash_length => m.flash_length,
@@ -482,8 +525,7 @@ pub fn build(spec: &Spec<'_>, cache: &Path) -> Result<Firmware, FirmwareError> {
         traced: if spec.trace { program.steps.len() } else { 0 },
         arena_bytes: program.plan.arena_bytes,
         target: spec.target,
-        opt_level: spec.opt_level,
-        debug: spec.debug,
+        profile: spec.profile,
     })
 }
 

@@ -59,13 +59,13 @@ pub struct Card {
 impl Card {
     /// The model card of a search's final model: its architecture and accuracies, the data set
     /// (`data` as the project names it, its classes and fingerprint) and the figures measured on
-    /// the board today, built at `opt_level` with `debug`.
+    /// the board today, built with `profile`.
     pub fn of_search(
         o: &crate::search::Outcome,
         data: &Path,
         core: &str,
         clock_hz: Option<u64>,
-        (opt_level, debug): (crate::firmware::OptLevel, crate::firmware::DebugInfo),
+        profile: crate::firmware::Profile,
     ) -> Self {
         let f = &o.final_entry;
         Card {
@@ -83,8 +83,8 @@ impl Card {
                 board: m.board.clone(),
                 core: core.to_string(),
                 date: today(),
-                opt_level: opt_level.name().to_string(),
-                debug: debug.toml().to_string(),
+                opt_level: profile.opt_level.name().to_string(),
+                debug: profile.debug.toml().to_string(),
                 latency: m.latency,
                 unit: m.unit.clone(),
                 latency_ms: clock_hz

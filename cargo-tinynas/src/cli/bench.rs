@@ -144,8 +144,10 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
         per_layer: a.per_layer,
         trace: a.trace,
         extra_stack_bytes: 0,
-        opt_level: a.opt_level,
-        debug: a.debug,
+        profile: cargo_tinynas::firmware::Profile {
+            opt_level: a.opt_level,
+            debug: a.debug,
+        },
     };
     let human = a.message_format == MessageFormat::Human;
     let progress = |msg: &str| {

@@ -92,18 +92,20 @@ pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
         let latency_ms = budgets
             .clock_hz
             .map(|hz| cargo_tinynas::project::latency_at_clock(run.latency, hz, unit));
+        let profile = run.outcome.firmware.profile;
         measured_json = serde_json::json!({
-            "board": m.board, "inputs": run.source, "opt_level": run.opt_level.name(),
-            "debug": run.debug.toml().trim_matches('"'), "latency": run.latency, "unit": unit, "latency_ms": latency_ms,
+            "board": m.board, "inputs": run.source, "opt_level": profile.opt_level.name(),
+            "debug": profile.debug.name(), "latency": run.latency, "unit": unit, "latency_ms": latency_ms,
             "peak_sram_bytes": m.peak_sram_bytes(), "flash_bytes": run.flash, "over_budget": over,
             "link_note": run.link_note,
         });
         if !json {
             eprintln!(
-                "measured on {} ({}, opt-level {}): latency {} {unit}{}, peak SRAM {} bytes, flash {} bytes; outputs equal the host's",
+                "measured on {} ({}, opt-level {}, debug {}): latency {} {unit}{}, peak SRAM {} bytes, flash {} bytes; outputs equal the host's",
                 m.board,
                 run.source,
-                run.opt_level.name(),
+                profile.opt_level.name(),
+                profile.debug.name(),
                 run.latency,
                 latency_ms.as_ref().map_or(String::new(), |ms| format!(" ({ms})")),
                 m.peak_sram_bytes(),
@@ -117,8 +119,8 @@ pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
             board: m.board.clone(),
             core: board.core(),
             date: generate::today(),
-            opt_level: run.opt_level.name().to_string(),
-            debug: run.debug.toml().to_string(),
+            opt_level: profile.opt_level.name().to_string(),
+            debug: profile.debug.toml().to_string(),
             latency: run.latency,
             unit: unit.to_string(),
             latency_ms,

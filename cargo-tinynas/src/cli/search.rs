@@ -128,8 +128,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
     }
     let mut board = a.target.open_board(&p, a.timeout)?;
     let budgets = p.budgets(&board.memory())?;
-    let (opt_level, opt_from) = p.opt_level()?;
-    let (debug, debug_from) = p.debug_info()?;
+    let (profile, profile_from) = p.profile()?;
     let link_note = p.link_note();
     let settings = search::Settings {
         strategy: strategy_kind,
@@ -156,8 +155,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             seeds: a.evolve_without.contains(&EvolvePart::Seeds),
             families: a.evolve_without.contains(&EvolvePart::Families),
         },
-        opt_level,
-        debug,
+        profile,
     };
     if !json {
         let how = match strategy_kind {
@@ -176,11 +174,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             ),
         };
         eprintln!("searching for {} on {} ({how})", p.name, board.name());
-        eprintln!(
-            "  bench firmware built as this firmware's release build: opt-level {} ({opt_from}), debug = {} ({debug_from})",
-            opt_level.name(),
-            debug.toml()
-        );
+        eprintln!("  bench firmware built as this firmware's release build: {profile_from}");
         if let Some(n) = &link_note {
             eprintln!("  note: {n}");
         }
@@ -225,7 +219,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             if json {
                 out!(
                     "{}",
-                    serde_json::json!({"reason": "search-started", "journal": journal, "resumed": resumed, "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes, "opt_level": opt_level.name(), "debug": debug.toml().trim_matches('"'), "link_note": link_note})
+                    serde_json::json!({"reason": "search-started", "journal": journal, "resumed": resumed, "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes, "opt_level": profile.opt_level.name(), "debug": profile.debug.name(), "link_note": link_note})
                 );
             } else {
                 eprintln!(
@@ -379,7 +373,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             &data,
             &board.core(),
             clock,
-            (settings.opt_level, settings.debug),
+            settings.profile,
         );
         Some(cargo_tinynas::generate::generate(
             &p.dir.join(&name),

@@ -40,10 +40,10 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
     else {
         return Ok(exit_codes::NO_BOARD);
     };
-    let (outcome, source, opt_level, latency, flash) = (
+    let (outcome, source, profile, latency, flash) = (
         &run.outcome,
         &run.source,
-        run.opt_level,
+        run.outcome.firmware.profile,
         run.latency,
         run.flash,
     );
@@ -60,7 +60,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         out!(
             "{}",
             serde_json::json!({
-                "reason": "verify", "crate": name, "board": m.board, "inputs": source, "opt_level": opt_level.name(), "debug": run.debug.toml().trim_matches('"'),
+                "reason": "verify", "crate": name, "board": m.board, "inputs": source, "opt_level": profile.opt_level.name(), "debug": profile.debug.name(),
                 "outputs_match_host": outcome.outputs_match(), "mismatches": outcome.mismatches.len(),
                 "latency": latency, "unit": m.unit.name(), "latency_ms": budgets.ms(latency), "clock_hz": budgets.clock_hz,
                 "peak_sram_bytes": m.peak_sram_bytes(), "flash_bytes": flash,
@@ -70,9 +70,10 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         );
     } else {
         eprintln!(
-            "{name} on {}: {source}, built at opt-level {}",
+            "{name} on {}: {source}, built at opt-level {}, debug {}",
             m.board,
-            opt_level.name()
+            profile.opt_level.name(),
+            profile.debug.name()
         );
         if let Some(n) = &run.link_note {
             eprintln!("  note: {n}");
@@ -117,10 +118,6 @@ pub(crate) struct ProjectRun {
     pub(crate) outcome: cargo_tinynas::bench::Outcome,
     /// Where the inputs came from (`8 test images of data`, `random images`).
     pub(crate) source: String,
-    /// The firmware's release `opt-level`, which the bench firmware was built with.
-    pub(crate) opt_level: cargo_tinynas::firmware::OptLevel,
-    /// The firmware's release `debug`, which the bench firmware was built with.
-    pub(crate) debug: cargo_tinynas::firmware::DebugInfo,
     /// The slowest input's latency, in the board's unit.
     pub(crate) latency: u64,
     /// Flash of the bench firmware without its test inputs.
@@ -131,8 +128,9 @@ pub(crate) struct ProjectRun {
 }
 
 /// Runs the model (`bytes`, already checked against the project) on `board` as the firmware
-/// would: built with the firmware's `opt-level` and `debug`, on up to `images` images of the data set's test
-/// split (random images when the project has none), every output compared with the host's.
+/// would: built with the firmware's release profile (`outcome.firmware.profile`), on up to
+/// `images` images of the data set's test split (random images when the project has none),
+/// every output compared with the host's.
 /// `None`: there is no board (QEMU missing, or no debug probe), said on stderr.
 pub(crate) fn run_in_project(
     p: &cargo_tinynas::project::Project,
@@ -168,15 +166,12 @@ pub(crate) fn run_in_project(
         }
     }
     // Built as the firmware is, as `search` measured it.
-    let (opt_level, _) = p.opt_level()?;
-    let (debug, _) = p.debug_info()?;
     let opts = cargo_tinynas::bench::Options {
         inputs: inputs.len(),
         seed: 1,
         per_layer: false,
         trace: false,
-        opt_level,
-        debug,
+        profile: p.profile()?.0,
         ..Default::default()
     };
     let input_bytes: u64 = inputs.iter().map(|i| i.len() as u64).sum();
@@ -208,8 +203,6 @@ pub(crate) fn run_in_project(
     Ok(Some(ProjectRun {
         outcome,
         source,
-        opt_level,
-        debug,
         latency,
         flash,
         link_note: p.link_note(),

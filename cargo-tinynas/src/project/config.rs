@@ -234,21 +234,15 @@ pub fn release_setting(v: &toml::Value, key: &str) -> Option<String> {
         .map(|o| o.to_string())
 }
 
-/// The last `-C opt-level=` of `rustflags` then `env_flags` (as the last one wins for rustc).
-pub fn rustflags_opt_level(rustflags: &[String], env_flags: &str) -> Option<String> {
-    rustflags_codegen(rustflags, env_flags, "opt-level")
-}
-
-/// The last `-C debuginfo=` of `rustflags` then `env_flags`.
-pub fn rustflags_debuginfo(rustflags: &[String], env_flags: &str) -> Option<String> {
-    rustflags_codegen(rustflags, env_flags, "debuginfo")
-}
-
-/// The last `-C KEY=VALUE`'s value of `rustflags` then `env_flags`.
-fn rustflags_codegen(rustflags: &[String], env_flags: &str, key: &str) -> Option<String> {
+/// The last `-C KEY=VALUE`'s value of `rustflags` then `env_flags` (the last one wins for rustc);
+/// for `debuginfo`, `-g` too (rustc's `-C debuginfo=2`).
+pub fn rustflags_codegen(rustflags: &[String], env_flags: &str, key: &str) -> Option<String> {
     codegen_options(rustflags, env_flags)
         .into_iter()
-        .filter_map(|o| o.strip_prefix(key)?.strip_prefix('='))
+        .filter_map(|o| match o {
+            "-g" if key == "debuginfo" => Some("2"),
+            o => o.strip_prefix(key)?.strip_prefix('='),
+        })
         .next_back()
         .map(str::to_string)
 }

@@ -354,62 +354,77 @@ impl Project {
         config::target_cpu(&self.cargo.rustflags, &env)
     }
 
-    /// The `opt-level` this firmware's release build uses, and where that comes from, as cargo
-    /// decides it: a `-C opt-level=` in the rustflags (`.cargo/config.toml`, `RUSTFLAGS`), else
-    /// `CARGO_PROFILE_RELEASE_OPT_LEVEL`, else `[profile.release]` of `.cargo/config.toml`, else of
-    /// the workspace's root manifest, else 3 (cargo's default). The bench firmware of `search`
-    /// and `verify` is built with it, so their figures are the firmware's (the example's model on
-    /// qemu-m4: 550,040 instructions at `s`, 395,360 at 3). Per-package overrides
-    /// (`[profile.release.package.NAME]`) are not read.
-    pub fn opt_level(&self) -> Result<(crate::firmware::OptLevel, String), ProjectError> {
-        let bad = |value: &str, from: &str| {
-            ProjectError::Package(format!(
-            "opt-level {value} in {from} is not one of 0, 1, 2, 3, \"s\", \"z\": fix it there (cargo would refuse it too)"
-        ))
-        };
-        let parse = |value: String, from: String| {
-            crate::firmware::OptLevel::parse(&value)
-                .map(|o| (o, from.clone()))
-                .ok_or_else(|| bad(&value, &from))
-        };
-        if let Some(v) = config::rustflags_opt_level(&self.cargo.rustflags, &self.env_rustflags()) {
-            return parse(v, "the rustflags (-C opt-level)".into());
-        }
-        if let Some((v, from)) = self.release_setting("opt-level") {
-            return parse(v, from);
-        }
+    /// The release profile this firmware is built with, as far as it changes the code the bench
+    /// measures ([`crate::firmware::Profile`]): the bench firmware of `search`, `verify` and
+    /// `generate --measure` is built with it, so their figures are the firmware's. With a line
+    /// saying where each setting comes from.
+    pub fn profile(&self) -> Result<(crate::firmware::Profile, String), ProjectError> {
+        let (opt_level, opt_from) = self.opt_level()?;
+        let (debug, debug_from) = self.debug_info()?;
         Ok((
-            crate::firmware::OptLevel::O3,
-            "cargo's default for release builds".into(),
+            crate::firmware::Profile { opt_level, debug },
+            format!(
+                "opt-level {} ({opt_from}), debug = {} ({debug_from})",
+                opt_level.name(),
+                debug.toml()
+            ),
         ))
     }
 
+    /// The `opt-level` this firmware's release build uses, and where that comes from, as cargo
+    /// decides it ([`Self::codegen_setting`]; 3 by default): at `s` the example's model on
+    /// qemu-m4 runs 550,040 instructions, at 3 395,360.
+    pub fn opt_level(&self) -> Result<(crate::firmware::OptLevel, String), ProjectError> {
+        self.codegen_setting(
+            "opt-level",
+            "opt-level",
+            crate::firmware::OptLevel::parse,
+            "0, 1, 2, 3, \"s\", \"z\"",
+            crate::firmware::OptLevel::O3,
+        )
+    }
+
     /// The `debug` this firmware's release build uses, and where that comes from, as cargo
-    /// decides it: a `-C debuginfo=` in the rustflags, else `CARGO_PROFILE_RELEASE_DEBUG`, else
-    /// `[profile.release]` of `.cargo/config.toml`, else of the workspace's root manifest, else
-    /// none (cargo's default). The bench firmware of `search`, `verify` and `generate --measure`
-    /// is built with it: LLVM emits slightly other code with debug info, and rustc needs more
-    /// memory for it ([`crate::firmware::DebugInfo`]).
+    /// decides it ([`Self::codegen_setting`]; none by default): LLVM emits slightly other code
+    /// with debug info, and rustc needs more memory for it ([`crate::firmware::DebugInfo`]).
     pub fn debug_info(&self) -> Result<(crate::firmware::DebugInfo, String), ProjectError> {
-        let parse = |value: String, from: String| {
-            crate::firmware::DebugInfo::parse(&value)
-                .map(|d| (d, from.clone()))
-                .ok_or_else(|| {
-                    ProjectError::Package(format!(
-                        "debug {value} in {from} is not one of true, false, 0, 1, 2, \"none\", \"line-directives-only\", \"line-tables-only\", \"limited\", \"full\": fix it there (cargo would refuse it too)"
-                    ))
-                })
-        };
-        if let Some(v) = config::rustflags_debuginfo(&self.cargo.rustflags, &self.env_rustflags()) {
-            return parse(v, "the rustflags (-C debuginfo)".into());
-        }
-        if let Some((v, from)) = self.release_setting("debug") {
-            return parse(v, from);
-        }
-        Ok((
+        self.codegen_setting(
+            "debug",
+            "debuginfo",
+            crate::firmware::DebugInfo::parse,
+            "true, false, 0, 1, 2, \"none\", \"line-directives-only\", \"line-tables-only\", \"limited\", \"full\"",
             crate::firmware::DebugInfo::None,
-            "cargo's default for release builds".into(),
-        ))
+        )
+    }
+
+    /// A release profile setting `key` as cargo decides it, and where it comes from: its rustc
+    /// codegen option `-C <flag>=` in the rustflags (`.cargo/config.toml`, `RUSTFLAGS`), else
+    /// `CARGO_PROFILE_RELEASE_<KEY>`, else `[profile.release]` of `.cargo/config.toml`, else of
+    /// the workspace's root manifest, else `default` (cargo's). A value `parse` refuses is an
+    /// error naming where it is and the values cargo takes (`allowed`). Per-package overrides
+    /// (`[profile.release.package.NAME]`) are not read.
+    fn codegen_setting<T>(
+        &self,
+        key: &str,
+        flag: &str,
+        parse: fn(&str) -> Option<T>,
+        allowed: &str,
+        default: T,
+    ) -> Result<(T, String), ProjectError> {
+        let found =
+            match config::rustflags_codegen(&self.cargo.rustflags, &self.env_rustflags(), flag) {
+                Some(v) => Some((v, format!("the rustflags (-C {flag})"))),
+                None => self.release_setting(key),
+            };
+        let Some((value, from)) = found else {
+            return Ok((default, "cargo's default for release builds".into()));
+        };
+        match parse(&value) {
+            Some(v) => Ok((v, from)),
+            None => Err(ProjectError::Package(format!(
+                "{key} {value} in {from} is not one of {allowed}: fix it there (cargo would refuse it too)"
+            ))),
+        }
     }
 
     /// `[profile.release] KEY` as cargo decides it (below any rustflags): the environment's
@@ -439,11 +454,10 @@ impl Project {
     /// Where this firmware's release build compiles the model differently from the bench
     /// firmware that measured it: the bench is built with `lto = true` and `codegen-units = 1`
     /// (the code size it measures assumes them; cargo's release default is `lto = false` with 16
-    /// codegen units); its `opt-level` and `debug` are the firmware's own ([`Self::opt_level`],
-    /// [`Self::debug_info`]). A line saying what to add, or `None` where the firmware sets both
-    /// as the bench does. Read where cargo reads them: `CARGO_PROFILE_RELEASE_LTO` /
-    /// `_CODEGEN_UNITS`, `.cargo/config.toml`'s `[profile.release]`, the workspace's root
-    /// manifest's.
+    /// codegen units); its `opt-level` and `debug` are the firmware's own ([`Self::profile`]). A
+    /// line saying what to add, or `None` where the firmware sets both as the bench does. Read
+    /// where cargo reads them: `CARGO_PROFILE_RELEASE_LTO` / `_CODEGEN_UNITS`,
+    /// `.cargo/config.toml`'s `[profile.release]`, the workspace's root manifest's.
     pub fn link_note(&self) -> Option<String> {
         let read = |key: &str| {
             self.release_setting(key)
@@ -843,10 +857,12 @@ mod tests {
             "CARGO_PROFILE_RELEASE_LTO",
             "CARGO_PROFILE_RELEASE_CODEGEN_UNITS",
             "CARGO_PROFILE_RELEASE_DEBUG",
+            "RUSTFLAGS",
         ]) {
             return;
         }
         let dir = project_dir("link", "");
+        let base = std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap();
         let load = || Project::load(Some(&dir.join("Cargo.toml")), None).unwrap();
         let says = |want: &str| {
             let note = load().link_note().unwrap();
@@ -884,7 +900,23 @@ mod tests {
             "{e}"
         );
         std::fs::write(&path, text.replace("\"limited\"", "false")).unwrap();
-        assert_eq!(debug(), DebugInfo::None);
+        let (profile, from) = load().profile().unwrap();
+        assert_eq!(profile.debug, DebugInfo::None);
+        assert!(
+            from.contains("debug = false (") && from.contains("config.toml"),
+            "{from}"
+        );
+        // `-g` in the rustflags is rustc's `-C debuginfo=2`, and wins over the profile.
+        std::fs::write(
+            &path,
+            format!("{base}rustflags = [\"-g\"]\n\n[profile.release]\ndebug = false\n"),
+        )
+        .unwrap();
+        let (d, from) = load().debug_info().unwrap();
+        assert_eq!(
+            (d, from.as_str()),
+            (DebugInfo::Full, "the rustflags (-C debuginfo)")
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -273,8 +273,7 @@ impl Searcher<'_> {
     ) -> Result<OnBoard, SearchError> {
         // Built as the firmware is: with its opt-level and debug info.
         let opts = crate::bench::Options {
-            opt_level: self.s.opt_level,
-            debug: self.s.debug,
+            profile: self.s.profile,
             ..opts.clone()
         };
         match crate::bench::run(bytes, self.board, &opts, &self.s.firmware_cache, |_| {}) {
@@ -309,7 +308,7 @@ impl Searcher<'_> {
             let _ = predict::Table::merge_into_cache(
                 &self.s.firmware_cache,
                 &t.board,
-                (self.s.opt_level, self.s.debug),
+                self.s.profile,
                 rows,
                 sizes.as_ref(),
             );

@@ -121,12 +121,9 @@ pub struct Settings {
     pub time_budget: Option<std::time::Duration>,
     /// `evolve` without some of its parts (an ablation; part of the fingerprint when set).
     pub evolve_without: Without,
-    /// The firmware's `opt-level` ([`crate::project::Project::opt_level`]): every bench firmware
-    /// is built with it (part of the fingerprint when it is not 3).
-    pub opt_level: crate::firmware::OptLevel,
-    /// The firmware's `debug` ([`crate::project::Project::debug_info`]): every bench firmware is
-    /// built with it (part of the fingerprint when it is not full).
-    pub debug: crate::firmware::DebugInfo,
+    /// The firmware's `opt-level` and `debug` ([`crate::project::Project::profile`]): every
+    /// bench firmware is built with them (part of the fingerprint where they are not 3 and full).
+    pub profile: crate::firmware::Profile,
 }
 
 /// How each candidate is trained for its proxy epochs: Adam at 1e-3, batch 16, constant rate, no
@@ -383,16 +380,7 @@ pub fn fingerprint(s: &Settings, data_fingerprint: u64, board: &str) -> u64 {
     } else {
         format!("{text}|without {:?}", s.evolve_without)
     };
-    let text = if s.opt_level == crate::firmware::OptLevel::O3 {
-        text
-    } else {
-        format!("{text}|opt-level {}", s.opt_level.name())
-    };
-    let text = if s.debug == crate::firmware::DebugInfo::Full {
-        text
-    } else {
-        format!("{text}|debug {}", s.debug.toml())
-    };
+    let text = format!("{text}{}", s.profile.fingerprint());
     crate::hash::fnv1a(text.as_bytes())
 }
 
@@ -532,8 +520,7 @@ pub fn run(
                 Some(predict::Table::load(
                     &s.firmware_cache,
                     &board.name(),
-                    s.opt_level,
-                    s.debug,
+                    s.profile,
                 )),
                 true,
             ),
@@ -672,7 +659,7 @@ mod tests {
     /// before either was read.
     #[test]
     fn the_journal_key_covers_the_opt_level() {
-        use crate::firmware::{DebugInfo, OptLevel};
+        use crate::firmware::{DebugInfo, OptLevel, Profile};
         let at = |(opt_level, debug)| Settings {
             strategy: Strategy::NanoNas,
             data: PathBuf::from("data"),
@@ -695,8 +682,7 @@ mod tests {
             firmware_cache: PathBuf::from("cache"),
             time_budget: None,
             evolve_without: Without::default(),
-            opt_level,
-            debug,
+            profile: Profile { opt_level, debug },
         };
         let key = |o| fingerprint(&at(o), 7, "qemu-m4 cortex-m4");
         let full = DebugInfo::Full;

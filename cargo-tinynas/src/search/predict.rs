@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tinynas_model::lower::{Kernel, Program, Step};
 use tinynas_model::Model;
 
-use crate::firmware::{DebugInfo, OptLevel};
+use crate::firmware::Profile;
 
 /// One measured kernel call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,35 +211,27 @@ fn nonnegative_face(rows: &[&Row], m: &[[f64; 3]; 3], v: &[f64; 3]) -> Option<[f
 }
 
 impl Table {
-    /// The table file of `board` in `cache`, for firmware built at `opt` with `debug`.
-    pub fn path(cache: &Path, board: &str, opt: OptLevel, debug: DebugInfo) -> PathBuf {
+    /// The table file of `board` in `cache`, for firmware built with `profile`.
+    pub fn path(cache: &Path, board: &str, profile: Profile) -> PathBuf {
         // `taps`: rows count the kernel's MACs, padded taps included (older tables counted
         // MACs in bounds only, and are not mixed in). The firmware sources' id: other kernels
         // take other times (say, a depthwise layer's last channels in a group of four). The
-        // opt-level (but 3's, whose name predates it): at `s` the same kernels take other times
-        // and less code (person_detect on qemu-m4: 10 % more instructions, 10 KB less code).
-        let opt = match opt {
-            OptLevel::O3 => String::new(),
-            o => format!("-opt{}", o.name()),
-        };
-        // The debug info (but full's, whose name predates it): LLVM emits slightly other code
-        // with it.
-        let debug = match debug {
-            DebugInfo::Full => String::new(),
-            d => format!("-debug-{}", d.toml().trim_matches('"')),
-        };
+        // profile (but opt-level 3 with full debug info, whose name predates it): at `s` the same
+        // kernels take other times and less code (person_detect on qemu-m4: 10 % more
+        // instructions, 10 KB less code), and LLVM emits slightly other code without debug info.
         cache.join("latency").join(format!(
-            "{board}-report{}-taps-{}-{}{opt}{debug}.json",
+            "{board}-report{}-taps-{}-{}{}.json",
             crate::report::VERSION,
             env!("CARGO_PKG_VERSION"),
-            env!("TINYNAS_FIRMWARE_SOURCES")
+            env!("TINYNAS_FIRMWARE_SOURCES"),
+            profile.suffix()
         ))
     }
 
-    /// Reads the board's table for firmware built at `opt` with `debug` from the cache (empty if
-    /// there is none or it cannot be read).
-    pub fn load(cache: &Path, board: &str, opt: OptLevel, debug: DebugInfo) -> Self {
-        Self::read(&Self::path(cache, board, opt, debug))
+    /// Reads the board's table for firmware built with `profile` from the cache (empty if there
+    /// is none or it cannot be read).
+    pub fn load(cache: &Path, board: &str, profile: Profile) -> Self {
+        Self::read(&Self::path(cache, board, profile))
             .filter(|t| t.board == board)
             .unwrap_or(Table {
                 board: board.to_string(),
@@ -247,20 +239,21 @@ impl Table {
             })
     }
 
-    /// Adds rows and a firmware's sizes to the board's table in the cache.
+    /// Adds rows and a firmware's sizes to the board's table (for firmware built with `profile`)
+    /// in the cache.
     pub fn merge_into_cache(
         cache: &Path,
         board: &str,
-        (opt, debug): (OptLevel, DebugInfo),
+        profile: Profile,
         rows: &[Row],
         sizes: Option<&Sizes>,
     ) -> std::io::Result<()> {
-        let mut t = Self::load(cache, board, opt, debug);
+        let mut t = Self::load(cache, board, profile);
         t.extend(rows);
         if let Some(z) = sizes {
             t.add_sizes(z.clone());
         }
-        t.write(&Self::path(cache, board, opt, debug))
+        t.write(&Self::path(cache, board, profile))
     }
 
     /// Adds a measured firmware's sizes, unless the table has them already.
@@ -548,6 +541,7 @@ mod tests {
     /// before.
     #[test]
     fn each_opt_level_has_its_own_table() {
+        use crate::firmware::{DebugInfo, OptLevel};
         let dir = std::env::temp_dir().join(format!("tinynas-table-{}", std::process::id()));
         let row = |latency| Row {
             kind: "conv3x3s1".into(),
@@ -555,23 +549,23 @@ mod tests {
             outputs: 100,
             latency,
         };
-        let full = DebugInfo::Full;
-        Table::merge_into_cache(&dir, "qemu-m4", (OptLevel::O3, full), &[row(3000)], None).unwrap();
-        Table::merge_into_cache(&dir, "qemu-m4", (OptLevel::S, full), &[row(3300)], None).unwrap();
-        let none = (OptLevel::O3, DebugInfo::None);
+        let at = |opt_level, debug| Profile { opt_level, debug };
+        let full = |o| at(o, DebugInfo::Full);
+        Table::merge_into_cache(&dir, "qemu-m4", full(OptLevel::O3), &[row(3000)], None).unwrap();
+        Table::merge_into_cache(&dir, "qemu-m4", full(OptLevel::S), &[row(3300)], None).unwrap();
+        let none = at(OptLevel::O3, DebugInfo::None);
         Table::merge_into_cache(&dir, "qemu-m4", none, &[row(2990)], None).unwrap();
-        let at = |o| Table::load(&dir, "qemu-m4", o, full).rows;
-        assert_eq!(at(OptLevel::O3), vec![row(3000)]);
-        assert_eq!(at(OptLevel::S), vec![row(3300)]);
-        assert!(at(OptLevel::Z).is_empty());
+        let rows = |o| Table::load(&dir, "qemu-m4", full(o)).rows;
+        assert_eq!(rows(OptLevel::O3), vec![row(3000)]);
+        assert_eq!(rows(OptLevel::S), vec![row(3300)]);
+        assert!(rows(OptLevel::Z).is_empty());
         // Without debug info the same kernels are other code: a table of its own.
-        let rows = Table::load(&dir, "qemu-m4", OptLevel::O3, DebugInfo::None).rows;
-        assert_eq!(rows, vec![row(2990)]);
+        assert_eq!(Table::load(&dir, "qemu-m4", none).rows, vec![row(2990)]);
         let name = |o| {
-            let p = Table::path(&dir, "qemu-m4", o, full);
+            let p = Table::path(&dir, "qemu-m4", full(o));
             p.file_name().unwrap().to_string_lossy().into_owned()
         };
-        let p = Table::path(&dir, "qemu-m4", OptLevel::S, DebugInfo::LineTablesOnly);
+        let p = Table::path(&dir, "qemu-m4", at(OptLevel::S, DebugInfo::LineTablesOnly));
         assert!(p.ends_with(format!(
             "latency/qemu-m4-report{}-taps-{}-{}-opts-debug-line-tables-only.json",
             crate::report::VERSION,
