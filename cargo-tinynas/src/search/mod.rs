@@ -699,6 +699,15 @@ mod tests {
             assert!(!keys[..i].contains(k), "{keys:?}");
         }
         assert_eq!(key((OptLevel::O3, full)), key((OptLevel::O3, full)));
+        // The texts the journals of earlier versions were keyed with, kept.
+        let text = |opt_level, debug| Profile { opt_level, debug }.fingerprint();
+        assert_eq!(text(OptLevel::O3, full), "");
+        assert_eq!(text(OptLevel::S, full), "|opt-level s");
+        assert_eq!(text(OptLevel::O3, DebugInfo::None), "|debug false");
+        assert_eq!(
+            text(OptLevel::Z, DebugInfo::Limited),
+            "|opt-level z|debug \"limited\""
+        );
     }
 
     /// The evolve space: every random or mutated network names itself in a form that parses back,
