@@ -372,8 +372,9 @@ impl Project {
     }
 
     /// The `opt-level` this firmware's release build uses, and where that comes from, as cargo
-    /// decides it ([`Self::codegen_setting`]; 3 by default): at `s` the example's model on
-    /// qemu-m4 runs 550,040 instructions, at 3 395,360.
+    /// decides it: `-C opt-level=` in the rustflags, else `CARGO_PROFILE_RELEASE_OPT_LEVEL`, else
+    /// `[profile.release]` of `.cargo/config.toml`, else of the root manifest, else 3. At `s` the
+    /// example's model on qemu-m4 runs 550,040 instructions, at 3 395,360.
     pub fn opt_level(&self) -> Result<(crate::firmware::OptLevel, String), ProjectError> {
         self.codegen_setting(
             "opt-level",
@@ -385,8 +386,10 @@ impl Project {
     }
 
     /// The `debug` this firmware's release build uses, and where that comes from, as cargo
-    /// decides it ([`Self::codegen_setting`]; none by default): LLVM emits slightly other code
-    /// with debug info, and rustc needs more memory for it ([`crate::firmware::DebugInfo`]).
+    /// decides it: `-C debuginfo=` or `-g` in the rustflags, else `CARGO_PROFILE_RELEASE_DEBUG`,
+    /// else `[profile.release]` of `.cargo/config.toml`, else of the root manifest, else none.
+    /// LLVM emits slightly other code with debug info, and rustc needs more memory for it
+    /// ([`crate::firmware::DebugInfo`]).
     pub fn debug_info(&self) -> Result<(crate::firmware::DebugInfo, String), ProjectError> {
         self.codegen_setting(
             "debug",
