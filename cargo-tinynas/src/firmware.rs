@@ -133,8 +133,36 @@ impl DebugInfo {
         self.toml().trim_matches('"')
     }
 
+    /// Every value [`DebugInfo::parse`] takes, as cargo takes them, bare (`limited`).
+    pub const ACCEPTED: [&'static str; 10] = [
+        "true",
+        "false",
+        "0",
+        "1",
+        "2",
+        "none",
+        "line-directives-only",
+        "line-tables-only",
+        "limited",
+        "full",
+    ];
+
+    /// [`DebugInfo::ACCEPTED`] as a list for an error message: bare as `--debug` takes them, or
+    /// as a profile writes them (`toml`: the names quoted, `"limited"`).
+    pub fn accepted(toml: bool) -> String {
+        let quote = |v: &str| {
+            if toml && v.parse::<u8>().is_err() && v != "true" && v != "false" {
+                format!("\"{v}\"")
+            } else {
+                v.to_string()
+            }
+        };
+        DebugInfo::ACCEPTED.map(quote).join(", ")
+    }
+
     /// A Cargo `debug` as written in a profile (`true`, `2`, `"full"`, `"limited"`, ...) or in
-    /// `CARGO_PROFILE_RELEASE_DEBUG`; `None` for anything else.
+    /// `CARGO_PROFILE_RELEASE_DEBUG`; `None` for anything else (what it takes:
+    /// [`DebugInfo::ACCEPTED`]).
     pub fn parse(v: &str) -> Option<DebugInfo> {
         Some(match v.trim().trim_matches(|c| c == '"' || c == '\'') {
             "false" | "0" | "none" => DebugInfo::None,
@@ -154,6 +182,18 @@ impl DebugInfo {
 pub struct Profile {
     pub opt_level: OptLevel,
     pub debug: DebugInfo,
+}
+
+/// As a model card and a report say it: `opt_level` by its name (`3`, `s`), `debug` as a
+/// profile writes it (`true`, `"limited"`).
+impl serde::Serialize for Profile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut m = s.serialize_struct("Profile", 2)?;
+        m.serialize_field("opt_level", self.opt_level.name())?;
+        m.serialize_field("debug", self.debug.toml())?;
+        m.end()
+    }
 }
 
 impl Profile {
@@ -537,4 +577,33 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), FirmwareError> {
     // Two benches (or parallel tests) may write the same project at once: each renames a
     // complete file of its own into place, and the contents are the same.
     crate::fsutil::write_atomic(path, bytes).map_err(io(format!("cannot write {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_debug_value_said_accepted_is_taken_and_the_card_says_the_profile_as_cargo_does() {
+        for v in DebugInfo::ACCEPTED {
+            assert!(DebugInfo::parse(v).is_some(), "{v}");
+        }
+        // As a profile writes them: the names quoted (parse takes those too), numbers and
+        // booleans bare.
+        let toml = DebugInfo::accepted(true);
+        assert!(toml.starts_with("true, false, 0, 1, 2, \"none\""), "{toml}");
+        for v in toml.split(", ") {
+            assert!(DebugInfo::parse(v).is_some(), "{v}");
+        }
+        assert!(DebugInfo::accepted(false).contains(", limited,"));
+        assert!(DebugInfo::parse("yes").is_none());
+        let p = Profile {
+            opt_level: OptLevel::S,
+            debug: DebugInfo::Limited,
+        };
+        assert_eq!(
+            serde_json::to_value(p).unwrap(),
+            serde_json::json!({"opt_level": "s", "debug": "\"limited\""})
+        );
+    }
 }

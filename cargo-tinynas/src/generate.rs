@@ -25,11 +25,10 @@ pub struct Measured {
     /// The core the board runs (`Cortex-M0 (Armv6-M code on an MPS2 AN385)`).
     pub core: String,
     pub date: String,
-    /// The `opt-level` the bench firmware was built with: the firmware's (`3`, `s`).
-    pub opt_level: String,
-    /// The `debug` the bench firmware was built with, as a profile writes it: the firmware's
-    /// (`true`, `false`, `"limited"`).
-    pub debug: String,
+    /// The profile the bench firmware was built with: the firmware's. The card says it as
+    /// `opt_level` (`3`, `s`) and `debug` as a profile writes it (`true`, `"limited"`).
+    #[serde(flatten)]
+    pub profile: crate::firmware::Profile,
     pub latency: u64,
     /// "cycles" or "instructions".
     pub unit: String,
@@ -83,8 +82,7 @@ impl Card {
                 board: m.board.clone(),
                 core: core.to_string(),
                 date: today(),
-                opt_level: profile.opt_level.name().to_string(),
-                debug: profile.debug.toml().to_string(),
+                profile,
                 latency: m.latency,
                 unit: m.unit.clone(),
                 latency_ms: clock_hz
@@ -606,8 +604,7 @@ mod tests {
             board: "qemu-m4".into(),
             core: "Cortex-M4F".into(),
             date: date.into(),
-            opt_level: "3".into(),
-            debug: "true".into(),
+            profile: crate::firmware::Profile::default(),
             latency,
             unit: "instructions".into(),
             latency_ms: Some("0.010 ms at 100 MHz, one instruction per cycle".into()),

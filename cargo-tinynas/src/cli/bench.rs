@@ -189,6 +189,9 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
 /// `--debug` as a Cargo profile's `debug` is written.
 fn parse_debug(v: &str) -> Result<cargo_tinynas::firmware::DebugInfo, String> {
     cargo_tinynas::firmware::DebugInfo::parse(v).ok_or_else(|| {
-        format!("{v:?}: give one of true, false, 0, 1, 2, none, limited, full, line-tables-only, line-directives-only")
+        format!(
+            "{v:?}: give one of {}",
+            cargo_tinynas::firmware::DebugInfo::accepted(false)
+        )
     })
 }

@@ -395,7 +395,7 @@ impl Project {
             "debug",
             "debuginfo",
             crate::firmware::DebugInfo::parse,
-            "true, false, 0, 1, 2, \"none\", \"line-directives-only\", \"line-tables-only\", \"limited\", \"full\"",
+            &crate::firmware::DebugInfo::accepted(true),
             crate::firmware::DebugInfo::None,
         )
     }
