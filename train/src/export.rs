@@ -179,10 +179,12 @@ pub(crate) fn stages(net: &Net) -> Result<Vec<(Stage, usize)>, String> {
                 ));
                 i += 1;
             }
-            other => {
+            _ => {
+                // Named, not printed with its weights (a layer's Debug holds all of them).
+                let name = net.layer_names().swap_remove(i);
                 return Err(format!(
-                    "the exporter cannot place layer {i} ({other:?}) on its own"
-                ))
+                    "the exporter cannot place layer {i} ({name}) on its own"
+                ));
             }
         }
     }

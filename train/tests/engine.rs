@@ -120,3 +120,22 @@ fn a_read_error_reaches_the_caller_with_its_message() {
     let e = evaluate(&mut net, &mut data, &[0, 1, 99], 4).unwrap_err();
     assert_eq!(e.to_string(), "image 99 of 8 does not exist");
 }
+
+/// A layer the exporter cannot fold (a batch norm with no convolution before it) is named in the
+/// error, not printed with its parameters.
+#[test]
+fn an_unexportable_layer_is_named_in_the_error() {
+    let mut data = Bars::new(8);
+    let mut net = Net::new(Arch::NanoNas { k: 4, c: 1 }, data.shape(), 2, 1).unwrap();
+    net.layers
+        .insert(0, Box::new(tinynas_train::layers::BatchNorm::new(1)));
+    let labels = vec!["top".to_string(), "bottom".to_string()];
+    let e = export(&mut net, &mut data, &[0, 1], labels)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cannot place layer 0 (batch norm) on its own"),
+        "{e}"
+    );
+    assert!(e.len() < 200, "{e}");
+}
