@@ -170,8 +170,8 @@ fn used_taps(k: usize, pad: usize, out: usize, stride: usize, size: usize) -> (u
 /// layer computes the same bytes with fewer multiply-accumulates (the kernels multiply the
 /// padding too, their bias folded over the whole kernel) and fewer weights in flash. It cuts
 /// where the input is smaller than the kernel's reach: a 5x5 layer on a 2x2 map is a 3x3 one
-/// (the STM32L151 search's winner had one: 404,400 instructions on qemu-m3 for 21,216 MACs in
-/// bounds), any layer on a 1x1 map is a 1x1 one. The same dims for every other layer.
+/// (searches pick such layers, which then spent most of their time on padding), any layer on a
+/// 1x1 map is a 1x1 one. The same dims for every other layer.
 pub fn crop(d: &ConvDims) -> ConvDims {
     let (y0, y1) = used_taps(d.k_h, d.pad_top, d.out_h, d.stride, d.in_h);
     let (x0, x1) = used_taps(d.k_w, d.pad_left, d.out_w, d.stride, d.in_w);
