@@ -484,8 +484,15 @@ impl Project {
                 units.as_deref() == Some("1"),
             ),
         ];
+        let overrides = self.package_overrides();
+        let overrides_note = (!overrides.is_empty()).then(|| {
+            format!(
+                "{}: the bench firmware builds the model and the kernels with [profile.release]'s settings alone, so it measures other code than this firmware runs (remove the override for the figures to hold)",
+                overrides.join("; ")
+            )
+        });
         if settings.iter().all(|s| s.2) {
-            return None;
+            return overrides_note;
         }
         let list = |items: Vec<String>| match items.split_last() {
             Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
@@ -500,9 +507,70 @@ impl Project {
                 .map(|s| s.0.to_string())
                 .collect(),
         );
-        Some(format!(
+        let note = format!(
             "the bench firmware that measures the model is built with {bench}; this firmware's [profile.release] has {firmware}: set {set} there for the same code (otherwise the model takes other flash and time than measured)"
-        ))
+        );
+        Some(match overrides_note {
+            Some(o) => format!("{note}; also, {o}"),
+            None => note,
+        })
+    }
+
+    /// The per-package overrides of the release profile (`[profile.release.package.<name>]`)
+    /// that change the code of the packages holding the model's code (the generated crate, the
+    /// runtime, the kernels, or `"*"`: every dependency), each as `[profile.release.package.NAME]
+    /// KEY = VALUE (where)`, read in `.cargo/config.toml` and the workspace's root manifest. The
+    /// bench firmware does not reproduce them.
+    fn package_overrides(&self) -> Vec<String> {
+        const CODE_KEYS: [&str; 5] = [
+            "opt-level",
+            "debug",
+            "codegen-units",
+            "overflow-checks",
+            "debug-assertions",
+        ];
+        let crate_name = self.crate_name();
+        let packages = [
+            "*",
+            crate_name.as_str(),
+            "tinynas-runtime",
+            "tinynas-kernels",
+        ];
+        let mut out = Vec::new();
+        let mut read = |release: Option<&toml::Value>, from: &Path| {
+            let Some(table) = release
+                .and_then(|r| r.get("package"))
+                .and_then(|p| p.as_table())
+            else {
+                return;
+            };
+            for (name, settings) in table {
+                if !packages.contains(&name.as_str()) {
+                    continue;
+                }
+                for key in CODE_KEYS {
+                    if let Some(v) = settings.get(key) {
+                        out.push(format!(
+                            "[profile.release.package.{}] {key} = {v} ({})",
+                            if name == "*" { "\"*\"" } else { name },
+                            from.display()
+                        ));
+                    }
+                }
+            }
+        };
+        if let Some(path) = &self.cargo.path {
+            read(self.cargo.release_profile.as_ref(), path);
+        }
+        let manifest = std::fs::read_to_string(&self.workspace_manifest)
+            .ok()
+            .and_then(|t| toml::from_str::<toml::Value>(&t).ok());
+        let release = manifest
+            .as_ref()
+            .and_then(|v| v.get("profile"))
+            .and_then(|p| p.get("release"));
+        read(release, &self.workspace_manifest);
+        out
     }
 
     fn env_rustflags(&self) -> String {
@@ -894,6 +962,36 @@ mod tests {
         );
         assert_eq!(load().link_note(), None);
         assert_eq!(debug(), DebugInfo::Limited);
+        // A per-package override of the runtime's or the model crate's code is said too; one of
+        // another package is not.
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        append(
+            "Cargo.toml",
+            "[profile.release.package.tinynas-runtime]\nopt-level = 3\n[profile.release.package.serde]\nopt-level = 3\n",
+        );
+        append(
+            ".cargo/config.toml",
+            "[profile.release.package.\"*\"]\ndebug = false\n",
+        );
+        let note = load().link_note().unwrap();
+        assert!(
+            note.starts_with("[profile.release.package.tinynas-runtime] opt-level = 3 (")
+                || note.starts_with("[profile.release.package.\"*\"] debug = false ("),
+            "{note}"
+        );
+        for want in [
+            "[profile.release.package.tinynas-runtime] opt-level = 3 (",
+            "[profile.release.package.\"*\"] debug = false (",
+            "measures other code than this firmware runs",
+        ] {
+            assert!(note.contains(want), "{want}: {note}");
+        }
+        assert!(!note.contains("serde"), "{note}");
+        std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+        let config = std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap();
+        let config = config.replace("[profile.release.package.\"*\"]\ndebug = false\n", "");
+        std::fs::write(dir.join(".cargo/config.toml"), config).unwrap();
+        assert_eq!(load().link_note(), None);
         let path = dir.join(".cargo/config.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace("\"limited\"", "\"lots\"")).unwrap();
