@@ -184,18 +184,6 @@ pub struct Profile {
     pub debug: DebugInfo,
 }
 
-/// As a model card and a report say it: `opt_level` by its name (`3`, `s`), `debug` as a
-/// profile writes it (`true`, `"limited"`).
-impl serde::Serialize for Profile {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut m = s.serialize_struct("Profile", 2)?;
-        m.serialize_field("opt_level", self.opt_level.name())?;
-        m.serialize_field("debug", self.debug.toml())?;
-        m.end()
-    }
-}
-
 impl Profile {
     /// What this profile adds to a name that holds figures (a latency table's file name): nothing
     /// at opt-level 3 with full debug info, whose names predate the profile, else `-opt<level>`
@@ -584,7 +572,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_debug_value_said_accepted_is_taken_and_the_card_says_the_profile_as_cargo_does() {
+    fn every_debug_value_said_accepted_is_taken() {
         for v in DebugInfo::ACCEPTED {
             assert!(DebugInfo::parse(v).is_some(), "{v}");
         }
@@ -597,13 +585,5 @@ mod tests {
         }
         assert!(DebugInfo::accepted(false).contains(", limited,"));
         assert!(DebugInfo::parse("yes").is_none());
-        let p = Profile {
-            opt_level: OptLevel::S,
-            debug: DebugInfo::Limited,
-        };
-        assert_eq!(
-            serde_json::to_value(p).unwrap(),
-            serde_json::json!({"opt_level": "s", "debug": "\"limited\""})
-        );
     }
 }

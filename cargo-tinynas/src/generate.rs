@@ -27,7 +27,7 @@ pub struct Measured {
     pub date: String,
     /// The profile the bench firmware was built with: the firmware's. The card says it as
     /// `opt_level` (`3`, `s`) and `debug` as a profile writes it (`true`, `"limited"`).
-    #[serde(flatten)]
+    #[serde(flatten, serialize_with = "profile_fields")]
     pub profile: crate::firmware::Profile,
     pub latency: u64,
     /// "cycles" or "instructions".
@@ -38,6 +38,19 @@ pub struct Measured {
     pub peak_sram: u64,
     pub flash: u64,
     pub outputs: String,
+}
+
+/// The card's `opt_level` (its name: `3`, `s`) and `debug` (as a profile writes it: `true`,
+/// `"limited"`, which the card quotes as a line of `[profile.release]`).
+fn profile_fields<S: serde::Serializer>(
+    p: &crate::firmware::Profile,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut m = s.serialize_struct("Profile", 2)?;
+    m.serialize_field("opt_level", p.opt_level.name())?;
+    m.serialize_field("debug", p.debug.toml())?;
+    m.end()
 }
 
 /// What the model card says besides what the model file holds.
@@ -612,6 +625,20 @@ mod tests {
             flash: 20000,
             outputs: "device == host, bit for bit".into(),
         };
+        // The card reads the profile as `opt_level` and `debug` (as a profile writes it).
+        let built = Measured {
+            profile: crate::firmware::Profile {
+                opt_level: crate::firmware::OptLevel::S,
+                debug: crate::firmware::DebugInfo::Limited,
+            },
+            ..measured("2026-01-01", 1)
+        };
+        let v = serde_json::to_value(&built).unwrap();
+        assert_eq!(
+            (&v["opt_level"], &v["debug"]),
+            (&"s".into(), &"\"limited\"".into())
+        );
+        assert!(v.get("profile").is_none(), "{v}");
         let dated = |date: &str, latency| Card {
             measured: Some(measured(date, latency)),
             ..card.clone()
