@@ -181,7 +181,7 @@ pub(crate) fn stages(net: &Net) -> Result<Vec<(Stage, usize)>, String> {
             }
             _ => {
                 // Named, not printed with its weights (a layer's Debug holds all of them).
-                let name = net.layer_names().swap_remove(i);
+                let name = net.layer_names().get(i).cloned().unwrap_or_default();
                 return Err(format!(
                     "the exporter cannot place layer {i} ({name}) on its own"
                 ));
