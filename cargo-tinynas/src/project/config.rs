@@ -219,19 +219,16 @@ pub fn cargo_config(dir: &Path) -> Result<CargoConfig, ConfigError> {
                 runner_chip,
                 path: Some(path),
                 rustflags,
-                release_profile: v.get("profile").and_then(|p| p.get("release")).cloned(),
+                release_profile: release_profile(&v),
             });
         }
     }
     Ok(CargoConfig::default())
 }
 
-/// `[profile.release] KEY` of a Cargo manifest or config, as written (`3`, `"s"`, `true`).
-pub fn release_setting(v: &toml::Value, key: &str) -> Option<String> {
-    v.get("profile")?
-        .get("release")?
-        .get(key)
-        .map(|o| o.to_string())
+/// The `[profile.release]` table of a Cargo manifest or config.
+pub fn release_profile(v: &toml::Value) -> Option<toml::Value> {
+    v.get("profile")?.get("release").cloned()
 }
 
 /// The last `-C KEY=VALUE`'s value of `rustflags` then `env_flags` (the last one wins for rustc);

@@ -448,10 +448,18 @@ impl Project {
                 format!("{} [profile.release]", path.display()),
             ));
         }
+        let v = self.manifest_release_profile()?.get(key)?.to_string();
+        Some((
+            v,
+            format!("{} [profile.release]", self.workspace_manifest.display()),
+        ))
+    }
+
+    /// The workspace's root manifest's `[profile.release]`, read each time it is asked for (a few
+    /// times a command); none where the manifest does not parse.
+    fn manifest_release_profile(&self) -> Option<toml::Value> {
         let text = std::fs::read_to_string(&self.workspace_manifest).ok()?;
-        let v = toml::from_str::<toml::Value>(&text).ok()?;
-        let from = format!("{} [profile.release]", self.workspace_manifest.display());
-        config::release_setting(&v, key).map(|o| (o, from))
+        config::release_profile(&toml::from_str::<toml::Value>(&text).ok()?)
     }
 
     /// Where this firmware's release build compiles the model differently from the bench
@@ -564,14 +572,10 @@ impl Project {
         if let Some(path) = &self.cargo.path {
             read(self.cargo.release_profile.as_ref(), path);
         }
-        let manifest = std::fs::read_to_string(&self.workspace_manifest)
-            .ok()
-            .and_then(|t| toml::from_str::<toml::Value>(&t).ok());
-        let release = manifest
-            .as_ref()
-            .and_then(|v| v.get("profile"))
-            .and_then(|p| p.get("release"));
-        read(release, &self.workspace_manifest);
+        read(
+            self.manifest_release_profile().as_ref(),
+            &self.workspace_manifest,
+        );
         out
     }
 
