@@ -98,12 +98,13 @@ fn plan_with(model: &Model, optional: bool) -> Plan {
     };
     let floor = (0..=n).map(|s| live(s, &scratch)).max().unwrap_or(0);
     for i in 0..n - 1 {
-        let extra = if optional {
-            select::optional_scratch_bytes(model, i)
-        } else {
-            0
-        };
-        if extra > 0 && scratch[i] == 0 && live(i + 1, &scratch) + extra <= floor {
+        if !optional || scratch[i] > 0 {
+            continue;
+        }
+        // The largest size that keeps the floor.
+        let room = floor.saturating_sub(live(i + 1, &scratch));
+        let sizes = select::optional_scratch_bytes(model, i);
+        if let Some(&extra) = sizes.iter().find(|&&b| b <= room) {
             scratch[i] = extra;
         }
     }
