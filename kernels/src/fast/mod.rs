@@ -798,6 +798,20 @@ fn depthwise<M: Mac, const GENERAL: bool>(
     scratch: &mut [i8],
     p: &FastConv<'_>,
 ) {
+    // The channel path first, outside `depthwise_q`, so that its stack frame and the other
+    // paths' (the stack blocks) are never live together.
+    let d = p.dims;
+    if M::DW_CHANNELS && d.out_c == d.in_c {
+        let pad = pad_value(&p.quant);
+        let done = if p.narrow {
+            dw_channel::depthwise_channels::<M, true>(input, output, scratch, p, pad)
+        } else {
+            dw_channel::depthwise_channels::<M, false>(input, output, scratch, p, pad)
+        };
+        if done {
+            return;
+        }
+    }
     if p.narrow {
         depthwise_q::<M, true, GENERAL>(input, output, scratch, p);
     } else {
@@ -818,12 +832,6 @@ fn depthwise_q<M: Mac, const SHORT: bool, const GENERAL: bool>(
     let d = p.dims;
     let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
     let mut blocks = DwBlocks::new(pad_value(&p.quant), mult);
-    if M::DW_CHANNELS
-        && mult == 1
-        && dw_channel::depthwise_channels::<M, SHORT>(input, output, scratch, p, blocks.pad)
-    {
-        return;
-    }
     // Behind the group path of a layer that `groups_take` (GENERAL false), the per-pixel work
     // (a channel tail below four, a layer the path refuses after all) is never reached: one
     // small scalar copy keeps it exact without compiling the stack blocks (person_detect on
