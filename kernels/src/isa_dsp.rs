@@ -1245,8 +1245,8 @@ mod imp {
         /// The channel's taps (`taps`: its `k * k` weights as int16, `[ky][kx]`), packed in
         /// pairs for `shape` ([`super::pack_taps`]), its bias and requantisation.
         #[inline(always)]
-        pub fn set(&mut self, shape: (usize, usize), taps: &[i8; 50], bias: i32, rq: &RequantCol) {
-            super::pack_taps(&mut self.ctx.w, shape, taps);
+        pub fn set<const K: usize>(&mut self, taps: &[i8; 50], bias: i32, rq: &RequantCol) {
+            super::pack_taps::<K>(&mut self.ctx.w, taps);
             self.ctx.bias = bias;
             self.ctx.rq = *rq;
         }
@@ -1256,12 +1256,11 @@ mod imp {
         /// into `y[r * y_row + (4 g + i) * stride]`: output row `r`'s kernel row `k` reads the
         /// int16 columns of `x[at[k] + r * row_step..]`. False (nothing written) where `x` or `y`
         /// is too short, there is no row or group, or `shape` (kernel size, stride) is not one the
-        /// assembly has. (One copy, called: each of its loops is about 0.4 KB of code.)
+        /// assembly has (`K` 3 or 5: a copy of its own, called, for each kernel size a model has).
         #[allow(clippy::too_many_arguments)]
         #[inline(never)]
-        pub fn run_requant(
+        pub fn run_requant<const K: usize>(
             &mut self,
-            shape: (usize, usize),
             x: &[i8],
             at: [usize; 5],
             (out_rows, row_step): (usize, usize),
@@ -1269,6 +1268,7 @@ mod imp {
             y: &mut [i8],
             (stride, y_row): (usize, usize),
         ) -> bool {
+            let shape = (K, 1);
             let fit = super::pair_rows_fit(
                 shape,
                 x,
@@ -1329,14 +1329,14 @@ mod imp {
                     }
                 };
             }
-            match shape {
-                (3, 1) => run!(pair_loop_requant!(
+            match K {
+                3 => run!(pair_loop_requant!(
                     "8",
                     pair_row_k3s1!("0", "32"),
                     pair_row_k3s1!("4", "48"),
                     pair_row_k3s1!("8", "64")
                 )),
-                (5, 1) => run!(pair_loop_requant!(
+                5 => run!(pair_loop_requant!(
                     "8",
                     pair_row_k5s1!("0", "32", "40"),
                     pair_row_k5s1!("4", "48", "56"),
@@ -1533,16 +1533,15 @@ mod imp {
             }
         }
 
-        pub fn set(&mut self, shape: (usize, usize), taps: &[i8; 50], bias: i32, rq: &RequantCol) {
-            super::pack_taps(&mut self.w, shape, taps);
+        pub fn set<const K: usize>(&mut self, taps: &[i8; 50], bias: i32, rq: &RequantCol) {
+            super::pack_taps::<K>(&mut self.w, taps);
             self.bias = bias;
             self.rq = *rq;
         }
 
         #[allow(clippy::too_many_arguments)]
-        pub fn run_requant(
+        pub fn run_requant<const K: usize>(
             &mut self,
-            shape: (usize, usize),
             x: &[i8],
             at: [usize; 5],
             (out_rows, row_step): (usize, usize),
@@ -1550,6 +1549,7 @@ mod imp {
             y: &mut [i8],
             (stride, y_row): (usize, usize),
         ) -> bool {
+            let shape = (K, 1);
             let fit = super::pair_rows_fit(
                 shape,
                 x,
@@ -1743,27 +1743,17 @@ pub fn widen_fit(
     (dst_end <= dst_len && src_last < src_len).then_some(skip)
 }
 
-/// A channel's taps (`taps`: `k * k` int16 weights, `[ky][kx]`, as `widen_plane` writes them)
-/// packed in pairs per kernel row for `shape` (see [`pair_rows_fit`]; stride 1): `(w[j], w[j +
-/// 1])` for `j < k - 1`. Entries no shape reads are left as they are; nothing for other shapes.
+/// A channel's taps (`taps`: `K * K` int16 weights, `[ky][kx]`, as `widen_plane` writes them)
+/// packed in pairs per kernel row (see [`pair_rows_fit`]; stride 1): `(w[j], w[j + 1])` for `j <
+/// K - 1`. Entries no shape reads are left as they are. (Every index a constant.)
 #[inline(always)]
-pub fn pack_taps(w: &mut [[u32; 4]; 5], shape: (usize, usize), taps: &[i8; 50]) {
-    match shape {
-        (3, 1) => pack::<3>(w, taps),
-        (5, 1) => pack::<5>(w, taps),
-        _ => {}
-    }
-}
-
-/// [`pack_taps`] for a `K`x`K` kernel: every index is a constant.
-#[inline(always)]
-fn pack<const K: usize>(w: &mut [[u32; 4]; 5], taps: &[i8; 50]) {
+pub fn pack_taps<const K: usize>(w: &mut [[u32; 4]; 5], taps: &[i8; 50]) {
     let word = |t: usize| match taps.get(2 * t..2 * t + 4) {
         Some(&[a, b, c, d]) => u32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
         _ => 0,
     };
     for (ky, row) in w.iter_mut().enumerate().take(K) {
-        for (j, v) in row.iter_mut().enumerate().take(K - 1) {
+        for (j, v) in row.iter_mut().enumerate().take(K.saturating_sub(1)) {
             *v = word(ky * K + j);
         }
     }

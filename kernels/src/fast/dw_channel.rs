@@ -91,10 +91,15 @@ pub(super) fn depthwise_channels<M: Mac, const SHORT: bool>(
     p: &FastConv<'_>,
     pad: i8,
 ) -> bool {
-    // On DSP: the int16 plane and SMLAD (one copy for both kernel sizes).
+    // On DSP: the int16 plane and SMLAD (a copy for each kernel size; the generated code's
+    // layers are statics, so only the sizes a model has are compiled).
     #[cfg(any(tinynas_dsp, test))]
     if M::DW_PAIRS {
-        return pairs::<M, SHORT>(input, output, scratch, p, pad);
+        return match p.dims.k_h {
+            3 => pairs::<M, SHORT, 3>(input, output, scratch, p, pad),
+            5 => pairs::<M, SHORT, 5>(input, output, scratch, p, pad),
+            _ => false,
+        };
     }
     if p.dims.out_h.saturating_mul(p.dims.out_w) < MIN_PIXELS {
         return false;
@@ -286,7 +291,7 @@ fn copy_row(dst: &mut [i8], input: &[i8], d: &ConvDims, r: usize, ch: usize, pad
 /// is short: the group path runs it then.
 #[cfg(any(tinynas_dsp, test))]
 #[inline(never)]
-fn pairs<M: Mac, const SHORT: bool>(
+fn pairs<M: Mac, const SHORT: bool, const K: usize>(
     input: &[i8],
     output: &mut [i8],
     scratch: &mut [i8],
@@ -296,7 +301,7 @@ fn pairs<M: Mac, const SHORT: bool>(
     use super::dw_groups::RequantCol;
     use crate::isa_dsp::{pair_bytes, widen_plane, PairSums};
     let d = p.dims;
-    let (c, k, s) = (d.in_c, d.k_h, d.stride);
+    let (c, k, s) = (d.in_c, K, d.stride);
     let shape = (k, s);
     let (Some(b), Some(wr), Some(rows), Some(len_in), Some(len_out), Some(len_w)) = (
         pair_bytes(shape),
@@ -318,6 +323,7 @@ fn pairs<M: Mac, const SHORT: bool>(
     // the group path.
     if !(SHORT && M::QUAD_REQUANT && takes(&d))
         || s != 1
+        || d.k_h != K
         || d.out_h == 0
         || b != 4 * words(k, s)
         || input.len() < len_in
@@ -373,14 +379,14 @@ fn pairs<M: Mac, const SHORT: bool>(
             p.shift.get(ch).copied().unwrap_or(0),
         );
         col.set(m, sh);
-        sums.set(shape, &taps, bias, &col);
+        sums.set::<K>(&taps, bias, &col);
         // Every group of four pixels of the channel in one call. Where a row ends in a part of a
         // group, that group's four pixels are computed all the same, the last ones written to
         // the next row's first pixels, which that row then writes again: so in one call every
         // row but the last, then the last row's whole groups, then its part into `part`.
         let ys = output.get_mut(ch..).unwrap_or(&mut []);
         let run = |sums: &mut PairSums, at, rows, groups, ys: &mut [i8], steps| {
-            groups == 0 || sums.run_requant(shape, plane, at, rows, groups, ys, steps)
+            groups == 0 || sums.run_requant::<K>(plane, at, rows, groups, ys, steps)
         };
         let last = d.out_h - 1;
         let (rows, steps) = ((d.out_h, row_bytes), (c, row_len));
