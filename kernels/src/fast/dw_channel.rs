@@ -1,6 +1,6 @@
-//! The portable depthwise path (Armv7-M without the DSP extension, RISC-V, the host): one
-//! channel at a time, through a ring of `k_h` padded rows of that channel in the generator's
-//! scratch ([`scratch_bytes`]).
+//! The depthwise path one channel at a time: portable (Armv7-M without the DSP extension, RISC-V,
+//! the host) through a ring of `k_h` padded rows of that channel in the generator's scratch
+//! ([`scratch_bytes`]); on DSP through an int16 plane (below).
 //!
 //! Without SIMD a multiply-accumulate is one instruction (MLA) and each operand one load, so what
 //! costs is everything around them. The lane-wise blocks of the general path walk every tap of
@@ -12,6 +12,12 @@
 //! four), with no border case: padded taps read the zero point, whose product cancels the folded
 //! `input_offset * sum(w)` of the bias exactly as the reference skips them. Measured on qemu-m3-an385 (`bench --per-layer`): 10.6 to 12.2
 //! instructions per MAC on 16x16, 14x14 and 7x7 layers that took 16.7 to 19.7 the other way.
+//!
+//! On DSP, narrow 3x3 and 5x5 layers of stride 1 take a form of their own ([`plane_bytes`] of
+//! scratch): the channel as an int16 plane, so that SMLAD multiplies two neighbouring columns by
+//! two weights, and every group of four output pixels of the channel in one assembly loop with
+//! its requantisation (see `pairs`). On qemu-m4 3.8 to 8.6 instructions per MAC on 16x16 to 4x4
+//! layers that took 5.0 to 10.9 through the group path.
 
 use super::dw_groups::padded_width;
 use super::mac::Mac;
@@ -44,7 +50,7 @@ pub fn scratch_bytes(d: &ConvDims) -> Option<usize> {
 }
 
 /// Scratch bytes the DSP path needs for a layer of stride 1: the plane, every padded row of one
-/// channel as int16 ([`plane_rows`] of [`pair_width`] halfwords, plus 3 bytes to word-align
+/// channel as int16 (`plane_rows` of `pair_width` halfwords, plus 3 bytes to word-align
 /// them); `None` where it does not take the layer.
 pub fn plane_bytes(d: &ConvDims) -> Option<usize> {
     if !takes(d) || d.stride != 1 {

@@ -8,8 +8,9 @@
 //! * weights are stored as the kernel reads them (convolution rows zero-padded to a multiple of 4);
 //! * a layer is run by the kernel its shape calls for ([`conv2d`] with a block of four im2col
 //!   columns in planned scratch, [`depthwise_conv2d`] over channel lanes, or on DSP and Armv6-M
-//!   group by group of four channels, [`dw_groups`], or on the portable path one channel at a
-//!   time, [`dw_channel`]), chosen by the generator, never at run time;
+//!   group by group of four channels, [`dw_groups`], or one channel at a time, [`dw_channel`],
+//!   on the portable path and, for narrow layers of stride 1, on DSP), chosen from the layer's
+//!   shape and the scratch the planner gave it, never from the data;
 //! * the first convolution of a `u8` model reads the pixels directly ([`conv2d_u8`]): the
 //!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered;
 //! * a 3x3 convolution over one input channel (a grayscale image's first layer) runs in its own
