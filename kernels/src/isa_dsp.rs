@@ -75,10 +75,13 @@ macro_rules! requant_lane {
     };
 }
 
-/// [`pair_loop!`] with the requantisation in the loop (`PairSums::run_requant`): each group's
-/// four sums requantised as `requant_col` does (the context's `RequantCol` at 112: the short form,
-/// the offset, SSAT, the clamp by SSUB8/SEL) and stored at `y`, `y + st`, `y + 2 st`, `y + 3 st`
-/// (the context's `y` at 140, advanced by `4 st`, and `st` at 144).
+/// The loop of `PairSums::run_requant` around `$rows` (the kernel rows' macros), the context's
+/// fields at fixed offsets ([`PairCtx`]): per group of four output pixels the bias (at 20) into
+/// the four accumulators, the rows, then the four sums requantised as `requant_col` does (the
+/// `RequantCol` at 112: the short form, the offset, SSAT, the clamp by SSUB8/SEL) and stored at
+/// `y`, `y + st`, `y + 2 st`, `y + 3 st` (`y` at 140, advanced by `4 st`; `st` at 144); `{o}`
+/// advances by `$adv` bytes a group until it reaches `end` (at 28). Then, for `rows_left` (at 148)
+/// output rows, the same from rows `row_step` bytes on (152) and `y` moved by `y_skip` (156).
 #[cfg(tinynas_dsp)]
 #[rustfmt::skip]
 macro_rules! pair_loop_requant {
@@ -1216,7 +1219,7 @@ mod imp {
     }
 
     /// A depthwise layer's channel over its int16 plane (`fast::dw_channel`), four output pixels
-    /// at a time, on DSP: one assembly loop per kernel size and stride over the context
+    /// at a time, on DSP: one assembly loop per kernel size over the context
     /// [`super::PairCtx`], whose weights, bias and requantisation [`PairSums::set`] writes once
     /// per channel, and whose rows and outputs [`PairSums::run_requant`] writes once per call.
     pub struct PairSums {
@@ -1242,8 +1245,8 @@ mod imp {
             }
         }
 
-        /// The channel's taps (`taps`: its `k * k` weights as int16, `[ky][kx]`), packed in
-        /// pairs for `shape` ([`super::pack_taps`]), its bias and requantisation.
+        /// The channel's taps (`taps`: its `K * K` weights as int16, `[ky][kx]`), packed in
+        /// pairs ([`super::pack_taps`]), its bias and requantisation.
         #[inline(always)]
         pub fn set<const K: usize>(&mut self, taps: &[i8; 50], bias: i32, rq: &RequantCol) {
             super::pack_taps::<K>(&mut self.ctx.w, taps);
@@ -1255,8 +1258,8 @@ mod imp {
         /// sums (see [`super::pair_rows_fit`]) requantised (the short form, as [`requant_col`])
         /// into `y[r * y_row + (4 g + i) * stride]`: output row `r`'s kernel row `k` reads the
         /// int16 columns of `x[at[k] + r * row_step..]`. False (nothing written) where `x` or `y`
-        /// is too short, there is no row or group, or `shape` (kernel size, stride) is not one the
-        /// assembly has (`K` 3 or 5: a copy of its own, called, for each kernel size a model has).
+        /// is too short, there is no row or group, or `K` is not 3 or 5. (A copy for each kernel
+        /// size a model has, called.)
         #[allow(clippy::too_many_arguments)]
         #[inline(never)]
         pub fn run_requant<const K: usize>(
@@ -1268,9 +1271,8 @@ mod imp {
             y: &mut [i8],
             (stride, y_row): (usize, usize),
         ) -> bool {
-            let shape = (K, 1);
             let fit = super::pair_rows_fit(
-                shape,
+                K,
                 x,
                 &at,
                 (out_rows, row_step),
@@ -1293,17 +1295,17 @@ mod imp {
             let ctx = &mut self.ctx;
             macro_rules! run {
                 ($($body:expr),+) => {
-                    // SAFETY: `pair_rows_fit` checked, for the shape (kernel K, stride S, `B`
-                    // bytes four windows read), `out_rows >= 1` rows and `groups >= 1` groups:
-                    // `end = groups * 8 * S`; every kernel row's bytes `x[at[k] + r * row_step..]
-                    // [..(groups - 1) * 8 * S + B]` inside `x` for `k < K`, `r < out_rows`;
+                    // SAFETY: `pair_rows_fit` checked, for kernel size K (`B` = `pair_bytes(K)`,
+                    // the bytes four windows read), `out_rows >= 1` rows and `groups >= 1`
+                    // groups: `end = groups * 8`; every kernel row's bytes `x[at[k] + r *
+                    // row_step..][..(groups - 1) * 8 + B]` inside `x` for `k < K`, `r < out_rows`;
                     // `y_skip = y_row - 4 groups stride` and `(out_rows - 1) y_row + (4
                     // groups - 1) stride < y.len()` (`y_skip` may wrap: rows' outputs may
                     // overlap, every row's lie in `y`). Row `r` (`rows_left` counts down from
                     // `out_rows`; the five row pointers start at `x + at[k]` and advance by
                     // `row_step` a row, only the first K dereferenced) reads at most `B - 4`
-                    // bytes past `rows[k] + o` for `o < end` (the macros: K3S1 8, K5S1 12, K3S2
-                    // 16, K5S2 20); its group `g` writes the bytes `y + r y_row + (4 g + i)
+                    // bytes past `rows[k] + o` for `o < end` (the macros: 3x3 8, 5x5 12); its
+                    // group `g` writes the bytes `y + r y_row + (4 g + i)
                     // stride`, `i < 4` (`ctx.y` starts at `y`, advances by `4 stride` a group
                     // and by `y_skip` a row), all inside `y`. The context is read, and its row
                     // pointers, `y` and `rows_left` written, through `ctx` (`&mut`, at the
@@ -1549,9 +1551,8 @@ mod imp {
             y: &mut [i8],
             (stride, y_row): (usize, usize),
         ) -> bool {
-            let shape = (K, 1);
             let fit = super::pair_rows_fit(
-                shape,
+                K,
                 x,
                 &at,
                 (out_rows, row_step),
@@ -1562,13 +1563,12 @@ mod imp {
             if fit.is_none() {
                 return false;
             }
-            let s = shape.1;
             for r in 0..out_rows {
                 for g in 0..groups {
                     let mut acc = [self.bias; 4];
-                    for (&a, w) in at.iter().zip(&self.w).take(shape.0) {
-                        let x = x.get(a + r * row_step + g * 8 * s..).unwrap_or(&[]);
-                        acc = super::pair_quad(shape.0, acc, x, w);
+                    for (&a, w) in at.iter().zip(&self.w).take(K) {
+                        let x = x.get(a + r * row_step + g * 8..).unwrap_or(&[]);
+                        acc = super::pair_quad(K, acc, x, w);
                     }
                     let y = y.get_mut(r * y_row + 4 * g * stride..).unwrap_or(&mut []);
                     crate::fast::dw_groups::requant_col_portable::<crate::fast::mac::Dsp>(
@@ -1690,6 +1690,7 @@ pub use imp::*;
 pub struct PairCtx {
     pub rows: [*const i8; 5],
     pub bias: i32,
+    /// Unused (keeps the offsets the assembly reads).
     pub spare: u32,
     pub end: usize,
     pub w: [[u32; 4]; 5],
@@ -1744,8 +1745,8 @@ pub fn widen_fit(
 }
 
 /// A channel's taps (`taps`: `K * K` int16 weights, `[ky][kx]`, as `widen_plane` writes them)
-/// packed in pairs per kernel row (see [`pair_rows_fit`]; stride 1): `(w[j], w[j + 1])` for `j <
-/// K - 1`. Entries no shape reads are left as they are. (Every index a constant.)
+/// packed in pairs per kernel row: `(w[j], w[j + 1])` for `j < K - 1`. Entries the assembly does
+/// not read are left as they are. (Every index a constant.)
 #[inline(always)]
 pub fn pack_taps<const K: usize>(w: &mut [[u32; 4]; 5], taps: &[i8; 50]) {
     let word = |t: usize| match taps.get(2 * t..2 * t + 4) {
@@ -1767,30 +1768,29 @@ pub const NO_CLAMP: crate::fast::mac::Clamp = crate::fast::mac::Clamp {
 };
 
 /// Bytes four output pixels' windows read in a row of the int16 plane (`3 + k` columns, rounded
-/// up to words), for the shapes `PairSums` has: 3x3 and 5x5 kernels of stride 1.
-pub fn pair_bytes((k, s): (usize, usize)) -> Option<usize> {
-    match (k, s) {
-        (3, 1) => Some(12),
-        (5, 1) => Some(16),
+/// up to words), for the kernel sizes `PairSums` has (`k`x`k`, stride 1).
+pub fn pair_bytes(k: usize) -> Option<usize> {
+    match k {
+        3 => Some(12),
+        5 => Some(16),
         _ => None,
     }
 }
 
-/// What `PairSums::run_requant` checks for `shape` (kernel size K, stride S): `out_rows >= 1`
-/// rows of `groups >= 1` groups, every kernel row's bytes for every output row inside `x`
-/// (`at[k] + (out_rows - 1) * row_step + (groups - 1) * 8 * S + B <= x.len()` for `k < K`, `B`
-/// = [`pair_bytes`]), and every output inside `y` (`y_row >= 1`, `(out_rows - 1) * y_row + (4 *
+/// What `PairSums::run_requant` checks for a `k`x`k` kernel: `out_rows >= 1` rows of `groups >=
+/// 1` groups, every kernel row's bytes for every output row inside `x` (`at[r] + (out_rows - 1) *
+/// row_step + (groups - 1) * 8 + B <= x.len()` for `r < k`, `B` = [`pair_bytes`]), and every
+/// output inside `y` (`y_row >= 1`, `(out_rows - 1) * y_row + (4 *
 /// groups - 1) * stride < y_len`: row `r`'s outputs start at `r * y_row`, and may reach past the
 /// next row's start, where the next row writes again), all below `2^24`; then the groups' end
 /// offset and `y_row - 4 * groups * stride` (wrapping).
 ///
 /// What it computes: for output row `r` and group `g`, pixel `i` has the sum `bias + sum over
-/// kernel rows k and columns j of x_k[g * 4 S + i S + j] * w_kj`, where `x_k` is `x[at[k] + r *
+/// kernel rows q and columns j of x_q[4 g + i + j] * w_qj`, where `x_q` is `x[at[q] + r *
 /// row_step..]` read as int16 columns (two to a word) and the weights are packed in pairs per
-/// kernel row as `fast::dw_channel` lays them out: stride 1 `(w0, w1), (w1, w2), ..`; stride 2
-/// `(w0, w1), (w2, w3), .., (w_last, 0)` ([`pair_quad`] for one kernel row).
+/// kernel row, `(w0, w1), (w1, w2), ..` ([`pack_taps`]; `pair_quad` for one kernel row).
 pub fn pair_rows_fit(
-    (k, s): (usize, usize),
+    k: usize,
     x: &[i8],
     at: &[usize; 5],
     (out_rows, row_step): (usize, usize),
@@ -1799,7 +1799,7 @@ pub fn pair_rows_fit(
     (stride, y_row): (usize, usize),
 ) -> Option<(usize, usize)> {
     const LIMIT: usize = 1 << 24;
-    let b = pair_bytes((k, s))?;
+    let b = pair_bytes(k)?;
     if x.len() >= LIMIT
         || y_len >= LIMIT
         || row_step >= LIMIT
@@ -1810,7 +1810,7 @@ pub fn pair_rows_fit(
         return None;
     }
     let last_row = out_rows.checked_sub(1)?;
-    let last = groups.checked_sub(1)? * 8 * s;
+    let last = groups.checked_sub(1)? * 8;
     let reach = last_row.checked_mul(row_step)?.checked_add(last + b)?;
     if at
         .iter()
@@ -1824,11 +1824,11 @@ pub fn pair_rows_fit(
     // added as a wrapping word; the last row's last output is the furthest any row writes.
     let y_skip = y_row.wrapping_sub(span);
     let y_last = last_row.checked_mul(y_row)?.checked_add(span - stride)?;
-    (y_row > 0 && y_last < y_len).then_some((last + 8 * s, y_skip))
+    (y_row > 0 && y_last < y_len).then_some((last + 8, y_skip))
 }
 
-/// One kernel row's products for four output pixels added to `acc` (a `k`x`k` kernel of stride
-/// 1), as the assembly's row macros compute them (`pair_row_k3s1!`, `pair_row_k5s1!`), from the
+/// One kernel row's products for four output pixels added to `acc` (a `k`x`k` kernel), as the
+/// assembly's row macros compute them (`pair_row_k3s1!`, `pair_row_k5s1!`), from the
 /// row's int16 columns in `x` (from the first window's) and its weight pairs `w` (see
 /// [`pair_rows_fit`]). Columns past `x`'s end read as 0: the host's stand-in of the assembly.
 #[cfg(not(tinynas_dsp))]

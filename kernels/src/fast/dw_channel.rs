@@ -308,9 +308,8 @@ fn pairs<M: Mac, const SHORT: bool, const K: usize>(
     use crate::isa_dsp::{pair_bytes, widen_plane, PairSums};
     let d = p.dims;
     let (c, k, s) = (d.in_c, K, d.stride);
-    let shape = (k, s);
     let (Some(b), Some(wr), Some(rows), Some(len_in), Some(len_out), Some(len_w)) = (
-        pair_bytes(shape),
+        pair_bytes(k),
         pair_width(&d),
         plane_rows(&d),
         d.in_h.checked_mul(d.in_w).and_then(|n| n.checked_mul(c)),
