@@ -78,7 +78,8 @@ macro_rules! requant_lane {
 /// The loop of `PairSums::run_requant` around `$rows` (the kernel rows' macros), the context's
 /// fields at fixed offsets ([`PairCtx`]): per group of four output pixels the bias (at 20) into
 /// the four accumulators, the rows, then the four sums requantised as `requant_col` does (the
-/// `RequantCol` at 112: the short form, the offset, SSAT, the clamp by SSUB8/SEL) and stored at
+/// `RequantCol` at 112: the short form with the offset folded into the rounding, whose word is at
+/// 24, SSAT, the clamp by SSUB8/SEL) and stored at
 /// `y`, `y + st`, `y + 2 st`, `y + 3 st` (`y` at 140, advanced by `4 st`; `st` at 144); `{o}`
 /// advances by `$adv` bytes a group until it reaches `end` (at 28). Then, for `rows_left` (at 148)
 /// output rows, the same from rows `row_step` bytes on (152) and `y` moved by `y_skip` (156).
@@ -96,7 +97,8 @@ macro_rules! pair_loop_requant {
             "mov    {a3}, {a0}\n",
             $($rows,)+
             "ldrd   {wa}, {wb}, [{ctx}, #112]\n",
-            "ldrd   {x0}, {x1}, [{ctx}, #120]\n",
+            "ldr    {x0}, [{ctx}, #24]\n",
+            "ldr    {x1}, [{ctx}, #124]\n",
             pair_value!("a0"),
             pair_value!("a1"),
             pair_value!("a2"),
@@ -152,8 +154,8 @@ macro_rules! pair_loop_requant {
 }
 
 /// The short requantisation of `{$a}` in [`pair_loop_requant!`]: multiplier `{wa}`, left shift
-/// plus one `{wb}`, `2^right` `{x0}`, right shift `{x1}`, the output offset at `[{ctx}, #128]`,
-/// saturated to int8 (`{p}` clobbered), as `requant_col`'s.
+/// plus one `{wb}`, the rounding with the output offset folded in, `(1 + 2 offset) 2^right`,
+/// `{x0}` (as `conv_cols` adds it), right shift `{x1}`, saturated to int8 (`{p}` clobbered).
 #[cfg(tinynas_dsp)]
 #[rustfmt::skip]
 macro_rules! pair_value {
@@ -162,10 +164,8 @@ macro_rules! pair_value {
             "lsl    {", $a, "}, {", $a, "}, {wb}\n",
             "smmulr {", $a, "}, {", $a, "}, {wa}\n",
             "add    {p}, {x0}, {", $a, "}, asr #31\n",
-            "add    {", $a, "}, {", $a, "}, {p}, lsr #1\n",
+            "add    {", $a, "}, {", $a, "}, {p}, asr #1\n",
             "asr    {", $a, "}, {", $a, "}, {x1}\n",
-            "ldr    {p}, [{ctx}, #128]\n",
-            "add    {", $a, "}, {", $a, "}, {p}\n",
             "ssat   {", $a, "}, #8, {", $a, "}\n",
         )
     };
@@ -1232,7 +1232,7 @@ mod imp {
                 ctx: super::PairCtx {
                     rows: [core::ptr::null(); 5],
                     bias: 0,
-                    spare: 0,
+                    rounding: 0,
                     end: 0,
                     w: [[0; 4]; 5],
                     rq: RequantCol::new(0, 0, &super::NO_CLAMP),
@@ -1246,11 +1246,14 @@ mod imp {
         }
 
         /// The channel's taps (`taps`: its `K * K` weights as int16, `[ky][kx]`), packed in
-        /// pairs ([`super::pack_taps`]), its bias and requantisation.
+        /// pairs ([`super::pack_taps`]), its bias and requantisation (for a layer whose output
+        /// offset lies in int8 and whose right shifts are at most 22: the offset is folded into
+        /// the rounding, [`RequantCol::folded_rounding`]).
         #[inline(always)]
         pub fn set<const K: usize>(&mut self, taps: &[i8; 50], bias: i32, rq: &RequantCol) {
             super::pack_taps::<K>(&mut self.ctx.w, taps);
             self.ctx.bias = bias;
+            self.ctx.rounding = rq.folded_rounding();
             self.ctx.rq = *rq;
         }
 
@@ -1519,7 +1522,8 @@ mod imp {
     }
 
     /// The DSP `PairSums` in plain Rust: each group's sums by `pair_quad` (the architectural
-    /// sums of the assembly's instructions), requantised by `requant_col`'s definition.
+    /// sums of the assembly's instructions), requantised as the assembly does
+    /// (`RequantCol::apply_folded`).
     pub struct PairSums {
         w: [[u32; 4]; 5],
         bias: i32,
@@ -1571,9 +1575,12 @@ mod imp {
                         acc = super::pair_quad(K, acc, x, w);
                     }
                     let y = y.get_mut(r * y_row + 4 * g * stride..).unwrap_or(&mut []);
-                    crate::fast::dw_groups::requant_col_portable::<crate::fast::mac::Dsp>(
-                        acc, &self.rq, y, stride,
-                    );
+                    let rounding = self.rq.folded_rounding();
+                    for (q, &a) in acc.iter().enumerate() {
+                        if let Some(y) = y.get_mut(q * stride) {
+                            *y = self.rq.apply_folded::<crate::fast::mac::Dsp>(a, rounding);
+                        }
+                    }
                 }
             }
             true
@@ -1690,8 +1697,8 @@ pub use imp::*;
 pub struct PairCtx {
     pub rows: [*const i8; 5],
     pub bias: i32,
-    /// Unused (keeps the offsets the assembly reads).
-    pub spare: u32,
+    /// `(1 + 2 * offset) * 2^right`: the rounding with the output offset folded in.
+    pub rounding: i32,
     pub end: usize,
     pub w: [[u32; 4]; 5],
     pub rq: crate::fast::dw_groups::RequantCol,
@@ -1705,7 +1712,7 @@ pub struct PairCtx {
 #[cfg(tinynas_dsp)]
 const _: () = {
     assert!(core::mem::offset_of!(PairCtx, bias) == 20);
-    assert!(core::mem::offset_of!(PairCtx, spare) == 24);
+    assert!(core::mem::offset_of!(PairCtx, rounding) == 24);
     assert!(core::mem::offset_of!(PairCtx, end) == 28);
     assert!(core::mem::offset_of!(PairCtx, w) == 32);
     assert!(core::mem::offset_of!(PairCtx, rq) == 112);

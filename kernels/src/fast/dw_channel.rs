@@ -324,9 +324,14 @@ fn pairs<M: Mac, const SHORT: bool, const K: usize>(
     };
     // Word-aligned (the scratch has 3 bytes for it).
     let align = scratch.as_ptr().align_offset(4).min(3);
-    // Narrow layers (the assembly requantises by the short form) of stride 1; the others take
-    // the group path.
-    if !(SHORT && M::QUAD_REQUANT && takes(&d))
+    // Narrow layers of stride 1 (the assembly requantises by the short form, with the output
+    // offset folded into its rounding: exact for offsets within int8 and right shifts up to 22,
+    // as in `isa_dsp::conv_cols`); the others take the group path.
+    let folds = (-128..=127).contains(&p.quant.output_offset)
+        && p.shift
+            .get(..c)
+            .is_some_and(|s| s.iter().all(|&s| s >= -22));
+    if !(SHORT && M::QUAD_REQUANT && folds && takes(&d))
         || s != 1
         || d.k_h != K
         || d.out_h == 0
