@@ -307,6 +307,10 @@ fn pairs<M: Mac, const SHORT: bool, const K: usize>(
     use super::dw_groups::RequantCol;
     use crate::isa_dsp::{pair_bytes, widen_plane, PairSums};
     let d = p.dims;
+    // What most layers it does not take fail first.
+    if !(SHORT && M::QUAD_REQUANT) || d.stride != 1 || scratch.is_empty() {
+        return false;
+    }
     let (c, k, s) = (d.in_c, K, d.stride);
     let (Some(b), Some(wr), Some(rows), Some(len_in), Some(len_out), Some(len_w)) = (
         pair_bytes(k),
