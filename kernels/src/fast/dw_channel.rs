@@ -16,7 +16,7 @@
 //! On DSP, narrow 3x3 and 5x5 layers of stride 1 take a form of their own ([`plane_bytes`] of
 //! scratch): the channel as an int16 plane, so that SMLAD multiplies two neighbouring columns by
 //! two weights, and every group of four output pixels of the channel in one assembly loop with
-//! its requantisation (see `pairs`). On qemu-m4 3.8 to 8.6 instructions per MAC on 16x16 to 4x4
+//! its requantisation (see `pairs`). On qemu-m4 3.7 to 8.4 instructions per MAC on 16x16 to 4x4
 //! layers that took 5.0 to 10.9 through the group path.
 
 use super::dw_groups::padded_width;

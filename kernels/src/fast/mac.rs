@@ -709,7 +709,7 @@ fn put_word(dst: &mut [i8], w: u32) {
 #[cfg(any(tinynas_dsp, test))]
 impl Mac for Dsp {
     const DW_ROWS: bool = true;
-    // Not at opt-level s or z: the channel path is 2.8 to 4.5 KB more code (README, Kernels).
+    // Not at opt-level s or z: the channel path is 2.9 to 4.5 KB more code (README, Kernels).
     const DW_CHANNELS: bool = !cfg!(tinynas_small);
     const DW_PAIRS: bool = true;
     const FUSED: bool = true;
