@@ -75,6 +75,162 @@ macro_rules! requant_lane {
     };
 }
 
+/// The loop of `PairSums::run_requant` around `$rows` (the kernel rows' macros), the context's
+/// fields at fixed offsets ([`PairCtx`]): per group of four output pixels the bias (at 20) into
+/// the four accumulators, the rows, then the four sums requantised as `requant_col` does (the
+/// `RequantCol` at 112: the short form with the offset folded into the rounding, whose word is at
+/// 24, SSAT, the clamp by SSUB8/SEL) and stored at
+/// `y`, `y + st`, `y + 2 st`, `y + 3 st` (`y` at 140, advanced by `4 st`; `st` at 144); `{o}`
+/// advances by `$adv` bytes a group until it reaches `end` (at 28). Then, for `rows_left` (at 148)
+/// output rows, the same from rows `row_step` bytes on (152) and `y` moved by `y_skip` (156).
+#[cfg(tinynas_dsp)]
+#[rustfmt::skip]
+macro_rules! pair_loop_requant {
+    ($adv:literal, $($rows:expr),+) => {
+        concat!(
+            "3:\n",
+            "movs   {o}, #0\n",
+            "2:\n",
+            "ldr    {a0}, [{ctx}, #20]\n",
+            "mov    {a1}, {a0}\n",
+            "mov    {a2}, {a0}\n",
+            "mov    {a3}, {a0}\n",
+            $($rows,)+
+            "ldrd   {wa}, {wb}, [{ctx}, #112]\n",
+            "ldr    {x0}, [{ctx}, #24]\n",
+            "ldr    {x1}, [{ctx}, #124]\n",
+            pair_value!("a0"),
+            pair_value!("a1"),
+            pair_value!("a2"),
+            pair_value!("a3"),
+            "bfi    {a0}, {a1}, #8, #8\n",
+            "bfi    {a0}, {a2}, #16, #8\n",
+            "bfi    {a0}, {a3}, #24, #8\n",
+            "ldrd   {wa}, {wb}, [{ctx}, #132]\n",
+            "ssub8  {p}, {a0}, {wa}\n",
+            "sel    {a0}, {a0}, {wa}\n",
+            "ssub8  {p}, {wb}, {a0}\n",
+            "sel    {a0}, {a0}, {wb}\n",
+            "ldrd   {x0}, {x1}, [{ctx}, #140]\n",
+            "strb   {a0}, [{x0}]\n",
+            "lsr    {a0}, {a0}, #8\n",
+            "strb   {a0}, [{x0}, {x1}]\n",
+            "add    {x0}, {x0}, {x1}, lsl #1\n",
+            "lsr    {a0}, {a0}, #8\n",
+            "strb   {a0}, [{x0}]\n",
+            "lsr    {a0}, {a0}, #8\n",
+            "strb   {a0}, [{x0}, {x1}]\n",
+            "add    {x0}, {x0}, {x1}, lsl #1\n",
+            "str    {x0}, [{ctx}, #140]\n",
+            "add    {o}, {o}, #", $adv, "\n",
+            "ldr    {x0}, [{ctx}, #28]\n",
+            "cmp    {o}, {x0}\n",
+            "blo    2b\n",
+            // The next output row: the rows' pointers on by `row_step` (each of the five, used
+            // or not), `y` by `y_skip`, until `rows_left` is 1.
+            "ldr    {x0}, [{ctx}, #148]\n",
+            "subs   {x0}, {x0}, #1\n",
+            "beq    4f\n",
+            "str    {x0}, [{ctx}, #148]\n",
+            "ldrd   {x0}, {x1}, [{ctx}, #152]\n",
+            "ldrd   {a0}, {a1}, [{ctx}]\n",
+            "add    {a0}, {a0}, {x0}\n",
+            "add    {a1}, {a1}, {x0}\n",
+            "strd   {a0}, {a1}, [{ctx}]\n",
+            "ldrd   {a0}, {a1}, [{ctx}, #8]\n",
+            "add    {a0}, {a0}, {x0}\n",
+            "add    {a1}, {a1}, {x0}\n",
+            "strd   {a0}, {a1}, [{ctx}, #8]\n",
+            "ldr    {a0}, [{ctx}, #16]\n",
+            "add    {a0}, {a0}, {x0}\n",
+            "str    {a0}, [{ctx}, #16]\n",
+            "ldr    {a0}, [{ctx}, #140]\n",
+            "add    {a0}, {a0}, {x1}\n",
+            "str    {a0}, [{ctx}, #140]\n",
+            "b      3b\n",
+            "4:",
+        )
+    };
+}
+
+/// The short requantisation of `{$a}` in [`pair_loop_requant!`]: multiplier `{wa}`, left shift
+/// plus one `{wb}`, the rounding with the output offset folded in, `(1 + 2 offset) 2^right`,
+/// `{x0}` (as `conv_cols` adds it), right shift `{x1}`, saturated to int8 (`{p}` clobbered).
+#[cfg(tinynas_dsp)]
+#[rustfmt::skip]
+macro_rules! pair_value {
+    ($a:literal) => {
+        concat!(
+            "lsl    {", $a, "}, {", $a, "}, {wb}\n",
+            "smmulr {", $a, "}, {", $a, "}, {wa}\n",
+            "add    {p}, {x0}, {", $a, "}, asr #31\n",
+            "add    {", $a, "}, {", $a, "}, {p}, asr #1\n",
+            "asr    {", $a, "}, {", $a, "}, {x1}\n",
+            "ssat   {", $a, "}, #8, {", $a, "}\n",
+        )
+    };
+}
+
+/// One kernel row of `PairSums::run_requant` for a 3x3 layer of stride 1: row pointer `rows[i]` at
+/// `[{ctx}, #$r]` plus the group's offset `{o}`, the row's weight pairs `(w0, w1)`, `(w1, w2)` at
+/// `[{ctx}, #$w]`, the words `X0..X2` (columns 0-5 of the four windows) into `{a0}`..`{a3}`:
+/// pixel 0 `X0·(w0, w1) + X1.lo·w2`, pixel 1 `X0.hi·w0 + X1·(w1, w2)`, pixels 2 and 3 the same
+/// one word on.
+#[cfg(tinynas_dsp)]
+#[rustfmt::skip]
+macro_rules! pair_row_k3s1 {
+    ($r:literal, $w:literal) => {
+        concat!(
+            "ldr    {p}, [{ctx}, #", $r, "]\n",
+            "add    {p}, {p}, {o}\n",
+            "ldrd   {wa}, {wb}, [{ctx}, #", $w, "]\n",
+            "ldr    {x0}, [{p}]\n",
+            "ldr    {x1}, [{p}, #4]\n",
+            "smlad  {a0}, {x0}, {wa}, {a0}\n",
+            "smlatb {a1}, {x0}, {wa}, {a1}\n",
+            "smlad  {a1}, {x1}, {wb}, {a1}\n",
+            "smlabt {a0}, {x1}, {wb}, {a0}\n",
+            "smlad  {a2}, {x1}, {wa}, {a2}\n",
+            "smlatb {a3}, {x1}, {wa}, {a3}\n",
+            "ldr    {x0}, [{p}, #8]\n",
+            "smlad  {a3}, {x0}, {wb}, {a3}\n",
+            "smlabt {a2}, {x0}, {wb}, {a2}\n",
+        )
+    };
+}
+
+/// [`pair_row_k3s1!`] for 5x5 of stride 1: weight pairs `(w0, w1)`, `(w1, w2)`, `(w2, w3)`,
+/// `(w3, w4)`, words `X0..X3`: pixel 0 `X0·(w0, w1) + X1·(w2, w3) + X2.lo·w4`, pixel 1
+/// `X0.hi·w0 + X1·(w1, w2) + X2·(w3, w4)`, pixels 2 and 3 the same one word on.
+#[cfg(tinynas_dsp)]
+#[rustfmt::skip]
+macro_rules! pair_row_k5s1 {
+    ($r:literal, $w:literal, $w8:literal) => {
+        concat!(
+            "ldr    {p}, [{ctx}, #", $r, "]\n",
+            "add    {p}, {p}, {o}\n",
+            "ldrd   {wa}, {wb}, [{ctx}, #", $w, "]\n",
+            "ldr    {x0}, [{p}]\n",
+            "ldr    {x1}, [{p}, #4]\n",
+            "smlad  {a0}, {x0}, {wa}, {a0}\n",
+            "smlatb {a1}, {x0}, {wa}, {a1}\n",
+            "smlad  {a2}, {x1}, {wa}, {a2}\n",
+            "smlatb {a3}, {x1}, {wa}, {a3}\n",
+            "smlad  {a1}, {x1}, {wb}, {a1}\n",
+            "ldr    {x0}, [{p}, #8]\n",
+            "smlad  {a3}, {x0}, {wb}, {a3}\n",
+            "ldrd   {wa}, {wb}, [{ctx}, #", $w8, "]\n",
+            "smlad  {a0}, {x1}, {wa}, {a0}\n",
+            "smlad  {a2}, {x0}, {wa}, {a2}\n",
+            "smlad  {a1}, {x0}, {wb}, {a1}\n",
+            "smlabt {a0}, {x0}, {wb}, {a0}\n",
+            "ldr    {x1}, [{p}, #12]\n",
+            "smlad  {a3}, {x1}, {wb}, {a3}\n",
+            "smlabt {a2}, {x1}, {wb}, {a2}\n",
+        )
+    };
+}
+
 #[cfg(tinynas_dsp)]
 mod imp {
     use crate::fast::dw_groups::{runs, DwRow, DwTap, DwTaps, Requant4, RequantCol, Win};
@@ -1061,6 +1217,203 @@ mod imp {
         }
         [a0, a1, a2, a3]
     }
+
+    /// A depthwise layer's channel over its int16 plane (`fast::dw_channel`), four output pixels
+    /// at a time, on DSP: one assembly loop per kernel size over the context
+    /// [`super::PairCtx`], whose weights, bias and requantisation [`PairSums::set`] writes once
+    /// per channel, and whose rows and outputs [`PairSums::run_requant`] writes once per call.
+    pub struct PairSums {
+        ctx: super::PairCtx,
+    }
+
+    impl PairSums {
+        pub fn new() -> Self {
+            PairSums {
+                ctx: super::PairCtx {
+                    rows: [core::ptr::null(); 5],
+                    bias: 0,
+                    rounding: 0,
+                    end: 0,
+                    w: [[0; 4]; 5],
+                    rq: RequantCol::new(0, 0, &super::NO_CLAMP),
+                    y: core::ptr::null_mut(),
+                    st: 0,
+                    rows_left: 0,
+                    row_step: 0,
+                    y_skip: 0,
+                },
+            }
+        }
+
+        /// The channel's taps (`taps`: its `K * K` weights as int16, `[ky][kx]`), packed in
+        /// pairs ([`super::pack_taps`]), its bias and requantisation (for a layer whose output
+        /// offset lies in int8 and whose right shifts are at most 22: the offset is folded into
+        /// the rounding, [`RequantCol::folded_rounding`]).
+        #[inline(always)]
+        pub fn set<const K: usize>(&mut self, taps: &[i8; 50], bias: i32, rq: &RequantCol) {
+            super::pack_taps::<K>(&mut self.ctx.w, taps);
+            self.ctx.bias = bias;
+            self.ctx.rounding = rq.folded_rounding();
+            self.ctx.rq = *rq;
+        }
+
+        /// Over `out_rows` output rows of `groups` groups of four pixels each, every group's four
+        /// sums (see [`super::pair_rows_fit`]) requantised (the short form, as [`requant_col`])
+        /// into `y[r * y_row + (4 g + i) * stride]`: output row `r`'s kernel row `k` reads the
+        /// int16 columns of `x[at[k] + r * row_step..]`. False (nothing written) where `x` or `y`
+        /// is too short, there is no row or group, or `K` is not 3 or 5. (A copy for each kernel
+        /// size a model has, called.)
+        #[allow(clippy::too_many_arguments)]
+        #[inline(never)]
+        pub fn run_requant<const K: usize>(
+            &mut self,
+            x: &[i8],
+            at: [usize; 5],
+            (out_rows, row_step): (usize, usize),
+            groups: usize,
+            y: &mut [i8],
+            (stride, y_row): (usize, usize),
+        ) -> bool {
+            let fit = super::pair_rows_fit(
+                K,
+                x,
+                &at,
+                (out_rows, row_step),
+                groups,
+                y.len(),
+                (stride, y_row),
+            );
+            let Some((end, y_skip)) = fit else {
+                return false;
+            };
+            for (p, &a) in self.ctx.rows.iter_mut().zip(&at) {
+                *p = x.as_ptr().wrapping_add(a);
+            }
+            self.ctx.end = end;
+            self.ctx.y = y.as_mut_ptr();
+            self.ctx.st = stride;
+            self.ctx.rows_left = out_rows;
+            self.ctx.row_step = row_step;
+            self.ctx.y_skip = y_skip;
+            let ctx = &mut self.ctx;
+            macro_rules! run {
+                ($($body:expr),+) => {
+                    // SAFETY: `pair_rows_fit` checked, for kernel size K (`B` = `pair_bytes(K)`,
+                    // the bytes four windows read), `out_rows >= 1` rows and `groups >= 1`
+                    // groups: `end = groups * 8`; every kernel row's bytes `x[at[k] + r *
+                    // row_step..][..(groups - 1) * 8 + B]` inside `x` for `k < K`, `r < out_rows`;
+                    // `y_skip = y_row - 4 groups stride` and `(out_rows - 1) y_row + (4
+                    // groups - 1) stride < y.len()` (`y_skip` may wrap: rows' outputs may
+                    // overlap, every row's lie in `y`). Row `r` (`rows_left` counts down from
+                    // `out_rows`; the five row pointers start at `x + at[k]` and advance by
+                    // `row_step` a row, only the first K dereferenced) reads at most `B - 4`
+                    // bytes past `rows[k] + o` for `o < end` (the macros: 3x3 8, 5x5 12); its
+                    // group `g` writes the bytes `y + r y_row + (4 g + i)
+                    // stride`, `i < 4` (`ctx.y` starts at `y`, advances by `4 stride` a group
+                    // and by `y_skip` a row), all inside `y`. The context is read, and its row
+                    // pointers, `y` and `rows_left` written, through `ctx` (`&mut`, at the
+                    // offsets `PairCtx` has, checked at compile time). Unaligned LDR is allowed;
+                    // LDRD reads the word-aligned context. No stack; flags (GE) and the sticky Q
+                    // flag are clobbered.
+                    unsafe {
+                        asm!(
+                            $($body),+,
+                            ctx = in(reg) ctx as *mut super::PairCtx,
+                            o = out(reg) _,
+                            p = out(reg) _,
+                            wa = out(reg) _,
+                            wb = out(reg) _,
+                            x0 = out(reg) _,
+                            x1 = out(reg) _,
+                            a0 = out(reg) _,
+                            a1 = out(reg) _,
+                            a2 = out(reg) _,
+                            a3 = out(reg) _,
+                            options(nostack),
+                        );
+                    }
+                };
+            }
+            match K {
+                3 => run!(pair_loop_requant!(
+                    "8",
+                    pair_row_k3s1!("0", "32"),
+                    pair_row_k3s1!("4", "48"),
+                    pair_row_k3s1!("8", "64")
+                )),
+                5 => run!(pair_loop_requant!(
+                    "8",
+                    pair_row_k5s1!("0", "32", "40"),
+                    pair_row_k5s1!("4", "48", "56"),
+                    pair_row_k5s1!("8", "64", "72"),
+                    pair_row_k5s1!("12", "80", "88"),
+                    pair_row_k5s1!("16", "96", "104")
+                )),
+                _ => return false,
+            }
+            true
+        }
+    }
+
+    /// `src`'s values `step` apart as int16 rows of `dst`: see [`super::widen_fit`]. False
+    /// (nothing written) where either is too short.
+    #[inline(always)]
+    pub fn widen_plane(
+        dst: &mut [i8],
+        dst_row: usize,
+        src: &[i8],
+        step: usize,
+        (n, rows): (usize, usize),
+    ) -> bool {
+        let Some(skip) = super::widen_fit(dst.len(), dst_row, src.len(), step, (n, rows)) else {
+            return false;
+        };
+        if n == 0 || rows == 0 {
+            return true;
+        }
+        // SAFETY: `widen_fit` checked `n, rows >= 1` (here), `dst_row = 2 n + skip`, `(rows - 1)
+        // dst_row + 2 n <= dst.len()` and `(rows n - 1) step < src.len()`. Row `r` writes its `n`
+        // halfwords at `dst + r dst_row + 2 j` (pairs as words first, then one halfword if `n`
+        // is odd; then `skip` on), inside `dst`; value `j` of row `r` is read at `src + (r n +
+        // j) step` (the source pointer advances `step` a value), inside `src`. Unaligned STR is
+        // allowed. No stack; flags clobbered.
+        unsafe {
+            asm!(
+                "1:",
+                "lsrs   {k}, {n}, #1",
+                "beq    3f",
+                "2:",
+                "ldrsb  {v}, [{s}]",
+                "ldrsb  {u}, [{s}, {st}]",
+                "add    {s}, {s}, {st}, lsl #1",
+                "pkhbt  {v}, {v}, {u}, lsl #16",
+                "str    {v}, [{d}], #4",
+                "subs   {k}, {k}, #1",
+                "bne    2b",
+                "3:",
+                "tst    {n}, #1",
+                "beq    4f",
+                "ldrsb  {v}, [{s}]",
+                "add    {s}, {s}, {st}",
+                "strh   {v}, [{d}], #2",
+                "4:",
+                "add    {d}, {d}, {skip}",
+                "subs   {rows}, {rows}, #1",
+                "bne    1b",
+                s = inout(reg) src.as_ptr() => _,
+                d = inout(reg) dst.as_mut_ptr() => _,
+                n = in(reg) n,
+                rows = inout(reg) rows => _,
+                skip = in(reg) skip,
+                k = out(reg) _,
+                st = in(reg) step,
+                v = out(reg) _,
+                u = out(reg) _,
+                options(nostack),
+            );
+        }
+        true
+    }
 }
 
 #[cfg(not(tinynas_dsp))]
@@ -1160,6 +1513,102 @@ mod imp {
         acc.wrapping_add(hi(a) * hi(b))
     }
 
+    pub fn smlabt(a: u32, b: u32, acc: i32) -> i32 {
+        acc.wrapping_add(lo(a) * hi(b))
+    }
+
+    pub fn smlatb(a: u32, b: u32, acc: i32) -> i32 {
+        acc.wrapping_add(hi(a) * lo(b))
+    }
+
+    /// The DSP `PairSums` in plain Rust: each group's sums by `pair_quad` (the architectural
+    /// sums of the assembly's instructions), requantised as the assembly does
+    /// (`RequantCol::apply_folded`).
+    pub struct PairSums {
+        w: [[u32; 4]; 5],
+        bias: i32,
+        rq: RequantCol,
+    }
+
+    impl PairSums {
+        pub fn new() -> Self {
+            PairSums {
+                w: [[0; 4]; 5],
+                bias: 0,
+                rq: RequantCol::new(0, 0, &super::NO_CLAMP),
+            }
+        }
+
+        pub fn set<const K: usize>(&mut self, taps: &[i8; 50], bias: i32, rq: &RequantCol) {
+            super::pack_taps::<K>(&mut self.w, taps);
+            self.bias = bias;
+            self.rq = *rq;
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        pub fn run_requant<const K: usize>(
+            &mut self,
+            x: &[i8],
+            at: [usize; 5],
+            (out_rows, row_step): (usize, usize),
+            groups: usize,
+            y: &mut [i8],
+            (stride, y_row): (usize, usize),
+        ) -> bool {
+            let fit = super::pair_rows_fit(
+                K,
+                x,
+                &at,
+                (out_rows, row_step),
+                groups,
+                y.len(),
+                (stride, y_row),
+            );
+            if fit.is_none() {
+                return false;
+            }
+            for r in 0..out_rows {
+                for g in 0..groups {
+                    let mut acc = [self.bias; 4];
+                    for (&a, w) in at.iter().zip(&self.w).take(K) {
+                        let x = x.get(a + r * row_step + g * 8..).unwrap_or(&[]);
+                        acc = super::pair_quad(K, acc, x, w);
+                    }
+                    let y = y.get_mut(r * y_row + 4 * g * stride..).unwrap_or(&mut []);
+                    let rounding = self.rq.folded_rounding();
+                    for (q, &a) in acc.iter().enumerate() {
+                        if let Some(y) = y.get_mut(q * stride) {
+                            *y = self.rq.apply_folded::<crate::fast::mac::Dsp>(a, rounding);
+                        }
+                    }
+                }
+            }
+            true
+        }
+    }
+
+    pub fn widen_plane(
+        dst: &mut [i8],
+        dst_row: usize,
+        src: &[i8],
+        step: usize,
+        (n, rows): (usize, usize),
+    ) -> bool {
+        if super::widen_fit(dst.len(), dst_row, src.len(), step, (n, rows)).is_none() {
+            return false;
+        }
+        for r in 0..rows {
+            for j in 0..n {
+                let v = src.get((r * n + j) * step).copied().unwrap_or(0);
+                let [lo, hi] = i16::from(v).to_le_bytes();
+                if let Some(h) = dst.get_mut(r * dst_row + 2 * j..r * dst_row + 2 * j + 2) {
+                    h.copy_from_slice(&[lo as i8, hi as i8]);
+                }
+            }
+        }
+        true
+    }
+
     pub fn dot_4x1_i16(cols: &[i8], w: &[i8], acc: [i32; 4]) -> [i32; 4] {
         crate::fast::mac::dot_4x1_i16(cols, w, acc)
     }
@@ -1238,6 +1687,182 @@ mod imp {
 }
 
 pub use imp::*;
+
+/// What `PairSums::run_requant`'s assembly reads: the kernel rows' pointers, the bias, the end
+/// of a row's group offsets, each kernel row's weight pairs, the requantisation, the outputs'
+/// pointer and stride, the rows left, and the steps from row to row (`repr(C)`: the assembly
+/// reads the fields at fixed offsets, checked below).
+#[cfg(tinynas_dsp)]
+#[repr(C)]
+pub struct PairCtx {
+    pub rows: [*const i8; 5],
+    pub bias: i32,
+    /// `(1 + 2 * offset) * 2^right`: the rounding with the output offset folded in.
+    pub rounding: i32,
+    pub end: usize,
+    pub w: [[u32; 4]; 5],
+    pub rq: crate::fast::dw_groups::RequantCol,
+    pub y: *mut i8,
+    pub st: usize,
+    pub rows_left: usize,
+    pub row_step: usize,
+    pub y_skip: usize,
+}
+
+#[cfg(tinynas_dsp)]
+const _: () = {
+    assert!(core::mem::offset_of!(PairCtx, bias) == 20);
+    assert!(core::mem::offset_of!(PairCtx, rounding) == 24);
+    assert!(core::mem::offset_of!(PairCtx, end) == 28);
+    assert!(core::mem::offset_of!(PairCtx, w) == 32);
+    assert!(core::mem::offset_of!(PairCtx, rq) == 112);
+    assert!(core::mem::offset_of!(PairCtx, y) == 140);
+    assert!(core::mem::offset_of!(PairCtx, st) == 144);
+    assert!(core::mem::offset_of!(PairCtx, rows_left) == 148);
+    assert!(core::mem::offset_of!(PairCtx, row_step) == 152);
+    assert!(core::mem::offset_of!(PairCtx, y_skip) == 156);
+};
+
+/// What `widen_plane` checks: value `j < n` of row `r < rows` is `src[(r * n + j) * step]`,
+/// written sign-extended as the int16 at byte `r * dst_row + 2 * j` of `dst`; every index inside
+/// (`dst_row >= 2 * n`, `(rows - 1) * dst_row + 2 * n <= dst_len`, `(rows * n - 1) * step <
+/// src_len`), all below `2^24`. Then `dst_row - 2 * n`. (Nothing to do, `Some`, where `n` or
+/// `rows` is 0.)
+pub fn widen_fit(
+    dst_len: usize,
+    dst_row: usize,
+    src_len: usize,
+    step: usize,
+    (n, rows): (usize, usize),
+) -> Option<usize> {
+    const LIMIT: usize = 1 << 24;
+    if [dst_len, dst_row, src_len, step, n, rows]
+        .iter()
+        .any(|&v| v >= LIMIT)
+    {
+        return None;
+    }
+    let skip = dst_row.checked_sub(2 * n)?;
+    if n == 0 || rows == 0 {
+        return Some(skip);
+    }
+    let dst_end = (rows - 1).checked_mul(dst_row)?.checked_add(2 * n)?;
+    let src_last = (rows.checked_mul(n)? - 1).checked_mul(step)?;
+    (dst_end <= dst_len && src_last < src_len).then_some(skip)
+}
+
+/// A channel's taps (`taps`: `K * K` int16 weights, `[ky][kx]`, as `widen_plane` writes them)
+/// packed in pairs per kernel row: `(w[j], w[j + 1])` for `j < K - 1`. Entries the assembly does
+/// not read are left as they are. (Every index a constant.)
+#[inline(always)]
+pub fn pack_taps<const K: usize>(w: &mut [[u32; 4]; 5], taps: &[i8; 50]) {
+    let word = |t: usize| match taps.get(2 * t..2 * t + 4) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
+        _ => 0,
+    };
+    for (ky, row) in w.iter_mut().enumerate().take(K) {
+        for (j, v) in row.iter_mut().enumerate().take(K.saturating_sub(1)) {
+            *v = word(ky * K + j);
+        }
+    }
+}
+
+/// The clamp of no activation (int8's range): a placeholder until a channel's is set.
+pub const NO_CLAMP: crate::fast::mac::Clamp = crate::fast::mac::Clamp {
+    offset: 0,
+    lo: -128,
+    hi: 127,
+};
+
+/// Bytes four output pixels' windows read in a row of the int16 plane (`3 + k` columns, rounded
+/// up to words), for the kernel sizes `PairSums` has (`k`x`k`, stride 1).
+pub fn pair_bytes(k: usize) -> Option<usize> {
+    match k {
+        3 => Some(12),
+        5 => Some(16),
+        _ => None,
+    }
+}
+
+/// What `PairSums::run_requant` checks for a `k`x`k` kernel: `out_rows >= 1` rows of `groups >=
+/// 1` groups, every kernel row's bytes for every output row inside `x` (`at[r] + (out_rows - 1) *
+/// row_step + (groups - 1) * 8 + B <= x.len()` for `r < k`, `B` = [`pair_bytes`]), and every
+/// output inside `y` (`y_row >= 1`, `(out_rows - 1) * y_row + (4 *
+/// groups - 1) * stride < y_len`: row `r`'s outputs start at `r * y_row`, and may reach past the
+/// next row's start, where the next row writes again), all below `2^24`; then the groups' end
+/// offset and `y_row - 4 * groups * stride` (wrapping).
+///
+/// What it computes: for output row `r` and group `g`, pixel `i` has the sum `bias + sum over
+/// kernel rows q and columns j of x_q[4 g + i + j] * w_qj`, where `x_q` is `x[at[q] + r *
+/// row_step..]` read as int16 columns (two to a word) and the weights are packed in pairs per
+/// kernel row, `(w0, w1), (w1, w2), ..` ([`pack_taps`]; `pair_quad` for one kernel row).
+pub fn pair_rows_fit(
+    k: usize,
+    x: &[i8],
+    at: &[usize; 5],
+    (out_rows, row_step): (usize, usize),
+    groups: usize,
+    y_len: usize,
+    (stride, y_row): (usize, usize),
+) -> Option<(usize, usize)> {
+    const LIMIT: usize = 1 << 24;
+    let b = pair_bytes(k)?;
+    if x.len() >= LIMIT
+        || y_len >= LIMIT
+        || row_step >= LIMIT
+        || stride >= LIMIT
+        || y_row >= LIMIT
+        || groups >= LIMIT
+    {
+        return None;
+    }
+    let last_row = out_rows.checked_sub(1)?;
+    let last = groups.checked_sub(1)? * 8;
+    let reach = last_row.checked_mul(row_step)?.checked_add(last + b)?;
+    if at
+        .iter()
+        .take(k)
+        .any(|&a| a >= LIMIT || a + reach > x.len())
+    {
+        return None;
+    }
+    let span = groups.checked_mul(4 * stride)?;
+    // A row's outputs may reach into the next row's (`y_row < span`): `y_skip` is then negative,
+    // added as a wrapping word; the last row's last output is the furthest any row writes.
+    let y_skip = y_row.wrapping_sub(span);
+    let y_last = last_row.checked_mul(y_row)?.checked_add(span - stride)?;
+    (y_row > 0 && y_last < y_len).then_some((last + 8, y_skip))
+}
+
+/// One kernel row's products for four output pixels added to `acc` (a `k`x`k` kernel), as the
+/// assembly's row macros compute them (`pair_row_k3s1!`, `pair_row_k5s1!`), from the
+/// row's int16 columns in `x` (from the first window's) and its weight pairs `w` (see
+/// [`pair_rows_fit`]). Columns past `x`'s end read as 0: the host's stand-in of the assembly.
+#[cfg(not(tinynas_dsp))]
+pub fn pair_quad(k: usize, acc: [i32; 4], x: &[i8], w: &[u32; 4]) -> [i32; 4] {
+    let word = |i: usize| match x.get(4 * i..4 * i + 4) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
+        _ => 0,
+    };
+    let wt = |i: usize| w.get(i).copied().unwrap_or(0);
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    let half = k.saturating_sub(1) / 2;
+    // Pixel 2h from word h: the pairs with (w[2m], w[2m + 1]), the last tap the top of pair k - 2;
+    // pixel 2h + 1: the top of word h with w[0], then the pairs with (w[2m + 1], w[2m + 2]) from
+    // word h + 1.
+    for m in 0..half {
+        a0 = smlad(word(m), wt(2 * m), a0);
+        a2 = smlad(word(1 + m), wt(2 * m), a2);
+        a1 = smlad(word(1 + m), wt(1 + 2 * m), a1);
+        a3 = smlad(word(2 + m), wt(1 + 2 * m), a3);
+    }
+    let last = wt(k.saturating_sub(2));
+    a0 = smlabt(word(half), last, a0);
+    a2 = smlabt(word(1 + half), last, a2);
+    a1 = smlatb(word(0), wt(0), a1);
+    a3 = smlatb(word(1), wt(0), a3);
+    [a0, a1, a2, a3]
+}
 
 /// Whether [`conv_cols`] is exact for the layer: an output offset within int8 and every right
 /// shift at most 22 (see there). The same on every target: the host runs the DSP loops too.
