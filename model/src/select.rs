@@ -4,12 +4,11 @@
 //!
 //! * Conv2d (any kernel, 1x1 included): blocks of four im2col columns gathered into scratch, which
 //!   also lets it read `u8` pixels directly (`tinynas_kernels::fast::conv2d`).
-//! * DepthwiseConv2d: `tinynas_kernels::fast::depthwise_conv2d_rows` with the largest of its
-//!   scratch sizes the planner has room for without raising the arena (DSP: each group's rows
-//!   where short rows make that pay off, [`tinynas_kernels::fast::dw_groups::rows_pay_off`], or
-//!   one channel's int16 plane for the channel path of stride 1; Armv6-M: a strip of a window's
-//!   rows; elsewhere, the portable path's ring of one channel's padded rows, all in
-//!   `tinynas_kernels::fast::dw_channel`), else `depthwise_conv2d`; a layer the
+//! * DepthwiseConv2d: `tinynas_kernels::fast::depthwise_conv2d_rows` with the padded rows'
+//!   scratch where the planner has room for it without raising the arena (DSP: each group's rows
+//!   where short rows make that pay off, [`tinynas_kernels::fast::dw_groups::rows_pay_off`];
+//!   Armv6-M: a strip of a window's rows; elsewhere, the portable path's ring of one channel's
+//!   padded rows, `tinynas_kernels::fast::dw_channel`), else `depthwise_conv2d`; a layer the
 //!   group path takes ([`tinynas_kernels::fast::dw_groups::groups_take`]) through
 //!   `depthwise_conv2d_groups` instead, the same with less code (the generator's choice, in
 //!   `codegen`). A narrow 3x3 Conv2d over one channel: `conv2d_one_channel`; a pointwise one
@@ -52,29 +51,19 @@ pub fn scratch_bytes(model: &Model, i: usize) -> usize {
     }
 }
 
-/// Scratch sizes node `i` can use if the memory planner has room for one of them without raising
-/// the liveness floor, largest first (none for most nodes; the planner takes the first that fits):
-/// for a depthwise layer, the padded rows where short rows make the DSP group path's copy pay off
-/// (`tinynas_kernels::fast::depthwise_conv2d_rows`; also the Armv6-M strip), the DSP channel
-/// path's int16 plane of one channel (stride 1), and the portable channel path's smaller ring.
-/// Each kernel checks the length it needs and runs as without scratch where it is short.
-pub fn optional_scratch_bytes(model: &Model, i: usize) -> Vec<usize> {
+/// Scratch bytes node `i` can use if the memory planner has room for them without raising the
+/// liveness floor (0 for most): a depthwise layer whose output rows are short enough that the
+/// padded-rows kernel pays off (`tinynas_kernels::fast::depthwise_conv2d_rows`), else the
+/// portable channel path's smaller ring where that path takes the layer (the DSP and Armv6-M
+/// paths run such a layer as without scratch).
+pub fn optional_scratch_bytes(model: &Model, i: usize) -> usize {
     let Some(Op::DepthwiseConv2d { conv, .. }) = model.nodes.get(i).map(|n| &n.op) else {
-        return Vec::new();
+        return 0;
     };
     let d = conv_dims(model, i, conv);
-    let rows = if rows_pay_off(&d) {
+    if rows_pay_off(&d) {
         rows_scratch_bytes(&d)
     } else {
-        0
-    };
-    let mut sizes = vec![
-        rows,
-        dw_channel::plane_bytes(&d).unwrap_or(0),
-        dw_channel::scratch_bytes(&d).unwrap_or(0),
-    ];
-    sizes.retain(|&b| b > 0);
-    sizes.sort_unstable_by(|a, b| b.cmp(a));
-    sizes.dedup();
-    sizes
+        dw_channel::scratch_bytes(&d).unwrap_or(0)
+    }
 }

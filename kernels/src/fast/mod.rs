@@ -8,9 +8,8 @@
 //! * weights are stored as the kernel reads them (convolution rows zero-padded to a multiple of 4);
 //! * a layer is run by the kernel its shape calls for ([`conv2d`] with a block of four im2col
 //!   columns in planned scratch, [`depthwise_conv2d`] over channel lanes, or on DSP and Armv6-M
-//!   group by group of four channels, [`dw_groups`], or one channel at a time, [`dw_channel`],
-//!   on the portable path and, for narrow layers of stride 1, on DSP), chosen from the layer's
-//!   shape and the scratch the planner gave it, never from the data;
+//!   group by group of four channels, [`dw_groups`], or on the portable path one channel at a
+//!   time, [`dw_channel`]), chosen by the generator, never at run time;
 //! * the first convolution of a `u8` model reads the pixels directly ([`conv2d_u8`]): the
 //!   `x - 128` of TF Lite's QUANTIZE happens while its columns are gathered;
 //! * a 3x3 convolution over one input channel (a grayscale image's first layer) runs in its own
@@ -799,20 +798,6 @@ fn depthwise<M: Mac, const GENERAL: bool>(
     scratch: &mut [i8],
     p: &FastConv<'_>,
 ) {
-    // The channel path first, outside `depthwise_q`, so that its stack frame and the other
-    // paths' (the stack blocks) are never live together.
-    let d = p.dims;
-    if M::DW_CHANNELS && d.out_c == d.in_c {
-        let pad = pad_value(&p.quant);
-        let done = if p.narrow {
-            dw_channel::depthwise_channels::<M, true>(input, output, scratch, p, pad)
-        } else {
-            dw_channel::depthwise_channels::<M, false>(input, output, scratch, p, pad)
-        };
-        if done {
-            return;
-        }
-    }
     if p.narrow {
         depthwise_q::<M, true, GENERAL>(input, output, scratch, p);
     } else {
@@ -833,6 +818,12 @@ fn depthwise_q<M: Mac, const SHORT: bool, const GENERAL: bool>(
     let d = p.dims;
     let mult = d.out_c.checked_div(d.in_c).unwrap_or(0);
     let mut blocks = DwBlocks::new(pad_value(&p.quant), mult);
+    if M::DW_CHANNELS
+        && mult == 1
+        && dw_channel::depthwise_channels::<M, SHORT>(input, output, scratch, p, blocks.pad)
+    {
+        return;
+    }
     // Behind the group path of a layer that `groups_take` (GENERAL false), the per-pixel work
     // (a channel tail below four, a layer the path refuses after all) is never reached: one
     // small scalar copy keeps it exact without compiling the stack blocks (person_detect on

@@ -264,20 +264,17 @@ fn depthwise_case(c: &Case) -> Result<(), TestCaseError> {
     crate::depthwise_conv2d(&c.input, &mut want, &c.reference());
     let bias = c.folded(true);
     // Without scratch, with the scratch of both padded-rows paths (DSP, Armv6-M) at each
-    // alignment, with exactly the channel path's ring (portable) and its plane (DSP).
+    // alignment, and with exactly the channel path's ring (portable).
     let rows = dw_groups::full_rows_bytes(&c.dims)
         .unwrap_or(0)
         .max(dw_groups::strip_bytes(&c.dims).unwrap_or(0));
     let ring = dw_channel::scratch_bytes(&c.dims).unwrap_or(0);
-    let plane = dw_channel::plane_bytes(&c.dims).unwrap_or(0);
     let sizes = [
         (0, None),
         (rows, Some(0)),
         (rows, Some(1)),
         (rows, Some(3)),
         (ring, Some(1)),
-        (plane, Some(0)),
-        (plane, Some(2)),
     ];
     // What the generator calls for any layer (`general`) and for a layer the group path takes
     // (`grouped`, `depthwise_conv2d_groups`); both run on every case here, as `grouped` must give
@@ -395,47 +392,6 @@ proptest! {
     #[test]
     fn depthwise_channels_equal_the_reference(c in case_in(6..=14, 1..=21, 3..=5, 1..=2, true, true)) {
         depthwise_case(&c)?;
-    }
-
-    /// The DSP channel path (`dw_channel`'s int16 plane and SMLAD pairs) takes every narrow 3x3
-    /// and 5x5 layer of stride 1 (output rows of any width: whole groups of four pixels and a
-    /// part), given its scratch at any alignment, and gives the reference's bytes; any other
-    /// layer it leaves untouched (for the group path).
-    #[test]
-    fn depthwise_pairs_take_and_equal_the_reference(c in case_in(1..=11, 1..=9, 3..=5, 1..=2, true, true)) {
-        prop_assume!(c.dims.k_h != 4);
-        let mut want = vec![0i8; c.out_len()];
-        crate::depthwise_conv2d(&c.input, &mut want, &c.reference());
-        let bias = c.folded(true);
-        let scratch_len = dw_channel::plane_bytes(&c.dims).unwrap_or(0);
-        prop_assert_eq!(scratch_len > 0, c.dims.stride == 1, "{:?}", c.dims);
-        for narrow in [false, c.narrow(&bias, true)] {
-            for skip in 0..4 {
-                let mut scratch = vec![0x55i8; scratch_len + skip];
-                let f = FastConv { narrow, acc_bound: c.bound(&bias, true), ..c.fast(&bias) };
-                let pad = pad_value(&f.quant);
-                let mut got = vec![0i8; c.out_len()];
-                let taken = if narrow {
-                    dw_channel::depthwise_channels::<Dsp, true>(&c.input, &mut got, &mut scratch[skip..], &f, pad)
-                } else {
-                    dw_channel::depthwise_channels::<Dsp, false>(&c.input, &mut got, &mut scratch[skip..], &f, pad)
-                };
-                // (Rows of one pixel: only in a layer of one row; the output offset folded into
-                // the rounding: offsets within int8, right shifts up to 22.)
-                let folds = (-128..=127).contains(&f.quant.output_offset)
-                    && f.shift.iter().all(|&s| s >= -22);
-                let takes = narrow
-                    && folds
-                    && c.dims.stride == 1
-                    && (c.dims.out_w > 1 || c.dims.out_h == 1);
-                prop_assert_eq!(taken, takes, "{:?}", c.dims);
-                if taken {
-                    prop_assert_eq!(&got, &want, "skip {} {:?}", skip, c.dims);
-                } else {
-                    prop_assert!(got.iter().all(|&v| v == 0), "written {:?}", c.dims);
-                }
-            }
-        }
     }
 }
 

@@ -154,8 +154,7 @@ fn main() -> ! {
                 // The padded rows' scratch, at a varying alignment (the kernel aligns it).
                 let at = (index % 4) as usize;
                 let n = fast::dw_groups::rows_scratch_bytes(&dims)
-                    .max(fast::dw_channel::scratch_bytes(&dims).unwrap_or(0))
-                    .max(fast::dw_channel::plane_bytes(&dims).unwrap_or(0));
+                    .max(fast::dw_channel::scratch_bytes(&dims).unwrap_or(0));
                 let scratch = &mut scratch[at..at + n];
                 if fast::dw_groups::groups_take(&dims) && (index / 4) % 2 == 0 {
                     fast::depthwise_conv2d_groups(input, y, scratch, &conv)

@@ -1,6 +1,5 @@
 //! A firmware-shaped binary that runs five generated models, for the panic-never link check
-//! (the depthwise-separable one takes the depthwise kernels' group, padded-rows and, on DSP,
-//! channel paths; the two
+//! (the depthwise-separable one takes the depthwise kernels' group and padded-rows paths; the two
 //! converter-built TF Lite models hold PAD, CONCATENATION, MEAN and a uint8 input).
 #![no_std]
 #![no_main]

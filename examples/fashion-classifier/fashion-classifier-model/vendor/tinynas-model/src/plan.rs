@@ -8,9 +8,9 @@
 //! raw pixels themselves ([`crate::select::reads_raw_input`]); any other `U8` input is converted
 //! into the arena first. A kernel's scratch (im2col columns) is one more buffer, alive during its
 //! node's step only, placed by the same greedy pass. A faster kernel's optional scratch (the
-//! depthwise padded rows or one channel's plane, [`crate::select::optional_scratch_bytes`]: the
-//! largest of its sizes that fits) is taken only where the bytes alive at its step stay within
-//! the liveness floor without it, and the planned arena does not grow: it costs no SRAM.
+//! depthwise padded rows, [`crate::select::optional_scratch_bytes`]) is taken only where the
+//! bytes alive at its step stay within the liveness floor without it, and the planned arena does
+//! not grow: it costs no SRAM.
 
 use crate::ir::{InputType, Model, Op, TensorId};
 use crate::select;
@@ -98,13 +98,12 @@ fn plan_with(model: &Model, optional: bool) -> Plan {
     };
     let floor = (0..=n).map(|s| live(s, &scratch)).max().unwrap_or(0);
     for i in 0..n - 1 {
-        if !optional || scratch[i] > 0 {
-            continue;
-        }
-        // The largest size that keeps the floor.
-        let room = floor.saturating_sub(live(i + 1, &scratch));
-        let sizes = select::optional_scratch_bytes(model, i);
-        if let Some(&extra) = sizes.iter().find(|&&b| b <= room) {
+        let extra = if optional {
+            select::optional_scratch_bytes(model, i)
+        } else {
+            0
+        };
+        if extra > 0 && scratch[i] == 0 && live(i + 1, &scratch) + extra <= floor {
             scratch[i] = extra;
         }
     }

@@ -321,27 +321,6 @@ impl RequantCol {
     pub fn set(&mut self, m: i32, s: i32) {
         self.rq = Requant::new::<true>(m, s);
     }
-
-    /// `(1 + 2 * offset) * 2^right`: the output offset folded into the rounding, as
-    /// `isa_dsp::conv_cols` does (exact for offsets within int8 and right shifts up to 22 on a
-    /// narrow layer; see there), for [`RequantCol::apply_folded`].
-    #[inline(always)]
-    pub fn folded_rounding(&self) -> i32 {
-        (1i32.wrapping_add(self.k.offset.wrapping_mul(2))).wrapping_shl(self.rq.right)
-    }
-
-    /// The short requantisation with the offset folded into the rounding (`rounding` from
-    /// [`RequantCol::folded_rounding`]), int8 saturation and the clamp: what the DSP channel
-    /// path's assembly computes, in plain Rust (its host stand-in).
-    #[inline(always)]
-    pub fn apply_folded<M: Mac + ?Sized>(&self, acc: i32, rounding: i32) -> i8 {
-        let high = M::mul_high_round(acc.wrapping_shl(self.rq.left), self.rq.multiplier);
-        let t = rounding.wrapping_add(high >> 31);
-        let v = high.wrapping_add(t >> 1) >> (self.rq.right & 31);
-        let v = v.clamp(-128, 127);
-        v.max(i32::from(self.k.lo as u8 as i8))
-            .min(i32::from(self.k.hi as u8 as i8)) as i8
-    }
 }
 
 /// [`Mac::requant_col`] in plain Rust: the short form of `Requant::apply` of one channel, the

@@ -272,14 +272,9 @@ pub trait Mac {
     /// goes through the channel blocks of [`Mac::mac_lanes`].
     const DW_ROWS: bool = false;
     /// Whether depthwise layers (depth multiplier 1, given the generator's scratch) run one channel
-    /// at a time ([`super::dw_channel`]): without SIMD (a multiply-accumulate is one MLA on values
-    /// loaded one by one) through a ring of padded rows, so the weights are kept in registers;
-    /// on DSP see [`Mac::DW_PAIRS`].
+    /// at a time through a ring of padded rows ([`super::dw_channel`]): where a multiply-accumulate
+    /// is one MLA on values loaded one by one (no SIMD), so the weights are best kept in registers.
     const DW_CHANNELS: bool = false;
-    /// Whether that channel path copies the channel into an int16 plane and multiplies pairs of
-    /// columns by pairs of weights in assembly (SMLAD: DSP), on narrow 3x3 and 5x5 layers of
-    /// stride 1 with output rows of whole groups of four pixels.
-    const DW_PAIRS: bool = false;
     /// Stores column `p` (0 to 3) of a block of four im2col columns: `col` holds `kp` int8 values,
     /// `kp` a multiple of 4, and the block has [`block_bytes`]`(kp)` bytes (each instruction set
     /// lays the block out its own way, within that size).
@@ -709,9 +704,6 @@ fn put_word(dst: &mut [i8], w: u32) {
 #[cfg(any(tinynas_dsp, test))]
 impl Mac for Dsp {
     const DW_ROWS: bool = true;
-    // Not at opt-level s or z: the channel path is 2.9 to 4.5 KB more code (README, Kernels).
-    const DW_CHANNELS: bool = !cfg!(tinynas_small);
-    const DW_PAIRS: bool = true;
     const FUSED: bool = true;
     const DW_GROUPS: bool = true;
 
