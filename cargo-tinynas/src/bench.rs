@@ -309,6 +309,7 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "target": o.firmware.target,
         "opt_level": o.firmware.profile.opt_level.name(),
         "debug": o.firmware.profile.debug.name(),
+        "package_overrides": o.firmware.profile.packages.json(),
         // For people who want to disassemble or profile it (benchmarks/profile-firmware.py).
         "firmware": o.firmware.elf,
         "latency_unit": unit,
@@ -356,12 +357,11 @@ pub fn table(o: &Outcome) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "board {} ({}, {}, opt-level {}, debug {}); latency in {unit}{}",
+        "board {} ({}, {}, {}); latency in {unit}{}",
         m.board,
         m.core,
         o.firmware.target,
-        o.firmware.profile.opt_level.name(),
-        o.firmware.profile.debug.name(),
+        o.firmware.profile.describe(),
         if unit == "instructions" {
             " executed (emulator: not cycles)"
         } else {

@@ -182,9 +182,96 @@ impl DebugInfo {
 pub struct Profile {
     pub opt_level: OptLevel,
     pub debug: DebugInfo,
+    /// Where the firmware builds the model's code with other settings than these
+    /// (`[profile.release.package.NAME]`): the bench firmware does the same.
+    pub packages: Packages,
+}
+
+/// A per-package override of the release profile (`[profile.release.package.NAME]`): what it
+/// sets that differs from the profile's own (`None`: as the profile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PackageProfile {
+    pub opt_level: Option<OptLevel>,
+    pub debug: Option<DebugInfo>,
+}
+
+impl PackageProfile {
+    pub fn is_empty(self) -> bool {
+        self.opt_level.is_none() && self.debug.is_none()
+    }
+}
+
+/// The per-package overrides that reach the model's code in the firmware, for the three places
+/// it lives in: the generated crate (in the bench firmware, its own package, which holds the
+/// model's expansion), `tinynas-runtime` and `tinynas-kernels`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Packages {
+    pub model: PackageProfile,
+    pub runtime: PackageProfile,
+    pub kernels: PackageProfile,
+}
+
+impl Packages {
+    /// Each part with a name as the figures' file names and the JSON reports give it.
+    pub fn parts(self) -> [(&'static str, PackageProfile); 3] {
+        [
+            ("model", self.model),
+            ("runtime", self.runtime),
+            ("kernels", self.kernels),
+        ]
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.parts().iter().all(|(_, p)| p.is_empty())
+    }
+
+    /// For the JSON reports: `{"kernels": {"opt_level": "3"}}`, the parts with an override.
+    pub fn json(self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for (name, p) in self.parts() {
+            if !p.is_empty() {
+                map.insert(
+                    name.into(),
+                    serde_json::json!({
+                        "opt_level": p.opt_level.map(OptLevel::name),
+                        "debug": p.debug.map(DebugInfo::name),
+                    }),
+                );
+            }
+        }
+        serde_json::Value::Object(map)
+    }
+
+    /// As the reports say it: `kernels opt-level 3, model debug = false` (empty where none).
+    pub fn describe(self) -> String {
+        let mut out = Vec::new();
+        for (name, p) in self.parts() {
+            if let Some(o) = p.opt_level {
+                out.push(format!("{name} opt-level {}", o.name()));
+            }
+            if let Some(d) = p.debug {
+                out.push(format!("{name} debug = {}", d.toml()));
+            }
+        }
+        out.join(", ")
+    }
 }
 
 impl Profile {
+    /// As the human reports say it: `opt-level s, debug true`, and the per-package overrides
+    /// in brackets (`opt-level s, debug true (kernels opt-level 3)`).
+    pub fn describe(self) -> String {
+        let mut s = format!(
+            "opt-level {}, debug {}",
+            self.opt_level.name(),
+            self.debug.name()
+        );
+        if !self.packages.is_empty() {
+            s.push_str(&format!(" ({})", self.packages.describe()));
+        }
+        s
+    }
+
     /// What this profile adds to a name that holds figures (a latency table's file name): nothing
     /// at opt-level 3 with full debug info, whose names predate the profile, else `-opt<level>`
     /// and `-debug-<debug>` for what differs from those.
@@ -195,6 +282,14 @@ impl Profile {
         }
         if self.debug != DebugInfo::Full {
             s.push_str(&format!("-debug-{}", self.debug.name()));
+        }
+        for (name, p) in self.packages.parts() {
+            if let Some(o) = p.opt_level {
+                s.push_str(&format!("-{name}-opt{}", o.name()));
+            }
+            if let Some(d) = p.debug {
+                s.push_str(&format!("-{name}-debug-{}", d.name()));
+            }
         }
         s
     }
@@ -208,6 +303,14 @@ impl Profile {
         }
         if self.debug != DebugInfo::Full {
             s.push_str(&format!("|debug {}", self.debug.toml()));
+        }
+        for (name, p) in self.packages.parts() {
+            if let Some(o) = p.opt_level {
+                s.push_str(&format!("|{name} opt-level {}", o.name()));
+            }
+            if let Some(d) = p.debug {
+                s.push_str(&format!("|{name} debug {}", d.toml()));
+            }
         }
         s
     }
@@ -312,6 +415,30 @@ fn hex_addr(v: u64) -> String {
     format!("{v:#010X}").replacen("0X", "0x", 1)
 }
 
+/// The bench firmware's `[profile.release.package.NAME]` tables for `packages`, as (name, [(key,
+/// value as TOML)]): the model's code is the bench's own package `package`.
+fn package_overrides(
+    packages: Packages,
+    package: &str,
+) -> Vec<(String, Vec<(&'static str, &'static str)>)> {
+    let names = [package, "tinynas-runtime", "tinynas-kernels"];
+    names
+        .iter()
+        .zip(packages.parts())
+        .filter(|(_, (_, p))| !p.is_empty())
+        .map(|(name, (_, p))| {
+            let mut keys = Vec::new();
+            if let Some(o) = p.opt_level {
+                keys.push(("opt-level", o.toml()));
+            }
+            if let Some(d) = p.debug {
+                keys.push(("debug", d.toml()));
+            }
+            (name.to_string(), keys)
+        })
+        .collect()
+}
+
 /// The files rendered from `templates/bench/` (the only ones that name the package).
 fn render_templates(
     spec: &Spec<'_>,
@@ -328,6 +455,7 @@ fn render_templates(
         runtime_path => runtime.display().to_string(),
         opt_level => spec.profile.opt_level.toml(),
         debug => spec.profile.debug.toml(),
+        package_overrides => package_overrides(spec.profile.packages, package),
         memory_comment => format!("Memory of {}", m.source),
         flash_origin => hex_addr(m.flash_origin),
         flash_length => m.flash_length,
@@ -585,5 +713,92 @@ mod tests {
         }
         assert!(DebugInfo::accepted(false).contains(", limited,"));
         assert!(DebugInfo::parse("yes").is_none());
+    }
+
+    /// The firmware's per-package overrides of the model's code become the bench's own: the
+    /// generated crate's on the bench package (which holds the model's code), the runtime's and
+    /// kernels' by name; none at all leave the manifest as before them.
+    #[test]
+    fn package_overrides_go_into_the_bench_manifest() {
+        let bytes = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/nanonas-k8-c3.tnas"),
+        )
+        .unwrap();
+        let model = tinynas_model::format::read(&bytes).unwrap();
+        let inputs = vec![vec![0u8; model.input_shape.elements()]];
+        let mut spec = Spec {
+            model_bytes: &bytes,
+            model: &model,
+            inputs: &inputs,
+            target: "thumbv7em-none-eabihf",
+            target_cpu: None,
+            memory: MemoryLayout {
+                flash_origin: 0,
+                flash_length: 1 << 20,
+                ram_origin: 0x2000_0000,
+                ram_length: 1 << 16,
+                source: "a test".into(),
+            },
+            timer: Timer::SysTick,
+            unlock_dwt: false,
+            per_layer: false,
+            trace: false,
+            extra_stack_bytes: 0,
+            profile: Profile {
+                opt_level: OptLevel::S,
+                debug: DebugInfo::None,
+                packages: Packages::default(),
+            },
+        };
+        let manifest = |spec: &Spec<'_>| {
+            let files = render_templates(spec, "tinynas-bench-x", Path::new("/rt")).unwrap();
+            let text = files.into_iter().find(|f| f.0 == "Cargo.toml").unwrap().1;
+            (toml::from_str::<toml::Value>(&text).unwrap(), text)
+        };
+        let (plain, text) = manifest(&spec);
+        assert!(!text.contains("profile.release.package"), "{text}");
+        assert_eq!(plain["profile"]["release"]["opt-level"].as_str(), Some("s"));
+        spec.profile.packages = Packages {
+            model: PackageProfile {
+                opt_level: Some(OptLevel::O2),
+                debug: None,
+            },
+            runtime: PackageProfile::default(),
+            kernels: PackageProfile {
+                opt_level: Some(OptLevel::O3),
+                debug: Some(DebugInfo::Limited),
+            },
+        };
+        let (v, text) = manifest(&spec);
+        let packages = v["profile"]["release"]["package"].as_table().unwrap();
+        assert_eq!(packages.len(), 2, "{text}");
+        assert_eq!(
+            packages["tinynas-bench-x"]["opt-level"].as_integer(),
+            Some(2)
+        );
+        assert!(packages["tinynas-bench-x"].get("debug").is_none());
+        assert_eq!(
+            packages["tinynas-kernels"]["opt-level"].as_integer(),
+            Some(3)
+        );
+        assert_eq!(
+            packages["tinynas-kernels"]["debug"].as_str(),
+            Some("limited")
+        );
+        // Everything else as without them.
+        assert_eq!(
+            v["profile"]["release"]["lto"],
+            plain["profile"]["release"]["lto"]
+        );
+        assert_eq!(v["dependencies"], plain["dependencies"]);
+        // And the figures they make are kept apart.
+        assert_eq!(
+            spec.profile.suffix(),
+            "-opts-debug-false-model-opt2-kernels-opt3-kernels-debug-limited"
+        );
+        assert!(spec
+            .profile
+            .fingerprint()
+            .ends_with("|model opt-level 2|kernels opt-level 3|kernels debug \"limited\""));
     }
 }

@@ -26,7 +26,8 @@ pub struct Measured {
     pub core: String,
     pub date: String,
     /// The profile the bench firmware was built with: the firmware's. The card says it as
-    /// `opt_level` (`3`, `s`) and `debug` as a profile writes it (`true`, `"limited"`).
+    /// `opt_level` (`3`, `s`), `debug` as a profile writes it (`true`, `"limited"`) and the
+    /// per-package overrides of the model's code.
     #[serde(flatten, serialize_with = "profile_fields")]
     pub profile: crate::firmware::Profile,
     pub latency: u64,
@@ -40,16 +41,18 @@ pub struct Measured {
     pub outputs: String,
 }
 
-/// The card's `opt_level` (its name: `3`, `s`) and `debug` (as a profile writes it: `true`,
-/// `"limited"`, which the card quotes as a line of `[profile.release]`).
+/// The card's `opt_level` (its name: `3`, `s`), `debug` (as a profile writes it: `true`,
+/// `"limited"`, which the card quotes as a line of `[profile.release]`) and `package_overrides`
+/// (`kernels opt-level 3`, empty where none).
 fn profile_fields<S: serde::Serializer>(
     p: &crate::firmware::Profile,
     s: S,
 ) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
-    let mut m = s.serialize_struct("Profile", 2)?;
+    let mut m = s.serialize_struct("Profile", 3)?;
     m.serialize_field("opt_level", p.opt_level.name())?;
     m.serialize_field("debug", p.debug.toml())?;
+    m.serialize_field("package_overrides", &p.packages.describe())?;
     m.end()
 }
 
@@ -630,6 +633,7 @@ mod tests {
             profile: crate::firmware::Profile {
                 opt_level: crate::firmware::OptLevel::S,
                 debug: crate::firmware::DebugInfo::Limited,
+                packages: Default::default(),
             },
             ..measured("2026-01-01", 1)
         };

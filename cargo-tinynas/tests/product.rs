@@ -33,14 +33,7 @@ fn lines_with(stdout: &[u8], reason: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn init_then_generate_gives_a_crate_that_builds_for_cortex_m() {
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("product-init-generate");
-    let _ = std::fs::remove_dir_all(&root);
-    let fw = root.join("fw");
-    common::fresh_firmware(
-        &fw,
-        "fw",
-        "[target.thumbv7em-none-eabihf]\nrunner = \"probe-rs run --chip STM32F746NGHx\"\n",
-    );
+    let (root, fw) = common::fresh_f746_firmware("product-init-generate");
     let o = tinynas(&fw, &["init"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
@@ -121,6 +114,62 @@ fn init_then_generate_gives_a_crate_that_builds_for_cortex_m() {
     assert!(
         err.contains("unknown field `sed`") && err.contains("line"),
         "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `verify` builds its bench firmware with the firmware's per-package overrides of the model's
+/// code: `[profile.release.package.tinynas-kernels] opt-level = 3` under `opt-level = "s"` is
+/// other code (and said in the report); `"*"` does not reach the generated crate of this
+/// firmware's own workspace, nor the runtime and kernels it vendors, so it changes nothing.
+#[test]
+fn verify_builds_the_model_with_the_firmware_s_per_package_overrides() {
+    let (root, fw) = common::fresh_f746_firmware("product-overrides");
+    let cache = root.join("cache");
+    let tinynas = |args: &[&str]| {
+        tinynas_with(&fw, args, |c| {
+            c.env("TINYNAS_CACHE_DIR", &cache);
+        })
+    };
+    assert!(tinynas(&["init"]).status.success());
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/nanonas-k8-c3.tnas");
+    let o = tinynas(&["generate", "--model", model.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let append = |text: &str| {
+        let old = std::fs::read_to_string(fw.join("Cargo.toml")).unwrap();
+        std::fs::write(fw.join("Cargo.toml"), format!("{old}\n{text}")).unwrap();
+    };
+    let verify = || {
+        let o = tinynas(&["verify", "--board", "qemu-m4", "--message-format", "json"]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["outputs_match_host"], true, "{v}");
+        assert_eq!(v["opt_level"], "s", "{v}");
+        v
+    };
+    append("[profile.release]\nopt-level = \"s\"\n");
+    let plain = verify();
+    assert_eq!(plain["package_overrides"], serde_json::json!({}));
+    append("[profile.release.package.\"*\"]\nopt-level = 3\n");
+    let star = verify();
+    assert_eq!(star["package_overrides"], serde_json::json!({}));
+    for k in ["latency", "flash_bytes", "peak_sram_bytes"] {
+        assert_eq!(star[k], plain[k], "{k}");
+    }
+    append("[profile.release.package.tinynas-kernels]\nopt-level = 3\n");
+    let kernels = verify();
+    assert_eq!(
+        kernels["package_overrides"],
+        serde_json::json!({"kernels": {"opt_level": "3", "debug": null}})
+    );
+    assert_ne!(
+        kernels["flash_bytes"], plain["flash_bytes"],
+        "{kernels}\n{plain}"
     );
     let _ = std::fs::remove_dir_all(&root);
 }

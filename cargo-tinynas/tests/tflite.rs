@@ -385,14 +385,7 @@ fn float_unsupported_and_corrupted_models_are_refused_clearly() {
 /// the crate's docs do not promise a `LABELS` it lacks.
 #[test]
 fn generate_from_tflite_names_classes_and_measures_on_qemu() {
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tflite-generate-measure");
-    let _ = std::fs::remove_dir_all(&root);
-    let fw = root.join("fw");
-    common::fresh_firmware(
-        &fw,
-        "fw",
-        "[target.thumbv7em-none-eabihf]\nrunner = \"probe-rs run --chip STM32F746NGHx\"\n",
-    );
+    let (root, fw) = common::fresh_f746_firmware("tflite-generate-measure");
     let manifest = fw.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(

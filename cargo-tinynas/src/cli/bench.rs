@@ -147,6 +147,7 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<i32> {
         profile: cargo_tinynas::firmware::Profile {
             opt_level: a.opt_level,
             debug: a.debug,
+            packages: Default::default(),
         },
     };
     let human = a.message_format == MessageFormat::Human;

@@ -95,17 +95,16 @@ pub(crate) fn run(a: GenerateArgs) -> anyhow::Result<i32> {
         let profile = run.outcome.firmware.profile;
         measured_json = serde_json::json!({
             "board": m.board, "inputs": run.source, "opt_level": profile.opt_level.name(),
-            "debug": profile.debug.name(), "latency": run.latency, "unit": unit, "latency_ms": latency_ms,
+            "debug": profile.debug.name(), "package_overrides": profile.packages.json(), "latency": run.latency, "unit": unit, "latency_ms": latency_ms,
             "peak_sram_bytes": m.peak_sram_bytes(), "flash_bytes": run.flash, "over_budget": over,
             "link_note": run.link_note,
         });
         if !json {
             eprintln!(
-                "measured on {} ({}, opt-level {}, debug {}): latency {} {unit}{}, peak SRAM {} bytes, flash {} bytes; outputs equal the host's",
+                "measured on {} ({}, {}): latency {} {unit}{}, peak SRAM {} bytes, flash {} bytes; outputs equal the host's",
                 m.board,
                 run.source,
-                profile.opt_level.name(),
-                profile.debug.name(),
+                profile.describe(),
                 run.latency,
                 latency_ms.as_ref().map_or(String::new(), |ms| format!(" ({ms})")),
                 m.peak_sram_bytes(),

@@ -219,7 +219,7 @@ fn search_on_pool(a: SearchArgs) -> anyhow::Result<i32> {
             if json {
                 out!(
                     "{}",
-                    serde_json::json!({"reason": "search-started", "journal": journal, "resumed": resumed, "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes, "opt_level": profile.opt_level.name(), "debug": profile.debug.name(), "link_note": link_note})
+                    serde_json::json!({"reason": "search-started", "journal": journal, "resumed": resumed, "train": samples.0, "val": samples.1, "test": samples.2, "classes": classes, "opt_level": profile.opt_level.name(), "debug": profile.debug.name(), "package_overrides": profile.packages.json(), "link_note": link_note})
                 );
             } else {
                 eprintln!(

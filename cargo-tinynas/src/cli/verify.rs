@@ -61,6 +61,7 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
             "{}",
             serde_json::json!({
                 "reason": "verify", "crate": name, "board": m.board, "inputs": source, "opt_level": profile.opt_level.name(), "debug": profile.debug.name(),
+                "package_overrides": profile.packages.json(),
                 "outputs_match_host": outcome.outputs_match(), "mismatches": outcome.mismatches.len(),
                 "latency": latency, "unit": m.unit.name(), "latency_ms": budgets.ms(latency), "clock_hz": budgets.clock_hz,
                 "peak_sram_bytes": m.peak_sram_bytes(), "flash_bytes": flash,
@@ -70,10 +71,9 @@ pub(crate) fn run(a: VerifyArgs) -> anyhow::Result<i32> {
         );
     } else {
         eprintln!(
-            "{name} on {}: {source}, built at opt-level {}, debug {}",
+            "{name} on {}: {source}, built at {}",
             m.board,
-            profile.opt_level.name(),
-            profile.debug.name()
+            profile.describe()
         );
         if let Some(n) = &run.link_note {
             eprintln!("  note: {n}");

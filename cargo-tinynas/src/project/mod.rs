@@ -361,14 +361,143 @@ impl Project {
     pub fn profile(&self) -> Result<(crate::firmware::Profile, String), ProjectError> {
         let (opt_level, opt_from) = self.opt_level()?;
         let (debug, debug_from) = self.debug_info()?;
+        let rustflags = "the rustflags";
+        let (packages, packages_from) = self.packages(
+            (!opt_from.starts_with(rustflags)).then_some(opt_level),
+            (!debug_from.starts_with(rustflags)).then_some(debug),
+        )?;
+        let mut from = format!(
+            "opt-level {} ({opt_from}), debug = {} ({debug_from})",
+            opt_level.name(),
+            debug.toml()
+        );
+        if !packages.is_empty() {
+            from.push_str(&format!("; {}", packages_from.join("; ")));
+        }
         Ok((
-            crate::firmware::Profile { opt_level, debug },
-            format!(
-                "opt-level {} ({opt_from}), debug = {} ({debug_from})",
-                opt_level.name(),
-                debug.toml()
-            ),
+            crate::firmware::Profile {
+                opt_level,
+                debug,
+                packages,
+            },
+            from,
         ))
+    }
+
+    /// The per-package overrides (`[profile.release.package.NAME]`, in `.cargo/config.toml` and
+    /// the root manifest, cargo's order) of `opt-level` and `debug` that reach the model's code:
+    /// the generated crate's, `tinynas-runtime`'s and `tinynas-kernels`'s by name, and `"*"`'s
+    /// where those are not members of the firmware's workspace (cargo applies `"*"` to the
+    /// packages outside it; [`Self::model_crate_is_member`]). Each value given only where it
+    /// differs from the profile's own: `opt_level` / `debug`, `None` where the rustflags set it
+    /// for every crate (no override reaches it then). With a line per value saying where it is.
+    fn packages(
+        &self,
+        opt_level: Option<crate::firmware::OptLevel>,
+        debug: Option<crate::firmware::DebugInfo>,
+    ) -> Result<(crate::firmware::Packages, Vec<String>), ProjectError> {
+        use crate::firmware::{DebugInfo, OptLevel, PackageProfile, Packages};
+        let tables = self.override_tables();
+        let member = self.model_crate_is_member();
+        let mut from = Vec::new();
+        let crate_name = self.crate_name();
+        let mut part = |package: &str| -> Result<PackageProfile, ProjectError> {
+            // A named table's key, else "*"'s (outside the workspace): config's before the
+            // manifest's in each.
+            let find = |key: &str| {
+                let mut names = vec![package];
+                if !member {
+                    names.push("*");
+                }
+                names.into_iter().find_map(|name| {
+                    tables.iter().find_map(|(t, where_)| {
+                        let v = t.get(name)?.get(key)?;
+                        Some((
+                            v.to_string(),
+                            format!("[profile.release.package.{}] in {where_}", quoted(name)),
+                        ))
+                    })
+                })
+            };
+            let mut p = PackageProfile::default();
+            if let (Some(global), Some((v, at))) = (opt_level, find("opt-level")) {
+                let o = OptLevel::parse(&v).ok_or_else(|| {
+                    ProjectError::Package(format!(
+                        "opt-level {v} in {at} is not one of 0, 1, 2, 3, \"s\", \"z\": fix it there (cargo would refuse it too)"
+                    ))
+                })?;
+                if o != global {
+                    from.push(format!("{package} opt-level {} ({at})", o.name()));
+                    p.opt_level = Some(o);
+                }
+            }
+            if let (Some(global), Some((v, at))) = (debug, find("debug")) {
+                let d = DebugInfo::parse(&v).ok_or_else(|| {
+                    ProjectError::Package(format!(
+                        "debug {v} in {at} is not one of {}: fix it there (cargo would refuse it too)",
+                        DebugInfo::accepted(true)
+                    ))
+                })?;
+                if d != global {
+                    from.push(format!("{package} debug = {} ({at})", d.toml()));
+                    p.debug = Some(d);
+                }
+            }
+            Ok(p)
+        };
+        let packages = Packages {
+            model: part(&crate_name)?,
+            runtime: part("tinynas-runtime")?,
+            kernels: part("tinynas-kernels")?,
+        };
+        Ok((packages, from))
+    }
+
+    /// The `[profile.release.package]` tables of `.cargo/config.toml` and the root manifest, in
+    /// the order cargo takes their keys (config's first), with where each is.
+    fn override_tables(&self) -> Vec<(toml::Value, String)> {
+        let mut out = Vec::new();
+        let package =
+            |release: Option<&toml::Value>| release.and_then(|r| r.get("package")).cloned();
+        if let (Some(t), Some(path)) = (
+            package(self.cargo.release_profile.as_ref()),
+            &self.cargo.path,
+        ) {
+            out.push((t, path.display().to_string()));
+        }
+        if let Some(t) = package(self.manifest_release_profile().as_ref()) {
+            out.push((t, self.workspace_manifest.display().to_string()));
+        }
+        out
+    }
+
+    /// Whether the generated crate (and the runtime and kernels it vendors, in its folder) is a
+    /// member of the firmware's workspace, as cargo decides it for a path dependency: the root
+    /// manifest has a `[workspace]` table and the crate's folder is inside the workspace's and
+    /// not under one of its `exclude` paths. `[profile.release.package."*"]` reaches it only
+    /// where it is not.
+    pub fn model_crate_is_member(&self) -> bool {
+        let Some(root) = self.workspace_manifest.parent() else {
+            return false;
+        };
+        let Some(workspace) = std::fs::read_to_string(&self.workspace_manifest)
+            .ok()
+            .and_then(|text| toml::from_str::<toml::Value>(&text).ok())
+            .and_then(|v| v.get("workspace").cloned())
+        else {
+            return false;
+        };
+        let dir = self.dir.join(self.crate_name());
+        let excluded = workspace
+            .get("exclude")
+            .and_then(|e| e.as_array())
+            .is_some_and(|paths| {
+                paths
+                    .iter()
+                    .filter_map(|p| p.as_str())
+                    .any(|p| dir.starts_with(root.join(p)))
+            });
+        dir.starts_with(root) && !excluded
     }
 
     /// The `opt-level` this firmware's release build uses, and where that comes from, as cargo
@@ -405,7 +534,7 @@ impl Project {
     /// `CARGO_PROFILE_RELEASE_<KEY>`, else `[profile.release]` of `.cargo/config.toml`, else of
     /// the workspace's root manifest, else `default` (cargo's). A value `parse` refuses is an
     /// error naming where it is and the values cargo takes (`allowed`). Per-package overrides
-    /// (`[profile.release.package.NAME]`) are not read.
+    /// (`[profile.release.package.NAME]`): [`Self::profile`].
     fn codegen_setting<T>(
         &self,
         key: &str,
@@ -467,8 +596,9 @@ impl Project {
     /// (the code size it measures assumes them; cargo's release default is `lto = false` with 16
     /// codegen units); its `opt-level` and `debug` are the firmware's own ([`Self::profile`]). A
     /// line saying what to add, or `None` where the firmware sets both as the bench does; it
-    /// also names the per-package overrides (`[profile.release.package.X]`) of the model's,
-    /// runtime's or kernels' code, which the bench does not reproduce. Read
+    /// also names the settings of per-package overrides (`[profile.release.package.X]`) of the
+    /// model's, runtime's or kernels' code that the bench does not reproduce (all but
+    /// `opt-level` and `debug`). Read
     /// where cargo reads them: `CARGO_PROFILE_RELEASE_LTO` / `_CODEGEN_UNITS`,
     /// `.cargo/config.toml`'s `[profile.release]`, the workspace's root manifest's.
     pub fn link_note(&self) -> Option<String> {
@@ -497,7 +627,7 @@ impl Project {
         let overrides = self.package_overrides();
         let overrides_note = (!overrides.is_empty()).then(|| {
             format!(
-                "{}: the bench firmware builds the model and the kernels with [profile.release]'s settings alone, so it measures other code than this firmware runs (remove the override for the figures to hold)",
+                "{}: the bench firmware takes a per-package override's opt-level and debug only, so it measures other code than this firmware runs (remove the setting for the figures to hold)",
                 overrides.join("; ")
             )
         });
@@ -528,54 +658,36 @@ impl Project {
 
     /// The per-package overrides of the release profile (`[profile.release.package.<name>]`)
     /// that change the code of the packages holding the model's code (the generated crate, the
-    /// runtime, the kernels, or `"*"`: every dependency), each as `[profile.release.package.NAME]
-    /// KEY = VALUE (where)`, read in `.cargo/config.toml` and the workspace's root manifest. The
-    /// bench firmware does not reproduce them.
+    /// runtime, the kernels, or `"*"` where these are outside the workspace,
+    /// [`Self::model_crate_is_member`]) in ways the bench firmware does not reproduce (it does
+    /// `opt-level` and `debug`, [`Self::profile`]), each as `[profile.release.package.NAME] KEY =
+    /// VALUE (where)`, read in `.cargo/config.toml` and the workspace's root manifest.
     fn package_overrides(&self) -> Vec<String> {
-        const CODE_KEYS: [&str; 5] = [
-            "opt-level",
-            "debug",
-            "codegen-units",
-            "overflow-checks",
-            "debug-assertions",
-        ];
+        const NOT_REPRODUCED: [&str; 3] = ["codegen-units", "overflow-checks", "debug-assertions"];
         let crate_name = self.crate_name();
-        let packages = [
-            "*",
-            crate_name.as_str(),
-            "tinynas-runtime",
-            "tinynas-kernels",
-        ];
+        let mut packages = vec![crate_name.as_str(), "tinynas-runtime", "tinynas-kernels"];
+        if !self.model_crate_is_member() {
+            packages.push("*");
+        }
         let mut out = Vec::new();
-        let mut read = |release: Option<&toml::Value>, from: &Path| {
-            let Some(table) = release
-                .and_then(|r| r.get("package"))
-                .and_then(|p| p.as_table())
-            else {
-                return;
+        for (table, from) in self.override_tables() {
+            let Some(table) = table.as_table() else {
+                continue;
             };
             for (name, settings) in table {
                 if !packages.contains(&name.as_str()) {
                     continue;
                 }
-                for key in CODE_KEYS {
+                for key in NOT_REPRODUCED {
                     if let Some(v) = settings.get(key) {
                         out.push(format!(
-                            "[profile.release.package.{}] {key} = {v} ({})",
-                            if name == "*" { "\"*\"" } else { name },
-                            from.display()
+                            "[profile.release.package.{}] {key} = {v} ({from})",
+                            quoted(name)
                         ));
                     }
                 }
             }
-        };
-        if let Some(path) = &self.cargo.path {
-            read(self.cargo.release_profile.as_ref(), path);
         }
-        read(
-            self.manifest_release_profile().as_ref(),
-            &self.workspace_manifest,
-        );
         out
     }
 
@@ -720,6 +832,15 @@ impl Project {
 }
 
 /// FLASH and RAM of `dir/memory.x`, if there is one.
+/// A package name as a `[profile.release.package.NAME]` header writes it (`"*"` quoted).
+fn quoted(name: &str) -> String {
+    if name == "*" {
+        "\"*\"".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
 fn read_memory_x(dir: &Path) -> Result<Option<MemoryLayout>, ProjectError> {
     let mx = dir.join("memory.x");
     if !mx.is_file() {
@@ -968,34 +1089,120 @@ mod tests {
         );
         assert_eq!(load().link_note(), None);
         assert_eq!(debug(), DebugInfo::Limited);
-        // A per-package override of the runtime's or the model crate's code is said too; one of
-        // another package is not.
+        // Per-package overrides of the model's code: their opt-level and debug go into the
+        // bench's profile, anything else is said; another package's are neither.
+        use crate::firmware::{OptLevel, PackageProfile};
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         append(
             "Cargo.toml",
-            "[profile.release.package.tinynas-runtime]\nopt-level = 3\n[profile.release.package.serde]\nopt-level = 3\n",
+            "[profile.release.package.tinynas-kernels]\nopt-level = \"s\"\ncodegen-units = 4\n[profile.release.package.tinynas-runtime]\nopt-level = 3\n[profile.release.package.serde]\nopt-level = 1\ncodegen-units = 2\n",
         );
         append(
             ".cargo/config.toml",
-            "[profile.release.package.\"*\"]\ndebug = false\n",
+            "[profile.release.package.\"*\"]\ndebug = false\ncodegen-units = 8\n",
+        );
+        // The generated crate (fw-model, in the firmware's folder) is a member of this
+        // workspace: "*" does not reach it, nor the runtime and kernels it vendors.
+        assert!(load().model_crate_is_member());
+        let (profile, from) = load().profile().unwrap();
+        let kernels_s = PackageProfile {
+            opt_level: Some(OptLevel::S),
+            debug: None,
+        };
+        // The runtime's opt-level 3 is the profile's own: nothing to do.
+        assert_eq!(
+            profile.packages,
+            crate::firmware::Packages {
+                kernels: kernels_s,
+                ..Default::default()
+            }
+        );
+        assert!(
+            from.contains(
+                "tinynas-kernels opt-level s ([profile.release.package.tinynas-kernels] in "
+            ) && from.ends_with("Cargo.toml)"),
+            "{from}"
+        );
+        let note = load().link_note().unwrap();
+        assert!(
+            note.starts_with("[profile.release.package.tinynas-kernels] codegen-units = 4 ("),
+            "{note}"
+        );
+        assert!(
+            note.contains("measures other code than this firmware runs"),
+            "{note}"
+        );
+        for not in ["serde", "\"*\"", "opt-level = "] {
+            assert!(!note.contains(not), "{not}: {note}");
+        }
+        // Outside a workspace "*" reaches them all (config's, with the manifest's named
+        // kernels setting before it), and is said where the bench does not follow it.
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .unwrap()
+                .replace("[workspace]\n", ""),
+        )
+        .unwrap();
+        assert!(!load().model_crate_is_member());
+        let debug_none = PackageProfile {
+            opt_level: None,
+            debug: Some(DebugInfo::None),
+        };
+        assert_eq!(
+            load().profile().unwrap().0.packages,
+            crate::firmware::Packages {
+                model: debug_none,
+                runtime: debug_none,
+                kernels: PackageProfile {
+                    opt_level: Some(OptLevel::S),
+                    debug: Some(DebugInfo::None),
+                },
+            }
         );
         let note = load().link_note().unwrap();
         // `.cargo/config.toml`'s first, then the manifest's.
         assert!(
-            note.starts_with("[profile.release.package.\"*\"] debug = false ("),
+            note.starts_with("[profile.release.package.\"*\"] codegen-units = 8 ("),
             "{note}"
         );
-        for want in [
-            "[profile.release.package.tinynas-runtime] opt-level = 3 (",
-            "[profile.release.package.\"*\"] debug = false (",
-            "measures other code than this firmware runs",
-        ] {
-            assert!(note.contains(want), "{want}: {note}");
-        }
-        assert!(!note.contains("serde"), "{note}");
+        assert!(note.contains("[profile.release.package.tinynas-kernels] codegen-units = 4 ("));
+        // The rustflags' -C opt-level is every crate's: no override reaches the model then.
+        let config = std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap();
+        std::fs::write(
+            dir.join(".cargo/config.toml"),
+            config.replace(
+                "[build]\n",
+                "[build]\nrustflags = [\"-C\", \"opt-level=2\"]\n",
+            ),
+        )
+        .unwrap();
+        let packages = load().profile().unwrap().0.packages;
+        assert_eq!(
+            packages.kernels,
+            PackageProfile {
+                opt_level: None,
+                debug: Some(DebugInfo::None)
+            }
+        );
+        std::fs::write(dir.join(".cargo/config.toml"), config).unwrap();
+        // A value cargo would refuse is an error that says where it is.
+        append(
+            "Cargo.toml",
+            "[profile.release.package.fw-model]\nopt-level = 4\n",
+        );
+        let e = load().profile().unwrap_err().to_string();
+        assert!(
+            e.contains("opt-level 4 in [profile.release.package.fw-model] in ")
+                && e.contains("fix it there"),
+            "{e}"
+        );
         std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
         let config = std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap();
-        let config = config.replace("[profile.release.package.\"*\"]\ndebug = false\n", "");
+        let config = config.replace(
+            "[profile.release.package.\"*\"]\ndebug = false\ncodegen-units = 8\n",
+            "",
+        );
         std::fs::write(dir.join(".cargo/config.toml"), config).unwrap();
         assert_eq!(load().link_note(), None);
         let path = dir.join(".cargo/config.toml");

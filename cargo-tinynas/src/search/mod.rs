@@ -682,7 +682,11 @@ mod tests {
             firmware_cache: PathBuf::from("cache"),
             time_budget: None,
             evolve_without: Without::default(),
-            profile: Profile { opt_level, debug },
+            profile: Profile {
+                opt_level,
+                debug,
+                packages: Default::default(),
+            },
         };
         let key = |o| fingerprint(&at(o), 7, "qemu-m4 cortex-m4");
         let full = DebugInfo::Full;
@@ -700,7 +704,14 @@ mod tests {
         }
         assert_eq!(key((OptLevel::O3, full)), key((OptLevel::O3, full)));
         // The texts the journals of earlier versions were keyed with, kept.
-        let text = |opt_level, debug| Profile { opt_level, debug }.fingerprint();
+        let text = |opt_level, debug| {
+            Profile {
+                opt_level,
+                debug,
+                packages: Default::default(),
+            }
+            .fingerprint()
+        };
         assert_eq!(text(OptLevel::O3, full), "");
         assert_eq!(text(OptLevel::S, full), "|opt-level s");
         assert_eq!(text(OptLevel::O3, DebugInfo::None), "|debug false");

@@ -549,7 +549,11 @@ mod tests {
             outputs: 100,
             latency,
         };
-        let at = |opt_level, debug| Profile { opt_level, debug };
+        let at = |opt_level, debug| Profile {
+            opt_level,
+            debug,
+            packages: Default::default(),
+        };
         let full = |o| at(o, DebugInfo::Full);
         Table::merge_into_cache(&dir, "qemu-m4", full(OptLevel::O3), &[row(3000)], None).unwrap();
         Table::merge_into_cache(&dir, "qemu-m4", full(OptLevel::S), &[row(3300)], None).unwrap();

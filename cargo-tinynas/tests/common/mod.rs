@@ -55,3 +55,19 @@ pub fn fresh_firmware(fw: &std::path::Path, name: &str, cargo_config: &str) {
     std::fs::write(fw.join("src/lib.rs"), "#![no_std]\n").unwrap();
     std::fs::write(fw.join(".cargo/config.toml"), cargo_config).unwrap();
 }
+
+/// A fresh firmware project `fw` (package `fw`) for an STM32F746 (Cortex-M7), named by its
+/// probe-rs runner line, in a new folder `name` of the tests' temporary folder: (that folder,
+/// the project).
+#[allow(dead_code)]
+pub fn fresh_f746_firmware(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&root);
+    let fw = root.join("fw");
+    fresh_firmware(
+        &fw,
+        "fw",
+        "[target.thumbv7em-none-eabihf]\nrunner = \"probe-rs run --chip STM32F746NGHx\"\n",
+    );
+    (root, fw)
+}
