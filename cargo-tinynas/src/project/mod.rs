@@ -480,9 +480,8 @@ impl Project {
         let Some(root) = self.workspace_manifest.parent() else {
             return false;
         };
-        let Some(workspace) = std::fs::read_to_string(&self.workspace_manifest)
-            .ok()
-            .and_then(|text| toml::from_str::<toml::Value>(&text).ok())
+        let Some(workspace) = self
+            .root_manifest()
             .and_then(|v| v.get("workspace").cloned())
         else {
             return false;
@@ -587,8 +586,14 @@ impl Project {
     /// The workspace's root manifest's `[profile.release]`, read each time it is asked for (a few
     /// times a command); none where the manifest does not parse.
     fn manifest_release_profile(&self) -> Option<toml::Value> {
+        config::release_profile(&self.root_manifest()?)
+    }
+
+    /// The workspace's root manifest, parsed, read each time it is asked for; none where it
+    /// does not parse.
+    fn root_manifest(&self) -> Option<toml::Value> {
         let text = std::fs::read_to_string(&self.workspace_manifest).ok()?;
-        config::release_profile(&toml::from_str::<toml::Value>(&text).ok()?)
+        toml::from_str(&text).ok()
     }
 
     /// Where this firmware's release build compiles the model differently from the bench
